@@ -1,0 +1,1 @@
+//! hydrant-unixfs
