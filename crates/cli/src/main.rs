@@ -1,1 +1,370 @@
-fn main() {}
+//! `hydrant`: the command-line interface to a Hydrant node.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use hydrant_node::daemon::{DaemonInfo, Overrides};
+use hydrant_node::repo::{API_FILE, Repo};
+use hydrant_node::services::Services;
+use indicatif::{ProgressBar, ProgressStyle};
+
+fn peer_id_text(repo: &Repo) -> String {
+    repo.keypair.public().to_peer_id().to_string()
+}
+
+/// Hydrant: puts content-addressed data on the IPFS network.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Repository directory.
+    #[arg(long, global = true, env = "HYDRANT_REPO", default_value_os_t = default_repo())]
+    repo: PathBuf,
+    /// Log filter, e.g. `info` or `hydrant_bitswap=debug,info` (RUST_LOG syntax).
+    #[arg(long, global = true, env = "HYDRANT_LOG", default_value = "info")]
+    log: String,
+    /// Log as JSON lines.
+    #[arg(long, global = true, env = "HYDRANT_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a repository: a documented config.toml and an Ed25519 identity.
+    Init {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the node (creates the repository when missing). Prints one JSON line with what it
+    /// bound, writes the same to <repo>/api.json, stops on SIGINT or SIGTERM.
+    Daemon {
+        /// Swarm listen multiaddr (repeatable); replaces `swarm.listen`.
+        #[arg(long = "swarm-listen", env = "HYDRANT_SWARM_LISTEN", value_delimiter = ',')]
+        swarm_listen: Vec<libp2p::Multiaddr>,
+        /// Gateway listen address; replaces `gateway.listen`.
+        #[arg(long, env = "HYDRANT_GATEWAY_LISTEN")]
+        gateway_listen: Option<SocketAddr>,
+        /// API listen address; replaces `api.listen`.
+        #[arg(long, env = "HYDRANT_API_LISTEN")]
+        api_listen: Option<SocketAddr>,
+    },
+    /// Print the peer ID and the listen multiaddrs.
+    Id {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ingest CAR files (v1 or v2): verify every block, store, index. Uses the running daemon
+    /// when there is one.
+    Ingest {
+        /// CAR files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON summary line per file instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a CARv1 of the DAG under CID, read from this node's store.
+    Export {
+        /// Root CID of the DAG.
+        cid: cid::Cid,
+        /// Output file (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check config.toml; explains any refused value. Exit status 0 when valid.
+    Check,
+    /// Print the effective configuration as TOML.
+    Show,
+}
+
+fn default_repo() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".hydrant")
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let repo_dir = cli.repo;
+    match cli.command {
+        Command::Init { json } => {
+            let created = Repo::init(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"repo": repo_dir, "peer_id": peer_id_text(&repo), "created": created})
+                );
+            } else if created {
+                println!("initialised {} (peer ID {})", repo_dir.display(), peer_id_text(&repo));
+            } else {
+                println!("{} already exists (peer ID {})", repo_dir.display(), peer_id_text(&repo));
+            }
+            Ok(())
+        }
+        Command::Daemon {
+            swarm_listen,
+            gateway_listen,
+            api_listen,
+        } => {
+            if Repo::init(&repo_dir)? {
+                tracing::info!(repo = %repo_dir.display(), "initialised a new repository");
+            }
+            let repo = Repo::open(&repo_dir)?;
+            let overrides = Overrides {
+                swarm_listen,
+                gateway_listen,
+                api_listen,
+            };
+            hydrant_node::daemon::run(repo, overrides, stop_signal()).await?;
+            Ok(())
+        }
+        Command::Id { json } => {
+            let repo = Repo::open(&repo_dir)?;
+            let info = match running_daemon(&repo_dir).await {
+                Some(info) => info,
+                None => DaemonInfo {
+                    peer_id: peer_id_text(&repo),
+                    swarm_addrs: repo.config.swarm.listen.iter().map(ToString::to_string).collect(),
+                    gateway_url: format!("http://{}", repo.config.gateway.listen),
+                    api_url: format!("http://{}", repo.config.api.listen),
+                },
+            };
+            if json {
+                println!("{}", serde_json::to_string(&info)?);
+            } else {
+                println!("peer ID: {}", info.peer_id);
+                for addr in &info.swarm_addrs {
+                    println!("swarm:   {addr}");
+                }
+                println!("gateway: {}", info.gateway_url);
+                println!("api:     {}", info.api_url);
+            }
+            Ok(())
+        }
+        Command::Ingest { files, json } => ingest(&repo_dir, &files, json).await,
+        Command::Export { cid, output } => export(&repo_dir, cid, output.as_deref()).await,
+        Command::Config { command } => {
+            let repo = Repo::open(&repo_dir)?;
+            match command {
+                ConfigCommand::Check => println!("{}: valid", repo_dir.join("config.toml").display()),
+                ConfigCommand::Show => print!("{}", toml::to_string(&repo.config)?),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The daemon that holds this repository, if one is running and answers.
+async fn running_daemon(repo: &Path) -> Option<DaemonInfo> {
+    let text = std::fs::read_to_string(repo.join(API_FILE)).ok()?;
+    let info: DaemonInfo = serde_json::from_str(&text).ok()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let live: DaemonInfo = client
+        .get(format!("{}/api/v1/id", info.api_url))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    (live.peer_id == info.peer_id).then_some(live)
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    )
+}
+
+async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
+    let daemon = running_daemon(repo_dir).await;
+    let services = match &daemon {
+        Some(_) => None,
+        None => Some(Services::open(&Repo::open(repo_dir)?)?),
+    };
+    let mut failed = 0;
+    for file in files {
+        let result = match (&daemon, &services) {
+            (Some(info), _) => ingest_remote(info, file).await,
+            (None, Some(services)) => ingest_local(services, file).await,
+            (None, None) => unreachable!("one of daemon or local services is set"),
+        };
+        match result {
+            Ok(summary) if json => println!("{summary}"),
+            Ok(summary) => println!(
+                "{}: {} blocks, {} bytes, roots {}, stored as {}{}",
+                file.display(),
+                summary["blocks"],
+                summary["bytes"],
+                summary["roots"],
+                summary["car_key"].as_str().unwrap_or_default(),
+                if summary["already_present"] == true { " (already present)" } else { "" }
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e:#}", file.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} CAR files failed", files.len());
+    }
+    Ok(())
+}
+
+async fn ingest_local(services: &Services, file: &Path) -> Result<serde_json::Value> {
+    let input = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let size = input.metadata().await?.len();
+    let progress = Arc::new(hydrant_ingest::IngestProgress::default());
+    let bar = progress_bar(size);
+    bar.set_message(file.display().to_string());
+    let ticker = {
+        let (progress, bar) = (progress.clone(), bar.clone());
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(progress.bytes.load(Ordering::Relaxed));
+                bar.set_message(format!("{} blocks", progress.blocks.load(Ordering::Relaxed)));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let result = services.ingester.ingest(input, Some(progress)).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    Ok(serde_json::to_value(result?)?)
+}
+
+async fn ingest_remote(info: &DaemonInfo, file: &Path) -> Result<serde_json::Value> {
+    let input = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let size = input.metadata().await?.len();
+    let bar = progress_bar(size);
+    bar.set_message(format!("{} -> daemon", file.display()));
+    let counted = {
+        use futures::TryStreamExt;
+        let bar = bar.clone();
+        tokio_util::io::ReaderStream::with_capacity(input, 1 << 20)
+            .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
+    };
+    let response = reqwest::Client::new()
+        .put(format!("{}/api/v1/cars", info.api_url))
+        .body(reqwest::Body::wrap_stream(counted))
+        .send()
+        .await
+        .context("sending the CAR to the daemon")?;
+    bar.finish_and_clear();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("reading the daemon's answer")?;
+    if !status.is_success() {
+        bail!("{}", body["error"].as_str().unwrap_or("the daemon refused the CAR"));
+    }
+    Ok(body)
+}
+
+async fn export(repo_dir: &Path, cid: cid::Cid, output: Option<&Path>) -> Result<()> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match output {
+        Some(path) => Box::new(
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    };
+    let mut stream = match running_daemon(repo_dir).await {
+        Some(info) => {
+            let response = reqwest::get(format!(
+                "{}/ipfs/{cid}?format=car&dag-scope=all&car-dups=n",
+                info.gateway_url
+            ))
+            .await?;
+            if !response.status().is_success() {
+                bail!("the daemon answered {} for {cid}", response.status());
+            }
+            response
+                .bytes_stream()
+                .map(|r| r.map_err(anyhow::Error::from))
+                .boxed()
+        }
+        None => {
+            let services = Services::open(&Repo::open(repo_dir)?)?;
+            hydrant_node::export::car_stream(&services, cid)
+                .map(|r| r.map_err(anyhow::Error::from))
+                .boxed()
+        }
+    };
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk?).await?;
+    }
+    out.flush().await?;
+    Ok(())
+}

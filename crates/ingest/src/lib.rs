@@ -1,1 +1,513 @@
-//! hydrant-ingest
+//! The ingest pipeline: a CAR stream in, a verified CAR stored byte-for-byte and indexed out.
+//!
+//! ```text
+//! reader ──chunks──▶ object store upload (staging/<id>.car)
+//!    └──────chunks──▶ verifier thread: BLAKE3 of the whole CAR, CAR decode (carv1.md, carv2.md),
+//!                     every block re-hashed against its CID, index rows spilled to a temp file
+//! then: staging/<id>.car ──rename──▶ cars/<blake3>.car, rows staged in batches, CAR committed
+//! ```
+//!
+//! Guarantees:
+//! - **Streaming, bounded memory**: at most [`CHUNK_QUEUE`] chunks of [`CHUNK_SIZE`] bytes wait for
+//!   the verifier, the upload buffers at most `upload_buffer` bytes, and index rows go to a temp file
+//!   so a CAR with millions of blocks costs no memory per block.
+//! - **Idempotent**: the object key is derived from the CAR's content (`cars/<blake3-hex>.car`), so the
+//!   same CAR ingested twice is stored and indexed once.
+//! - **Atomic per CAR**: no block of a CAR is visible before the whole CAR is verified, stored and
+//!   indexed ([`hydrant_index::BlockIndex::commit_car`]); a CAR that fails leaves no object and no
+//!   index rows behind. A crash leaves a `staging/` object (removed by [`Ingester::sweep_staging`])
+//!   and staged rows (removed by [`hydrant_index::BlockIndex::recover`]); the CAR can be ingested again.
+//!
+//! Zero-length sections and other format edge cases are decided by [`hydrant_car`].
+
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use cid::Cid;
+use futures::TryStreamExt;
+use hydrant_car::{CarDecoder, CarError, CarHeader, Event, Limits, VerifyError};
+use hydrant_index::{BlockIndex, CarRecord, IndexError, Multihash, StagedBlock};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Mutex, mpsc};
+
+/// Bytes read from the input per chunk.
+pub const CHUNK_SIZE: usize = 1024 * 1024;
+/// Chunks that may wait for the verifier thread (so at most `CHUNK_QUEUE * CHUNK_SIZE` bytes).
+pub const CHUNK_QUEUE: usize = 8;
+/// Object-store prefix of CARs being uploaded, not yet verified.
+pub const STAGING_PREFIX: &str = "staging";
+/// Object-store prefix of verified, committed CARs.
+pub const CARS_PREFIX: &str = "cars";
+
+/// Tuning of the pipeline. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// CAR decoding limits (largest block, largest header), in bytes.
+    pub limits: Limits,
+    /// Index rows handed to [`BlockIndex::stage_blocks`] per call. Default 8192.
+    pub stage_batch: usize,
+    /// Bytes buffered before the object-store upload switches to multipart. Default 8 MiB.
+    pub upload_buffer: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            stage_batch: 8192,
+            upload_buffer: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Live counters of one ingest, for progress bars. Updated as chunks are verified.
+#[derive(Debug, Default)]
+pub struct IngestProgress {
+    /// CAR bytes verified so far.
+    pub bytes: AtomicU64,
+    /// Block sections verified so far.
+    pub blocks: AtomicU64,
+}
+
+/// What an ingest produced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IngestSummary {
+    /// Object-store key of the stored CAR (`cars/<blake3-hex>.car`).
+    pub car_key: String,
+    /// CAR version, 1 or 2.
+    pub version: u8,
+    /// Root CIDs of the CAR header.
+    pub roots: Vec<String>,
+    /// Block sections in the CAR (duplicates counted).
+    pub blocks: u64,
+    /// Size of the CAR in bytes.
+    pub bytes: u64,
+    /// Bytes of block data.
+    pub block_bytes: u64,
+    /// True when the same CAR was already stored and indexed (nothing was written).
+    pub already_present: bool,
+}
+
+/// Why an ingest failed. Every failure leaves no object and no visible index row behind.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The input is not a valid CAR (the error names the problem and the byte offset).
+    #[error("invalid CAR: {0}")]
+    Car(#[from] CarError),
+    /// A block's bytes do not hash to its CID, or its hash function is not supported.
+    #[error("block {cid} (section at byte {offset}): {source}")]
+    Verify {
+        /// The block's CID as given in the CAR.
+        cid: Cid,
+        /// Absolute byte offset of the section in the CAR.
+        offset: u64,
+        /// What was wrong.
+        #[source]
+        source: VerifyError,
+    },
+    /// Reading the input failed.
+    #[error("reading the CAR failed after {offset} bytes: {source}")]
+    Read {
+        /// Bytes read successfully before the failure.
+        offset: u64,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The object store failed.
+    #[error("object store error on {key}: {detail}")]
+    Storage {
+        /// The object key involved.
+        key: String,
+        /// The object store's error text.
+        detail: String,
+    },
+    /// The index failed.
+    #[error("index error: {0}")]
+    Index(#[from] IndexError),
+    /// The input was empty: not even a CAR header.
+    #[error("invalid CAR: the input is empty (no header at byte 0)")]
+    Empty,
+    /// The local temporary file for index rows failed.
+    #[error("temporary row file: {0}")]
+    Spill(std::io::Error),
+}
+
+impl IngestError {
+    /// True when the input itself is at fault (bad CAR, bad block), false for server-side failures.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, Self::Car(_) | Self::Verify { .. } | Self::Empty)
+    }
+}
+
+fn storage_err(key: &Path, e: impl std::fmt::Display) -> IngestError {
+    IngestError::Storage {
+        key: key.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// Ingests CARs into an object store and a block index.
+pub struct Ingester {
+    store: Arc<dyn ObjectStore>,
+    index: Arc<dyn BlockIndex>,
+    config: IngestConfig,
+    /// Serialises the short commit phase, so that two uploads of the same CAR never stage the
+    /// same key at once.
+    commit_lock: Mutex<()>,
+}
+
+/// The verifier thread's result.
+struct Verified {
+    header: CarHeader,
+    blocks: u64,
+    block_bytes: u64,
+    size: u64,
+    blake3: blake3::Hash,
+    rows: std::fs::File,
+}
+
+impl Ingester {
+    /// An ingester writing CARs to `store` and rows to `index`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        index: Arc<dyn BlockIndex>,
+        config: IngestConfig,
+    ) -> Self {
+        Self {
+            store,
+            index,
+            config,
+            commit_lock: Mutex::new(()),
+        }
+    }
+
+    /// Reads a CARv1 or CARv2 from `reader` to its end, verifies every block, stores the CAR
+    /// unaltered and indexes its blocks. `progress`, when given, is updated as bytes are verified.
+    ///
+    /// # Errors
+    /// [`IngestError`]; on any error nothing of this CAR stays visible or stored.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a dropped future may leave a `staging/` object (see
+    /// [`sweep_staging`](Self::sweep_staging)) but never a visible half-indexed CAR.
+    pub async fn ingest<R>(
+        &self,
+        reader: R,
+        progress: Option<Arc<IngestProgress>>,
+    ) -> Result<IngestSummary, IngestError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let staging = Path::from(format!("{STAGING_PREFIX}/{}.car", unique_name()));
+        let verified = match self.upload(reader, &staging, progress).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.delete_quietly(&staging).await;
+                return Err(e);
+            }
+        };
+        let car_key = format!("{CARS_PREFIX}/{}.car", verified.blake3.to_hex());
+        let summary = IngestSummary {
+            car_key: car_key.clone(),
+            version: verified.header.version,
+            roots: verified.header.roots.iter().map(Cid::to_string).collect(),
+            blocks: verified.blocks,
+            bytes: verified.size,
+            block_bytes: verified.block_bytes,
+            already_present: false,
+        };
+
+        let _guard = self.commit_lock.lock().await;
+        if self.index.car(&car_key).await?.is_some() {
+            self.delete_quietly(&staging).await;
+            return Ok(IngestSummary {
+                already_present: true,
+                ..summary
+            });
+        }
+        let final_path = Path::from(car_key.as_str());
+        if let Err(e) = self.store.rename(&staging, &final_path).await {
+            self.delete_quietly(&staging).await;
+            return Err(storage_err(&final_path, e));
+        }
+        let record = CarRecord {
+            key: car_key.clone(),
+            version: summary.version,
+            roots: summary.roots.clone(),
+            size: summary.bytes,
+            blocks: summary.blocks,
+            block_bytes: summary.block_bytes,
+            ingested_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        if let Err(e) = self.stage_and_commit(&record, verified.rows).await {
+            if let Err(abort) = self.index.abort_car(&car_key).await {
+                tracing::warn!(car = %car_key, error = %abort, "aborting staged rows failed; recover() removes them");
+            }
+            self.delete_quietly(&final_path).await;
+            return Err(e);
+        }
+        tracing::info!(car = %car_key, blocks = summary.blocks, bytes = summary.bytes, "CAR ingested");
+        Ok(summary)
+    }
+
+    /// Streams the input to `staging` while the verifier thread checks it.
+    async fn upload<R>(
+        &self,
+        mut reader: R,
+        staging: &Path,
+        progress: Option<Arc<IngestProgress>>,
+    ) -> Result<Verified, IngestError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let (tx, rx) = mpsc::channel::<Bytes>(CHUNK_QUEUE);
+        let limits = self.config.limits.clone();
+        let verifier = tokio::task::spawn_blocking(move || verify(rx, limits, progress));
+        let mut upload = object_store::buffered::BufWriter::with_capacity(
+            self.store.clone(),
+            staging.clone(),
+            self.config.upload_buffer,
+        );
+
+        let mut read = 0u64;
+        let pumped: Result<(), IngestError> = async {
+            loop {
+                let mut buf = BytesMut::with_capacity(CHUNK_SIZE);
+                while buf.len() < CHUNK_SIZE {
+                    let n = reader
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|source| IngestError::Read {
+                            offset: read + buf.len() as u64,
+                            source,
+                        })?;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                if buf.is_empty() {
+                    return Ok(());
+                }
+                read += buf.len() as u64;
+                let chunk = buf.freeze();
+                upload
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| storage_err(staging, e))?;
+                if tx.send(chunk).await.is_err() {
+                    // The verifier stopped early: its error is the one to report.
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        drop(tx);
+        let verified = verifier.await.map_err(|e| IngestError::Spill(e.into()));
+        let verified = match (pumped, verified) {
+            (_, Ok(Err(e))) | (_, Err(e)) | (Err(e), _) => {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+            (Ok(()), Ok(Ok(v))) => v,
+        };
+        upload
+            .shutdown()
+            .await
+            .map_err(|e| storage_err(staging, e))?;
+        Ok(verified)
+    }
+
+    async fn stage_and_commit(
+        &self,
+        record: &CarRecord,
+        rows: std::fs::File,
+    ) -> Result<(), IngestError> {
+        let batch_size = self.config.stage_batch.max(1);
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<StagedBlock>, IngestError>>(2);
+        let reader = tokio::task::spawn_blocking(move || read_rows(rows, batch_size, &tx));
+        while let Some(batch) = rx.recv().await {
+            self.index.stage_blocks(&record.key, &batch?).await?;
+        }
+        reader
+            .await
+            .map_err(|e| IngestError::Spill(e.into()))?;
+        self.index.commit_car(record).await?;
+        Ok(())
+    }
+
+    async fn delete_quietly(&self, path: &Path) {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(key = %path, error = %e, "could not delete object"),
+        }
+    }
+
+    /// Deletes `staging/` objects older than `min_age`, left by interrupted ingests. Returns how
+    /// many were deleted. Uploads in progress are younger than any sensible `min_age`.
+    ///
+    /// # Errors
+    /// [`IngestError::Storage`] when listing fails.
+    pub async fn sweep_staging(&self, min_age: Duration) -> Result<usize, IngestError> {
+        let prefix = Path::from(STAGING_PREFIX);
+        let cutoff = SystemTime::now() - min_age;
+        let old: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .try_filter(|meta| {
+                std::future::ready(SystemTime::from(meta.last_modified) <= cutoff)
+            })
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| storage_err(&prefix, e))?;
+        for path in &old {
+            self.delete_quietly(path).await;
+        }
+        Ok(old.len())
+    }
+}
+
+/// Runs on a blocking thread: hashes, decodes and verifies the CAR, spilling index rows.
+fn verify(
+    mut rx: mpsc::Receiver<Bytes>,
+    limits: Limits,
+    progress: Option<Arc<IngestProgress>>,
+) -> Result<Verified, IngestError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut decoder = CarDecoder::new(limits);
+    let mut header = None;
+    let (mut blocks, mut block_bytes, mut size) = (0u64, 0u64, 0u64);
+    let mut rows = BufWriter::new(tempfile::tempfile().map_err(IngestError::Spill)?);
+
+    let mut on_event = |event: Event| -> Result<(), IngestError> {
+        match event {
+            Event::Header(h) => header = Some(h),
+            Event::Section(s) => {
+                hydrant_car::verify_block(&s.cid, &s.data).map_err(|source| {
+                    IngestError::Verify {
+                        cid: s.cid,
+                        offset: s.section_offset,
+                        source,
+                    }
+                })?;
+                write_row(&mut rows, s.cid.hash(), s.data_offset, s.data.len() as u32)
+                    .map_err(IngestError::Spill)?;
+                blocks += 1;
+                block_bytes += s.data.len() as u64;
+            }
+        }
+        Ok(())
+    };
+
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        decoder.push(&chunk);
+        while let Some(event) = decoder.next_event()? {
+            on_event(event)?;
+        }
+        if let Some(p) = &progress {
+            p.bytes.store(size, Ordering::Relaxed);
+            p.blocks.store(blocks, Ordering::Relaxed);
+        }
+    }
+    decoder.finish()?;
+    while let Some(event) = decoder.next_event()? {
+        on_event(event)?;
+    }
+    let header = header.ok_or(IngestError::Empty)?;
+    let mut rows = rows
+        .into_inner()
+        .map_err(|e| IngestError::Spill(e.into_error()))?;
+    rows.seek(SeekFrom::Start(0)).map_err(IngestError::Spill)?;
+    Ok(Verified {
+        header,
+        blocks,
+        block_bytes,
+        size,
+        blake3: hasher.finalize(),
+        rows,
+    })
+}
+
+/// Row encoding in the spill file: multihash length (u8), multihash bytes, offset (u64 LE),
+/// length (u32 LE).
+fn write_row(out: &mut impl Write, mh: &Multihash, offset: u64, length: u32) -> std::io::Result<()> {
+    let bytes = mh.to_bytes();
+    out.write_all(&[bytes.len() as u8])?;
+    out.write_all(&bytes)?;
+    out.write_all(&offset.to_le_bytes())?;
+    out.write_all(&length.to_le_bytes())
+}
+
+fn read_rows(
+    file: std::fs::File,
+    batch_size: usize,
+    tx: &mpsc::Sender<Result<Vec<StagedBlock>, IngestError>>,
+) {
+    let mut input = BufReader::new(file);
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut next = || -> std::io::Result<Option<StagedBlock>> {
+        let mut len = [0u8; 1];
+        if input.read(&mut len)? == 0 {
+            return Ok(None);
+        }
+        let mut mh = vec![0u8; len[0] as usize];
+        input.read_exact(&mut mh)?;
+        let mut fixed = [0u8; 12];
+        input.read_exact(&mut fixed)?;
+        let multihash = Multihash::from_bytes(&mh)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        Ok(Some(StagedBlock {
+            multihash,
+            offset: u64::from_le_bytes(fixed[..8].try_into().expect("8 bytes")),
+            length: u32::from_le_bytes(fixed[8..].try_into().expect("4 bytes")),
+        }))
+    };
+    loop {
+        match next() {
+            Ok(Some(row)) => {
+                batch.push(row);
+                if batch.len() == batch_size
+                    && tx
+                        .blocking_send(Ok(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(batch_size),
+                        )))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(IngestError::Spill(e)));
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(Ok(batch));
+    }
+}
+
+/// A name unique to this process and moment, for staging objects.
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{nanos:x}-{:x}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

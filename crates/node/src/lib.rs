@@ -1,1 +1,58 @@
-//! hydrant-node
+//! The Hydrant node: configuration, repository, identity, the libp2p swarm, and the wiring of the
+//! stores (object store, block index) to the servers (Bitswap, trustless gateway, API).
+//!
+//! Public API:
+//! - [`repo::Repo`]: `init` and `open` a repository (config + Ed25519 identity);
+//! - [`config::Config`]: the documented `config.toml`, with [`config::Config::validate`];
+//! - [`services::Services`]: opened stores and the ingest pipeline, for the daemon and the CLI;
+//! - [`daemon::run`]: runs the daemon until a shutdown future completes;
+//! - [`export::export_car`]: writes a CARv1 of a DAG from the local store.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod export;
+pub mod repo;
+pub mod services;
+pub mod swarm;
+
+use std::net::SocketAddr;
+
+/// Errors of the node as a whole. Each carries what failed and where.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The repository could not be opened or created.
+    #[error(transparent)]
+    Repo(#[from] repo::RepoError),
+    /// A configuration value is refused.
+    #[error(transparent)]
+    Config(config::ConfigError),
+    /// The object store could not be opened.
+    #[error("object store {what}: {detail}")]
+    Storage {
+        /// Which store.
+        what: String,
+        /// Why.
+        detail: String,
+    },
+    /// The block index could not be opened.
+    #[error("block index {what}: {detail} (is another hydrant process using this repository?)")]
+    Index {
+        /// Which index.
+        what: String,
+        /// Why.
+        detail: String,
+    },
+    /// The swarm could not be built or could not listen.
+    #[error(transparent)]
+    Swarm(#[from] swarm::SwarmError),
+    /// An HTTP listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,231 @@
+//! The daemon: opens the stores, starts the swarm, Bitswap, the gateway and the API, announces
+//! what it bound, and runs until told to stop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::repo::{API_FILE, Repo, write_atomic};
+use crate::services::Services;
+use crate::{NodeError, swarm};
+
+/// What a running daemon bound: printed as one JSON line on stdout at start-up and written to
+/// `<repo>/api.json`, so scripts and the CLI can find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// The node's peer ID (base58btc, `12D3Koo...`).
+    pub peer_id: String,
+    /// Swarm multiaddrs actually listened on, each ending in `/p2p/<peer_id>`.
+    pub swarm_addrs: Vec<String>,
+    /// Base URL of the trustless gateway, e.g. `http://127.0.0.1:8080`.
+    pub gateway_url: String,
+    /// Base URL of the API, e.g. `http://127.0.0.1:5001`.
+    pub api_url: String,
+}
+
+/// Listener addresses given on the command line or in the environment; they replace the config's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces `swarm.listen` when not empty.
+    pub swarm_listen: Vec<Multiaddr>,
+    /// Replaces `gateway.listen`.
+    pub gateway_listen: Option<SocketAddr>,
+    /// Replaces `api.listen`.
+    pub api_listen: Option<SocketAddr>,
+}
+
+/// How long listeners may take to report their addresses at start-up.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight HTTP responses may take to finish after a stop signal.
+const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the daemon on `repo` until `shutdown` completes. Prints the [`DaemonInfo`] line on stdout
+/// once every listener is bound, and removes `api.json` on the way out.
+///
+/// # Errors
+/// [`NodeError`] when a store cannot be opened or a listener cannot be bound.
+pub async fn run(
+    mut repo: Repo,
+    overrides: Overrides,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    if !overrides.swarm_listen.is_empty() {
+        repo.config.swarm.listen = overrides.swarm_listen.clone();
+    }
+    if let Some(addr) = overrides.gateway_listen {
+        repo.config.gateway.listen = addr;
+    }
+    if let Some(addr) = overrides.api_listen {
+        repo.config.api.listen = addr;
+    }
+    repo.config.validate().map_err(NodeError::Config)?;
+
+    let services = Services::open(&repo)?;
+    match services.ingester.sweep_staging(Duration::from_secs(3600)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(objects = n, "removed staging objects of interrupted ingests"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep staging objects"),
+    }
+
+    let peer_id = repo.keypair.public().to_peer_id();
+    let mut swarm = swarm::build(repo.keypair.clone(), &repo.config.swarm).await?;
+    let swarm_addrs = listen_all(&mut swarm, &repo.config.swarm.listen, peer_id).await?;
+    for addr in &repo.config.swarm.announce {
+        swarm.add_external_address(addr.clone());
+    }
+    let bitswap = hydrant_bitswap::Bitswap::spawn(
+        swarm.behaviour().stream.new_control(),
+        services.blockstore.clone(),
+        services.bitswap_config(&repo.config),
+    );
+
+    let gateway_listener = bind(repo.config.gateway.listen).await?;
+    let api_listener = bind(repo.config.api.listen).await?;
+    let info = DaemonInfo {
+        peer_id: peer_id.to_string(),
+        swarm_addrs: swarm_addrs.iter().map(ToString::to_string).collect(),
+        gateway_url: url(&gateway_listener)?,
+        api_url: url(&api_listener)?,
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = {
+        let mut rx = stop_rx.clone();
+        move || async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let gateway = axum::serve(
+        gateway_listener,
+        services.gateway_router(&repo.config),
+    )
+    .with_graceful_shutdown(stopped());
+    let api = axum::serve(
+        api_listener,
+        crate::api::router(services.clone(), info.clone(), &repo.config),
+    )
+    .with_graceful_shutdown(stopped());
+    let gateway = tokio::spawn(async move { gateway.await });
+    let api = tokio::spawn(async move { api.await });
+
+    let json = serde_json::to_string(&info).expect("DaemonInfo serialises");
+    write_atomic(&repo.dir.join(API_FILE), json.as_bytes())?;
+    println!("{json}");
+    tracing::info!(peer_id = %peer_id, gateway = %info.gateway_url, api = %info.api_url, "daemon ready");
+
+    let mut shutdown = Box::pin(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            event = swarm.select_next_some() => log_swarm_event(&event),
+        }
+    }
+    tracing::info!("stopping");
+    let _ = std::fs::remove_file(repo.dir.join(API_FILE));
+    let _ = stop_tx.send(true);
+    drop(bitswap);
+    for (name, task) in [("gateway", gateway), ("api", api)] {
+        match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(listener = name, error = %e, "HTTP server error"),
+            Ok(Err(e)) => tracing::warn!(listener = name, error = %e, "HTTP server task failed"),
+            Err(_) => tracing::warn!(listener = name, "in-flight requests did not finish in time"),
+        }
+    }
+    Ok(())
+}
+
+/// Listens on every address and waits until each listener reports at least one bound address.
+async fn listen_all(
+    swarm: &mut libp2p::Swarm<swarm::Behaviour>,
+    addrs: &[Multiaddr],
+    peer_id: PeerId,
+) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut pending = HashMap::new();
+    for addr in addrs {
+        let id = swarm.listen_on(addr.clone()).map_err(|e| swarm::SwarmError::Listen {
+            addr: addr.clone(),
+            detail: e.to_string(),
+        })?;
+        pending.insert(id, addr.clone());
+    }
+    let mut bound = Vec::new();
+    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+    while !pending.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| swarm::SwarmError::Listen {
+                addr: pending.values().next().cloned().expect("not empty"),
+                detail: "no address reported in time".into(),
+            })?;
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                pending.remove(&listener_id);
+                bound.push(swarm::with_peer(&address, peer_id));
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } if pending.contains_key(&listener_id) => {
+                return Err(swarm::SwarmError::Listen {
+                    addr: pending.remove(&listener_id).expect("checked"),
+                    detail: format!("{reason:?}"),
+                }
+                .into());
+            }
+            SwarmEvent::ListenerError { listener_id, error } if pending.contains_key(&listener_id) => {
+                return Err(swarm::SwarmError::Listen {
+                    addr: pending.remove(&listener_id).expect("checked"),
+                    detail: error.to_string(),
+                }
+                .into());
+            }
+            other => log_swarm_event(&other),
+        }
+    }
+    Ok(bound)
+}
+
+fn log_swarm_event(event: &SwarmEvent<swarm::BehaviourEvent>) {
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => {
+            tracing::info!(%address, "listening");
+        }
+        SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+        }
+        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");
+        }
+        SwarmEvent::IncomingConnectionError { error, .. } => {
+            tracing::debug!(error = %error, "incoming connection failed");
+        }
+        _ => {}
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })
+}
+
+fn url(listener: &TcpListener) -> Result<String, NodeError> {
+    let addr = listener.local_addr().map_err(|source| NodeError::Bind {
+        addr: "0.0.0.0:0".parse().expect("valid"),
+        source,
+    })?;
+    Ok(format!("http://{addr}"))
+}

@@ -1,0 +1,1 @@
+//! `hydrant export`: a CARv1 of a DAG, read from the local store.

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the Rust workspace (unit, property, integration) and the interop
+# tests against Helia (npm). One release build serves both, so dependencies compile once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "cargo-nextest not found; installing it (cargo install --locked cargo-nextest)" >&2
+  cargo install --locked cargo-nextest
+fi
+
+echo "== building hydrant (release)"
+cargo build --release --locked -p hydrant-cli
+
+echo "== Rust tests"
+cargo nextest run --release --locked --workspace --no-fail-fast
+
+echo "== interop tests (Helia)"
+HYDRANT_BIN="$PWD/target/release/hydrant" scripts/interop.sh
