@@ -1,0 +1,176 @@
+// Drive the `hydrant` binary: init a fresh temp repo, start the daemon, read
+// its one JSON line, ingest CARs (CLI or HTTP API), stop it with SIGTERM.
+import { execFile, spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
+import { access, constants, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { promisify } from 'node:util'
+import { INTEROP_DIR } from './fixture.mjs'
+
+const pExecFile = promisify(execFile)
+
+/** $HYDRANT_BIN, or target/release/hydrant at the repo root. */
+export function hydrantBin () {
+  return process.env.HYDRANT_BIN
+    ? resolve(process.env.HYDRANT_BIN)
+    : resolve(INTEROP_DIR, '..', 'target', 'release', 'hydrant')
+}
+
+export async function hydrantAvailable (bin = hydrantBin()) {
+  try {
+    await access(bin, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Reason string for t.skip / describe skip when the binary is missing, else false. */
+export async function skipUnlessHydrant () {
+  const bin = hydrantBin()
+  return (await hydrantAvailable(bin)) ? false : `hydrant binary not found at ${bin} (set HYDRANT_BIN)`
+}
+
+async function tail (path, n = 4000) {
+  try {
+    const s = await readFile(path, 'utf8')
+    return s.length > n ? '...' + s.slice(-n) : s
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * Start `hydrant daemon` on a fresh temp repo. Resolves once its JSON line
+ * arrives. Returns { peerId, swarmAddrs, tcpAddr, wsAddr, gatewayUrl, apiUrl,
+ * repo, info, bin, ingest(car), ingestHttp(car), stop(), logTail() }.
+ */
+export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {} } = {}) {
+  const work = await mkdtemp(join(tmpdir(), 'hydrant-interop-'))
+  const repo = join(work, 'repo')
+  const logPath = join(work, 'daemon.stderr.log')
+  const childEnv = { RUST_LOG: process.env.RUST_LOG ?? 'info', ...process.env, ...env }
+
+  try {
+    await pExecFile(bin, ['--repo', repo, 'init'], { env: childEnv })
+  } catch (err) {
+    await rm(work, { recursive: true, force: true })
+    throw new Error(`hydrant init failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`)
+  }
+
+  const args = [
+    '--repo', repo, 'daemon',
+    '--swarm-listen', '/ip4/127.0.0.1/tcp/0',
+    '--swarm-listen', '/ip4/127.0.0.1/tcp/0/ws',
+    '--gateway-listen', '127.0.0.1:0',
+    '--api-listen', '127.0.0.1:0'
+  ]
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv })
+  const log = createWriteStream(logPath)
+  child.stderr.pipe(log)
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+
+  const otherStdout = []
+  let info
+  try {
+    info = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no JSON line on stdout within ${startTimeoutMs} ms`)), startTimeoutMs)
+      const rl = createInterface({ input: child.stdout })
+      rl.on('line', (line) => {
+        const t = line.trim()
+        if (!t) return
+        try {
+          const obj = JSON.parse(t)
+          if (obj && typeof obj.peer_id === 'string') {
+            clearTimeout(timer)
+            resolve(obj)
+            return
+          }
+        } catch {}
+        otherStdout.push(line)
+      })
+      exited.then(({ code, signal }) => {
+        clearTimeout(timer)
+        reject(new Error(`daemon exited before printing its JSON line (code ${code}, signal ${signal})`))
+      })
+      child.once('error', (err) => { clearTimeout(timer); reject(err) })
+    })
+  } catch (err) {
+    child.kill('SIGKILL')
+    await exited
+    const msg = `${err.message}\nargs: ${args.join(' ')}\nother stdout: ${otherStdout.join('\n')}\nstderr tail:\n${await tail(logPath)}`
+    await rm(work, { recursive: true, force: true })
+    throw new Error(msg)
+  }
+  // keep draining stdout so the daemon never blocks on a full pipe
+  child.stdout.resume()
+
+  const swarmAddrs = info.swarm_addrs ?? []
+  const isWsAddr = (a) => /\/ws(\/|$)/.test(a) && !a.includes('/wss')
+  const tcpAddr = swarmAddrs.find(a => a.includes('/tcp/') && !isWsAddr(a) && !a.includes('/wss'))
+  const wsAddr = swarmAddrs.find(isWsAddr)
+
+  let stopped = false
+  const handle = {
+    bin,
+    repo,
+    info,
+    peerId: info.peer_id,
+    swarmAddrs,
+    tcpAddr,
+    wsAddr,
+    gatewayUrl: String(info.gateway_url ?? '').replace(/\/$/, ''),
+    apiUrl: String(info.api_url ?? '').replace(/\/$/, ''),
+    logPath,
+    logTail: (n) => tail(logPath, n),
+
+    /** `hydrant --repo DIR ingest --json FILE.car` -> parsed JSON. */
+    async ingest (carPath, { timeoutMs = 300_000 } = {}) {
+      try {
+        const { stdout } = await pExecFile(bin, ['--repo', repo, 'ingest', '--json', carPath], {
+          env: childEnv, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024
+        })
+        const line = stdout.trim().split('\n').filter(Boolean).pop()
+        return JSON.parse(line)
+      } catch (err) {
+        throw new Error(`hydrant ingest failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}\ndaemon stderr tail:\n${await tail(logPath)}`)
+      }
+    },
+
+    /** `PUT {api_url}/api/v1/cars` with the CAR as the body -> parsed JSON. */
+    async ingestHttp (carPath) {
+      const body = await readFile(carPath)
+      const res = await fetch(`${handle.apiUrl}/api/v1/cars`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/vnd.ipld.car' },
+        body
+      })
+      const text = await res.text()
+      if (!res.ok) throw new Error(`PUT /api/v1/cars -> ${res.status}: ${text}`)
+      return JSON.parse(text)
+    },
+
+    async stop ({ keep = !!process.env.HYDRANT_KEEP_REPO } = {}) {
+      if (stopped) return
+      stopped = true
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM')
+        const t = setTimeout(() => child.kill('SIGKILL'), 10_000)
+        const r = await exited
+        clearTimeout(t)
+        handle.exit = r
+      } else {
+        handle.exit = await exited
+      }
+      await new Promise((resolve) => log.end(resolve))
+      if (!keep) await rm(work, { recursive: true, force: true })
+    }
+  }
+  return handle
+}
+
+export async function fileSize (p) {
+  return (await stat(p)).size
+}
