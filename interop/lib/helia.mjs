@@ -97,3 +97,15 @@ export const isWs = (a) => a.includes('/ws') && !a.includes('/wss')
 export async function stopAll (...nodes) {
   await Promise.allSettled(nodes.filter(Boolean).map(n => n.stop()))
 }
+
+/**
+ * One whole block from a blockstore. interface-blockstore 7 (Helia 7) returns
+ * a (async) generator of chunks from get(); older ones a Uint8Array.
+ */
+export async function getBlock (blockstore, cid, options) {
+  const r = await blockstore.get(cid, options)
+  if (r instanceof Uint8Array) return r
+  const chunks = []
+  for await (const c of r) chunks.push(c)
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
+}

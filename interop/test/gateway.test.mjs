@@ -3,7 +3,8 @@
 // reassembled from the returned CAR alone and compared with the original.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { CarBlockIterator, CarReader } from '@ipld/car'
@@ -13,7 +14,8 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { identity } from 'multiformats/hashes/identity'
 import { createHeliaLight } from 'helia'
-import { directoryFixture } from '../lib/fixture.mjs'
+import { directoryFixture, packWithIpfsCar, seededBytes } from '../lib/fixture.mjs'
+import { getBlock } from '../lib/helia.mjs'
 import { startHydrant, skipUnlessHydrant } from '../lib/hydrant.mjs'
 
 const skip = await skipUnlessHydrant()
@@ -40,7 +42,7 @@ async function dagCids (fxCar, cid) {
     seen.add(c.toString())
     out.push(c)
     if (c.code === dagPb.code) {
-      const node = dagPb.decode(await h.blockstore.get(c))
+      const node = dagPb.decode(await getBlock(h.blockstore, c))
       for (const l of node.Links) await walk(l.Hash)
     }
   }
@@ -138,5 +140,33 @@ describe('hydrant trustless gateway', { skip }, () => {
     const r2 = await fetch(`${hydrant.gatewayUrl}/ipfs/${absent}?format=raw`, { signal: AbortSignal.timeout(30_000) })
     await r2.arrayBuffer()
     assert.notEqual(r2.status, 200, `missing block answered ${r2.status}`)
+  }))
+
+  it('PUT /api/v1/cars ingests a CAR over HTTP; its blocks are then served', { timeout: 60_000 }, () => withDiag(async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hydrant-interop-put-'))
+    try {
+      const bytes = seededBytes(2.5 * 1024 * 1024, 7)
+      await writeFile(join(dir, 'seeded.bin'), bytes)
+      const root = await packWithIpfsCar(join(dir, 'seeded.bin'), join(dir, 'seeded.car'), { wrap: false })
+      const res = await hydrant.ingestHttp(join(dir, 'seeded.car'))
+      assert.deepEqual(res.roots, [root])
+      assert.match(res.car_key, /^cars\/[0-9a-f]+\.car$/)
+      assert.equal(res.version, 1)
+      assert.equal(res.blocks, 4, '3 leaves + 1 root')
+      const r = await fetch(`${hydrant.gatewayUrl}/ipfs/${root}?format=car`)
+      assert.equal(r.status, 200)
+      const h = createHeliaLight()
+      await h.start()
+      for await (const b of await CarBlockIterator.fromBytes(new Uint8Array(await r.arrayBuffer()))) {
+        await verifyBlock(b.cid, b.bytes)
+        await h.blockstore.put(b.cid, b.bytes)
+      }
+      const chunks = []
+      for await (const c of unixfs(h).cat(CID.parse(root), { offline: true })) chunks.push(c)
+      await h.stop()
+      assert.equal(hex(Buffer.concat(chunks)), hex(bytes))
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   }))
 })
