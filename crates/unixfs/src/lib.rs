@@ -1,1 +1,45 @@
-//! hydrant-unixfs
+//! hydrant-unixfs: reading IPLD DAGs the way the trustless gateway and `hydrant export` need
+//! to (the exporter side; the importer comes later).
+//!
+//! What it does:
+//! - finds the links of a block by its codec: [`links`] (dag-pb, raw, dag-cbor, dag-json);
+//! - decodes DAG-PB ([`PbNode`]) and UnixFS `Data` ([`UnixFsData`]) with hand-written prost
+//!   messages;
+//! - walks a DAG depth-first without doing I/O or holding block data: [`DagWalker`], for
+//!   `dag-scope=all|entity|block`, `entity-bytes=from:to` and `dups=y|n`;
+//! - resolves content paths one block at a time: [`resolve_path`] (UnixFS directories, HAMT
+//!   shards, DAG-CBOR/DAG-JSON maps and lists).
+//!
+//! Specs: `unixfs.md` (DAG-PB / UnixFS data model, HAMT), `trustless-gateway.md`
+//! (§ "`dag-scope`", § "`entity-bytes`", § "CAR `order`", § "CAR `dups`"), `path-gateway.md`
+//! (§ "Content resolution").
+//!
+//! Public API:
+//! - `links(&Cid, &[u8]) -> Result<Vec<Cid>, DagError>`
+//! - `PbNode::decode(&Cid, &[u8])`, `UnixFsData::decode(&Cid, &[u8])`, [`DataType`]
+//! - `DagWalker::new(root, DagScope, dups)`, `DagWalker::with_entity_bytes(root,
+//!   EntityBytes, dups)`, `.with_limits(WalkerLimits)`, `.next_wanted() -> Option<Cid>`,
+//!   `.on_block(&Cid, &[u8]) -> Result<(), DagError>`, `.upcoming(n)`
+//! - `"entity".parse::<DagScope>()`, `"0:*".parse::<EntityBytes>()`
+//! - `resolve_path(&Cid, &[u8], &[String], &mut HamtCursor) -> Result<PathStep, DagError>`
+//!
+//! Parsers of outside bytes (fuzz targets): [`PbNode::decode`], [`UnixFsData::decode`],
+//! [`links`], [`resolve_path`], `EntityBytes::from_str`.
+
+mod error;
+mod links;
+mod path;
+mod pb;
+mod walker;
+
+pub use error::DagError;
+pub use links::{
+    CODEC_CBOR, CODEC_DAG_CBOR, CODEC_DAG_JSON, CODEC_DAG_PB, CODEC_JSON, CODEC_LIBP2P_KEY,
+    CODEC_RAW, MULTIHASH_IDENTITY, links,
+};
+pub use path::{HAMT_HASH_BITS, HamtCursor, PathStep, resolve_path};
+pub use pb::{DataType, MAX_HAMT_FANOUT, PbLink, PbNode, UnixFsData};
+pub use walker::{
+    DEFAULT_MAX_PENDING, DEFAULT_MAX_SEEN, DagScope, DagWalker, EntityBytes, ParamError,
+    WalkerLimits,
+};
