@@ -7,11 +7,33 @@
 //! see a half-ingested CAR, and a crash leaves only staged rows that [`BlockIndex::recover`]
 //! removes.
 //!
-//! Backends: [`FjallIndex`] (embedded, the default). Every backend passes the shared
-//! conformance suite in [`conformance`].
+//! Spec: the offsets are those of the block data inside CAR sections
+//! (`../shared/specs/carv1.md`, "Data"; `carv2.md` for the inner CARv1 payload); the key is the
+//! multihash, not the CID, so one block reached through CIDs of different codecs is one entry
+//! (`../shared/specs/bitswap-protocol.md`: blocks are exchanged by multihash).
+//!
+//! Public API:
+//! - [`BlockIndex`]: the trait (`locations`, `locations_many`, `contains`, `car`, `list_cars`,
+//!   `stage_blocks`, `commit_car`, `abort_car`, `recover`);
+//! - [`BlockLocation`], [`StagedBlock`], [`CarRecord`], [`IndexError`], [`Multihash`];
+//! - limits [`MAX_LOCATIONS`], [`MAX_LIST_CARS`];
+//! - [`FjallIndex`]: the embedded backend (the default);
+//! - [`conformance`]: the contract suite every backend passes.
 
 use async_trait::async_trait;
-use cid::Cid;
+
+pub mod conformance;
+mod fjall_index;
+
+pub use fjall_index::FjallIndex;
+
+/// Most locations [`BlockIndex::locations`] returns for one block (the first ones in the
+/// backend's order). A block present in more CARs is still served; the rest are not listed,
+/// which bounds the memory and time of one lookup.
+pub const MAX_LOCATIONS: usize = 64;
+
+/// Most CAR records [`BlockIndex::list_cars`] returns per call, whatever `limit` asks for.
+pub const MAX_LIST_CARS: usize = 1000;
 
 /// A multihash as used throughout Hydrant (digests up to 64 bytes: sha2-512 fits).
 pub type Multihash = multihash::Multihash<64>;
@@ -72,7 +94,8 @@ pub enum IndexError {
         /// What was wrong with it.
         detail: String,
     },
-    /// `commit_car` for a CAR with no staged rows and no prior record, or a similar misuse.
+    /// `commit_car` for a CAR with blocks but neither a staging nor a prior record (never
+    /// staged, aborted, or removed by [`BlockIndex::recover`]). Carries the CAR key.
     #[error("CAR {0} is not staged")]
     NotStaged(String),
 }
@@ -88,7 +111,9 @@ pub enum IndexError {
 /// Callers must not stage the same CAR key from two tasks at once.
 #[async_trait]
 pub trait BlockIndex: Send + Sync + 'static {
-    /// All committed locations of the block with this multihash (empty when absent).
+    /// All committed locations of the block with this multihash (empty when absent), at most
+    /// [`MAX_LOCATIONS`] of them. Rows of CARs that are staged but not committed are never
+    /// returned.
     ///
     /// # Errors
     /// [`IndexError`] when the backend cannot answer; never used to mean "absent".
@@ -102,22 +127,76 @@ pub trait BlockIndex: Send + Sync + 'static {
         Ok(!self.locations(multihash).await?.is_empty())
     }
 
+    /// [`locations`](Self::locations) for many blocks at once: element `i` answers
+    /// `multihashes[i]`. Backends override it to answer in one round trip.
+    ///
+    /// # Errors
+    /// As [`locations`](Self::locations); one failure fails the whole call.
+    async fn locations_many(
+        &self,
+        multihashes: &[Multihash],
+    ) -> Result<Vec<Vec<BlockLocation>>, IndexError> {
+        let mut out = Vec::with_capacity(multihashes.len());
+        for multihash in multihashes {
+            out.push(self.locations(multihash).await?);
+        }
+        Ok(out)
+    }
+
     /// The committed record of the CAR stored under `key`, if any.
+    ///
+    /// # Errors
+    /// [`IndexError`] when the backend cannot answer or the record does not decode.
     async fn car(&self, key: &str) -> Result<Option<CarRecord>, IndexError>;
 
-    /// Committed CARs ordered by key, starting after `after`, at most `limit` of them.
-    async fn list_cars(&self, after: Option<&str>, limit: usize)
-    -> Result<Vec<CarRecord>, IndexError>;
+    /// Committed CARs ordered by key (byte order), starting strictly after `after`, at most
+    /// `min(limit, MAX_LIST_CARS)` of them. Page by passing the last key returned as `after`.
+    ///
+    /// # Errors
+    /// As [`car`](Self::car).
+    async fn list_cars(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CarRecord>, IndexError>;
 
     /// Stages rows for the CAR `car_key`; they stay invisible until [`commit_car`](Self::commit_car).
+    ///
+    /// The first call for a key opens its staging (an empty `rows` slice does just that).
+    /// Staging a key that is already committed prepares a replacement: the committed rows stay
+    /// visible until the commit, which then swaps the old rows for the new ones atomically. A
+    /// multihash staged twice for one CAR keeps one row (the last).
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when the rows cannot be written; the caller then aborts the CAR.
     async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError>;
 
-    /// Makes every row staged for `record.key` visible and stores the record, atomically.
+    /// Makes every row staged for `record.key` visible and stores the record, atomically, and
+    /// durably (the commit survives a power loss once this returns).
+    ///
+    /// Without a staging: a committed key gets its record replaced (rows unchanged); an unknown
+    /// key is accepted only when `record.blocks == 0` (a CAR with no blocks has no rows).
+    ///
+    /// # Errors
+    /// [`IndexError::NotStaged`] for an unknown key with `record.blocks > 0` (e.g. its staging
+    /// was removed by [`recover`](Self::recover)); [`IndexError::Storage`] when the write fails
+    /// (nothing became visible).
     async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError>;
 
-    /// Removes every row staged for `car_key` (no effect on a committed CAR).
+    /// Removes every row staged for `car_key` (no effect on a committed CAR, nor on an unknown
+    /// key).
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when the removal fails; [`recover`](Self::recover) finishes it.
     async fn abort_car(&self, car_key: &str) -> Result<(), IndexError>;
 
     /// Removes rows left staged by a crash; returns the keys of the CARs cleaned up.
+    ///
+    /// Every staging not yet committed is removed, including one opened by a live writer of this
+    /// process: call it when no CAR is being ingested (at start-up). A writer whose staging was
+    /// removed sees [`IndexError::NotStaged`] on commit.
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when the removal fails (it can be retried).
     async fn recover(&self) -> Result<Vec<String>, IndexError>;
 }

@@ -1,0 +1,741 @@
+//! [`FjallIndex`]: the embedded [`BlockIndex`] backend on the fjall LSM-tree.
+//!
+//! Layout (four fjall keyspaces of one database; integers big-endian so keys sort by number):
+//!
+//! | keyspace | key | value |
+//! | --- | --- | --- |
+//! | `blocks` | multihash bytes ++ CAR number (u64) | offset (u64) ++ length (u32) |
+//! | `car_blocks` | CAR number (u64) ++ multihash bytes | empty |
+//! | `cars` | CAR key (UTF-8) | JSON `{number, record}`, committed CARs only |
+//! | `staging` | CAR number (u64) | JSON `{key, state}`: rows written but not visible |
+//!
+//! A multihash is self-delimiting (varint code, varint length, digest), so a prefix scan of
+//! `blocks` on a multihash's bytes yields exactly that block's rows. Each CAR gets a number when
+//! its staging opens; rows carry the number, not the key (8 bytes instead of ~73).
+//!
+//! Visibility: `locations` returns a row only if its CAR number is in the in-memory map of
+//! committed numbers, loaded from `cars` at open. `commit_car` writes the `cars` record and
+//! removes the `staging` entry in one atomic, fsynced batch, then flips the number into the map
+//! under one write lock: all rows of a CAR become visible at once. Rows of numbers listed in
+//! `staging` (crashed or aborted stagings, and rows of a CAR replaced by a re-ingest) are
+//! removed by `abort_car`/`recover`, through `car_blocks`.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::{
+    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LOCATIONS, Multihash,
+    StagedBlock,
+};
+
+/// Rows written per fjall write batch by `stage_blocks` (a larger call is split; the rows are
+/// invisible until commit, so the split is not observable). About 100 bytes of batch memory
+/// per row.
+pub const STAGE_CHUNK_ROWS: usize = 4096;
+
+/// Rows removed per fjall write batch by `abort_car`, `recover` and the clean-up after a
+/// replacing commit.
+pub const DELETE_CHUNK_ROWS: usize = 4096;
+
+const KS_BLOCKS: &str = "blocks";
+const KS_CAR_BLOCKS: &str = "car_blocks";
+const KS_CARS: &str = "cars";
+const KS_STAGING: &str = "staging";
+
+/// Bytes of a CAR number in keys.
+const NUMBER_LEN: usize = 8;
+/// Bytes of a `blocks` value: offset u64 ++ length u32.
+const LOCATION_LEN: usize = 12;
+
+/// The embedded block index (see the module docs for the on-disk layout).
+///
+/// Cheap to clone (an `Arc`). Memory: besides fjall's own caches, one entry per committed CAR
+/// (number -> key), about 130 bytes for a 73-byte key such as `cars/<64 hex>.car`, i.e. about
+/// 130 MB per million CARs; plus one entry per CAR being staged.
+///
+/// Blocking fjall calls of the [`BlockIndex`] methods run under
+/// [`tokio::task::spawn_blocking`]; [`FjallIndex::open`] itself blocks.
+#[derive(Clone)]
+pub struct FjallIndex {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FjallIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallIndex")
+            .field("committed_cars", &self.inner.committed_len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: Database,
+    blocks: Keyspace,
+    car_blocks: Keyspace,
+    cars: Keyspace,
+    staging: Keyspace,
+    /// Committed CAR number -> CAR key: the visibility filter of `locations`.
+    committed: RwLock<HashMap<u64, Arc<str>>>,
+    /// CAR key -> number of the stagings opened by this process and not yet committed/aborted.
+    live: Mutex<HashMap<String, u64>>,
+    /// Next CAR number to hand out (numbers are never reused while rows of them remain).
+    next_number: AtomicU64,
+    /// Keys of the stagings removed by the recovery run in `open`.
+    recovered_at_open: Vec<String>,
+}
+
+/// State of a `staging` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StagingState {
+    /// Rows being written for a CAR that is not committed (yet).
+    Staged,
+    /// Rows of a committed CAR replaced by a newer commit of the same key, awaiting removal.
+    Retired,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StagingEntry {
+    key: String,
+    state: StagingState,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredCar {
+    number: u64,
+    record: CarRecord,
+}
+
+impl FjallIndex {
+    /// Opens (or creates) the index in the directory `dir`, then removes rows left staged by a
+    /// previous process (see [`BlockIndex::recover`]; their keys are in
+    /// [`recovered_at_open`](Self::recovered_at_open)).
+    ///
+    /// Blocks the calling thread (disk I/O, journal replay, a scan of the committed CARs).
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when fjall cannot open the directory (e.g. another process holds
+    /// it); [`IndexError::Corrupt`] when a stored CAR record does not decode.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        let db = Database::builder(dir)
+            .open()
+            .map_err(|e| storage(&format!("opening {}", dir.display()), e))?;
+        let keyspace = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(|e| storage(&format!("opening keyspace {name}"), e))
+        };
+        let blocks = keyspace(KS_BLOCKS)?;
+        let car_blocks = keyspace(KS_CAR_BLOCKS)?;
+        let cars = keyspace(KS_CARS)?;
+        let staging = keyspace(KS_STAGING)?;
+
+        let mut committed = HashMap::new();
+        let mut max_number = 0u64;
+        for guard in cars.iter() {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(|e| storage("scanning cars", e))?;
+            let stored = decode_stored_car(&key, &value)?;
+            max_number = max_number.max(stored.number);
+            let key: Arc<str> = Arc::from(String::from_utf8_lossy(&key).as_ref());
+            committed.insert(stored.number, key);
+        }
+        if let Some(guard) = staging.last_key_value() {
+            let key = guard.key().map_err(|e| storage("reading staging", e))?;
+            max_number = max_number.max(decode_number("staging key", &key)?);
+        }
+
+        let mut inner = Inner {
+            db,
+            blocks,
+            car_blocks,
+            cars,
+            staging,
+            committed: RwLock::new(committed),
+            live: Mutex::new(HashMap::new()),
+            next_number: AtomicU64::new(max_number + 1),
+            recovered_at_open: Vec::new(),
+        };
+        let recovered = inner.recover()?;
+        if !recovered.is_empty() {
+            tracing::warn!(
+                cars = recovered.len(),
+                "removed index rows of CARs left staged by an interrupted ingest"
+            );
+        }
+        inner.recovered_at_open = recovered;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Keys of the CARs whose staged rows [`open`](Self::open) removed (ingests interrupted by
+    /// a crash or a kill), in staging order.
+    pub fn recovered_at_open(&self) -> &[String] {
+        &self.inner.recovered_at_open
+    }
+
+    /// Number of committed CARs (from the in-memory map; no I/O).
+    pub fn committed_cars(&self) -> usize {
+        self.inner.committed_len()
+    }
+
+    async fn blocking<T, F>(&self, op: &'static str, f: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, IndexError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| storage(op, e))?
+    }
+}
+
+#[async_trait]
+impl BlockIndex for FjallIndex {
+    async fn locations(&self, multihash: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
+        let multihash = *multihash;
+        self.blocking("locations", move |inner| inner.locations(&multihash))
+            .await
+    }
+
+    async fn locations_many(
+        &self,
+        multihashes: &[Multihash],
+    ) -> Result<Vec<Vec<BlockLocation>>, IndexError> {
+        let multihashes = multihashes.to_vec();
+        self.blocking("locations_many", move |inner| {
+            multihashes.iter().map(|mh| inner.locations(mh)).collect()
+        })
+        .await
+    }
+
+    async fn car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
+        let key = key.to_owned();
+        self.blocking("car", move |inner| {
+            Ok(inner.stored_car(&key)?.map(|stored| stored.record))
+        })
+        .await
+    }
+
+    async fn list_cars(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CarRecord>, IndexError> {
+        let after = after.map(str::to_owned);
+        let limit = limit.min(MAX_LIST_CARS);
+        self.blocking("list_cars", move |inner| inner.list_cars(after, limit))
+            .await
+    }
+
+    async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
+        let car_key = car_key.to_owned();
+        let rows = rows.to_vec();
+        self.blocking("stage_blocks", move |inner| inner.stage(&car_key, &rows))
+            .await
+    }
+
+    async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError> {
+        let record = record.clone();
+        self.blocking("commit_car", move |inner| inner.commit(record))
+            .await
+    }
+
+    async fn abort_car(&self, car_key: &str) -> Result<(), IndexError> {
+        let car_key = car_key.to_owned();
+        self.blocking("abort_car", move |inner| inner.abort(&car_key))
+            .await
+    }
+
+    async fn recover(&self) -> Result<Vec<String>, IndexError> {
+        self.blocking("recover", Inner::recover).await
+    }
+}
+
+impl Inner {
+    fn committed_len(&self) -> usize {
+        self.committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn locations(&self, multihash: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
+        let prefix = multihash.to_bytes();
+        let committed = self
+            .committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for guard in self.blocks.prefix(&prefix) {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(|e| storage("scanning blocks", e))?;
+            let number = key
+                .get(prefix.len()..)
+                .filter(|rest| rest.len() == NUMBER_LEN)
+                .ok_or_else(|| IndexError::Corrupt {
+                    what: format!("blocks row of {}", hex(&prefix)),
+                    detail: format!("key is {} bytes, expected {}", key.len(), prefix.len() + 8),
+                })
+                .and_then(|rest| decode_number("blocks key", rest))?;
+            let Some(car) = committed.get(&number) else {
+                continue;
+            };
+            let (offset, length) = decode_location(&prefix, &value)?;
+            out.push(BlockLocation {
+                car: car.to_string(),
+                offset,
+                length,
+            });
+            if out.len() == MAX_LOCATIONS {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn stored_car(&self, key: &str) -> Result<Option<StoredCar>, IndexError> {
+        let Some(value) = self
+            .cars
+            .get(key)
+            .map_err(|e| storage(&format!("reading CAR record {key}"), e))?
+        else {
+            return Ok(None);
+        };
+        decode_stored_car(key.as_bytes(), &value).map(Some)
+    }
+
+    fn list_cars(&self, after: Option<String>, limit: usize) -> Result<Vec<CarRecord>, IndexError> {
+        let start = match &after {
+            Some(after) => Bound::Excluded(after.as_bytes()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for guard in self.cars.range::<&[u8], _>((start, Bound::Unbounded)) {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(|e| storage("scanning cars", e))?;
+            out.push(decode_stored_car(&key, &value)?.record);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn stage(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
+        let (number, opened) = {
+            let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            match live.get(car_key) {
+                Some(&number) => (number, false),
+                None => {
+                    let number = self.next_number.fetch_add(1, Ordering::Relaxed);
+                    live.insert(car_key.to_owned(), number);
+                    (number, true)
+                }
+            }
+        };
+        let what = || format!("staging rows of {car_key}");
+        if opened {
+            // The staging entry goes in the same batch as the first rows: after a crash the
+            // journal holds either both or neither, so no row is ever orphaned.
+            let mut batch = self.db.batch();
+            let entry = StagingEntry {
+                key: car_key.to_owned(),
+                state: StagingState::Staged,
+            };
+            batch.insert(&self.staging, number.to_be_bytes(), encode_json(&entry)?);
+            let first = rows.len().min(STAGE_CHUNK_ROWS);
+            self.add_rows(&mut batch, number, &rows[..first]);
+            batch.commit().map_err(|e| storage(&what(), e))?;
+            for chunk in rows[first..].chunks(STAGE_CHUNK_ROWS) {
+                self.write_rows(number, chunk, &what)?;
+            }
+        } else {
+            for chunk in rows.chunks(STAGE_CHUNK_ROWS) {
+                self.write_rows(number, chunk, &what)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_rows(
+        &self,
+        number: u64,
+        rows: &[StagedBlock],
+        what: &dyn Fn() -> String,
+    ) -> Result<(), IndexError> {
+        let mut batch = self.db.batch();
+        self.add_rows(&mut batch, number, rows);
+        batch.commit().map_err(|e| storage(&what(), e))
+    }
+
+    fn add_rows(&self, batch: &mut fjall::OwnedWriteBatch, number: u64, rows: &[StagedBlock]) {
+        for row in rows {
+            let mh = row.multihash.to_bytes();
+            batch.insert(
+                &self.blocks,
+                block_key(&mh, number),
+                encode_location(row.offset, row.length),
+            );
+            batch.insert(&self.car_blocks, car_block_key(number, &mh), []);
+        }
+    }
+
+    fn commit(&self, record: CarRecord) -> Result<(), IndexError> {
+        let key = record.key.clone();
+        let live_number = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied();
+        let previous = self.stored_car(&key)?.map(|stored| stored.number);
+        let number = match (live_number, previous) {
+            (Some(number), _) | (None, Some(number)) => number,
+            (None, None) if record.blocks == 0 => self.next_number.fetch_add(1, Ordering::Relaxed),
+            (None, None) => return Err(IndexError::NotStaged(key)),
+        };
+        let retired = previous.filter(|&old| old != number);
+
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(
+            &self.cars,
+            key.as_str(),
+            encode_json(&StoredCar { number, record })?,
+        );
+        if live_number.is_some() {
+            batch.remove(&self.staging, number.to_be_bytes());
+        }
+        if let Some(old) = retired {
+            let entry = StagingEntry {
+                key: key.clone(),
+                state: StagingState::Retired,
+            };
+            batch.insert(&self.staging, old.to_be_bytes(), encode_json(&entry)?);
+        }
+        batch
+            .commit()
+            .map_err(|e| storage(&format!("committing {key}"), e))?;
+
+        {
+            let mut committed = self
+                .committed
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(old) = retired {
+                committed.remove(&old);
+            }
+            committed.insert(number, Arc::from(key.as_str()));
+        }
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+
+        if let Some(old) = retired {
+            // The commit has succeeded; a failed clean-up only leaves invisible rows that the
+            // `staging` entry lets `recover` find.
+            if let Err(e) = self.remove_rows(old) {
+                tracing::warn!(car = %key, error = %e, "removing replaced index rows failed; recover() finishes it");
+            }
+        }
+        Ok(())
+    }
+
+    fn abort(&self, car_key: &str) -> Result<(), IndexError> {
+        let number = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(car_key);
+        match number {
+            Some(number) => self.remove_rows(number),
+            None => Ok(()),
+        }
+    }
+
+    fn recover(&self) -> Result<Vec<String>, IndexError> {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let mut entries = Vec::new();
+        for guard in self.staging.iter() {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(|e| storage("scanning staging", e))?;
+            let number = decode_number("staging key", &key)?;
+            let entry: StagingEntry =
+                serde_json::from_slice(&value).map_err(|e| IndexError::Corrupt {
+                    what: format!("staging entry {number}"),
+                    detail: e.to_string(),
+                })?;
+            entries.push((number, entry));
+        }
+        let mut recovered = Vec::new();
+        for (number, entry) in entries {
+            self.remove_rows(number)?;
+            if entry.state == StagingState::Staged {
+                recovered.push(entry.key);
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Removes every row of CAR number `number`, then its `staging` entry (last, so a failure
+    /// part-way leaves the entry for `recover` to find).
+    fn remove_rows(&self, number: u64) -> Result<(), IndexError> {
+        let what = || format!("removing rows of CAR number {number}");
+        let prefix = number.to_be_bytes();
+        let mut batch = self.db.batch();
+        for guard in self.car_blocks.prefix(prefix) {
+            let key = guard.key().map_err(|e| storage(&what(), e))?;
+            let mh = key.get(NUMBER_LEN..).unwrap_or_default();
+            batch.remove(&self.blocks, block_key(mh, number));
+            batch.remove(&self.car_blocks, key);
+            if batch.len() >= 2 * DELETE_CHUNK_ROWS {
+                std::mem::replace(&mut batch, self.db.batch())
+                    .commit()
+                    .map_err(|e| storage(&what(), e))?;
+            }
+        }
+        batch.remove(&self.staging, prefix);
+        batch.commit().map_err(|e| storage(&what(), e))
+    }
+}
+
+fn storage(op: &str, e: impl std::fmt::Display) -> IndexError {
+    IndexError::Storage(format!("{op}: {e}"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `blocks` key: multihash bytes ++ CAR number (big-endian).
+fn block_key(multihash: &[u8], number: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(multihash.len() + NUMBER_LEN);
+    key.extend_from_slice(multihash);
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
+
+/// `car_blocks` key: CAR number (big-endian) ++ multihash bytes.
+fn car_block_key(number: u64, multihash: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(NUMBER_LEN + multihash.len());
+    key.extend_from_slice(&number.to_be_bytes());
+    key.extend_from_slice(multihash);
+    key
+}
+
+/// `blocks` value: offset (u64 BE) ++ length (u32 BE).
+fn encode_location(offset: u64, length: u32) -> [u8; LOCATION_LEN] {
+    let mut value = [0u8; LOCATION_LEN];
+    value[..8].copy_from_slice(&offset.to_be_bytes());
+    value[8..].copy_from_slice(&length.to_be_bytes());
+    value
+}
+
+fn decode_location(multihash: &[u8], value: &[u8]) -> Result<(u64, u32), IndexError> {
+    let corrupt = || IndexError::Corrupt {
+        what: format!("blocks row of {}", hex(multihash)),
+        detail: format!("value is {} bytes, expected {LOCATION_LEN}", value.len()),
+    };
+    let value: &[u8; LOCATION_LEN] = value.try_into().map_err(|_| corrupt())?;
+    let (offset, length) = value.split_at(8);
+    let offset = u64::from_be_bytes(offset.try_into().map_err(|_| corrupt())?);
+    let length = u32::from_be_bytes(length.try_into().map_err(|_| corrupt())?);
+    Ok((offset, length))
+}
+
+fn decode_number(what: &str, bytes: &[u8]) -> Result<u64, IndexError> {
+    let bytes: [u8; NUMBER_LEN] = bytes.try_into().map_err(|_| IndexError::Corrupt {
+        what: what.to_owned(),
+        detail: format!("CAR number is {} bytes, expected {NUMBER_LEN}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn decode_stored_car(key: &[u8], value: &[u8]) -> Result<StoredCar, IndexError> {
+    serde_json::from_slice(value).map_err(|e| IndexError::Corrupt {
+        what: format!("CAR record {}", String::from_utf8_lossy(key)),
+        detail: e.to_string(),
+    })
+}
+
+fn encode_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, IndexError> {
+    serde_json::to_vec(value).map_err(|e| IndexError::Storage(format!("encoding JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mh(code: u64, digest: &[u8]) -> Multihash {
+        Multihash::wrap(code, digest).expect("digest fits in 64 bytes")
+    }
+
+    proptest! {
+        #[test]
+        fn location_value_roundtrips(offset: u64, length: u32) {
+            let value = encode_location(offset, length);
+            prop_assert_eq!(decode_location(b"x", &value).ok(), Some((offset, length)));
+        }
+
+        #[test]
+        fn location_value_of_wrong_length_is_corrupt(value in proptest::collection::vec(any::<u8>(), 0..32)) {
+            prop_assume!(value.len() != LOCATION_LEN);
+            prop_assert!(
+                matches!(decode_location(b"x", &value), Err(IndexError::Corrupt { .. })),
+                "wrong-length value was accepted"
+            );
+        }
+
+        /// The prefix of one multihash's row keys never selects another multihash's rows.
+        #[test]
+        fn block_key_prefix_is_exact(
+            code_a in 0u64..0x20_0000, digest_a in proptest::collection::vec(any::<u8>(), 0..64),
+            code_b in 0u64..0x20_0000, digest_b in proptest::collection::vec(any::<u8>(), 0..64),
+            number: u64,
+        ) {
+            let a = mh(code_a, &digest_a).to_bytes();
+            let b = mh(code_b, &digest_b).to_bytes();
+            let key_b = block_key(&b, number);
+            prop_assert_eq!(key_b.starts_with(&a), a == b);
+        }
+    }
+
+    fn row(seed: u8, offset: u64) -> StagedBlock {
+        StagedBlock {
+            multihash: mh(0x12, &[seed; 32]),
+            offset,
+            length: 10,
+        }
+    }
+
+    fn physical_rows(inner: &Inner) -> (usize, usize, usize) {
+        (
+            inner.blocks.iter().count(),
+            inner.car_blocks.iter().count(),
+            inner.staging.iter().count(),
+        )
+    }
+
+    #[test]
+    fn abort_and_recover_remove_rows_physically() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = FjallIndex::open(dir.path()).expect("open");
+        let inner = &index.inner;
+        let rows: Vec<_> = (0..10).map(|i| row(i, u64::from(i) * 100)).collect();
+
+        inner.stage("cars/a.car", &rows).expect("stage a");
+        inner.stage("cars/b.car", &rows[..3]).expect("stage b");
+        assert_eq!(physical_rows(inner), (13, 13, 2));
+
+        inner.abort("cars/a.car").expect("abort a");
+        assert_eq!(physical_rows(inner), (3, 3, 1));
+
+        assert_eq!(inner.recover().expect("recover"), vec!["cars/b.car"]);
+        assert_eq!(physical_rows(inner), (0, 0, 0));
+    }
+
+    #[test]
+    fn large_stagings_are_split_and_fully_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = FjallIndex::open(dir.path()).expect("open");
+        let inner = &index.inner;
+        let n = STAGE_CHUNK_ROWS + DELETE_CHUNK_ROWS + 7;
+        let rows: Vec<_> = (0..n)
+            .map(|i| StagedBlock {
+                multihash: mh(0x12, &(i as u64).to_be_bytes()),
+                offset: i as u64,
+                length: 1,
+            })
+            .collect();
+        inner.stage("cars/big.car", &rows).expect("stage");
+        assert_eq!(physical_rows(inner), (n, n, 1));
+        inner.abort("cars/big.car").expect("abort");
+        assert_eq!(physical_rows(inner), (0, 0, 0));
+    }
+
+    #[test]
+    fn replacing_commit_removes_the_old_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = FjallIndex::open(dir.path()).expect("open");
+        let inner = &index.inner;
+        let record = |blocks| CarRecord {
+            key: "cars/a.car".into(),
+            version: 1,
+            roots: vec![],
+            size: 100,
+            blocks,
+            block_bytes: 10 * blocks,
+            ingested_at: 1,
+        };
+        inner
+            .stage("cars/a.car", &[row(1, 10), row(2, 20)])
+            .expect("stage");
+        inner.commit(record(2)).expect("commit");
+        inner.stage("cars/a.car", &[row(1, 30)]).expect("restage");
+        inner.commit(record(1)).expect("recommit");
+        assert_eq!(physical_rows(inner), (1, 1, 0));
+        let locations = inner.locations(&row(1, 0).multihash).expect("locations");
+        assert_eq!(locations.len(), 1);
+        assert_eq!(locations[0].offset, 30);
+        assert!(
+            inner
+                .locations(&row(2, 0).multihash)
+                .expect("locations")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn corrupt_row_value_is_an_error_not_absent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = FjallIndex::open(dir.path()).expect("open");
+        let inner = &index.inner;
+        inner.stage("cars/a.car", &[row(1, 10)]).expect("stage");
+        inner
+            .commit(CarRecord {
+                key: "cars/a.car".into(),
+                version: 1,
+                roots: vec![],
+                size: 1,
+                blocks: 1,
+                block_bytes: 10,
+                ingested_at: 0,
+            })
+            .expect("commit");
+        let number = *inner
+            .committed
+            .read()
+            .expect("lock")
+            .keys()
+            .next()
+            .expect("one CAR");
+        let mhb = row(1, 0).multihash.to_bytes();
+        inner
+            .blocks
+            .insert(block_key(&mhb, number), [1u8, 2, 3])
+            .expect("overwrite");
+        assert!(matches!(
+            inner.locations(&row(1, 0).multihash),
+            Err(IndexError::Corrupt { .. })
+        ));
+    }
+}
