@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Interop tests: Helia (JS IPFS) and ipfs-car against the hydrant binary.
 #
-#   scripts/interop.sh                 # all tests in interop/test/
-#   scripts/interop.sh test/gateway.test.mjs   # selected files (relative to interop/)
+#   scripts/interop.sh                          # all tests in interop/test/
+#   scripts/interop.sh test/gateway.test.mjs    # selected files (relative to interop/)
+#   scripts/interop.sh bench                    # 100 MB Helia-vs-Hydrant fetch benchmark (JSON on stdout)
 #   HYDRANT_BIN=/path/to/hydrant scripts/interop.sh
 #
 # Needs node >= 20 and npm; installs interop/node_modules with `npm ci`.
@@ -34,6 +35,9 @@ if ! cmp -s "$INTEROP/package-lock.json" "$INTEROP/node_modules/.package-lock.js
 fi
 
 cd "$INTEROP"
+if [[ "${1:-}" == "bench" ]]; then
+  exec node --import ./polyfill.mjs bench/fetch-100mb.mjs
+fi
 if [[ $# -gt 0 ]]; then
   files=("$@")
 else

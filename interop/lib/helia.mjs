@@ -14,6 +14,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createHeliaLight } from 'helia'
 import { CarReader } from '@ipld/car'
 import { readFile } from 'node:fs/promises'
+import { setMaxListeners } from 'node:events'
 
 /**
  * @param {object} [opts]
@@ -42,6 +43,13 @@ export async function makeHelia (opts = {}) {
   return helia
 }
 
+/** An AbortSignal that many concurrent block fetches may listen on without warnings. */
+export function timeoutSignal (ms) {
+  const signal = AbortSignal.timeout(ms)
+  setMaxListeners(Infinity, signal)
+  return signal
+}
+
 /** Dial a multiaddr string (must include /p2p/<peer id>) and return the connection. */
 export async function dial (helia, addr, { timeoutMs = 15_000 } = {}) {
   return helia.libp2p.dial(multiaddr(addr), { signal: AbortSignal.timeout(timeoutMs) })
@@ -51,7 +59,7 @@ export async function dial (helia, addr, { timeoutMs = 15_000 } = {}) {
 export async function cat (helia, cid, { timeoutMs = 120_000, path } = {}) {
   const fs = unixfs(helia)
   const chunks = []
-  for await (const chunk of fs.cat(cid, { signal: AbortSignal.timeout(timeoutMs), path })) {
+  for await (const chunk of fs.cat(cid, { signal: timeoutSignal(timeoutMs), path })) {
     chunks.push(chunk)
   }
   return Buffer.concat(chunks)
