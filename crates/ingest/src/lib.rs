@@ -278,41 +278,41 @@ impl Ingester {
         );
 
         let mut read = 0u64;
-        let pumped: Result<(), IngestError> = async {
-            loop {
-                let mut buf = BytesMut::with_capacity(CHUNK_SIZE);
-                while buf.len() < CHUNK_SIZE {
-                    let n = reader
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|source| IngestError::Read {
-                            offset: read + buf.len() as u64,
-                            source,
+        let pumped: Result<(), IngestError> =
+            async {
+                loop {
+                    let mut buf = BytesMut::with_capacity(CHUNK_SIZE);
+                    while buf.len() < CHUNK_SIZE {
+                        let n = reader.read_buf(&mut buf).await.map_err(|source| {
+                            IngestError::Read {
+                                offset: read + buf.len() as u64,
+                                source,
+                            }
                         })?;
-                    if n == 0 {
-                        break;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    if buf.is_empty() {
+                        return Ok(());
+                    }
+                    read += buf.len() as u64;
+                    let chunk = buf.freeze();
+                    upload
+                        .write_all(&chunk)
+                        .await
+                        .map_err(|e| storage_err(staging, e))?;
+                    if tx.send(chunk).await.is_err() {
+                        // The verifier stopped early: its error is the one to report.
+                        return Ok(());
                     }
                 }
-                if buf.is_empty() {
-                    return Ok(());
-                }
-                read += buf.len() as u64;
-                let chunk = buf.freeze();
-                upload
-                    .write_all(&chunk)
-                    .await
-                    .map_err(|e| storage_err(staging, e))?;
-                if tx.send(chunk).await.is_err() {
-                    // The verifier stopped early: its error is the one to report.
-                    return Ok(());
-                }
             }
-        }
-        .await;
+            .await;
         drop(tx);
         let verified = verifier.await.map_err(|e| IngestError::Spill(e.into()));
         let verified = match (pumped, verified) {
-            (_, Ok(Err(e))) | (_, Err(e)) | (Err(e), _) => {
+            (Err(e), _) | (Ok(()), Ok(Err(e)) | Err(e)) => {
                 let _ = upload.abort().await;
                 return Err(e);
             }
@@ -336,9 +336,7 @@ impl Ingester {
         while let Some(batch) = rx.recv().await {
             self.index.stage_blocks(&record.key, &batch?).await?;
         }
-        reader
-            .await
-            .map_err(|e| IngestError::Spill(e.into()))?;
+        reader.await.map_err(|e| IngestError::Spill(e.into()))?;
         self.index.commit_car(record).await?;
         Ok(())
     }
@@ -361,9 +359,7 @@ impl Ingester {
         let old: Vec<Path> = self
             .store
             .list(Some(&prefix))
-            .try_filter(|meta| {
-                std::future::ready(SystemTime::from(meta.last_modified) <= cutoff)
-            })
+            .try_filter(|meta| std::future::ready(SystemTime::from(meta.last_modified) <= cutoff))
             .map_ok(|meta| meta.location)
             .try_collect()
             .await
@@ -375,21 +371,18 @@ impl Ingester {
     }
 }
 
-/// Runs on a blocking thread: hashes, decodes and verifies the CAR, spilling index rows.
-fn verify(
-    mut rx: mpsc::Receiver<Bytes>,
-    limits: Limits,
-    progress: Option<Arc<IngestProgress>>,
-) -> Result<Verified, IngestError> {
-    let mut hasher = blake3::Hasher::new();
-    let mut decoder = CarDecoder::new(limits);
-    let mut header = None;
-    let (mut blocks, mut block_bytes, mut size) = (0u64, 0u64, 0u64);
-    let mut rows = BufWriter::new(tempfile::tempfile().map_err(IngestError::Spill)?);
+/// What the verifier thread has seen so far.
+struct Tally {
+    header: Option<CarHeader>,
+    blocks: u64,
+    block_bytes: u64,
+    rows: BufWriter<std::fs::File>,
+}
 
-    let mut on_event = |event: Event| -> Result<(), IngestError> {
+impl Tally {
+    fn on_event(&mut self, event: Event) -> Result<(), IngestError> {
         match event {
-            Event::Header(h) => header = Some(h),
+            Event::Header(h) => self.header = Some(h),
             Event::Section(s) => {
                 hydrant_car::verify_block(&s.cid, &s.data).map_err(|source| {
                     IngestError::Verify {
@@ -398,40 +391,59 @@ fn verify(
                         source,
                     }
                 })?;
-                write_row(&mut rows, s.cid.hash(), s.data_offset, s.data.len() as u32)
-                    .map_err(IngestError::Spill)?;
-                blocks += 1;
-                block_bytes += s.data.len() as u64;
+                write_row(
+                    &mut self.rows,
+                    s.cid.hash(),
+                    s.data_offset,
+                    s.data.len() as u32,
+                )
+                .map_err(IngestError::Spill)?;
+                self.blocks += 1;
+                self.block_bytes += s.data.len() as u64;
             }
         }
         Ok(())
-    };
+    }
+}
 
+/// Runs on a blocking thread: hashes, decodes and verifies the CAR, spilling index rows.
+fn verify(
+    mut rx: mpsc::Receiver<Bytes>,
+    limits: Limits,
+    progress: Option<Arc<IngestProgress>>,
+) -> Result<Verified, IngestError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut decoder = CarDecoder::new(limits);
+    let mut size = 0u64;
+    let mut tally = Tally {
+        header: None,
+        blocks: 0,
+        block_bytes: 0,
+        rows: BufWriter::new(tempfile::tempfile().map_err(IngestError::Spill)?),
+    };
     while let Some(chunk) = rx.blocking_recv() {
         hasher.update(&chunk);
         size += chunk.len() as u64;
         decoder.push(&chunk);
         while let Some(event) = decoder.next_event()? {
-            on_event(event)?;
+            tally.on_event(event)?;
         }
         if let Some(p) = &progress {
             p.bytes.store(size, Ordering::Relaxed);
-            p.blocks.store(blocks, Ordering::Relaxed);
+            p.blocks.store(tally.blocks, Ordering::Relaxed);
         }
     }
     decoder.finish()?;
-    while let Some(event) = decoder.next_event()? {
-        on_event(event)?;
-    }
-    let header = header.ok_or(IngestError::Empty)?;
-    let mut rows = rows
+    let header = tally.header.ok_or(IngestError::Empty)?;
+    let mut rows = tally
+        .rows
         .into_inner()
         .map_err(|e| IngestError::Spill(e.into_error()))?;
     rows.seek(SeekFrom::Start(0)).map_err(IngestError::Spill)?;
     Ok(Verified {
         header,
-        blocks,
-        block_bytes,
+        blocks: tally.blocks,
+        block_bytes: tally.block_bytes,
         size,
         blake3: hasher.finalize(),
         rows,
@@ -440,7 +452,12 @@ fn verify(
 
 /// Row encoding in the spill file: multihash length (u8), multihash bytes, offset (u64 LE),
 /// length (u32 LE).
-fn write_row(out: &mut impl Write, mh: &Multihash, offset: u64, length: u32) -> std::io::Result<()> {
+fn write_row(
+    out: &mut impl Write,
+    mh: &Multihash,
+    offset: u64,
+    length: u32,
+) -> std::io::Result<()> {
     let bytes = mh.to_bytes();
     out.write_all(&[bytes.len() as u8])?;
     out.write_all(&bytes)?;
