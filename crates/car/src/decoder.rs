@@ -810,13 +810,23 @@ mod tests {
                 end: 0
             })
         );
-        // Version 2 header that is not the pragma.
+        // A version 2 header that is not the pragma: {roots: [], version: 2}.
+        let mut bad = vec![0x11, 0xa2, 0x65];
+        bad.extend_from_slice(b"roots");
+        bad.extend_from_slice(&[0x80, 0x67]);
+        bad.extend_from_slice(b"version");
+        bad.push(0x02);
+        assert!(matches!(
+            decode_all(&bad, 1),
+            Err(CarError::InvalidPragma { offset: 0 })
+        ));
+        // Non-canonical CBOR (version 2 in a one-byte argument) is not DAG-CBOR.
         let bad = [
             0x0b, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x18, 0x02,
         ];
         assert!(matches!(
             decode_all(&bad, 1),
-            Err(CarError::InvalidPragma { offset: 0 })
+            Err(CarError::InvalidHeader { offset: 0, .. })
         ));
         // Not CBOR at all.
         assert!(matches!(
