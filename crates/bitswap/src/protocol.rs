@@ -1,0 +1,1163 @@
+//! Bitswap wire format (specs/bitswap-protocol.md, "Wire Format" of 1.0.0, 1.1.0 and 1.2.0):
+//! protocol IDs, the protobuf message and its typed view, CID prefixes, and the
+//! unsigned-varint length-prefixed framing ("Protocol Format").
+
+use bytes::Bytes;
+use cid::{Cid, Version};
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use libp2p::StreamProtocol;
+use multihash::Multihash;
+use multihash_codetable::{Code, MultihashDigest as _};
+use prost::Message as _;
+use prost::encoding::encoded_len_varint;
+
+/// Largest Bitswap message, in bytes (specs/bitswap-protocol.md, "Protocol Format": "All
+/// protocol messages MUST be less than or equal to 4MiB in size").
+///
+/// On read, a message body longer than this is refused before any buffer is allocated. On write,
+/// the whole frame (length prefix included) stays within this size, so that peers which count
+/// the prefix accept it too.
+pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Most wantlist entries accepted in one message; a message with more is a protocol error.
+///
+/// Twice [`crate::MAX_WANTLIST_ENTRIES_PER_PEER`], so a full wantlist at the per-peer bound plus
+/// as many cancels still fits. Bounds the memory of one decoded message (about 100 bytes per
+/// entry).
+pub const MAX_WANTLIST_ENTRIES_PER_MESSAGE: usize = 16_384;
+
+/// Longest multihash digest in a CID, in bytes (the `S` of `cid::Cid<64>`).
+const MAX_DIGEST_LEN: u64 = 64;
+
+/// Bytes reserved in a response for the `pendingBytes` field (tag + longest int32 varint).
+const PENDING_BYTES_FIELD_RESERVE: usize = 11;
+
+/// A Bitswap protocol version, one per protocol ID (specs/bitswap-protocol.md, "Bitswap
+/// Protocol Versions").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProtocolVersion {
+    /// `/ipfs/bitswap`: the unversioned ID, spoken as 1.0.0.
+    Legacy,
+    /// `/ipfs/bitswap/1.0.0`: CIDv0 only; blocks in the `blocks` field.
+    V1_0_0,
+    /// `/ipfs/bitswap/1.1.0`: any CID; blocks in the `payload` field with a CID prefix.
+    V1_1_0,
+    /// `/ipfs/bitswap/1.2.0`: adds WANT_HAVE, `send_dont_have`, block presences and
+    /// `pendingBytes`.
+    V1_2_0,
+}
+
+impl ProtocolVersion {
+    /// Every version, newest first (the order to offer them in).
+    pub const ALL: [ProtocolVersion; 4] = [
+        ProtocolVersion::V1_2_0,
+        ProtocolVersion::V1_1_0,
+        ProtocolVersion::V1_0_0,
+        ProtocolVersion::Legacy,
+    ];
+
+    /// The protocol ID negotiated on a libp2p stream, e.g. `/ipfs/bitswap/1.2.0`.
+    pub const fn protocol(self) -> StreamProtocol {
+        match self {
+            ProtocolVersion::Legacy => StreamProtocol::new("/ipfs/bitswap"),
+            ProtocolVersion::V1_0_0 => StreamProtocol::new("/ipfs/bitswap/1.0.0"),
+            ProtocolVersion::V1_1_0 => StreamProtocol::new("/ipfs/bitswap/1.1.0"),
+            ProtocolVersion::V1_2_0 => StreamProtocol::new("/ipfs/bitswap/1.2.0"),
+        }
+    }
+
+    /// Whether blocks travel in `payload` with a CID prefix (1.1.0 and later), so CIDv1
+    /// blocks can be sent. Otherwise they go in `blocks` and only CIDv0 blocks can be sent.
+    pub const fn supports_payload(self) -> bool {
+        matches!(self, ProtocolVersion::V1_1_0 | ProtocolVersion::V1_2_0)
+    }
+
+    /// Whether WANT_HAVE, `send_dont_have`, block presences and `pendingBytes` exist (1.2.0).
+    pub const fn supports_presences(self) -> bool {
+        matches!(self, ProtocolVersion::V1_2_0)
+    }
+}
+
+/// What a wantlist entry asks for (specs/bitswap-protocol.md, 1.2.0 `WantType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum WantType {
+    /// WANT_BLOCK: send the block (wire value 0, the default and the only kind before 1.2.0).
+    #[default]
+    Block,
+    /// WANT_HAVE: say whether the block is held (wire value 1).
+    Have,
+}
+
+impl WantType {
+    fn from_wire(value: i32) -> Option<Self> {
+        match value {
+            0 => Some(WantType::Block),
+            1 => Some(WantType::Have),
+            _ => None,
+        }
+    }
+
+    fn to_wire(self) -> i32 {
+        match self {
+            WantType::Block => 0,
+            WantType::Have => 1,
+        }
+    }
+}
+
+/// One wantlist entry (specs/bitswap-protocol.md, `Wantlist.Entry`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WantlistEntry {
+    /// The block wanted (field `block`: the CID bytes; a bare multihash for CIDv0).
+    pub cid: Cid,
+    /// Relative priority; higher is answered first (field `priority`).
+    pub priority: i32,
+    /// Whether this entry revokes an earlier want for `cid` (field `cancel`).
+    pub cancel: bool,
+    /// Block or Have (field `wantType`, 1.2.0; Block before).
+    pub want_type: WantType,
+    /// Whether the sender wants a DONT_HAVE when the block is absent (field `sendDontHave`,
+    /// 1.2.0).
+    pub send_dont_have: bool,
+}
+
+/// The prefix of a CID: everything but the digest (specs/bitswap-protocol.md, 1.1.0
+/// `Block.prefix`). On the wire: version, codec, multihash code and digest length, each an
+/// unsigned varint; CIDv0 is written `[0x00, 0x70, 0x12, 0x20]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CidPrefix {
+    /// CID version.
+    pub version: Version,
+    /// Multicodec of the block's content (0x70 dag-pb for CIDv0).
+    pub codec: u64,
+    /// Multihash function code (0x12 sha2-256, 0xb220 blake2b-256, 0x1e blake3, 0x00 identity).
+    pub multihash_code: u64,
+    /// Digest length in bytes (at most 64).
+    pub digest_len: u8,
+}
+
+/// A block sent in the 1.1.0+ `payload` field: CID prefix and bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadBlock {
+    /// The block's CID prefix; with the data it gives back the CID ([`CidPrefix::to_cid`]).
+    pub prefix: CidPrefix,
+    /// The block's bytes.
+    pub data: Bytes,
+}
+
+/// Whether a peer holds a block (specs/bitswap-protocol.md, 1.2.0 `BlockPresenceType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PresenceType {
+    /// HAVE (wire value 0).
+    Have,
+    /// DONT_HAVE (wire value 1).
+    DontHave,
+}
+
+/// A HAVE or DONT_HAVE for one CID (specs/bitswap-protocol.md, 1.2.0 `BlockPresence`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockPresence {
+    /// The block the answer is about.
+    pub cid: Cid,
+    /// HAVE or DONT_HAVE.
+    pub presence: PresenceType,
+}
+
+/// A Bitswap message, typed (specs/bitswap-protocol.md, 1.2.0 `Message`, which includes the
+/// 1.0.0 and 1.1.0 fields). `Message::default()` is the empty message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Wantlist entries (field `wantlist.entries`).
+    pub wantlist: Vec<WantlistEntry>,
+    /// Whether `wantlist` replaces the sender's whole wantlist (field `wantlist.full`).
+    pub full: bool,
+    /// 1.0.0 blocks: bytes only, the CID is the CIDv0 of their sha2-256 (field `blocks`).
+    pub blocks: Vec<Bytes>,
+    /// 1.1.0+ blocks with their CID prefix (field `payload`).
+    pub payload: Vec<PayloadBlock>,
+    /// 1.2.0 HAVE / DONT_HAVE answers (field `blockPresences`).
+    pub block_presences: Vec<BlockPresence>,
+    /// 1.2.0: bytes the sender still has queued for the receiver (field `pendingBytes`).
+    pub pending_bytes: i32,
+}
+
+/// Errors of [`CidPrefix::parse`] and [`CidPrefix::to_cid`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    /// A varint is malformed or the prefix ends early.
+    #[error("malformed varint in CID prefix")]
+    Varint,
+    /// The version is neither 0 nor 1.
+    #[error("unsupported CID version {0}")]
+    UnsupportedVersion(u64),
+    /// A version 0 prefix that is not `[0x00, 0x70, 0x12, 0x20]`.
+    #[error("CIDv0 prefix must be dag-pb sha2-256 with a 32-byte digest")]
+    InvalidV0,
+    /// The digest length is over 64 bytes.
+    #[error("digest length {0} is over 64 bytes")]
+    DigestTooLong(u64),
+    /// Bytes follow the four varints.
+    #[error("{0} trailing bytes after the CID prefix")]
+    TrailingBytes(usize),
+    /// The multihash function is not one this crate can compute.
+    #[error("unsupported multihash code {0:#x}")]
+    UnsupportedHash(u64),
+    /// The digest length does not match what the hash function produces.
+    #[error("digest length {requested} does not fit multihash {code:#x} ({available} bytes)")]
+    DigestLength {
+        /// The multihash code.
+        code: u64,
+        /// Digest length the prefix asks for.
+        requested: u8,
+        /// Digest length available (hash output size, or data length for identity).
+        available: usize,
+    },
+}
+
+/// A CID field that is not exactly one valid CID.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidCid {
+    /// The bytes do not start with a valid CID.
+    #[error(transparent)]
+    Cid(#[from] cid::Error),
+    /// Bytes follow a valid CID.
+    #[error("{0} trailing bytes after the CID")]
+    TrailingBytes(usize),
+}
+
+/// Errors of [`decode_message`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not a protobuf `Message`.
+    #[error("invalid protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// More than [`MAX_WANTLIST_ENTRIES_PER_MESSAGE`] wantlist entries.
+    #[error("{count} wantlist entries, more than the {max} accepted")]
+    TooManyEntries {
+        /// Entries in the message.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A wantlist entry's `block` is not a CID.
+    #[error("wantlist entry {index}: invalid CID: {source}")]
+    WantCid {
+        /// Index of the entry in the wantlist.
+        index: usize,
+        /// Why the CID is invalid.
+        #[source]
+        source: InvalidCid,
+    },
+    /// A wantlist entry's `wantType` is neither Block (0) nor Have (1).
+    #[error("wantlist entry {index}: unknown want type {value}")]
+    WantType {
+        /// Index of the entry in the wantlist.
+        index: usize,
+        /// The value received.
+        value: i32,
+    },
+    /// A payload block's prefix is invalid.
+    #[error("payload block {index}: {source}")]
+    Prefix {
+        /// Index of the block in `payload`.
+        index: usize,
+        /// Why the prefix is invalid.
+        #[source]
+        source: PrefixError,
+    },
+    /// A block presence's `cid` is not a CID.
+    #[error("block presence {index}: invalid CID: {source}")]
+    PresenceCid {
+        /// Index of the presence.
+        index: usize,
+        /// Why the CID is invalid.
+        #[source]
+        source: InvalidCid,
+    },
+    /// A block presence's `type` is neither Have (0) nor DontHave (1).
+    #[error("block presence {index}: unknown presence type {value}")]
+    PresenceType {
+        /// Index of the presence.
+        index: usize,
+        /// The value received.
+        value: i32,
+    },
+}
+
+/// Errors of [`read_frame`].
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix announces more than the maximum; nothing was allocated.
+    #[error("message of {len} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// Announced body length in bytes.
+        len: u64,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The length prefix is not a varint of at most 9 bytes.
+    #[error("malformed length prefix")]
+    InvalidLength,
+    /// The stream ended inside a length prefix or body.
+    #[error("stream ended inside a message")]
+    Truncated,
+    /// The stream failed.
+    #[error("stream error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The protobuf schema of specs/bitswap-protocol.md, 1.2.0 (a superset of 1.0.0 and 1.1.0).
+/// Enums are kept as `int32`, which is the same on the wire.
+mod pb {
+    use bytes::Bytes;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Message {
+        #[prost(message, optional, tag = "1")]
+        pub wantlist: Option<Wantlist>,
+        #[prost(bytes = "bytes", repeated, tag = "2")]
+        pub blocks: Vec<Bytes>,
+        #[prost(message, repeated, tag = "3")]
+        pub payload: Vec<Block>,
+        #[prost(message, repeated, tag = "4")]
+        pub block_presences: Vec<BlockPresence>,
+        #[prost(int32, tag = "5")]
+        pub pending_bytes: i32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Wantlist {
+        #[prost(message, repeated, tag = "1")]
+        pub entries: Vec<Entry>,
+        #[prost(bool, tag = "2")]
+        pub full: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Entry {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub block: Bytes,
+        #[prost(int32, tag = "2")]
+        pub priority: i32,
+        #[prost(bool, tag = "3")]
+        pub cancel: bool,
+        #[prost(int32, tag = "4")]
+        pub want_type: i32,
+        #[prost(bool, tag = "5")]
+        pub send_dont_have: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Block {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub prefix: Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub data: Bytes,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct BlockPresence {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub cid: Bytes,
+        #[prost(int32, tag = "2")]
+        pub r#type: i32,
+    }
+}
+
+impl CidPrefix {
+    /// The prefix of `cid`.
+    pub fn of(cid: &Cid) -> Self {
+        CidPrefix {
+            version: cid.version(),
+            codec: cid.codec(),
+            multihash_code: cid.hash().code(),
+            digest_len: cid.hash().size(),
+        }
+    }
+
+    /// The wire bytes: four unsigned varints (version, codec, multihash code, digest length).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        let mut buf = unsigned_varint::encode::u64_buffer();
+        for value in [
+            u64::from(self.version),
+            self.codec,
+            self.multihash_code,
+            u64::from(self.digest_len),
+        ] {
+            out.extend_from_slice(unsigned_varint::encode::u64(value, &mut buf));
+        }
+        out
+    }
+
+    /// Parses wire bytes written by [`CidPrefix::to_bytes`] (or by any Bitswap 1.1.0+ peer).
+    /// Outside input: this is a fuzz entry point.
+    ///
+    /// # Errors
+    /// [`PrefixError`] for a malformed varint, an unknown version, a CIDv0 prefix other than
+    /// dag-pb/sha2-256/32, a digest over 64 bytes, or trailing bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, PrefixError> {
+        let mut rest = bytes;
+        let mut next = || -> Result<u64, PrefixError> {
+            let (value, tail) =
+                unsigned_varint::decode::u64(rest).map_err(|_| PrefixError::Varint)?;
+            rest = tail;
+            Ok(value)
+        };
+        let version = next()?;
+        let codec = next()?;
+        let multihash_code = next()?;
+        let digest_len = next()?;
+        if !rest.is_empty() {
+            return Err(PrefixError::TrailingBytes(rest.len()));
+        }
+        let version = match version {
+            0 => {
+                if (codec, multihash_code, digest_len) != (0x70, 0x12, 0x20) {
+                    return Err(PrefixError::InvalidV0);
+                }
+                Version::V0
+            }
+            1 => Version::V1,
+            other => return Err(PrefixError::UnsupportedVersion(other)),
+        };
+        if digest_len > MAX_DIGEST_LEN {
+            return Err(PrefixError::DigestTooLong(digest_len));
+        }
+        Ok(CidPrefix {
+            version,
+            codec,
+            multihash_code,
+            digest_len: digest_len as u8,
+        })
+    }
+
+    /// The CID of `data` under this prefix: hashes `data` with the prefix's multihash function
+    /// (identity, and the sha2, blake2b and blake3 families of `multihash-codetable`), truncating
+    /// to the digest length when it is shorter than the hash output.
+    ///
+    /// # Errors
+    /// [`PrefixError::UnsupportedHash`] for other hash functions, [`PrefixError::DigestLength`]
+    /// when the digest length is longer than the hash output (or, for identity, differs from the
+    /// data length).
+    pub fn to_cid(&self, data: &[u8]) -> Result<Cid, PrefixError> {
+        let length_error = |available| PrefixError::DigestLength {
+            code: self.multihash_code,
+            requested: self.digest_len,
+            available,
+        };
+        let hash = if self.multihash_code == 0x00 {
+            if data.len() != usize::from(self.digest_len) {
+                return Err(length_error(data.len()));
+            }
+            Multihash::<64>::wrap(0x00, data).map_err(|_| length_error(data.len()))?
+        } else {
+            let code = Code::try_from(self.multihash_code)
+                .map_err(|_| PrefixError::UnsupportedHash(self.multihash_code))?;
+            let full = code.digest(data);
+            if self.digest_len > full.size() {
+                return Err(length_error(usize::from(full.size())));
+            }
+            full.truncate(self.digest_len)
+        };
+        Cid::new(self.version, self.codec, hash).map_err(|_| PrefixError::InvalidV0)
+    }
+}
+
+/// The Bitswap 1.1.0 CID prefix of `cid` (version, codec, multihash code, digest length as
+/// unsigned varints); `[0x00, 0x70, 0x12, 0x20]` for CIDv0.
+pub fn cid_prefix(cid: &Cid) -> Vec<u8> {
+    CidPrefix::of(cid).to_bytes()
+}
+
+/// The CID of a payload block from its prefix bytes and data (the inverse of [`cid_prefix`]).
+///
+/// # Errors
+/// [`PrefixError`] as in [`CidPrefix::parse`] and [`CidPrefix::to_cid`].
+pub fn cid_from_prefix(prefix: &[u8], data: &[u8]) -> Result<Cid, PrefixError> {
+    CidPrefix::parse(prefix)?.to_cid(data)
+}
+
+/// Parses exactly one CID from `bytes` (a bare 34-byte sha2-256 multihash is CIDv0).
+fn parse_cid(bytes: &[u8]) -> Result<Cid, InvalidCid> {
+    let cid = Cid::try_from(bytes)?;
+    let used = cid.encoded_len();
+    if used != bytes.len() {
+        return Err(InvalidCid::TrailingBytes(bytes.len().saturating_sub(used)));
+    }
+    Ok(cid)
+}
+
+/// Decodes one Bitswap message body (the bytes after the length prefix). Outside input: this
+/// is a fuzz entry point. Every version's fields are decoded whatever the protocol; the caller
+/// ignores those its version lacks.
+///
+/// # Errors
+/// [`DecodeError`] when the bytes are not a protobuf `Message`, carry more than
+/// [`MAX_WANTLIST_ENTRIES_PER_MESSAGE`] entries, or hold an invalid CID, CID prefix, want type or
+/// presence type.
+pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
+    let raw = pb::Message::decode(bytes)?;
+    let (entries, full) = match raw.wantlist {
+        Some(w) => (w.entries, w.full),
+        None => (Vec::new(), false),
+    };
+    if entries.len() > MAX_WANTLIST_ENTRIES_PER_MESSAGE {
+        return Err(DecodeError::TooManyEntries {
+            count: entries.len(),
+            max: MAX_WANTLIST_ENTRIES_PER_MESSAGE,
+        });
+    }
+    let mut wantlist = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let cid =
+            parse_cid(&entry.block).map_err(|source| DecodeError::WantCid { index, source })?;
+        let want_type = WantType::from_wire(entry.want_type).ok_or(DecodeError::WantType {
+            index,
+            value: entry.want_type,
+        })?;
+        wantlist.push(WantlistEntry {
+            cid,
+            priority: entry.priority,
+            cancel: entry.cancel,
+            want_type,
+            send_dont_have: entry.send_dont_have,
+        });
+    }
+    let mut payload = Vec::with_capacity(raw.payload.len());
+    for (index, block) in raw.payload.into_iter().enumerate() {
+        let prefix = CidPrefix::parse(&block.prefix)
+            .map_err(|source| DecodeError::Prefix { index, source })?;
+        payload.push(PayloadBlock {
+            prefix,
+            data: block.data,
+        });
+    }
+    let mut block_presences = Vec::with_capacity(raw.block_presences.len());
+    for (index, presence) in raw.block_presences.into_iter().enumerate() {
+        let cid = parse_cid(&presence.cid)
+            .map_err(|source| DecodeError::PresenceCid { index, source })?;
+        let presence = match presence.r#type {
+            0 => PresenceType::Have,
+            1 => PresenceType::DontHave,
+            value => return Err(DecodeError::PresenceType { index, value }),
+        };
+        block_presences.push(BlockPresence { cid, presence });
+    }
+    Ok(Message {
+        wantlist,
+        full,
+        blocks: raw.blocks,
+        payload,
+        block_presences,
+        pending_bytes: raw.pending_bytes,
+    })
+}
+
+fn presence_to_pb(presence: &BlockPresence) -> pb::BlockPresence {
+    pb::BlockPresence {
+        cid: Bytes::from(presence.cid.to_bytes()),
+        r#type: match presence.presence {
+            PresenceType::Have => 0,
+            PresenceType::DontHave => 1,
+        },
+    }
+}
+
+impl Message {
+    fn to_pb(&self) -> pb::Message {
+        let wantlist = (self.full || !self.wantlist.is_empty()).then(|| pb::Wantlist {
+            entries: self
+                .wantlist
+                .iter()
+                .map(|e| pb::Entry {
+                    block: Bytes::from(e.cid.to_bytes()),
+                    priority: e.priority,
+                    cancel: e.cancel,
+                    want_type: e.want_type.to_wire(),
+                    send_dont_have: e.send_dont_have,
+                })
+                .collect(),
+            full: self.full,
+        });
+        pb::Message {
+            wantlist,
+            blocks: self.blocks.clone(),
+            payload: self
+                .payload
+                .iter()
+                .map(|b| pb::Block {
+                    prefix: Bytes::from(b.prefix.to_bytes()),
+                    data: b.data.clone(),
+                })
+                .collect(),
+            block_presences: self.block_presences.iter().map(presence_to_pb).collect(),
+            pending_bytes: self.pending_bytes,
+        }
+    }
+
+    /// The protobuf body, without length prefix.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_pb().encode_to_vec()
+    }
+
+    /// The body with its unsigned-varint length prefix, ready to write on a stream. The caller
+    /// keeps it within [`MAX_MESSAGE_SIZE`] if the peer is to accept it.
+    pub fn encode_frame(&self) -> Vec<u8> {
+        frame(&self.to_pb())
+    }
+}
+
+fn frame(message: &pb::Message) -> Vec<u8> {
+    let len = message.encoded_len();
+    let mut out = Vec::with_capacity(len + encoded_len_varint(len as u64));
+    let mut buf = unsigned_varint::encode::usize_buffer();
+    out.extend_from_slice(unsigned_varint::encode::usize(len, &mut buf));
+    message.encode(&mut out).expect("a Vec grows to fit");
+    out
+}
+
+/// Reads one length-prefixed message body from `reader` (specs/bitswap-protocol.md,
+/// "Protocol Format"). Returns `Ok(None)` when the stream ends cleanly between messages.
+///
+/// The length is checked against `max_len` (bytes; [`MAX_MESSAGE_SIZE`] for Bitswap) before
+/// anything is allocated, and the buffer then grows only as bytes arrive.
+///
+/// # Errors
+/// [`FrameError::TooLarge`] for an announced length over `max_len`, [`FrameError::InvalidLength`]
+/// for a malformed prefix, [`FrameError::Truncated`] when the stream ends mid-message,
+/// [`FrameError::Io`] when the stream fails.
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future mid-message loses the bytes read so far.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_len: usize,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    // A u64 varint has at most 10 bytes; lengths of interest fit in 9 (63 bits).
+    const MAX_PREFIX_BYTES: usize = 9;
+    let mut len: u64 = 0;
+    let mut read = 0usize;
+    loop {
+        let mut byte = [0u8; 1];
+        if reader.read(&mut byte).await? == 0 {
+            return if read == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        len |= u64::from(byte[0] & 0x7f) << (7 * read);
+        read += 1;
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+        if read == MAX_PREFIX_BYTES {
+            return Err(FrameError::InvalidLength);
+        }
+    }
+    if len > max_len as u64 {
+        return Err(FrameError::TooLarge { len, max: max_len });
+    }
+    // Bounded by `max_len`; the initial capacity stays small so a peer that announces a large
+    // message but sends nothing holds little memory.
+    let mut body = Vec::with_capacity((len as usize).min(64 * 1024));
+    (&mut *reader).take(len).read_to_end(&mut body).await?;
+    if (body.len() as u64) < len {
+        return Err(FrameError::Truncated);
+    }
+    Ok(Some(body))
+}
+
+/// Writes `frame` (a length-prefixed message from [`Message::encode_frame`]) and flushes.
+///
+/// # Errors
+/// The stream's I/O error.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &[u8],
+) -> std::io::Result<()> {
+    writer.write_all(frame).await?;
+    writer.flush().await
+}
+
+/// What a response message holds, for accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ResponseCounts {
+    /// Blocks (in `blocks` or `payload`).
+    pub blocks: u64,
+    /// Bytes of block data.
+    pub block_bytes: u64,
+    /// HAVE presences.
+    pub haves: u64,
+    /// DONT_HAVE presences.
+    pub dont_haves: u64,
+}
+
+/// Packs blocks and presences into one response message for `version`, refusing any item that
+/// would take the frame (length prefix included) past `max_frame` bytes.
+pub(crate) struct ResponseBuilder {
+    version: ProtocolVersion,
+    max_frame: usize,
+    body_len: usize,
+    message: pb::Message,
+    counts: ResponseCounts,
+}
+
+/// Why [`ResponseBuilder`] refused an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AddError {
+    /// The item does not fit in what is left of this message.
+    Full,
+    /// The peer's protocol version cannot carry this item (CIDv1 block before 1.1.0, presence
+    /// before 1.2.0).
+    Unsupported,
+}
+
+fn field_len(inner: usize) -> usize {
+    1 + encoded_len_varint(inner as u64) + inner
+}
+
+impl ResponseBuilder {
+    pub(crate) fn new(version: ProtocolVersion, max_frame: usize) -> Self {
+        ResponseBuilder {
+            version,
+            max_frame,
+            body_len: 0,
+            message: pb::Message::default(),
+            counts: ResponseCounts::default(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.body_len == 0
+    }
+
+    pub(crate) fn counts(&self) -> ResponseCounts {
+        self.counts
+    }
+
+    fn fits(&self, extra: usize) -> bool {
+        let body = self.body_len + extra + PENDING_BYTES_FIELD_RESERVE;
+        body + encoded_len_varint(body as u64) <= self.max_frame
+    }
+
+    pub(crate) fn add_block(&mut self, cid: &Cid, data: &Bytes) -> Result<(), AddError> {
+        if self.version.supports_payload() {
+            let block = pb::Block {
+                prefix: Bytes::from(cid_prefix(cid)),
+                data: data.clone(),
+            };
+            let extra = field_len(block.encoded_len());
+            if !self.fits(extra) {
+                return Err(AddError::Full);
+            }
+            self.body_len += extra;
+            self.message.payload.push(block);
+        } else {
+            if cid.version() != Version::V0 {
+                return Err(AddError::Unsupported);
+            }
+            let extra = field_len(data.len());
+            if !self.fits(extra) {
+                return Err(AddError::Full);
+            }
+            self.body_len += extra;
+            self.message.blocks.push(data.clone());
+        }
+        self.counts.blocks += 1;
+        self.counts.block_bytes += data.len() as u64;
+        Ok(())
+    }
+
+    pub(crate) fn add_presence(
+        &mut self,
+        cid: &Cid,
+        presence: PresenceType,
+    ) -> Result<(), AddError> {
+        if !self.version.supports_presences() {
+            return Err(AddError::Unsupported);
+        }
+        let pb = presence_to_pb(&BlockPresence {
+            cid: *cid,
+            presence,
+        });
+        let extra = field_len(pb.encoded_len());
+        if !self.fits(extra) {
+            return Err(AddError::Full);
+        }
+        self.body_len += extra;
+        self.message.block_presences.push(pb);
+        match presence {
+            PresenceType::Have => self.counts.haves += 1,
+            PresenceType::DontHave => self.counts.dont_haves += 1,
+        }
+        Ok(())
+    }
+
+    /// The framed message; `pending_bytes` is written only for 1.2.0 peers.
+    pub(crate) fn finish(mut self, pending_bytes: u64) -> Vec<u8> {
+        if self.version.supports_presences() {
+            self.message.pending_bytes = i32::try_from(pending_bytes).unwrap_or(i32::MAX);
+        }
+        let out = frame(&self.message);
+        debug_assert!(out.len() <= self.max_frame, "response frame over the limit");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sha256_cid(codec: u64, data: &[u8]) -> Cid {
+        Cid::new_v1(codec, Code::Sha2_256.digest(data))
+    }
+
+    #[test]
+    fn cidv0_prefix_is_fixed() {
+        let cid = Cid::new_v0(Code::Sha2_256.digest(b"hello")).unwrap();
+        assert_eq!(cid_prefix(&cid), vec![0x00, 0x70, 0x12, 0x20]);
+        assert_eq!(
+            cid_from_prefix(&[0x00, 0x70, 0x12, 0x20], b"hello").unwrap(),
+            cid
+        );
+    }
+
+    #[test]
+    fn cidv1_blake2b_prefix() {
+        let cid = Cid::new_v1(0x55, Code::Blake2b256.digest(b"data"));
+        // version 1, raw 0x55, blake2b-256 0xb220 as varint [0xa0, 0xe4, 0x02], length 32.
+        assert_eq!(cid_prefix(&cid), vec![0x01, 0x55, 0xa0, 0xe4, 0x02, 0x20]);
+        assert_eq!(cid_from_prefix(&cid_prefix(&cid), b"data").unwrap(), cid);
+        assert_ne!(cid_from_prefix(&cid_prefix(&cid), b"other").unwrap(), cid);
+    }
+
+    #[test]
+    fn prefix_errors() {
+        assert_eq!(
+            CidPrefix::parse(&[0x00, 0x55, 0x12, 0x20]),
+            Err(PrefixError::InvalidV0)
+        );
+        assert_eq!(
+            CidPrefix::parse(&[0x02, 0x55, 0x12, 0x20]),
+            Err(PrefixError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            CidPrefix::parse(&[0x01, 0x55, 0x12, 0x41]),
+            Err(PrefixError::DigestTooLong(65))
+        );
+        assert_eq!(
+            CidPrefix::parse(&[0x01, 0x55, 0x12, 0x20, 0x00]),
+            Err(PrefixError::TrailingBytes(1))
+        );
+        assert_eq!(
+            CidPrefix::parse(&[0x01, 0x55, 0x12]),
+            Err(PrefixError::Varint)
+        );
+        assert!(matches!(
+            cid_from_prefix(&[0x01, 0x55, 0x12, 0x21], b"x"),
+            Err(PrefixError::DigestLength {
+                requested: 33,
+                available: 32,
+                ..
+            })
+        ));
+        assert_eq!(
+            cid_from_prefix(&[0x01, 0x55, 0x99, 0x01, 0x20], b"x"),
+            Err(PrefixError::UnsupportedHash(0x99))
+        );
+        // Identity: digest is the data.
+        let cid = cid_from_prefix(&[0x01, 0x55, 0x00, 0x03], b"abc").unwrap();
+        assert_eq!(cid.hash().digest(), b"abc");
+        assert!(cid_from_prefix(&[0x01, 0x55, 0x00, 0x04], b"abc").is_err());
+        // Truncated sha2-256.
+        let cid = cid_from_prefix(&[0x01, 0x55, 0x12, 0x10], b"abc").unwrap();
+        assert_eq!(
+            cid.hash().digest(),
+            &Code::Sha2_256.digest(b"abc").digest()[..16]
+        );
+    }
+
+    #[test]
+    fn decode_rejects_bad_fields() {
+        let good = sha256_cid(0x55, b"a");
+        let mut raw = pb::Message {
+            wantlist: Some(pb::Wantlist {
+                entries: vec![pb::Entry {
+                    block: Bytes::from(vec![1, 2, 3]),
+                    ..Default::default()
+                }],
+                full: false,
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            decode_message(&raw.encode_to_vec()),
+            Err(DecodeError::WantCid { index: 0, .. })
+        ));
+        let mut bytes = good.to_bytes();
+        bytes.push(0);
+        raw.wantlist.as_mut().unwrap().entries[0].block = Bytes::from(bytes);
+        assert!(matches!(
+            decode_message(&raw.encode_to_vec()),
+            Err(DecodeError::WantCid {
+                source: InvalidCid::TrailingBytes(1),
+                ..
+            })
+        ));
+        raw.wantlist.as_mut().unwrap().entries[0].block = Bytes::from(good.to_bytes());
+        raw.wantlist.as_mut().unwrap().entries[0].want_type = 2;
+        assert!(matches!(
+            decode_message(&raw.encode_to_vec()),
+            Err(DecodeError::WantType { index: 0, value: 2 })
+        ));
+        let raw = pb::Message {
+            block_presences: vec![pb::BlockPresence {
+                cid: Bytes::from(good.to_bytes()),
+                r#type: 7,
+            }],
+            ..Default::default()
+        };
+        assert!(matches!(
+            decode_message(&raw.encode_to_vec()),
+            Err(DecodeError::PresenceType { index: 0, value: 7 })
+        ));
+        assert!(matches!(
+            decode_message(&[0xff, 0xff]),
+            Err(DecodeError::Protobuf(_))
+        ));
+    }
+
+    #[test]
+    fn too_many_entries_is_refused() {
+        let cid = sha256_cid(0x55, b"a");
+        let message = Message {
+            wantlist: vec![
+                WantlistEntry {
+                    cid,
+                    priority: 1,
+                    cancel: false,
+                    want_type: WantType::Block,
+                    send_dont_have: false,
+                };
+                MAX_WANTLIST_ENTRIES_PER_MESSAGE + 1
+            ],
+            ..Default::default()
+        };
+        assert!(matches!(
+            decode_message(&message.encode()),
+            Err(DecodeError::TooManyEntries { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn frame_limits() {
+        // Announces MAX + 1 bytes but sends none: refused without reading further.
+        let mut prefix = unsigned_varint::encode::usize_buffer();
+        let prefix = unsigned_varint::encode::usize(MAX_MESSAGE_SIZE + 1, &mut prefix).to_vec();
+        let mut reader = futures::io::Cursor::new(prefix);
+        assert!(matches!(
+            read_frame(&mut reader, MAX_MESSAGE_SIZE).await,
+            Err(FrameError::TooLarge { .. })
+        ));
+        // Exactly MAX is accepted.
+        let mut data = unsigned_varint::encode::usize(
+            MAX_MESSAGE_SIZE,
+            &mut unsigned_varint::encode::usize_buffer(),
+        )
+        .to_vec();
+        data.resize(data.len() + MAX_MESSAGE_SIZE, 7);
+        let mut reader = futures::io::Cursor::new(data);
+        assert_eq!(
+            read_frame(&mut reader, MAX_MESSAGE_SIZE)
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            MAX_MESSAGE_SIZE
+        );
+        assert!(
+            read_frame(&mut reader, MAX_MESSAGE_SIZE)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Truncated body and prefix.
+        let mut reader = futures::io::Cursor::new(vec![5u8, 1, 2]);
+        assert!(matches!(
+            read_frame(&mut reader, 100).await,
+            Err(FrameError::Truncated)
+        ));
+        let mut reader = futures::io::Cursor::new(vec![0x80u8]);
+        assert!(matches!(
+            read_frame(&mut reader, 100).await,
+            Err(FrameError::Truncated)
+        ));
+        let mut reader = futures::io::Cursor::new(vec![0xffu8; 12]);
+        assert!(matches!(
+            read_frame(&mut reader, 100).await,
+            Err(FrameError::InvalidLength)
+        ));
+    }
+
+    #[test]
+    fn builder_respects_version_and_size() {
+        let v0 = Cid::new_v0(Code::Sha2_256.digest(b"v0")).unwrap();
+        let v1 = sha256_cid(0x55, b"xyz");
+        let data = Bytes::from_static(b"xyz");
+        let mut b = ResponseBuilder::new(ProtocolVersion::V1_0_0, MAX_MESSAGE_SIZE);
+        assert_eq!(b.add_block(&v1, &data), Err(AddError::Unsupported));
+        assert_eq!(
+            b.add_presence(&v0, PresenceType::Have),
+            Err(AddError::Unsupported)
+        );
+        assert_eq!(b.add_block(&v0, &data), Ok(()));
+        let decoded = decode_message(&b.finish(5)[1..]).unwrap();
+        assert_eq!(decoded.blocks, vec![data.clone()]);
+        assert!(decoded.payload.is_empty());
+        assert_eq!(decoded.pending_bytes, 0);
+
+        let mut b = ResponseBuilder::new(ProtocolVersion::V1_1_0, MAX_MESSAGE_SIZE);
+        assert_eq!(
+            b.add_presence(&v0, PresenceType::Have),
+            Err(AddError::Unsupported)
+        );
+        assert_eq!(b.add_block(&v1, &data), Ok(()));
+        let decoded = decode_message(&b.finish(5)[1..]).unwrap();
+        assert_eq!(
+            decoded.payload[0]
+                .prefix
+                .to_cid(&decoded.payload[0].data)
+                .unwrap(),
+            v1
+        );
+
+        let mut b = ResponseBuilder::new(ProtocolVersion::V1_2_0, 64);
+        assert_eq!(
+            b.add_block(&v1, &Bytes::from(vec![0u8; 64])),
+            Err(AddError::Full)
+        );
+        assert!(b.is_empty());
+        assert_eq!(b.add_presence(&v1, PresenceType::DontHave), Ok(()));
+        assert_eq!(b.counts().dont_haves, 1);
+    }
+
+    fn arb_cid() -> impl Strategy<Value = Cid> {
+        prop_oneof![
+            any::<Vec<u8>>().prop_map(|d| Cid::new_v0(Code::Sha2_256.digest(&d)).unwrap()),
+            (any::<u64>(), any::<Vec<u8>>())
+                .prop_map(|(c, d)| Cid::new_v1(c, Code::Blake2b256.digest(&d))),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
+                .prop_map(|(c, d)| Cid::new_v1(c, Multihash::wrap(0, &d).unwrap())),
+        ]
+    }
+
+    fn arb_entry() -> impl Strategy<Value = WantlistEntry> {
+        (
+            arb_cid(),
+            any::<i32>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(cid, priority, cancel, have, send_dont_have)| WantlistEntry {
+                    cid,
+                    priority,
+                    cancel,
+                    want_type: if have {
+                        WantType::Have
+                    } else {
+                        WantType::Block
+                    },
+                    send_dont_have,
+                },
+            )
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        (
+            proptest::collection::vec(arb_entry(), 0..8),
+            any::<bool>(),
+            proptest::collection::vec(any::<Vec<u8>>(), 0..3),
+            proptest::collection::vec((arb_cid(), any::<Vec<u8>>()), 0..3),
+            proptest::collection::vec((arb_cid(), any::<bool>()), 0..3),
+            any::<i32>(),
+        )
+            .prop_map(
+                |(wantlist, full, blocks, payload, presences, pending_bytes)| Message {
+                    wantlist,
+                    full,
+                    blocks: blocks.into_iter().map(Bytes::from).collect(),
+                    payload: payload
+                        .into_iter()
+                        .map(|(cid, data)| PayloadBlock {
+                            prefix: CidPrefix::of(&cid),
+                            data: Bytes::from(data),
+                        })
+                        .collect(),
+                    block_presences: presences
+                        .into_iter()
+                        .map(|(cid, have)| BlockPresence {
+                            cid,
+                            presence: if have {
+                                PresenceType::Have
+                            } else {
+                                PresenceType::DontHave
+                            },
+                        })
+                        .collect(),
+                    pending_bytes,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn message_roundtrip(message in arb_message()) {
+            let decoded = decode_message(&message.encode()).unwrap();
+            prop_assert_eq!(decoded, message);
+        }
+
+        #[test]
+        fn frame_roundtrip(message in arb_message()) {
+            let frame = message.encode_frame();
+            let body = futures::executor::block_on(read_frame(&mut futures::io::Cursor::new(frame), MAX_MESSAGE_SIZE)).unwrap().unwrap();
+            prop_assert_eq!(decode_message(&body).unwrap(), message);
+        }
+
+        #[test]
+        fn prefix_roundtrip(cid in arb_cid()) {
+            let prefix = cid_prefix(&cid);
+            prop_assert_eq!(CidPrefix::parse(&prefix).unwrap(), CidPrefix::of(&cid));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_message(&bytes);
+            let _ = CidPrefix::parse(&bytes);
+        }
+
+        #[test]
+        fn builder_frames_stay_within_limit(
+            sizes in proptest::collection::vec(0usize..300, 1..20),
+            max in 40usize..1000,
+        ) {
+            let mut builder = ResponseBuilder::new(ProtocolVersion::V1_2_0, max);
+            for (i, size) in sizes.iter().enumerate() {
+                let data = Bytes::from(vec![i as u8; *size]);
+                let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
+                if builder.add_block(&cid, &data).is_err() {
+                    let frame = std::mem::replace(&mut builder, ResponseBuilder::new(ProtocolVersion::V1_2_0, max)).finish(u64::MAX);
+                    prop_assert!(frame.len() <= max);
+                    let _ = builder.add_block(&cid, &data);
+                }
+                let _ = builder.add_presence(&cid, PresenceType::Have);
+            }
+            let frame = builder.finish(i32::MAX as u64);
+            prop_assert!(frame.len() <= max);
+        }
+    }
+}
