@@ -157,7 +157,10 @@ impl CarDecoder {
             return;
         }
         if self.buf.capacity() - self.buf.len() < chunk.len() {
-            self.buf.reserve(chunk.len().max(MIN_RESERVE));
+            // Grow geometrically so that a section arriving in tiny chunks is not re-copied
+            // once per chunk.
+            let grow = chunk.len().max(self.buf.len()).max(MIN_RESERVE);
+            self.buf.reserve(grow);
         }
         self.buf.extend_from_slice(chunk);
     }
@@ -532,7 +535,7 @@ fn scan_cid_len(bytes: &[u8]) -> CidLen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{encode_section, encode_v1_header};
+    use crate::{MAX_BLOCK_SIZE, encode_section, encode_v1_header};
     use multihash_codetable::{Code, MultihashDigest};
 
     fn raw_cid(data: &[u8]) -> Cid {
@@ -597,6 +600,25 @@ mod tests {
         dec.finish().expect("complete");
         assert_eq!(sections, 64);
         assert_eq!(dec.bytes_consumed(), file.len() as u64);
+    }
+
+    #[test]
+    fn largest_block_in_one_byte_chunks() {
+        let block = vec![0x5a; MAX_BLOCK_SIZE];
+        let file = v1_file(&[&block]);
+        let mut dec = CarDecoder::new(Limits::default());
+        let mut got = None;
+        for byte in file.chunks(1) {
+            dec.push(byte);
+            while let Some(ev) = dec.next_event().expect("valid") {
+                if let Event::Section(s) = ev {
+                    got = Some(s);
+                }
+            }
+            assert!(dec.buf.capacity() <= 2 * (MAX_BLOCK_SIZE + MIN_RESERVE) + MIN_RESERVE);
+        }
+        dec.finish().expect("complete");
+        assert_eq!(got.map(|s| s.data.len()), Some(MAX_BLOCK_SIZE));
     }
 
     #[test]
