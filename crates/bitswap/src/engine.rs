@@ -44,7 +44,7 @@ pub const MAX_WANTLIST_ENTRIES_PER_PEER: usize = 8192;
 
 /// Default bound on the bytes of response frames queued for one peer and not yet written. A
 /// peer is given no new lookups while it is over; a peer that stops reading therefore holds at
-/// most this plus one batch (see [`MAX_BLOCK_WANTS_PER_BATCH`]).
+/// most this plus one batch of lookups (at most 16 blocks, 32 MiB with 2 MiB blocks).
 pub const MAX_OUTSTANDING_BYTES_PER_PEER: usize = 4 * 1024 * 1024;
 
 /// Most wants in one batch (one round of lookups for one peer).

@@ -41,8 +41,10 @@ use crate::protocol::{
 
 /// Capacity, in events, of the queue into the engine task (messages from readers, lookup
 /// results, write reports). Readers wait when it is full, which stops them reading their
-/// stream, which in turn slows the peer through the muxer's flow control.
-pub const EVENT_QUEUE_CAPACITY: usize = 256;
+/// stream, which in turn slows the peer through the muxer's flow control. A decoded message
+/// holds at most [`crate::MAX_WANTLIST_ENTRIES_PER_MESSAGE`] entries (about 1.6 MB), so the
+/// queue holds at most about 100 MB of messages.
+pub const EVENT_QUEUE_CAPACITY: usize = 64;
 
 /// Capacity, in messages, of one peer's sender queue. The engine gives a peer a new batch only
 /// while fewer than [`MAX_UNSENT_MESSAGES_PER_PEER`] are waiting, and one batch makes at most
