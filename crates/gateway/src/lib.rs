@@ -1,1 +1,104 @@
-//! hydrant-gateway
+//! hydrant-gateway: the trustless HTTP gateway (raw blocks and CAR streams) over a
+//! [`GatewayBackend`] trait, and the CAR streaming that `hydrant export` reuses.
+//!
+//! Spec: `trustless-gateway.md` (the whole document: `GET`/`HEAD /ipfs/{cid}[/{path}]`,
+//! `format`, `Accept`, `dag-scope`, `entity-bytes`, `car-version`/`car-order`/`car-dups`,
+//! response headers, status codes, probe paths), with the shared headers and status codes of
+//! `path-gateway.md`.
+//!
+//! Behaviour in short:
+//! - `?format=raw` or `Accept: application/vnd.ipld.raw` on `/ipfs/{cid}`: the block.
+//! - `?format=car` or `Accept: application/vnd.ipld.car[; version=1][; order=dfs|unk]
+//!   [; dups=y|n]`: a CARv1 with the requested CID as its single root, blocks in DFS order,
+//!   answered as `application/vnd.ipld.car; version=1; order=dfs; dups=n|y` (default
+//!   `dups=n`). A content path is resolved before the status is sent (404 when it does not
+//!   exist); its blocks come first, then the `dag-scope` (or `entity-bytes`) of the
+//!   terminus. A block missing once streaming has begun cuts the response short: the body
+//!   ends with a transport error, never with a clean end (see [`car_stream`]).
+//! - No format at all: 400 (strict trustless mode); only unsupported types: 406.
+//! - Identity CIDs (`bafkqaaa` probe) are served from the CID itself and never written as
+//!   CAR blocks. `/ipns/` answers 501.
+//! - Status codes are decided in one place (`error.rs`); bodies are short fixed texts.
+//!
+//! Public API:
+//! - [`router`]`(Arc<dyn GatewayBackend>, GatewayConfig) -> axum::Router`
+//! - [`GatewayBackend`] (`get_block`, `get_blocks`), [`BackendError`]
+//! - [`car_stream`]`(Arc<dyn GatewayBackend>, CarRequest, CarStreamOptions) -> impl
+//!   Stream<Item = Result<Bytes, CarStreamError>>`, [`CarRequest`], [`CarStreamOptions`],
+//!   [`CarStreamError`]
+//! - [`GatewayConfig`], [`GatewayError`], [`RequestError`]
+//! - outside-input parsers (fuzz targets): [`negotiate`], [`parse_content_path`]
+
+mod backend;
+mod car_stream;
+mod error;
+mod handlers;
+mod request;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{MethodFilter, any, on};
+use hydrant_unixfs::WalkerLimits;
+
+pub use backend::{BackendError, GatewayBackend};
+pub use car_stream::{
+    CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PREFETCH_WINDOW, car_stream,
+};
+pub use error::{GatewayError, RETRY_AFTER_SECS};
+pub use request::{
+    CarParams, ContentPath, Format, MEDIA_CAR, MEDIA_RAW, Negotiated, RequestError, negotiate,
+    parse_content_path,
+};
+
+/// Default bound on path segments after the CID (trustless-gateway.md § "Security
+/// Considerations": "SHOULD validate path components to prevent ... resource exhaustion
+/// from deeply nested paths").
+pub const DEFAULT_MAX_PATH_SEGMENTS: usize = 64;
+
+/// Default bound on blocks read to resolve a content path (segments plus HAMT shards).
+pub const DEFAULT_MAX_PATH_BLOCKS: usize = 256;
+
+/// Settings of the gateway. Built by the node crate from its config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Blocks read ahead of the one being sent in a CAR stream (default
+    /// [`DEFAULT_PREFETCH_WINDOW`] = 16). Memory per stream is at most this many blocks
+    /// (2 MiB each at most).
+    pub prefetch_window: usize,
+    /// Memory bounds of each CAR stream's DAG walk (pending CIDs, distinct blocks for
+    /// `dups=n`).
+    pub walker_limits: WalkerLimits,
+    /// Most path segments accepted after the CID (default [`DEFAULT_MAX_PATH_SEGMENTS`]);
+    /// more is 400.
+    pub max_path_segments: usize,
+    /// Most blocks read while resolving a content path (default
+    /// [`DEFAULT_MAX_PATH_BLOCKS`]); more is 400.
+    pub max_path_blocks: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            prefetch_window: DEFAULT_PREFETCH_WINDOW,
+            walker_limits: WalkerLimits::default(),
+            max_path_segments: DEFAULT_MAX_PATH_SEGMENTS,
+            max_path_blocks: DEFAULT_MAX_PATH_BLOCKS,
+        }
+    }
+}
+
+/// The trustless gateway's routes: `GET` and `HEAD` on `/ipfs/{cid}[/{path}]`, and a 501 on
+/// `/ipns/…`. Other paths are left to the caller's router (merge this one into it).
+///
+/// Spec: trustless-gateway.md § "HTTP API".
+pub fn router(backend: Arc<dyn GatewayBackend>, config: GatewayConfig) -> Router {
+    let state = Arc::new(handlers::AppState { backend, config });
+    Router::new()
+        .route(
+            "/ipfs/{*path}",
+            on(MethodFilter::GET.or(MethodFilter::HEAD), handlers::ipfs),
+        )
+        .route("/ipns/{*path}", any(handlers::ipns))
+        .with_state(state)
+}

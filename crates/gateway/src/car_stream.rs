@@ -1,0 +1,228 @@
+//! A CARv1 byte stream of a DAG walk, with a bounded prefetch window. Shared by the HTTP
+//! handler and `hydrant export`.
+//!
+//! Spec: trustless-gateway.md § "CAR Responses" (version 1, `order=dfs`, `dups`, no identity
+//! blocks), § "Streaming and Missing Child Blocks"; carv1.md for the byte format.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cid::Cid;
+use futures::Stream;
+use hydrant_unixfs::{
+    DagError, DagScope, DagWalker, EntityBytes, MULTIHASH_IDENTITY, WalkerLimits,
+};
+
+use crate::backend::{BackendError, GatewayBackend};
+
+/// Default prefetch window, in blocks: at most this many blocks are read ahead of the one
+/// being sent, so a stream holds at most `window × 2 MiB` of block data whatever the DAG size.
+pub const DEFAULT_PREFETCH_WINDOW: usize = 16;
+
+/// What to put in a CAR stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CarRequest {
+    /// The single root written in the CARv1 header (the CID the client asked for).
+    pub root: Cid,
+    /// Blocks that verify the content path from `root` down to (not including) `terminus`,
+    /// sent first and in order; empty when there is no path. Identity CIDs are skipped.
+    pub path_blocks: Vec<Cid>,
+    /// Where the DAG walk starts (`root` when there is no path).
+    pub terminus: Cid,
+    /// `dag-scope` of the walk under `terminus`.
+    pub scope: DagScope,
+    /// `entity-bytes`, if requested (implies [`DagScope::Entity`]).
+    pub entity_bytes: Option<EntityBytes>,
+    /// `dups=y` (true) or `dups=n` (false).
+    pub dups: bool,
+}
+
+impl CarRequest {
+    /// The whole DAG (or `scope` of it) under `root`, no path.
+    pub fn new(root: Cid, scope: DagScope, dups: bool) -> Self {
+        CarRequest {
+            root,
+            path_blocks: Vec::new(),
+            terminus: root,
+            scope,
+            entity_bytes: None,
+            dups,
+        }
+    }
+}
+
+/// Tuning of [`car_stream`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CarStreamOptions {
+    /// Blocks read ahead of the one being sent (default [`DEFAULT_PREFETCH_WINDOW`]); at
+    /// least 1 is used.
+    pub prefetch_window: usize,
+    /// Memory bounds of the DAG walk.
+    pub walker_limits: WalkerLimits,
+}
+
+impl Default for CarStreamOptions {
+    fn default() -> Self {
+        CarStreamOptions {
+            prefetch_window: DEFAULT_PREFETCH_WINDOW,
+            walker_limits: WalkerLimits::default(),
+        }
+    }
+}
+
+/// Why a CAR stream stopped early. The bytes sent before it form a valid but incomplete CAR.
+#[derive(Debug, thiserror::Error)]
+pub enum CarStreamError {
+    /// A block of the DAG is not in the backend (trustless-gateway.md § "Streaming and
+    /// Missing Child Blocks": the stream is terminated).
+    #[error("block {cid} is missing")]
+    MissingBlock {
+        /// The missing block.
+        cid: Cid,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A block could not be walked (undecodable under its codec, limits reached).
+    #[error(transparent)]
+    Dag(#[from] DagError),
+}
+
+/// The CARv1 bytes of `request`: the header (roots = `[request.root]`), then one section per
+/// block, path blocks first, then the walk of `request.terminus` in DFS order. Each item is
+/// the header or one section (`varint | CID | block`).
+///
+/// Reads go through [`GatewayBackend::get_blocks`] a window of upcoming blocks at a time
+/// ([`CarStreamOptions::prefetch_window`]); memory stays bounded by that window plus the
+/// walker's bounds, whatever the DAG size. Nothing is read until the stream is polled.
+///
+/// # Errors
+/// The stream yields one `Err` and then ends when a block is missing, the backend fails, or
+/// the walk fails ([`CarStreamError`]); the client then holds an incomplete CAR.
+///
+/// # Cancel safety
+/// Dropping the stream stops all work; nothing is left behind.
+pub fn car_stream(
+    backend: Arc<dyn GatewayBackend>,
+    request: CarRequest,
+    options: CarStreamOptions,
+) -> impl Stream<Item = Result<Bytes, CarStreamError>> + Send + 'static {
+    let walker = match request.entity_bytes {
+        Some(range) => DagWalker::with_entity_bytes(request.terminus, range, request.dups),
+        None => DagWalker::new(request.terminus, request.scope, request.dups),
+    }
+    .with_limits(options.walker_limits);
+    let state = State {
+        backend,
+        header: Some(Bytes::from(hydrant_car::encode_v1_header(&[request.root]))),
+        path: request.path_blocks.into(),
+        walker,
+        buffer: HashMap::new(),
+        window: options.prefetch_window.max(1),
+        pending_error: None,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        let item = state.next_item().await?;
+        if item.is_err() {
+            state.done = true;
+        }
+        Some((item, state))
+    })
+}
+
+struct State {
+    backend: Arc<dyn GatewayBackend>,
+    header: Option<Bytes>,
+    path: VecDeque<Cid>,
+    walker: DagWalker,
+    /// Prefetched blocks; at most `window` entries, all among the walker's upcoming CIDs.
+    buffer: HashMap<Cid, Bytes>,
+    window: usize,
+    /// An error found after the block that caused it was sent; yielded next.
+    pending_error: Option<CarStreamError>,
+    done: bool,
+}
+
+impl State {
+    async fn next_item(&mut self) -> Option<Result<Bytes, CarStreamError>> {
+        if self.done {
+            return None;
+        }
+        if let Some(header) = self.header.take() {
+            return Some(Ok(header));
+        }
+        if let Some(err) = self.pending_error.take() {
+            return Some(Err(err));
+        }
+        while let Some(cid) = self.path.pop_front() {
+            if cid.hash().code() == MULTIHASH_IDENTITY {
+                continue;
+            }
+            return Some(match self.backend.get_block(&cid).await {
+                Ok(Some(data)) => Ok(section(&cid, &data)),
+                Ok(None) => Err(CarStreamError::MissingBlock { cid }),
+                Err(e) => Err(e.into()),
+            });
+        }
+        let cid = self.walker.next_wanted()?;
+        let data = match self.take_block(cid).await {
+            Ok(data) => data,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Err(e) = self.walker.on_block(&cid, &data) {
+            self.pending_error = Some(e.into());
+        }
+        Some(Ok(section(&cid, &data)))
+    }
+
+    /// The bytes of `cid`, from the prefetch buffer or by reading the next window.
+    async fn take_block(&mut self, cid: Cid) -> Result<Bytes, CarStreamError> {
+        if let Some(data) = self.buffer.remove(&cid) {
+            return Ok(data);
+        }
+        let mut upcoming: Vec<Cid> = Vec::with_capacity(self.window);
+        for c in self.walker.upcoming(self.window) {
+            if !upcoming.contains(&c) {
+                upcoming.push(c);
+            }
+        }
+        if !upcoming.contains(&cid) {
+            upcoming.insert(0, cid);
+            upcoming.truncate(self.window);
+        }
+        self.buffer.retain(|c, _| upcoming.contains(c));
+        let to_read: Vec<Cid> = upcoming
+            .into_iter()
+            .filter(|c| !self.buffer.contains_key(c))
+            .collect();
+        let results = self.backend.get_blocks(&to_read).await;
+        let mut wanted = None;
+        for (c, result) in to_read.iter().zip(results) {
+            if *c == cid {
+                wanted = Some(result);
+            } else if let Ok(Some(data)) = result {
+                // Failures of blocks read ahead are reported when (if) they are wanted.
+                self.buffer.insert(*c, data);
+            }
+        }
+        match wanted {
+            Some(Ok(Some(data))) => Ok(data),
+            Some(Ok(None)) => Err(CarStreamError::MissingBlock { cid }),
+            Some(Err(e)) => Err(e.into()),
+            // A backend that answered fewer results than asked.
+            None => Err(CarStreamError::Backend(BackendError::Internal {
+                cid,
+                reason: "get_blocks returned too few results".into(),
+            })),
+        }
+    }
+}
+
+/// One CARv1 section: `varint(len(cid) + len(data)) | cid | data`.
+fn section(cid: &Cid, data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 64);
+    hydrant_car::encode_section(cid, data, &mut out);
+    Bytes::from(out)
+}

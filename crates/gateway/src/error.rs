@@ -1,0 +1,193 @@
+//! The one place where errors become HTTP statuses.
+//!
+//! Spec: path-gateway.md § "Response Status Codes", trustless-gateway.md § "Response Status
+//! Codes". Bodies are short fixed texts: internal error text is logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hydrant_unixfs::DagError;
+
+use crate::backend::BackendError;
+use crate::request::RequestError;
+
+/// Seconds a client is asked to wait (`Retry-After`) after a 502, 503 or 504.
+pub const RETRY_AFTER_SECS: u64 = 30;
+
+/// Why a request failed before its response started.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request itself is invalid or asks for something this gateway does not produce.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The root block is not in this gateway's storage (404; 412 under `only-if-cached`).
+    #[error("root block not found")]
+    RootNotFound {
+        /// The request had `Cache-Control: only-if-cached`.
+        only_if_cached: bool,
+    },
+    /// The content path names something that does not exist, or goes below a file, or a
+    /// block on the path is missing (404).
+    #[error("content path not found")]
+    PathNotFound,
+    /// The content path ends inside a DAG-CBOR/DAG-JSON block at a value that is not a link
+    /// (path-gateway.md § "Traversing through DAG-JSON and DAG-CBOR": 501), or goes through a
+    /// block whose codec cannot be pathed (501).
+    #[error("content path cannot be resolved through this block")]
+    PathUnsupported,
+    /// The content path needs more blocks than the configured bound (400).
+    #[error("content path too deep")]
+    PathTooDeep,
+    /// A block on the content path could not be decoded (500).
+    #[error("cannot traverse content path: {0}")]
+    Traversal(#[from] DagError),
+    /// The backend failed (500, 502, 503 or 504, see [`BackendError`]).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// `/ipns/` is not served by this gateway (501).
+    #[error("IPNS is not supported")]
+    IpnsUnsupported,
+}
+
+impl GatewayError {
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Request(RequestError::NotAcceptable) => StatusCode::NOT_ACCEPTABLE,
+            Self::Request(_) | Self::PathTooDeep => StatusCode::BAD_REQUEST,
+            Self::RootNotFound {
+                only_if_cached: true,
+            } => StatusCode::PRECONDITION_FAILED,
+            Self::RootNotFound { .. } | Self::PathNotFound => StatusCode::NOT_FOUND,
+            Self::PathUnsupported | Self::IpnsUnsupported => StatusCode::NOT_IMPLEMENTED,
+            Self::Traversal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Backend(e) => match e {
+                BackendError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
+                BackendError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                BackendError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                BackendError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    /// The short text sent as the body: fixed strings only, nothing from storage.
+    fn public_text(&self) -> &'static str {
+        match self {
+            Self::Request(RequestError::InvalidCid) => "invalid CID\n",
+            Self::Request(RequestError::InvalidPath(_)) => "invalid content path\n",
+            Self::Request(RequestError::NoFormat) => {
+                "trustless gateway: request application/vnd.ipld.raw or application/vnd.ipld.car \
+                 (Accept header or ?format=raw|car)\n"
+            }
+            Self::Request(RequestError::NotAcceptable) => {
+                "only application/vnd.ipld.raw and application/vnd.ipld.car (version=1, \
+                 order=dfs|unk, dups=y|n) are served; fetch ?format=raw and decode client-side\n"
+            }
+            Self::Request(RequestError::InvalidParam(_)) => "invalid query parameter\n",
+            Self::Request(RequestError::RawWithPath) => {
+                "raw block requests take no content path: use /ipfs/{cid}?format=raw\n"
+            }
+            Self::RootNotFound { .. } => "block not found\n",
+            Self::PathNotFound => "content path not found\n",
+            Self::PathUnsupported => {
+                "content path cannot be resolved: it ends inside a block, not at a link, or \
+                 crosses a block whose codec has no pathing\n"
+            }
+            Self::PathTooDeep => "content path too deep\n",
+            Self::Traversal(_) | Self::Backend(BackendError::Internal { .. }) => {
+                "internal server error\n"
+            }
+            Self::Backend(_) => "storage temporarily unavailable, retry later\n",
+            Self::IpnsUnsupported => "IPNS is not supported by this gateway\n",
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, status = status.as_u16(), "gateway request failed");
+        } else {
+            tracing::debug!(error = %self, status = status.as_u16(), "gateway request refused");
+        }
+        let text = match &self {
+            // The parameter name is ours, not the client's.
+            Self::Request(RequestError::InvalidParam(name)) => {
+                format!("invalid value for query parameter {name}\n")
+            }
+            _ => self.public_text().to_string(),
+        };
+        let mut response = (status, text).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if matches!(
+            status,
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+        ) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cid::Cid;
+
+    #[test]
+    fn statuses_and_no_leaks() {
+        let cid = Cid::default();
+        let secret = "disk /dev/sda3 on fire".to_string();
+        let cases = [
+            (GatewayError::Request(RequestError::InvalidCid), 400),
+            (GatewayError::Request(RequestError::NotAcceptable), 406),
+            (
+                GatewayError::RootNotFound {
+                    only_if_cached: false,
+                },
+                404,
+            ),
+            (
+                GatewayError::RootNotFound {
+                    only_if_cached: true,
+                },
+                412,
+            ),
+            (GatewayError::PathNotFound, 404),
+            (GatewayError::PathUnsupported, 501),
+            (
+                GatewayError::Backend(BackendError::Unavailable {
+                    cid,
+                    reason: secret.clone(),
+                }),
+                502,
+            ),
+            (GatewayError::Backend(BackendError::Overloaded { cid }), 503),
+            (
+                GatewayError::Backend(BackendError::Timeout { cid, after_secs: 5 }),
+                504,
+            ),
+            (
+                GatewayError::Backend(BackendError::Internal {
+                    cid,
+                    reason: secret.clone(),
+                }),
+                500,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.status().as_u16(), code, "{err}");
+            let text = err.public_text();
+            assert!(!text.contains("sda3"));
+            let resp = err.into_response();
+            assert_eq!(
+                resp.headers().contains_key(header::RETRY_AFTER),
+                matches!(code, 502..=504)
+            );
+        }
+    }
+}
