@@ -20,6 +20,18 @@
 //!   CAR blocks. `/ipns/` answers 501.
 //! - Status codes are decided in one place (`error.rs`); bodies are short fixed texts.
 //!
+//! Decisions where the specs leave room:
+//! - `entity-bytes` entirely outside the file answers the root block alone (the spec's MUST
+//!   "equivalent to dag-scope=block"), not its SHOULD-400; `entity-bytes` with an explicit
+//!   `dag-scope` still means `entity`.
+//! - A raw block request with a content path is 400 (trustless-gateway.md: "only
+//!   `/ipfs/{cid}` is supported"); `.`/`..` segments are 400; UnixFS symlinks are not followed
+//!   (a path below one is 404).
+//! - CAR ETags are strong (`"<cid>.car.<scope>.<hash of path and parameters>"`): the output is
+//!   deterministic. `If-None-Match` is answered from the request alone, before any read.
+//! - Blocks are served as the backend returns them, without re-hashing (ingest verified them).
+//! - `Cache-Control: only-if-cached` turns a missing root into 412 instead of 404.
+//!
 //! Public API:
 //! - [`router`]`(Arc<dyn GatewayBackend>, GatewayConfig) -> axum::Router`
 //! - [`GatewayBackend`] (`get_block`, `get_blocks`), [`BackendError`]

@@ -340,6 +340,42 @@ mod tests {
         assert!(matches!(err, DagError::InvalidDagPb { .. }), "{err}");
     }
 
+    proptest::proptest! {
+        /// Any PbNode survives encode/decode unchanged.
+        #[test]
+        fn pbnode_roundtrip_prop(
+            links in proptest::collection::vec(
+                (proptest::collection::vec(proptest::num::u8::ANY, 0..8),
+                 proptest::option::of("[a-z0-9]{0,8}"),
+                 proptest::option::of(proptest::num::u64::ANY)),
+                0..6),
+            data in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..32)),
+        ) {
+            let node = PbNode {
+                links: links.into_iter().map(|(seed, name, tsize)| PbLink {
+                    cid: raw_cid(&seed), name, tsize,
+                }).collect(),
+                data: data.map(Bytes::from),
+            };
+            let back = PbNode::decode(&raw_cid(b"x"), &node.encode()).unwrap();
+            proptest::prop_assert_eq!(back, node);
+        }
+
+        /// Outside bytes never panic any decoder of this crate.
+        #[test]
+        fn decoders_are_total(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let cid = raw_cid(b"x");
+            let _ = PbNode::decode(&cid, &bytes);
+            let _ = UnixFsData::decode(&cid, &bytes);
+            for codec in [0x55, 0x70, 0x71, 0x0129, 0x78] {
+                let c = Cid::new_v1(codec, Code::Sha2_256.digest(&bytes));
+                let _ = crate::links(&c, &bytes);
+                let mut cursor = crate::HamtCursor::default();
+                let _ = crate::resolve_path(&c, &bytes, &["a".to_string(), "0".to_string()], &mut cursor);
+            }
+        }
+    }
+
     #[test]
     fn unixfs_rejects_missing_type_and_huge_fanout() {
         let cid = raw_cid(b"x");
