@@ -47,7 +47,11 @@ enum Command {
     /// bound, writes the same to <repo>/api.json, stops on SIGINT or SIGTERM.
     Daemon {
         /// Swarm listen multiaddr (repeatable); replaces `swarm.listen`.
-        #[arg(long = "swarm-listen", env = "HYDRANT_SWARM_LISTEN", value_delimiter = ',')]
+        #[arg(
+            long = "swarm-listen",
+            env = "HYDRANT_SWARM_LISTEN",
+            value_delimiter = ','
+        )]
         swarm_listen: Vec<libp2p::Multiaddr>,
         /// Gateway listen address; replaces `gateway.listen`.
         #[arg(long, env = "HYDRANT_GATEWAY_LISTEN")]
@@ -103,10 +107,14 @@ fn default_repo() -> PathBuf {
 }
 
 fn init_logging(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The storage engine's own info lines (memtable flushes, compactions) drown ours.
+    const QUIET: &str = "lsm_tree=warn,fjall=warn,libp2p_swarm=warn";
+    let directives = format!("{QUIET},{filter}");
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{QUIET},info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -140,9 +148,17 @@ async fn run(cli: Cli) -> Result<()> {
                     serde_json::json!({"repo": repo_dir, "peer_id": peer_id_text(&repo), "created": created})
                 );
             } else if created {
-                println!("initialised {} (peer ID {})", repo_dir.display(), peer_id_text(&repo));
+                println!(
+                    "initialised {} (peer ID {})",
+                    repo_dir.display(),
+                    peer_id_text(&repo)
+                );
             } else {
-                println!("{} already exists (peer ID {})", repo_dir.display(), peer_id_text(&repo));
+                println!(
+                    "{} already exists (peer ID {})",
+                    repo_dir.display(),
+                    peer_id_text(&repo)
+                );
             }
             Ok(())
         }
@@ -169,7 +185,13 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(info) => info,
                 None => DaemonInfo {
                     peer_id: peer_id_text(&repo),
-                    swarm_addrs: repo.config.swarm.listen.iter().map(ToString::to_string).collect(),
+                    swarm_addrs: repo
+                        .config
+                        .swarm
+                        .listen
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                     gateway_url: format!("http://{}", repo.config.gateway.listen),
                     api_url: format!("http://{}", repo.config.api.listen),
                 },
@@ -191,7 +213,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Config { command } => {
             let repo = Repo::open(&repo_dir)?;
             match command {
-                ConfigCommand::Check => println!("{}: valid", repo_dir.join("config.toml").display()),
+                ConfigCommand::Check => {
+                    println!("{}: valid", repo_dir.join("config.toml").display())
+                }
                 ConfigCommand::Show => print!("{}", toml::to_string(&repo.config)?),
             }
             Ok(())
@@ -263,7 +287,11 @@ async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
                 summary["bytes"],
                 summary["roots"],
                 summary["car_key"].as_str().unwrap_or_default(),
-                if summary["already_present"] == true { " (already present)" } else { "" }
+                if summary["already_present"] == true {
+                    " (already present)"
+                } else {
+                    ""
+                }
             ),
             Err(e) => {
                 failed += 1;
@@ -290,7 +318,10 @@ async fn ingest_local(services: &Services, file: &Path) -> Result<serde_json::Va
         tokio::spawn(async move {
             loop {
                 bar.set_position(progress.bytes.load(Ordering::Relaxed));
-                bar.set_message(format!("{} blocks", progress.blocks.load(Ordering::Relaxed)));
+                bar.set_message(format!(
+                    "{} blocks",
+                    progress.blocks.load(Ordering::Relaxed)
+                ));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -322,9 +353,17 @@ async fn ingest_remote(info: &DaemonInfo, file: &Path) -> Result<serde_json::Val
         .context("sending the CAR to the daemon")?;
     bar.finish_and_clear();
     let status = response.status();
-    let body: serde_json::Value = response.json().await.context("reading the daemon's answer")?;
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .context("reading the daemon's answer")?;
     if !status.is_success() {
-        bail!("{}", body["error"].as_str().unwrap_or("the daemon refused the CAR"));
+        bail!(
+            "{}",
+            body["error"]
+                .as_str()
+                .unwrap_or("the daemon refused the CAR")
+        );
     }
     Ok(body)
 }
@@ -352,7 +391,9 @@ async fn export(repo_dir: &Path, cid: cid::Cid, output: Option<&Path>) -> Result
             }
             response
                 .bytes_stream()
-                .map(|r| r.map_err(anyhow::Error::from))
+                .map(|r| {
+                    r.context("the daemon ended the CAR early: a block of the DAG is missing or unreadable (see its log)")
+                })
                 .boxed()
         }
         None => {

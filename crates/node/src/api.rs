@@ -62,18 +62,27 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
     let limit = state.max_upload_bytes;
     let seen = Arc::new(AtomicU64::new(0));
     let counter = seen.clone();
-    let stream = body.into_data_stream().map_err(std::io::Error::other).and_then(move |chunk| {
-        let total = counter.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-        std::future::ready(if total > limit {
-            Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, "upload too large"))
-        } else {
-            Ok(chunk)
-        })
-    });
+    let stream = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .and_then(move |chunk| {
+            let total =
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+            std::future::ready(if total > limit {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    "upload too large",
+                ))
+            } else {
+                Ok(chunk)
+            })
+        });
     let reader = tokio_util::io::StreamReader::new(stream);
     match state.services.ingester.ingest(reader, None).await {
         Ok(summary) => (StatusCode::OK, Json(summary)).into_response(),
-        Err(IngestError::Read { source, .. }) if source.kind() == std::io::ErrorKind::FileTooLarge => {
+        Err(IngestError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::FileTooLarge =>
+        {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the CAR is larger than api.max_upload_bytes ({limit} bytes)"),
@@ -86,7 +95,10 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
         ),
         Err(e) => {
             tracing::error!(error = %e, "ingest failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "ingest failed on the server; see its log")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ingest failed on the server; see its log",
+            )
         }
     }
 }
@@ -99,11 +111,19 @@ struct ListQuery {
 
 async fn list_cars(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIST_LIMIT);
-    match state.services.index.list_cars(q.after.as_deref(), limit).await {
+    match state
+        .services
+        .index
+        .list_cars(q.after.as_deref(), limit)
+        .await
+    {
         Ok(cars) => Json(cars).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "listing CARs failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "index error; see the server log")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "index error; see the server log",
+            )
         }
     }
 }

@@ -1,13 +1,12 @@
 //! The daemon: opens the stores, starts the swarm, Bitswap, the gateway and the API, announces
 //! what it bound, and runs until told to stop.
 
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -69,9 +68,16 @@ pub async fn run(
     repo.config.validate().map_err(NodeError::Config)?;
 
     let services = Services::open(&repo)?;
-    match services.ingester.sweep_staging(Duration::from_secs(3600)).await {
+    match services
+        .ingester
+        .sweep_staging(Duration::from_secs(3600))
+        .await
+    {
         Ok(0) => {}
-        Ok(n) => tracing::info!(objects = n, "removed staging objects of interrupted ingests"),
+        Ok(n) => tracing::info!(
+            objects = n,
+            "removed staging objects of interrupted ingests"
+        ),
         Err(e) => tracing::warn!(error = %e, "could not sweep staging objects"),
     }
 
@@ -97,22 +103,16 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = {
-        let mut rx = stop_rx.clone();
-        move || async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
-    let gateway = axum::serve(
-        gateway_listener,
-        services.gateway_router(&repo.config),
-    )
-    .with_graceful_shutdown(stopped());
+    let gateway = axum::serve(gateway_listener, services.gateway_router(&repo.config))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
     let api = axum::serve(
         api_listener,
         crate::api::router(services.clone(), info.clone(), &repo.config),
     )
-    .with_graceful_shutdown(stopped());
+    .with_graceful_shutdown(stopped(stop_rx));
     let gateway = tokio::spawn(async move { gateway.await });
     let api = tokio::spawn(async move { api.await });
 
@@ -151,10 +151,12 @@ async fn listen_all(
 ) -> Result<Vec<Multiaddr>, NodeError> {
     let mut pending = HashMap::new();
     for addr in addrs {
-        let id = swarm.listen_on(addr.clone()).map_err(|e| swarm::SwarmError::Listen {
-            addr: addr.clone(),
-            detail: e.to_string(),
-        })?;
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| swarm::SwarmError::Listen {
+                addr: addr.clone(),
+                detail: e.to_string(),
+            })?;
         pending.insert(id, addr.clone());
     }
     let mut bound = Vec::new();
@@ -185,7 +187,9 @@ async fn listen_all(
                 }
                 .into());
             }
-            SwarmEvent::ListenerError { listener_id, error } if pending.contains_key(&listener_id) => {
+            SwarmEvent::ListenerError { listener_id, error }
+                if pending.contains_key(&listener_id) =>
+            {
                 return Err(swarm::SwarmError::Listen {
                     addr: pending.remove(&listener_id).expect("checked"),
                     detail: error.to_string(),
@@ -203,7 +207,9 @@ fn log_swarm_event(event: &SwarmEvent<swarm::BehaviourEvent>) {
         SwarmEvent::NewListenAddr { address, .. } => {
             tracing::info!(%address, "listening");
         }
-        SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+        SwarmEvent::ConnectionEstablished {
+            peer_id, endpoint, ..
+        } => {
             tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
         }
         SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {

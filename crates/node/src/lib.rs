@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod export;
 pub mod repo;
 pub mod services;
+#[allow(missing_docs)] // the NetworkBehaviour derive generates an undocumented event enum
 pub mod swarm;
 
 use std::net::SocketAddr;

@@ -196,7 +196,11 @@ mod tests {
             RepoError::Missing(_)
         ));
         Repo::init(dir.path()).unwrap();
-        std::fs::write(dir.path().join(CONFIG_FILE), "[read]\nmax_range_bytes = 10\n").unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[read]\nmax_range_bytes = 10\n",
+        )
+        .unwrap();
         let err = Repo::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("read.max_range_bytes"), "{err}");
     }

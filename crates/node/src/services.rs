@@ -43,12 +43,12 @@ impl Services {
                     what: dir.display().to_string(),
                     detail: e.to_string(),
                 })?;
-                Arc::new(
-                    LocalFileSystem::new_with_prefix(&dir).map_err(|e| NodeError::Storage {
+                Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
+                    NodeError::Storage {
                         what: dir.display().to_string(),
                         detail: e.to_string(),
-                    })?,
-                )
+                    }
+                })?)
             }
         };
         let index: Arc<dyn BlockIndex> = match &repo.config.index {
@@ -109,15 +109,25 @@ impl Services {
 /// Adapts a [`Blockstore`] to [`hydrant_gateway::GatewayBackend`].
 struct GatewayBlocks(Arc<CarBlockstore>);
 
-fn backend_err(e: hydrant_blockstore::BlockstoreError) -> hydrant_gateway::BackendError {
+fn backend_err(cid: &Cid, e: hydrant_blockstore::BlockstoreError) -> hydrant_gateway::BackendError {
+    use hydrant_blockstore::BlockstoreError as E;
     tracing::warn!(error = %e, "block read failed");
-    hydrant_gateway::BackendError::new(e.to_string())
+    match e {
+        E::Corrupt { .. } => hydrant_gateway::BackendError::Internal {
+            cid: *cid,
+            reason: e.to_string(),
+        },
+        _ => hydrant_gateway::BackendError::Unavailable {
+            cid: *cid,
+            reason: e.to_string(),
+        },
+    }
 }
 
 #[async_trait]
 impl hydrant_gateway::GatewayBackend for GatewayBlocks {
     async fn get_block(&self, cid: &Cid) -> Result<Option<Bytes>, hydrant_gateway::BackendError> {
-        self.0.get(cid).await.map_err(backend_err)
+        self.0.get(cid).await.map_err(|e| backend_err(cid, e))
     }
 
     async fn get_blocks(
@@ -128,7 +138,8 @@ impl hydrant_gateway::GatewayBackend for GatewayBlocks {
             .get_many(cids)
             .await
             .into_iter()
-            .map(|r| r.map_err(backend_err))
+            .zip(cids)
+            .map(|(r, cid)| r.map_err(|e| backend_err(cid, e)))
             .collect()
     }
 }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, identity::Keypair, noise, ping, yamux};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, connection_limits, identify, identity::Keypair, noise, ping, yamux,
+};
 
 use crate::config::SwarmConfig;
 
