@@ -49,9 +49,7 @@ const fx = await randomFileFixture(size, 100)
 const root = CID.parse(fx.root)
 log(`root ${fx.root}`)
 
-// (a) Helia -> Helia
-const heliaTimes = []
-for (let i = 0; i < runs; i++) {
+async function heliaRun (i) {
   const server = await makeHelia({ listen: ['/ip4/127.0.0.1/tcp/0'], websockets: false })
   try {
     const { roots, blocks } = await importCar(server, fx.car)
@@ -59,36 +57,47 @@ for (let i = 0; i < runs; i++) {
     const addr = listenAddrs(server, isTcp)[0]
     const s = await timedFetch(addr, root, fx.sha256)
     log(`helia run ${i + 1}: ${s.toFixed(3)} s (${blocks} blocks, ${(size / s / 1e6).toFixed(1)} MB/s)`)
-    heliaTimes.push(s)
+    return s
   } finally {
     await server.stop()
   }
 }
 
-// (b) Hydrant -> Helia
+async function hydrantRun (i) {
+  const hydrant = await startHydrant()
+  try {
+    const t0 = process.hrtime.bigint()
+    const res = await hydrant.ingest(fx.car)
+    const ingestSecs = Number(process.hrtime.bigint() - t0) / 1e9
+    if (res.roots?.[0] !== fx.root) throw new Error(`ingest returned roots ${JSON.stringify(res.roots)}`)
+    const s = await timedFetch(hydrant.tcpAddr, root, fx.sha256)
+    log(`hydrant run ${i + 1}: ${s.toFixed(3)} s (${(size / s / 1e6).toFixed(1)} MB/s; ingest took ${ingestSecs.toFixed(3)} s)`)
+    return s
+  } catch (err) {
+    err.message += `\nhydrant stderr tail:\n${await hydrant.logTail(4000)}`
+    throw err
+  } finally {
+    await hydrant.stop()
+  }
+}
+
+// runs alternate (helia, hydrant, helia, ...) so warm-up and machine noise
+// fall on both sides alike
+const heliaTimes = []
 const hydrantTimes = []
 let hydrantError = null
 if (!(await hydrantAvailable())) {
   hydrantError = `hydrant binary not found at ${hydrantBin()}`
   log(hydrantError)
-} else {
-  for (let i = 0; i < runs; i++) {
-    const hydrant = await startHydrant()
-    try {
-      const t0 = process.hrtime.bigint()
-      const res = await hydrant.ingest(fx.car)
-      const ingestSecs = Number(process.hrtime.bigint() - t0) / 1e9
-      if (res.roots?.[0] !== fx.root) throw new Error(`ingest returned roots ${JSON.stringify(res.roots)}`)
-      const s = await timedFetch(hydrant.tcpAddr, root, fx.sha256)
-      log(`hydrant run ${i + 1}: ${s.toFixed(3)} s (${(size / s / 1e6).toFixed(1)} MB/s; ingest took ${ingestSecs.toFixed(3)} s)`)
-      hydrantTimes.push(s)
-    } catch (err) {
-      hydrantError = `${err.message}\nhydrant stderr tail:\n${await hydrant.logTail(4000)}`
-      log(hydrantError)
-      break
-    } finally {
-      await hydrant.stop()
-    }
+}
+for (let i = 0; i < runs; i++) {
+  heliaTimes.push(await heliaRun(i))
+  if (hydrantError) continue
+  try {
+    hydrantTimes.push(await hydrantRun(i))
+  } catch (err) {
+    hydrantError = err.message
+    log(hydrantError)
   }
 }
 
