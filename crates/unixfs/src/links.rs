@@ -52,12 +52,10 @@ pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, DagError> {
             .map(|l| l.cid)
             .collect()),
         CODEC_RAW | CODEC_CBOR | CODEC_JSON | CODEC_LIBP2P_KEY => Ok(Vec::new()),
-        CODEC_DAG_CBOR => serde_ipld_dagcbor::from_slice::<LinkList>(data)
-            .map(|l| l.0)
-            .map_err(|e| DagError::InvalidDagCbor {
-                cid: *cid,
-                reason: e.to_string(),
-            }),
+        CODEC_DAG_CBOR => cbor_links(data).map_err(|reason| DagError::InvalidDagCbor {
+            cid: *cid,
+            reason: reason.into(),
+        }),
         CODEC_DAG_JSON => serde_ipld_dagjson::from_slice::<LinkList>(data)
             .map(|l| l.0)
             .map_err(|e| DagError::InvalidDagJson {
@@ -66,6 +64,81 @@ pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, DagError> {
             }),
         codec => Err(DagError::UnsupportedCodec { cid: *cid, codec }),
     }
+}
+
+/// The tag-42 CIDs of one DAG-CBOR item, in encoded order, found by skipping over the CBOR
+/// structure without building values (RFC 8949 § 3: major types, lengths, tags).
+///
+/// Deliberately lenient where link extraction does not need strictness: text strings are not
+/// checked for UTF-8 (real Filecoin chain blocks in go-car's fixtures carry non-UTF-8 text and
+/// every IPLD implementation in the field walks them), and map key order is not checked. It is
+/// strict where a wrong answer could follow: indefinite lengths (forbidden by DAG-CBOR), a tag
+/// 42 that does not wrap a byte string holding `0x00` + a CID, truncation, and trailing bytes
+/// are errors. Runs in time linear in the block: every step consumes at least one byte.
+fn cbor_links(data: &[u8]) -> Result<Vec<Cid>, &'static str> {
+    fn head(data: &[u8], pos: &mut usize) -> Result<(u8, u64), &'static str> {
+        let first = *data.get(*pos).ok_or("truncated")?;
+        *pos += 1;
+        let (major, info) = (first >> 5, first & 0x1f);
+        let width = match info {
+            0..=23 => return Ok((major, u64::from(info))),
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            31 => return Err("indefinite length (not allowed in DAG-CBOR)"),
+            _ => return Err("reserved additional information"),
+        };
+        let bytes = data.get(*pos..*pos + width).ok_or("truncated")?;
+        *pos += width;
+        Ok((
+            major,
+            bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+        ))
+    }
+    fn skip(data: &[u8], pos: &mut usize, len: u64) -> Result<(), &'static str> {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| pos.checked_add(len))
+            .filter(|end| *end <= data.len())
+            .ok_or("truncated")?;
+        *pos = end;
+        Ok(())
+    }
+
+    let mut links = Vec::new();
+    let mut pos = 0;
+    let mut items: u64 = 1;
+    while items > 0 {
+        items -= 1;
+        let (major, arg) = head(data, &mut pos)?;
+        match major {
+            0 | 1 | 7 => {}
+            2 | 3 => skip(data, &mut pos, arg)?,
+            4 => items = items.checked_add(arg).ok_or("too many items")?,
+            5 => {
+                let pairs = arg.checked_mul(2).ok_or("too many items")?;
+                items = items.checked_add(pairs).ok_or("too many items")?;
+            }
+            6 if arg == 42 => {
+                let (inner, len) = head(data, &mut pos)?;
+                let start = pos;
+                skip(data, &mut pos, len)?;
+                let bytes = &data[start..pos];
+                if inner != 2 || bytes.first() != Some(&0) {
+                    return Err("tag 42 must wrap a byte string starting with 0x00");
+                }
+                let cid = Cid::try_from(&bytes[1..]).map_err(|_| "tag 42 holds an invalid CID")?;
+                links.push(cid);
+            }
+            6 => items += 1,
+            _ => unreachable!("a major type has 3 bits"),
+        }
+    }
+    if pos != data.len() {
+        return Err("trailing bytes after the first item");
+    }
+    Ok(links)
 }
 
 /// Deserializes any IPLD value, keeping only its links, in encoded order.
@@ -244,5 +317,62 @@ mod tests {
             links(&c, b"\xff"),
             Err(DagError::InvalidDagCbor { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod cbor_tests {
+    use super::*;
+    use multihash_codetable::{Code, MultihashDigest};
+
+    fn cid(n: u8) -> Cid {
+        Cid::new_v1(CODEC_RAW, Code::Sha2_256.digest(&[n]))
+    }
+
+    #[test]
+    fn dag_cbor_links_come_in_encoded_order() {
+        // {"z": [link 1, {"a": link 2}], "b": link 3}, keys in DAG-CBOR canonical order ("b" < "z").
+        let value = ipld_core::ipld!({"z": [cid(1), {"a": cid(2)}], "b": cid(3)});
+        let bytes = serde_ipld_dagcbor::to_vec(&value).unwrap();
+        let block = Cid::new_v1(CODEC_DAG_CBOR, Code::Sha2_256.digest(&bytes));
+        assert_eq!(links(&block, &bytes).unwrap(), vec![cid(3), cid(1), cid(2)]);
+    }
+
+    #[test]
+    fn non_utf8_text_does_not_hide_links() {
+        // [text(2) = ff fe, tag 42 bytes(0x00 ++ cid)]
+        let link = cid(9).to_bytes();
+        let mut bytes = vec![
+            0x82,
+            0x62,
+            0xff,
+            0xfe,
+            0xd8,
+            0x2a,
+            0x58,
+            (link.len() + 1) as u8,
+            0x00,
+        ];
+        bytes.extend_from_slice(&link);
+        assert_eq!(cbor_links(&bytes).unwrap(), vec![cid(9)]);
+    }
+
+    #[test]
+    fn malformed_cbor_is_an_error() {
+        assert!(cbor_links(&[0x9f]).is_err(), "indefinite array");
+        assert!(cbor_links(&[0x82, 0x01]).is_err(), "truncated array");
+        assert!(cbor_links(&[0x01, 0x02]).is_err(), "trailing bytes");
+        assert!(
+            cbor_links(&[0xd8, 0x2a, 0x41, 0x01]).is_err(),
+            "tag 42 without 0x00"
+        );
+        assert!(cbor_links(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(0u8.., 0..64)) {
+            let _ = cbor_links(&bytes);
+        }
     }
 }
