@@ -269,7 +269,7 @@ impl Ingester {
         R: AsyncRead + Unpin + Send,
     {
         let (tx, rx) = mpsc::channel::<Bytes>(CHUNK_QUEUE);
-        let limits = self.config.limits.clone();
+        let limits = self.config.limits;
         let verifier = tokio::task::spawn_blocking(move || verify(rx, limits, progress));
         let mut upload = object_store::buffered::BufWriter::with_capacity(
             self.store.clone(),

@@ -1,0 +1,1 @@
+//! Kademlia DHT (skeleton; being written).

@@ -1,0 +1,1 @@
+//! Provider-record store (skeleton; being written).

@@ -1,0 +1,1 @@
+//! Delegated Routing V1 HTTP API (skeleton; being written).
