@@ -401,6 +401,12 @@ impl CidPrefix {
         let mut next = || -> Result<u64, PrefixError> {
             let (value, tail) =
                 unsigned_varint::decode::u64(rest).map_err(|_| PrefixError::Varint)?;
+            // Varints must be minimal: `unsigned-varint` lets a 10-byte encoding whose high bits
+            // overflow u64 through (found by fuzzing), which would not round-trip.
+            let used = rest.len() - tail.len();
+            if used != unsigned_varint::encode::u64(value, &mut [0; 10]).len() {
+                return Err(PrefixError::Varint);
+            }
             rest = tail;
             Ok(value)
         };
@@ -854,6 +860,15 @@ mod tests {
         );
         assert_eq!(
             CidPrefix::parse(&[0x01, 0x55, 0x12]),
+            Err(PrefixError::Varint)
+        );
+        // Found by fuzzing: a 10-byte varint whose high bits overflow u64, and a non-minimal one.
+        let overflowing = [
+            1, 0, 0xfe, 0xf0, 0xff, 0xfe, 0xf0, 0xff, 0xff, 0xfe, 0xf0, 0x10, 1,
+        ];
+        assert_eq!(CidPrefix::parse(&overflowing), Err(PrefixError::Varint));
+        assert_eq!(
+            CidPrefix::parse(&[0x01, 0xd5, 0x00, 0x12, 0x20]),
             Err(PrefixError::Varint)
         );
         assert!(matches!(
