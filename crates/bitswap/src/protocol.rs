@@ -403,8 +403,8 @@ impl CidPrefix {
                 unsigned_varint::decode::u64(rest).map_err(|_| PrefixError::Varint)?;
             // Varints must be minimal: `unsigned-varint` lets a 10-byte encoding whose high bits
             // overflow u64 through (found by fuzzing), which would not round-trip.
-            let used = rest.len() - tail.len();
-            if used != unsigned_varint::encode::u64(value, &mut [0; 10]).len() {
+            let used = &rest[..rest.len() - tail.len()];
+            if used != unsigned_varint::encode::u64(value, &mut [0; 10]) {
                 return Err(PrefixError::Varint);
             }
             rest = tail;
@@ -865,6 +865,10 @@ mod tests {
         // Found by fuzzing: a 10-byte varint whose high bits overflow u64, and a non-minimal one.
         let overflowing = [
             1, 0, 0xfe, 0xf0, 0xff, 0xfe, 0xf0, 0xff, 0xff, 0xfe, 0xf0, 0x10, 1,
+        ];
+        assert_eq!(CidPrefix::parse(&overflowing), Err(PrefixError::Varint));
+        let overflowing = [
+            1, 0x8a, 0x8a, 0x8a, 0x8a, 0xb3, 0x8a, 0x8a, 0x9a, 0xf7, 0x2b, 0x12, 0x20,
         ];
         assert_eq!(CidPrefix::parse(&overflowing), Err(PrefixError::Varint));
         assert_eq!(
