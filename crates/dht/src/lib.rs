@@ -1,1 +1,3 @@
-//! Kademlia DHT (skeleton; being written).
+//! Hydrant's Kademlia DHT (../shared/specs/kad-dht.md), protocol `/ipfs/kad/1.0.0`.
+
+pub mod protocol;
