@@ -1,3 +1,4 @@
 //! Hydrant's Kademlia DHT (../shared/specs/kad-dht.md), protocol `/ipfs/kad/1.0.0`.
 
+pub mod kbucket;
 pub mod protocol;
