@@ -46,7 +46,12 @@ pub(crate) fn check_well_formed(data: &[u8], max_depth: usize) -> Result<(), Str
                 value
             }
             31 => return Err(format!("indefinite-length CBOR item at byte {}", pos - 1)),
-            _ => return Err(format!("reserved CBOR header {initial:#04x} at byte {}", pos - 1)),
+            _ => {
+                return Err(format!(
+                    "reserved CBOR header {initial:#04x} at byte {}",
+                    pos - 1
+                ));
+            }
         };
         match major {
             2 | 3 => {
@@ -56,14 +61,14 @@ pub(crate) fn check_well_formed(data: &[u8], max_depth: usize) -> Result<(), Str
                     .filter(|end| *end <= data.len())
                     .ok_or_else(|| format!("truncated CBOR string at byte {pos}"))?;
             }
-            4 | 5 | 6 => {
+            4..=6 => {
                 let items = match major {
                     4 => arg,
                     5 => arg.checked_mul(2).ok_or("CBOR map length overflows")?,
                     _ => 1,
                 };
                 if items > 0 {
-                    if pending.len() >= max_depth {
+                    if pending.len() > max_depth {
                         return Err(format!("CBOR nested deeper than {max_depth} levels"));
                     }
                     pending.push(items);
@@ -122,5 +127,28 @@ mod tests {
         let mut array = vec![0x9b];
         array.extend_from_slice(&[0xff; 8]);
         assert!(check_well_formed(&array, 4).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = check_well_formed(&bytes, MAX_DATA_DEPTH);
+        }
+
+        #[test]
+        fn accepts_every_dag_cbor_encoding_within_the_depth(
+            entries in proptest::collection::btree_map(".{0,8}", proptest::collection::vec(proptest::prelude::any::<i64>(), 0..4), 0..6),
+            blob in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            use ipld_core::ipld::Ipld;
+            let mut map: std::collections::BTreeMap<String, Ipld> = entries
+                .into_iter()
+                .map(|(k, v)| (k, Ipld::List(v.into_iter().map(|i| Ipld::Integer(i.into())).collect())))
+                .collect();
+            map.insert("blob".into(), Ipld::Bytes(blob));
+            let encoded = serde_ipld_dagcbor::to_vec(&Ipld::Map(map)).unwrap();
+            proptest::prop_assert_eq!(check_well_formed(&encoded, 2), Ok(()));
+            proptest::prop_assert!(check_well_formed(&encoded[..encoded.len() - 1], 2).is_err());
+        }
     }
 }

@@ -298,11 +298,10 @@ fn check_v1_matches(entry: &IpnsEntry, fields: &SignedData) -> Result<(), Record
 
 /// Parses an RFC 3339 timestamp with up to nanosecond precision (ipns-record.md, "Validity").
 fn parse_rfc3339(text: &str) -> Result<SystemTime, RecordError> {
-    let parsed = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
-        RecordError::InvalidValidity {
+    let parsed =
+        chrono::DateTime::parse_from_rfc3339(text).map_err(|_| RecordError::InvalidValidity {
             value: shown(text.as_bytes()),
-        }
-    })?;
+        })?;
     system_time(parsed.timestamp(), parsed.timestamp_subsec_nanos()).ok_or_else(|| {
         RecordError::TimeOutOfRange {
             eol: text.to_owned(),
@@ -333,9 +332,18 @@ mod tests {
 
     #[test]
     fn rfc3339_rejects_other_formats() {
-        for text in ["", "2030-01-01", "2030-01-01T00:00:00", "tomorrow", "2030-13-01T00:00:00Z"] {
+        for text in [
+            "",
+            "2030-01-01",
+            "2030-01-01T00:00:00",
+            "tomorrow",
+            "2030-13-01T00:00:00Z",
+        ] {
             assert!(
-                matches!(parse_rfc3339(text), Err(RecordError::InvalidValidity { .. })),
+                matches!(
+                    parse_rfc3339(text),
+                    Err(RecordError::InvalidValidity { .. })
+                ),
                 "{text:?} parsed"
             );
         }

@@ -178,7 +178,14 @@ mod tests {
 
     #[test]
     fn other_namespaces_are_refused_by_name() {
-        for key in [&b"/v/key"[..], b"/ipfs/x", b"/IPNS/x", b"ipns/x", b"", b"/pk"] {
+        for key in [
+            &b"/v/key"[..],
+            b"/ipfs/x",
+            b"/IPNS/x",
+            b"ipns/x",
+            b"",
+            b"/pk",
+        ] {
             let err = validate(key, b"value", SystemTime::UNIX_EPOCH).unwrap_err();
             assert!(
                 matches!(err, RecordError::UnsupportedNamespace { .. }),

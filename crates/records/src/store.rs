@@ -142,7 +142,12 @@ impl RecordStore {
     /// # Errors
     /// Any validation error of [`validate`]; [`RecordError::StoreFull`] when the record would
     /// exceed the store's bounds even after purging expired records.
-    pub fn put(&self, key: &[u8], value: &[u8], now: SystemTime) -> Result<PutOutcome, RecordError> {
+    pub fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        now: SystemTime,
+    ) -> Result<PutOutcome, RecordError> {
         let record = validate(key, value, now)?;
         let key = record.key();
         let size = key.len() + record.raw().len();
@@ -178,7 +183,8 @@ impl RecordStore {
     /// has expired as of `now` (an expired record is dropped on the spot). A GET_VALUE handler's
     /// record lookup.
     pub fn get(&self, key: &[u8], now: SystemTime) -> Option<Vec<u8>> {
-        self.get_record(key, now).map(|record| record.raw().to_vec())
+        self.get_record(key, now)
+            .map(|record| record.raw().to_vec())
     }
 
     /// Like [`RecordStore::get`], but returns the decoded record.

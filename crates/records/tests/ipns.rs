@@ -13,6 +13,9 @@ use hydrant_records::{
 use ipld_core::ipld::Ipld;
 use prost::Message;
 
+/// An edit applied to a signed entry.
+type Mutation = Box<dyn Fn(&mut IpnsEntry)>;
+
 fn ipns(result: Result<ValidRecord, RecordError>) -> hydrant_records::IpnsRecord {
     match result {
         Ok(ValidRecord::Ipns(record)) => record,
@@ -61,7 +64,9 @@ fn v2_only_record_validates() {
 fn unknown_data_fields_are_ignored() {
     let key = ed25519(3);
     let mut fields = Fields::new(1, 60);
-    fields.extra.insert("_custom".into(), Ipld::String("x".into()));
+    fields
+        .extra
+        .insert("_custom".into(), Ipld::String("x".into()));
     ipns(validate(&ipns_key(&key), &record(&key, &fields), now()));
 }
 
@@ -98,17 +103,50 @@ fn tampering_with_any_signed_field_breaks_the_signature() {
     let fields = Fields::new(5, 3600);
     let good = entry(&key, &fields);
     let tampered: Vec<(&str, Fields)> = vec![
-        ("Value", Fields { value: b"/ipfs/evil".to_vec(), ..fields.clone() }),
-        ("Validity", Fields { validity: eol_text(7200, 0).into_bytes(), ..fields.clone() }),
-        ("Sequence", Fields { sequence: 6, ..fields.clone() }),
-        ("TTL", Fields { ttl: 1, ..fields.clone() }),
-        ("ValidityType", Fields { validity_type: 1, ..fields.clone() }),
+        (
+            "Value",
+            Fields {
+                value: b"/ipfs/evil".to_vec(),
+                ..fields.clone()
+            },
+        ),
+        (
+            "Validity",
+            Fields {
+                validity: eol_text(7200, 0).into_bytes(),
+                ..fields.clone()
+            },
+        ),
+        (
+            "Sequence",
+            Fields {
+                sequence: 6,
+                ..fields.clone()
+            },
+        ),
+        (
+            "TTL",
+            Fields {
+                ttl: 1,
+                ..fields.clone()
+            },
+        ),
+        (
+            "ValidityType",
+            Fields {
+                validity_type: 1,
+                ..fields.clone()
+            },
+        ),
     ];
     for (field, changed) in tampered {
         let mut forged = good.clone();
         forged.data = Some(data_cbor(&changed));
         let err = validate(&ipns_key(&key), &forged.encode_to_vec(), now()).unwrap_err();
-        assert!(matches!(err, RecordError::InvalidSignature), "{field}: {err}");
+        assert!(
+            matches!(err, RecordError::InvalidSignature),
+            "{field}: {err}"
+        );
     }
     let mut forged = good.clone();
     if let Some(sig) = forged.signature_v2.as_mut() {
@@ -133,7 +171,12 @@ fn record_signed_by_another_key_is_refused() {
     assert!(matches!(err, RecordError::PublicKeyMismatch), "{err}");
 
     let ecdsa_owner = ecdsa_key(11);
-    let err = validate(&ipns_key(&ecdsa_owner), &record(&ecdsa_key(12), &fields), now()).unwrap_err();
+    let err = validate(
+        &ipns_key(&ecdsa_owner),
+        &record(&ecdsa_key(12), &fields),
+        now(),
+    )
+    .unwrap_err();
     assert!(matches!(err, RecordError::PublicKeyMismatch), "{err}");
 }
 
@@ -141,9 +184,15 @@ fn record_signed_by_another_key_is_refused() {
 fn v1_fields_must_match_data() {
     let key = ed25519(13);
     let good = entry(&key, &Fields::new(5, 3600));
-    let cases: Vec<(&str, Box<dyn Fn(&mut IpnsEntry)>)> = vec![
-        ("Value", Box::new(|e| e.value = Some(b"/ipfs/other".to_vec()))),
-        ("Validity", Box::new(|e| e.validity = Some(eol_text(99, 0).into_bytes()))),
+    let cases: Vec<(&str, Mutation)> = vec![
+        (
+            "Value",
+            Box::new(|e| e.value = Some(b"/ipfs/other".to_vec())),
+        ),
+        (
+            "Validity",
+            Box::new(|e| e.validity = Some(eol_text(99, 0).into_bytes())),
+        ),
         ("ValidityType", Box::new(|e| e.validity_type = Some(1))),
         ("Sequence", Box::new(|e| e.sequence = Some(4))),
         ("TTL", Box::new(|e| e.ttl = Some(7))),
@@ -170,8 +219,16 @@ fn v1_fields_must_match_data() {
 fn expired_records_are_refused() {
     let key = ed25519(14);
     for offset in [-3600, -1] {
-        let err = validate(&ipns_key(&key), &record(&key, &Fields::new(1, offset)), now()).unwrap_err();
-        assert!(matches!(err, RecordError::Expired { .. }), "{offset}: {err}");
+        let err = validate(
+            &ipns_key(&key),
+            &record(&key, &Fields::new(1, offset)),
+            now(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, RecordError::Expired { .. }),
+            "{offset}: {err}"
+        );
     }
     // EOL exactly at `now` is not "bigger than the current time".
     let mut fields = Fields::new(1, 0);
@@ -190,7 +247,8 @@ fn malformed_signed_data_gives_named_errors() {
     let sign_data = |data: Vec<u8>| {
         let mut entry = IpnsEntry {
             signature_v2: Some(
-                key.sign(&[hydrant_records::SIGNATURE_V2_PREFIX, &data].concat()).unwrap(),
+                key.sign(&[hydrant_records::SIGNATURE_V2_PREFIX, &data].concat())
+                    .unwrap(),
             ),
             data: Some(data),
             ..IpnsEntry::default()
@@ -216,29 +274,50 @@ fn malformed_signed_data_gives_named_errors() {
             unreachable!()
         };
         map.remove(field);
-        let err = sign_data(serde_ipld_dagcbor::to_vec(&Ipld::Map(map.clone())).unwrap()).unwrap_err();
-        assert!(matches!(err, RecordError::MissingField { field: f } if f == field), "{err}");
+        let err =
+            sign_data(serde_ipld_dagcbor::to_vec(&Ipld::Map(map.clone())).unwrap()).unwrap_err();
+        assert!(
+            matches!(err, RecordError::MissingField { field: f } if f == field),
+            "{err}"
+        );
 
         map.insert(field.to_owned(), Ipld::String("wrong".into()));
-        let err = sign_data(serde_ipld_dagcbor::to_vec(&Ipld::Map(map.clone())).unwrap()).unwrap_err();
-        assert!(matches!(err, RecordError::WrongFieldType { field: f, .. } if f == field), "{err}");
+        let err =
+            sign_data(serde_ipld_dagcbor::to_vec(&Ipld::Map(map.clone())).unwrap()).unwrap_err();
+        assert!(
+            matches!(err, RecordError::WrongFieldType { field: f, .. } if f == field),
+            "{err}"
+        );
     }
 
     let negative = {
-        let Ipld::Map(mut map) = serde_ipld_dagcbor::from_slice::<Ipld>(&data_cbor(&base)).unwrap() else {
+        let Ipld::Map(mut map) = serde_ipld_dagcbor::from_slice::<Ipld>(&data_cbor(&base)).unwrap()
+        else {
             unreachable!()
         };
         map.insert("Sequence".into(), Ipld::Integer(-1));
         serde_ipld_dagcbor::to_vec(&Ipld::Map(map)).unwrap()
     };
     let err = sign_data(negative).unwrap_err();
-    assert!(matches!(err, RecordError::WrongFieldType { field: "Sequence", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RecordError::WrongFieldType {
+                field: "Sequence",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let mut v2_only = base.clone();
     v2_only.v1 = false;
     v2_only.validity_type = 1;
     let err = sign_data(data_cbor(&v2_only)).unwrap_err();
-    assert!(matches!(err, RecordError::UnsupportedValidityType(1)), "{err}");
+    assert!(
+        matches!(err, RecordError::UnsupportedValidityType(1)),
+        "{err}"
+    );
 
     v2_only.validity_type = 0;
     v2_only.validity = b"next tuesday".to_vec();
@@ -252,10 +331,13 @@ fn missing_signature_or_data_is_refused() {
     let good = entry(&key, &Fields::new(1, 60));
     for (mutate, expected) in [
         (
-            Box::new(|e: &mut IpnsEntry| e.signature_v2 = None) as Box<dyn Fn(&mut IpnsEntry)>,
+            Box::new(|e: &mut IpnsEntry| e.signature_v2 = None) as Mutation,
             "sig",
         ),
-        (Box::new(|e: &mut IpnsEntry| e.signature_v2 = Some(vec![])), "sig"),
+        (
+            Box::new(|e: &mut IpnsEntry| e.signature_v2 = Some(vec![])),
+            "sig",
+        ),
         (Box::new(|e: &mut IpnsEntry| e.data = None), "data"),
         (Box::new(|e: &mut IpnsEntry| e.data = Some(vec![])), "data"),
     ] {
@@ -280,9 +362,16 @@ fn bad_names_are_refused() {
     let raw = record(&ed25519(17), &Fields::new(1, 60));
     let mut trailing = ipns_key(&ed25519(17));
     trailing.push(0);
-    for key in [IPNS_PREFIX.to_vec(), [IPNS_PREFIX, b"\x12\x20short"].concat(), trailing] {
+    for key in [
+        IPNS_PREFIX.to_vec(),
+        [IPNS_PREFIX, b"\x12\x20short"].concat(),
+        trailing,
+    ] {
         let err = validate(&key, &raw, now()).unwrap_err();
-        assert!(matches!(err, RecordError::InvalidName { .. }), "{key:?}: {err}");
+        assert!(
+            matches!(err, RecordError::InvalidName { .. }),
+            "{key:?}: {err}"
+        );
     }
 }
 
@@ -291,7 +380,9 @@ fn size_limit_is_10_kib_inclusive() {
     let key = ed25519(18);
     let sized = |pad: usize| {
         let mut fields = Fields::new(1, 60);
-        fields.extra.insert("_pad".into(), Ipld::Bytes(vec![7; pad]));
+        fields
+            .extra
+            .insert("_pad".into(), Ipld::Bytes(vec![7; pad]));
         record(&key, &fields)
     };
     let base = sized(0).len();
@@ -329,9 +420,17 @@ fn select_prefers_sequence_then_eol_then_bytes() {
     other.value = b"/ipfs/bafkqaaa".to_vec();
     let twin = valid(&other);
     let greater_first = same_seq_later.raw() > twin.raw();
-    let expected = if greater_first { Choice::First } else { Choice::Second };
+    let expected = if greater_first {
+        Choice::First
+    } else {
+        Choice::Second
+    };
     assert_eq!(select(&same_seq_later, &twin).unwrap(), expected);
-    let flipped = if greater_first { Choice::Second } else { Choice::First };
+    let flipped = if greater_first {
+        Choice::Second
+    } else {
+        Choice::First
+    };
     assert_eq!(select(&twin, &same_seq_later).unwrap(), flipped);
 
     // Identical records keep the first.
@@ -345,5 +444,8 @@ fn select_prefers_sequence_then_eol_then_bytes() {
         now(),
     )
     .unwrap();
-    assert!(matches!(select(&twin, &stranger), Err(RecordError::KeyMismatch)));
+    assert!(matches!(
+        select(&twin, &stranger),
+        Err(RecordError::KeyMismatch)
+    ));
 }

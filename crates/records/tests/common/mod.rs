@@ -41,8 +41,11 @@ pub fn ecdsa_key(seed: u8) -> Keypair {
 }
 
 pub fn rsa_key() -> Keypair {
-    let mut der = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/rsa-2048.pk8"))
-        .expect("testdata/rsa-2048.pk8");
+    let mut der = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/rsa-2048.pk8"
+    ))
+    .expect("testdata/rsa-2048.pk8");
     Keypair::rsa_from_pkcs8(&mut der).expect("PKCS#8 RSA key")
 }
 
@@ -99,7 +102,10 @@ pub fn data_cbor(fields: &Fields) -> Vec<u8> {
         "ValidityType".into(),
         Ipld::Integer(i128::from(fields.validity_type)),
     );
-    map.insert("Sequence".into(), Ipld::Integer(i128::from(fields.sequence)));
+    map.insert(
+        "Sequence".into(),
+        Ipld::Integer(i128::from(fields.sequence)),
+    );
     map.insert("TTL".into(), Ipld::Integer(i128::from(fields.ttl)));
     serde_ipld_dagcbor::to_vec(&Ipld::Map(map)).expect("encodable")
 }
