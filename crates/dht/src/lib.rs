@@ -1,4 +1,6 @@
 //! Hydrant's Kademlia DHT (../shared/specs/kad-dht.md), protocol `/ipfs/kad/1.0.0`.
 
+pub mod heads;
 pub mod kbucket;
 pub mod protocol;
+pub mod query;
