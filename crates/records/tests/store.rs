@@ -233,3 +233,25 @@ fn purge_expired_frees_records_and_bytes() {
     assert_eq!(store.len(), 1);
     assert_eq!(store.total_bytes(), ipns_key(&long).len() + long_rec.len());
 }
+
+#[test]
+fn select_on_pk_records_keeps_the_first_and_refuses_mixed_keys() {
+    use hydrant_records::{Choice, select};
+    let key = ecdsa_key(50);
+    let pk = validate(&pk_key(&key), &key.public().encode_protobuf(), now()).unwrap();
+    assert_eq!(select(&pk, &pk.clone()).unwrap(), Choice::First);
+    assert_eq!(pk.eol(), None);
+    assert_eq!(pk.key(), pk_key(&key));
+
+    let mut fields = Fields::new(1, 60);
+    fields.pub_key = true;
+    let ipns = validate(&ipns_key(&key), &record(&key, &fields), now()).unwrap();
+    assert!(ipns.eol().is_some());
+    assert!(matches!(select(&pk, &ipns), Err(RecordError::KeyMismatch)));
+    let other = ed25519(51);
+    let other_pk = validate(&pk_key(&other), &other.public().encode_protobuf(), now()).unwrap();
+    assert!(matches!(
+        select(&pk, &other_pk),
+        Err(RecordError::KeyMismatch)
+    ));
+}
