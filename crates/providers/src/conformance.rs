@@ -243,6 +243,21 @@ pub async fn upsert_replaces_addrs_and_expiry<S: ProviderStore>(store: S) {
         "a replaced expiry left a record behind"
     );
     assert!(list_all(&store, 0, 10).await.is_empty(), "gc left records");
+
+    // Upserts that move one record's expiry leave nothing for gc to trip over: a gc of
+    // `max = 3` over exactly 3 expired records removes all 3 in one call.
+    for t in 1..=5 {
+        store.put_batch(&[rec(5, 5, T0 + t)]).await.expect("upsert");
+    }
+    store
+        .put_batch(&[rec(6, 6, T0 + 6), rec(7, 7, T0 + 7)])
+        .await
+        .expect("put");
+    assert_eq!(
+        store.gc(T0 + 10, 3).await.expect("gc"),
+        3,
+        "gc returned a short batch while expired records remained (stale expiry entries?)"
+    );
 }
 
 /// Within one batch the last record of a `(key, provider)` wins.

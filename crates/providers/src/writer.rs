@@ -291,3 +291,246 @@ pub fn spawn_gc(
     });
     (handle, task)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Mutex, PoisonError};
+
+    use async_trait::async_trait;
+    use tokio::sync::{Notify, Semaphore, watch};
+
+    use super::*;
+    use crate::conformance::{test_key, test_peer};
+    use crate::{
+        Cursor, MAX_KEY_LEN, MemoryProviderStore, Page, ProviderError, RecordCount, unix_now,
+    };
+
+    /// Fault injection around a real [`MemoryProviderStore`]: `put_batch` can be held until
+    /// permits are added to `gate`, and can fail while `fail` is set.
+    struct FaultyStore {
+        inner: MemoryProviderStore,
+        /// One permit per `put_batch` allowed to proceed.
+        gate: Semaphore,
+        /// Notified when a `put_batch` call starts (before waiting at the gate).
+        entered: Notify,
+        fail: AtomicBool,
+        /// Records offered to `put_batch` so far, failed calls included.
+        offered: watch::Sender<usize>,
+        /// Size of every `put_batch` call.
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl FaultyStore {
+        fn new(open: bool) -> Arc<Self> {
+            Arc::new(Self {
+                inner: MemoryProviderStore::new(100_000),
+                gate: Semaphore::new(if open { Semaphore::MAX_PERMITS } else { 0 }),
+                entered: Notify::new(),
+                fail: AtomicBool::new(false),
+                offered: watch::Sender::new(0),
+                batches: Mutex::new(Vec::new()),
+            })
+        }
+
+        async fn stored_keys(&self) -> Vec<Vec<u8>> {
+            let page = self.inner.list(None, 0, 1000).await.expect("list");
+            assert!(page.next.is_none());
+            let mut keys: Vec<_> = page.records.into_iter().map(|r| r.key).collect();
+            keys.sort();
+            keys
+        }
+    }
+
+    #[async_trait]
+    impl ProviderStore for FaultyStore {
+        async fn put_batch(&self, records: &[ProviderRecord]) -> Result<(), ProviderError> {
+            self.entered.notify_one();
+            self.gate.acquire().await.expect("gate open").forget();
+            self.batches
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(records.len());
+            let result = if self.fail.load(Ordering::SeqCst) {
+                Err(ProviderError::Storage("injected failure".into()))
+            } else {
+                self.inner.put_batch(records).await
+            };
+            self.offered.send_modify(|n| *n += records.len());
+            result
+        }
+        async fn providers(
+            &self,
+            key: &[u8],
+            now: u64,
+            limit: usize,
+        ) -> Result<Vec<ProviderRecord>, ProviderError> {
+            self.inner.providers(key, now, limit).await
+        }
+        async fn list(
+            &self,
+            after: Option<&Cursor>,
+            now: u64,
+            limit: usize,
+        ) -> Result<Page, ProviderError> {
+            self.inner.list(after, now, limit).await
+        }
+        async fn gc(&self, now: u64, max: usize) -> Result<usize, ProviderError> {
+            self.inner.gc(now, max).await
+        }
+        async fn count(&self) -> Result<RecordCount, ProviderError> {
+            self.inner.count().await
+        }
+    }
+
+    fn rec(key: u32) -> ProviderRecord {
+        ProviderRecord {
+            key: test_key(key),
+            provider: test_peer(1),
+            addrs: vec![],
+            expires_at: u64::MAX,
+        }
+    }
+
+    fn keys(range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
+        let mut keys: Vec<_> = range.map(test_key).collect();
+        keys.sort();
+        keys
+    }
+
+    /// While the store is stuck, the queue fills to its capacity and no further; the extra
+    /// records are dropped and counted; once the store is released every accepted record is
+    /// written, in batches of at most `batch_size`.
+    #[tokio::test]
+    async fn stuck_store_sheds_load_and_accepted_records_are_written() {
+        let store = FaultyStore::new(false);
+        let config = WriterConfig {
+            queue_capacity: 8,
+            batch_size: 4,
+            batch_interval: Duration::from_millis(5),
+        };
+        let (writer, task) = ProviderWriter::spawn(store.clone(), config);
+
+        assert!(writer.try_add(rec(0)));
+        // The writer took record 0 out of the queue and is now stuck in put_batch.
+        store.entered.notified().await;
+
+        let results: Vec<bool> = (1..=20).map(|k| writer.try_add(rec(k))).collect();
+        assert_eq!(
+            results,
+            (1..=20).map(|k| k <= 8).collect::<Vec<_>>(),
+            "exactly the first queue_capacity records offered to a stuck writer are accepted"
+        );
+        let stats = writer.stats();
+        assert_eq!(stats.queue_depth, 8);
+        assert_eq!(stats.queue_capacity, 8);
+        assert_eq!((stats.accepted, stats.dropped, stats.written), (9, 12, 0));
+        assert!(
+            !writer.try_add(rec(21)),
+            "a full queue accepted another record"
+        );
+
+        store.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        drop(writer);
+        let last = task.await.expect("writer task");
+        assert_eq!(last.accepted, 9);
+        assert_eq!(last.dropped, 13);
+        assert_eq!(last.written, 9, "accepted records were not all written");
+        assert_eq!((last.write_errors, last.failed_records), (0, 0));
+        assert_eq!(store.stored_keys().await, keys(0..9));
+        let batches = store.batches.lock().expect("lock").clone();
+        assert_eq!(batches.iter().sum::<usize>(), 9);
+        assert!(
+            batches.iter().all(|&n| (1..=4).contains(&n)),
+            "batch sizes {batches:?} exceed batch_size 4"
+        );
+        assert!(
+            batches.contains(&4),
+            "a full queue was not drained in full batches: {batches:?}"
+        );
+    }
+
+    /// A failing store costs the records of the failed batches (counted), not the writer:
+    /// once the store recovers, later records are written.
+    #[tokio::test]
+    async fn failing_store_counts_errors_and_writer_keeps_running() {
+        let store = FaultyStore::new(true);
+        store.fail.store(true, Ordering::SeqCst);
+        let config = WriterConfig {
+            queue_capacity: 100,
+            batch_size: 2,
+            batch_interval: Duration::from_millis(1),
+        };
+        let (writer, task) = ProviderWriter::spawn(store.clone(), config);
+        for k in 0..5 {
+            assert!(writer.try_add(rec(k)));
+        }
+        let mut offered = store.offered.subscribe();
+        // Every failing call has been made (the counters follow when each call returns).
+        offered.wait_for(|&n| n >= 5).await.expect("store alive");
+
+        store.fail.store(false, Ordering::SeqCst);
+        for k in 5..8 {
+            assert!(
+                writer.try_add(rec(k)),
+                "writer stopped accepting after errors"
+            );
+        }
+        drop(writer);
+        let last = task.await.expect("writer task");
+        assert_eq!((last.written, last.failed_records), (3, 5));
+        assert!(
+            last.write_errors >= 3,
+            "5 records in batches of 2 failed in fewer than 3 calls"
+        );
+        assert_eq!(store.stored_keys().await, keys(5..8));
+    }
+
+    /// Records with an invalid key are refused at `try_add` (they would fail a whole batch).
+    #[tokio::test]
+    async fn invalid_keys_are_refused_before_queueing() {
+        let store = FaultyStore::new(true);
+        let (writer, task) = ProviderWriter::spawn(store.clone(), WriterConfig::default());
+        for len in [0, MAX_KEY_LEN + 1] {
+            let bad = ProviderRecord {
+                key: vec![1; len],
+                ..rec(0)
+            };
+            assert!(!writer.try_add(bad), "a {len}-byte key was queued");
+        }
+        assert!(writer.try_add(rec(1)));
+        drop(writer);
+        let last = task.await.expect("writer task");
+        assert_eq!((last.invalid, last.accepted, last.written), (2, 1, 1));
+        assert_eq!(store.stored_keys().await, keys(1..2));
+    }
+
+    /// The GC task removes every expired record in bounded rounds and leaves live ones.
+    #[tokio::test]
+    async fn gc_task_removes_expired_records() {
+        let store = Arc::new(MemoryProviderStore::new(1000));
+        let live = unix_now() + 3600;
+        let records: Vec<_> = (0..12)
+            .map(|k| ProviderRecord {
+                expires_at: if k < 7 { 1 } else { live },
+                ..rec(k)
+            })
+            .collect();
+        store.put_batch(&records).await.expect("put");
+        let (gc, task) = spawn_gc(store.clone(), Duration::from_secs(3600), 2);
+        // The first tick runs at once; wait for it to complete (bounded as a liveness guard).
+        let done = tokio::time::timeout(Duration::from_secs(60), async {
+            while gc.stats().runs == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        task.abort();
+        assert!(done.is_ok(), "the GC task never completed a run");
+        let stats = gc.stats();
+        assert_eq!((stats.removed, stats.errors), (7, 0));
+        let left = store.list(None, 0, 100).await.expect("list");
+        assert_eq!(left.records.len(), 5);
+        assert!(left.records.iter().all(|r| r.expires_at == live));
+    }
+}
