@@ -114,6 +114,10 @@ pub struct RoutingConfig {
     pub not_found_max_age: Duration,
     /// `stale-while-revalidate` and `stale-if-error` (default 48 h).
     pub max_ttl: Duration,
+    /// Answer `/routing/v1/ipns/{name}` with 501 (default `true`). Set to `false` when
+    /// another router serving that path is merged next to this one (axum panics on two
+    /// routers registering the same path).
+    pub ipns_not_implemented: bool,
 }
 
 impl Default for RoutingConfig {
@@ -128,36 +132,41 @@ impl Default for RoutingConfig {
             found_max_age: DEFAULT_FOUND_MAX_AGE,
             not_found_max_age: DEFAULT_NOT_FOUND_MAX_AGE,
             max_ttl: DEFAULT_MAX_TTL,
+            ipns_not_implemented: true,
         }
     }
 }
 
 /// The routing API's routes, all under `/routing/v1/`: providers and peers lookups, 501 for
-/// IPNS and DHT closest-peers, 400 for other paths there. No fallback is set, so the
-/// result merges into the gateway's router.
+/// IPNS (unless [`RoutingConfig::ipns_not_implemented`] is off) and DHT closest-peers, 400
+/// for other paths there. No fallback is set, so the result merges into the gateway's
+/// router; a more specific route merged next to it (e.g. `/routing/v1/ipns/{name}`) takes
+/// precedence over the catch-all 400.
 ///
 /// Spec: http-routing-v1.md § "Content Routing API", § "Peer Routing API", § "Error Codes",
 /// § "CORS and Web Browsers".
 pub fn router(router: Arc<dyn ContentRouter>, config: RoutingConfig) -> Router {
     let state = Arc::new(handlers::AppState::new(router, config));
-    Router::new()
-        .route(
-            "/routing/v1/providers/{cid}",
-            get(handlers::providers)
-                .options(handlers::preflight)
-                .fallback(handlers::method_not_implemented),
-        )
-        .route(
-            "/routing/v1/peers/{peer_id}",
-            get(handlers::peers)
-                .options(handlers::preflight)
-                .fallback(handlers::method_not_implemented),
-        )
-        .route("/routing/v1/ipns/{name}", any(handlers::ipns))
-        .route("/routing/v1/dht/closest/peers/{key}", any(handlers::dht))
-        .route("/routing/v1", any(handlers::unknown_path))
-        .route("/routing/v1/", any(handlers::unknown_path))
-        .route("/routing/v1/{*rest}", any(handlers::unknown_path))
-        .layer(axum::middleware::map_response(handlers::add_cors))
-        .with_state(state)
+    let mut r = Router::new();
+    if config.ipns_not_implemented {
+        r = r.route("/routing/v1/ipns/{name}", any(handlers::ipns));
+    }
+    r.route(
+        "/routing/v1/providers/{cid}",
+        get(handlers::providers)
+            .options(handlers::preflight)
+            .fallback(handlers::method_not_implemented),
+    )
+    .route(
+        "/routing/v1/peers/{peer_id}",
+        get(handlers::peers)
+            .options(handlers::preflight)
+            .fallback(handlers::method_not_implemented),
+    )
+    .route("/routing/v1/dht/closest/peers/{key}", any(handlers::dht))
+    .route("/routing/v1", any(handlers::unknown_path))
+    .route("/routing/v1/", any(handlers::unknown_path))
+    .route("/routing/v1/{*rest}", any(handlers::unknown_path))
+    .layer(axum::middleware::map_response(handlers::add_cors))
+    .with_state(state)
 }

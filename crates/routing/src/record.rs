@@ -185,7 +185,10 @@ mod tests {
     use libp2p::identity::Keypair;
 
     fn peer() -> PeerId {
-        Keypair::generate_ed25519().public().to_peer_id()
+        Keypair::ed25519_from_bytes([1; 32])
+            .unwrap()
+            .public()
+            .to_peer_id()
     }
 
     #[test]
@@ -260,6 +263,44 @@ mod tests {
             serde_json::json!({"Schema":"peer","ID": id.to_base58(), "Protocols": [1]}),
         ] {
             assert!(Record::from_json(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any peer record survives a JSON round trip, extra fields included; reading never
+        /// panics on arbitrary JSON text.
+        #[test]
+        fn peer_record_json_roundtrip(
+            seed in proptest::prelude::any::<u8>(),
+            addrs in proptest::collection::vec(
+                proptest::sample::select(&["/ip4/1.2.3.4/tcp/1", "/ip6/::1/udp/2/quic-v1", "/dns4/a.b/tcp/443/tls/ws"][..]),
+                0..4,
+            ),
+            protocols in proptest::collection::vec("[a-z-]{1,20}", 0..4),
+            extra in proptest::collection::btree_map("[a-zA-Z-]{1,10}", "\\PC{0,10}", 0..4),
+        ) {
+            let id = Keypair::ed25519_from_bytes([seed; 32]).unwrap().public().to_peer_id();
+            let mut p = PeerRecord::new(
+                id,
+                addrs.iter().map(|a| a.parse().unwrap()).collect(),
+                protocols,
+            );
+            for (k, v) in extra {
+                if !matches!(k.as_str(), "Schema" | "ID" | "Addrs" | "Protocols") {
+                    p.extra.insert(k, Value::String(v));
+                }
+            }
+            let r = Record::Peer(p);
+            let text = serde_json::to_string(&r).unwrap();
+            let back: Record = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(back, r);
+        }
+
+        #[test]
+        fn reading_never_panics(s in "\\PC{0,200}") {
+            if let Ok(v) = serde_json::from_str::<Value>(&s) {
+                let _ = Record::from_json(v);
+            }
         }
     }
 

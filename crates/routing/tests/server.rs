@@ -711,3 +711,20 @@ async fn client_maps_errors_and_bounds_bodies() {
         Err(ClientError::TooLarge(16))
     ));
 }
+
+#[tokio::test]
+async fn ipns_route_can_be_left_to_another_router() {
+    let config = RoutingConfig {
+        ipns_not_implemented: false,
+        ..RoutingConfig::default()
+    };
+    let ipns = axum::Router::new().route("/routing/v1/ipns/{name}", axum_get(|| async { "ipns" }));
+    let app = ipns.merge(router(Arc::new(sample_router()), config));
+    let base = serve_app(app).await;
+    let resp = fetch(&format!("{base}/routing/v1/ipns/{}", cid(1)), None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "ipns");
+    // The catch-all still answers other unknown paths.
+    let resp = fetch(&format!("{base}/routing/v1/nope"), None).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
