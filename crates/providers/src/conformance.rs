@@ -20,6 +20,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::multihash::Multihash;
@@ -36,7 +37,8 @@ const SHA2_256: u64 = 0x12;
 /// A base time for the checks (seconds since the Unix epoch; 2023-11-14).
 const T0: u64 = 1_700_000_000;
 
-/// Runs every check of this module, each on a fresh store from `make`.
+/// Runs every check of this module, each on a fresh store from `make`. Must run on a Tokio
+/// runtime ([`concurrent_upserts_keep_one_record`] spawns tasks).
 ///
 /// # Panics
 /// When the backend breaks a contract (the message says which), or `make` panics.
@@ -59,6 +61,7 @@ where
     oversized_batch_is_refused(make().await).await;
     addrs_are_normalized(make().await).await;
     count_follows_puts_and_gc(make().await).await;
+    concurrent_upserts_keep_one_record(make().await).await;
 }
 
 /// A distinct sha2-256-shaped multihash per `seed`, as key bytes (34 bytes).
@@ -542,4 +545,43 @@ pub async fn count_follows_puts_and_gc<S: ProviderStore>(store: S) {
         15,
         "count does not follow gc"
     );
+}
+
+/// Concurrent `put_batch` calls upserting the same `(key, provider)` (and distinct records)
+/// leave one record per `(key, provider)`, one expiry entry each (gc removes them all in one
+/// full batch), and an exact count.
+pub async fn concurrent_upserts_keep_one_record<S: ProviderStore>(store: S) {
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..4u32)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..50u32 {
+                    let shared = rec(1, 1, T0 + u64::from(i * 4 + task) + 1);
+                    let own = rec(100 + task, 1, T0 + 1);
+                    store.put_batch(&[shared, own]).await.expect("put");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+    let got = providers(store.as_ref(), 1, T0).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "concurrent upserts left {} records",
+        got.len()
+    );
+    let count = store.count().await.expect("count");
+    if count.exact {
+        assert_eq!(count.records, 5, "count drifted under concurrent upserts");
+    }
+    assert_eq!(
+        store.gc(T0 + 1000, 5).await.expect("gc"),
+        5,
+        "concurrent upserts left stale expiry entries"
+    );
+    assert!(list_all(store.as_ref(), 0, 10).await.is_empty());
 }

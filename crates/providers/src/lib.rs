@@ -318,3 +318,41 @@ pub trait ProviderStore: Send + Sync + 'static {
     /// [`ProviderError::Storage`] when the backend cannot answer.
     async fn count(&self) -> Result<RecordCount, ProviderError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::{test_addr, test_peer};
+    use proptest::prelude::*;
+
+    const TTL: u64 = PROVIDER_RECORD_TTL.as_secs();
+
+    #[test]
+    fn new_record_is_live_for_48_hours_and_addrs_for_24() {
+        let received = 1_700_000_000;
+        let r = ProviderRecord::new(vec![1, 2, 3], test_peer(1), vec![test_addr(1, 1)], received)
+            .expect("valid key");
+        assert_eq!(r.expires_at, received + 48 * 3600);
+        assert!(r.is_live(received + TTL - 1));
+        assert!(!r.is_live(received + TTL), "live at its expiry");
+        let addrs_until = received + PROVIDER_ADDRS_TTL.as_secs();
+        assert!(r.addrs_live(received) && r.addrs_live(addrs_until - 1));
+        assert!(!r.addrs_live(addrs_until), "addrs served past 24 h");
+    }
+
+    #[test]
+    fn new_record_normalizes_addrs() {
+        let addrs: Vec<_> = (0..50).map(|p| test_addr(2, p)).collect();
+        let r = ProviderRecord::new(vec![1], test_peer(1), addrs.clone(), 0).expect("valid");
+        assert_eq!(r.addrs, addrs[..MAX_ADDRS]);
+    }
+
+    proptest! {
+        #[test]
+        fn keys_are_accepted_iff_1_to_80_bytes(len in 0usize..200) {
+            let ok = ProviderRecord::new(vec![0; len], test_peer(1), vec![], 0).is_ok();
+            prop_assert_eq!(ok, (1..=MAX_KEY_LEN).contains(&len));
+            prop_assert_eq!(check_key(&vec![0; len]).is_ok(), ok);
+        }
+    }
+}

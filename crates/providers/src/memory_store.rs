@@ -24,7 +24,6 @@ use crate::{
 ///
 /// Listing order: by key bytes, then provider ([`PeerId`]'s order). Memory: roughly
 /// 200 bytes per record plus its addrs. Every operation holds one mutex for its bounded work.
-#[derive(Debug)]
 pub struct MemoryProviderStore {
     max_records: usize,
     state: Mutex<State>,
@@ -54,6 +53,16 @@ impl State {
                 self.records.remove(key);
             }
         }
+    }
+}
+
+impl std::fmt::Debug for MemoryProviderStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryProviderStore")
+            .field("max_records", &self.max_records)
+            .field("records", &self.state().len)
+            .field("evicted", &self.evicted())
+            .finish()
     }
 }
 

@@ -169,6 +169,9 @@ impl Counters {
     }
 }
 
+/// While the store keeps failing, one warning per this many failed batches.
+const LOG_EVERY_ERRORS: u64 = 1000;
+
 async fn run_writer(
     store: Arc<dyn ProviderStore>,
     mut rx: mpsc::Receiver<ProviderRecord>,
@@ -178,6 +181,7 @@ async fn run_writer(
     capacity: usize,
 ) -> WriterStats {
     let mut batch = Vec::with_capacity(batch_size);
+    let mut consecutive_errors = 0u64;
     loop {
         if rx.recv_many(&mut batch, batch_size).await == 0 {
             break; // every sender dropped and the queue is empty
@@ -194,11 +198,28 @@ async fn run_writer(
         match store.put_batch(&batch).await {
             Ok(()) => {
                 counters.written.fetch_add(n, Ordering::Relaxed);
+                if consecutive_errors > 0 {
+                    tracing::info!(
+                        failed_batches = consecutive_errors,
+                        "provider store writes recovered"
+                    );
+                    consecutive_errors = 0;
+                }
             }
             Err(error) => {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 counters.failed_records.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!(records = n, %error, "provider store write failed; records dropped");
+                consecutive_errors += 1;
+                // A store that is down fails every batch: log the first failure and then one
+                // in LOG_EVERY_ERRORS, not thousands of lines a second.
+                if consecutive_errors % LOG_EVERY_ERRORS == 1 {
+                    tracing::warn!(
+                        records = n,
+                        consecutive_errors,
+                        %error,
+                        "provider store write failed; records dropped"
+                    );
+                }
             }
         }
         batch.clear();
