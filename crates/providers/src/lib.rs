@@ -259,6 +259,12 @@ pub(crate) fn check_batch(records: &[ProviderRecord]) -> Result<(), ProviderErro
 /// Backends are expected to be reached concurrently from many tasks; every read is bounded
 /// (see the `MAX_*` constants) and expiry never needs a scan of live records (backends index
 /// records by `expires_at`).
+///
+/// The shape suits a database backend as well as the embedded ones: `put_batch` is one
+/// multi-row upsert (`INSERT ... ON CONFLICT (key, provider) DO UPDATE`), `providers` and
+/// `list` are bounded range reads on the `(key, provider)` primary key, `gc` is a bounded
+/// `DELETE` of the oldest rows through an index on `expires_at`, and `count` may be an
+/// estimate. Every backend must pass [`conformance::run_all`].
 #[async_trait]
 pub trait ProviderStore: Send + Sync + 'static {
     /// Upserts `records`: a record whose `(key, provider)` is stored replaces it entirely
