@@ -2,5 +2,6 @@
 
 pub mod heads;
 pub mod kbucket;
+pub mod network;
 pub mod protocol;
 pub mod query;
