@@ -808,6 +808,9 @@ enum ProbeKind {
     Liveness,
 }
 
+/// Pause before the one retry of a probe closed without an answer.
+const PROBE_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 /// Sends a FIND_NODE for the probing head's own ID to `peer`; returns whether it answered.
 async fn probe(inner: &Arc<Inner>, peer: PeerId, addrs: Vec<Multiaddr>, kind: ProbeKind) -> bool {
     if !lock(&inner.probing).insert(peer) {
@@ -816,9 +819,17 @@ async fn probe(inner: &Arc<Inner>, peer: PeerId, addrs: Vec<Multiaddr>, kind: Pr
     bump(&inner.stats.probes);
     let head = inner.table_read(|t| t.owner(&Key::from_peer(&peer)));
     let key = inner.heads[head].peer_id.to_bytes();
-    let result = inner
-        .request(head, peer, addrs.clone(), &Request::FindNode { key })
-        .await;
+    // libp2p-stream drops inbound streams while the acceptor's one-slot queue is full, so a
+    // busy but healthy peer may close a stream unanswered: one retry after a pause.
+    let request = Request::FindNode { key };
+    let mut result = inner.request(head, peer, addrs.clone(), &request).await;
+    if matches!(
+        result,
+        Err(RequestError::Closed | RequestError::Open(_) | RequestError::Io(_))
+    ) {
+        tokio::time::sleep(PROBE_RETRY_PAUSE).await;
+        result = inner.request(head, peer, addrs.clone(), &request).await;
+    }
     lock(&inner.probing).remove(&peer);
     let now = Instant::now();
     match result {
@@ -832,7 +843,10 @@ async fn probe(inner: &Arc<Inner>, peer: PeerId, addrs: Vec<Multiaddr>, kind: Pr
             inner.offer_candidates(closer_peers, now);
             true
         }
-        _ => {
+        other => {
+            if let Err(e) = &other {
+                tracing::debug!(%peer, error = %e, "probe failed");
+            }
             bump(&inner.stats.probe_failures);
             match kind {
                 ProbeKind::Candidate => inner.with_table(|t| t.candidate_failed(peer, now)),
