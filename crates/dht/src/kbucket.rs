@@ -413,7 +413,7 @@ impl RoutingTable {
             all.select_nth_unstable_by(n, |a, b| a.0.cmp(&b.0));
             all.truncate(n);
         }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by_key(|a| a.0);
         all.into_iter()
             .map(|(_, p, e)| (*p, e.addrs.clone()))
             .collect()
@@ -456,14 +456,13 @@ impl RoutingTable {
                 }
             }
             // The oldest answered its probe: seniority wins, the newcomer is dropped.
-            if let Some(bucket) = self.buckets.get_mut(&bucket_id) {
-                if bucket
+            if let Some(bucket) = self.buckets.get_mut(&bucket_id)
+                && bucket
                     .pending
                     .as_ref()
                     .is_some_and(|(old, _, _)| *old == peer)
-                {
-                    bucket.pending = None;
-                }
+            {
+                bucket.pending = None;
             }
             self.candidate_set.remove(&peer);
             return InsertOutcome::Updated;
@@ -648,15 +647,14 @@ impl RoutingTable {
             let retry = self.config.candidate_retry_after;
             self.failed_candidates
                 .retain(|_, t| now.saturating_duration_since(*t) < retry);
-            if self.failed_candidates.len() >= cap {
-                if let Some(oldest) = self
+            if self.failed_candidates.len() >= cap
+                && let Some(oldest) = self
                     .failed_candidates
                     .iter()
                     .min_by_key(|(_, t)| **t)
                     .map(|(p, _)| *p)
-                {
-                    self.failed_candidates.remove(&oldest);
-                }
+            {
+                self.failed_candidates.remove(&oldest);
             }
         }
         self.failed_candidates.insert(peer, now);

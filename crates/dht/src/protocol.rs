@@ -911,7 +911,7 @@ mod tests {
 
     #[test]
     fn oversized_frame_is_refused_before_reading() {
-        let framed = frame(&vec![0u8; 100]);
+        let framed = frame(&[0u8; 100]);
         let mut reader = futures::io::Cursor::new(framed);
         let err = futures::executor::block_on(read_frame(&mut reader, 99)).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { len: 100, max: 99 }));

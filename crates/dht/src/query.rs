@@ -200,12 +200,12 @@ impl Lookup {
             return Action::Finished;
         }
         for c in self.peers.values_mut() {
-            if let State::Waiting(deadline) = c.state {
-                if deadline <= now {
-                    c.state = State::Failed;
-                    self.in_flight -= 1;
-                    self.failures += 1;
-                }
+            if let State::Waiting(deadline) = c.state
+                && deadline <= now
+            {
+                c.state = State::Failed;
+                self.in_flight -= 1;
+                self.failures += 1;
             }
         }
         if self.enough_providers() {
