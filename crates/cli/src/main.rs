@@ -59,6 +59,20 @@ enum Command {
         /// API listen address; replaces `api.listen`.
         #[arg(long, env = "HYDRANT_API_LISTEN")]
         api_listen: Option<SocketAddr>,
+        /// DHT heads to run (0 turns the DHT off); replaces `dht.heads`.
+        #[arg(long, env = "HYDRANT_DHT_HEADS")]
+        heads: Option<u32>,
+        /// TCP port of the first DHT head (0: free ports); replaces `dht.port_base`.
+        #[arg(long, env = "HYDRANT_DHT_PORT_BASE")]
+        dht_port_base: Option<u16>,
+        /// DHT bootstrap multiaddr (repeatable, ending in /p2p/<peer ID>); replaces
+        /// `dht.bootstrap`.
+        #[arg(
+            long = "bootstrap",
+            env = "HYDRANT_DHT_BOOTSTRAP",
+            value_delimiter = ','
+        )]
+        bootstrap: Vec<libp2p::Multiaddr>,
     },
     /// Print the peer ID and the listen multiaddrs.
     Id {
@@ -166,6 +180,9 @@ async fn run(cli: Cli) -> Result<()> {
             swarm_listen,
             gateway_listen,
             api_listen,
+            heads,
+            dht_port_base,
+            bootstrap,
         } => {
             if Repo::init(&repo_dir)? {
                 tracing::info!(repo = %repo_dir.display(), "initialised a new repository");
@@ -175,6 +192,9 @@ async fn run(cli: Cli) -> Result<()> {
                 swarm_listen,
                 gateway_listen,
                 api_listen,
+                heads,
+                dht_port_base,
+                bootstrap,
             };
             hydrant_node::daemon::run(repo, overrides, stop_signal()).await?;
             Ok(())
@@ -194,6 +214,7 @@ async fn run(cli: Cli) -> Result<()> {
                         .collect(),
                     gateway_url: format!("http://{}", repo.config.gateway.listen),
                     api_url: format!("http://{}", repo.config.api.listen),
+                    dht_heads: Vec::new(),
                 },
             };
             if json {
@@ -205,6 +226,9 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 println!("gateway: {}", info.gateway_url);
                 println!("api:     {}", info.api_url);
+                for addr in &info.dht_heads {
+                    println!("dht:     {addr}");
+                }
             }
             Ok(())
         }

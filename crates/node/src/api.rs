@@ -5,6 +5,14 @@
 //! | `GET /api/v1/id` | the [`DaemonInfo`] of this daemon |
 //! | `PUT /api/v1/cars` | ingests the CAR in the request body (streamed); answers an `IngestSummary` |
 //! | `GET /api/v1/cars?after=KEY&limit=N` | committed CARs, ordered by key, at most `limit` (<= 1000) |
+//! | `GET /api/v1/dht/heads` | the DHT heads and the main peer: index, peer ID, addresses, connected peers |
+//! | `GET /api/v1/dht/heads/{peer_id}/peers` | peers connected to one head |
+//! | `GET /api/v1/dht/routing-table` | the shared routing table: peer IDs and addresses |
+//! | `GET /api/v1/dht/providers?after=CURSOR&limit=N` | stored provider records, paged (`next` is the cursor) |
+//! | `GET /api/v1/dht/lookup/{cid}` | providers of a CID: our data first, then a DHT walk |
+//! | `GET /metrics` | Prometheus metrics (see [`crate::metrics`]) |
+//!
+//! The `/api/v1/dht/*` paths answer 404 when `dht.enabled = false`.
 //!
 //! Errors are JSON `{"error": "..."}`: 400 for a bad CAR (the message names the problem and the
 //! byte offset), 413 past `api.max_upload_bytes`, 500 for a server-side failure (details only in
@@ -15,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -25,29 +33,59 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::daemon::DaemonInfo;
+use crate::dht::DhtService;
 use crate::services::Services;
+use hydrant_bitswap::BitswapHandle;
 
 /// Most CAR records one `GET /api/v1/cars` returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
+/// What the API handlers share. Cheap to clone.
 #[derive(Clone)]
-struct ApiState {
+pub struct ApiState {
     services: Services,
     info: Arc<DaemonInfo>,
     max_upload_bytes: u64,
+    announce_roots: bool,
+    /// The DHT, when enabled.
+    pub dht: Option<Arc<DhtService>>,
+    /// The Bitswap server (for its counters).
+    pub bitswap: Arc<BitswapHandle>,
 }
 
-/// The API router.
-pub fn router(services: Services, info: DaemonInfo, config: &Config) -> axum::Router {
-    axum::Router::new()
-        .route("/api/v1/id", get(id))
-        .route("/api/v1/cars", put(put_car).get(list_cars))
-        .layer(DefaultBodyLimit::disable())
-        .with_state(ApiState {
+impl ApiState {
+    /// The state of a daemon's API.
+    pub fn new(
+        services: Services,
+        info: DaemonInfo,
+        config: &Config,
+        dht: Option<Arc<DhtService>>,
+        bitswap: Arc<BitswapHandle>,
+    ) -> Self {
+        ApiState {
             services,
             info: Arc::new(info),
             max_upload_bytes: config.api.max_upload_bytes,
-        })
+            announce_roots: config.dht.announce_roots,
+            dht,
+            bitswap,
+        }
+    }
+}
+
+/// The API router.
+pub fn router(state: ApiState) -> axum::Router {
+    axum::Router::new()
+        .route("/api/v1/id", get(id))
+        .route("/api/v1/cars", put(put_car).get(list_cars))
+        .route("/api/v1/dht/heads", get(dht_heads))
+        .route("/api/v1/dht/heads/{peer_id}/peers", get(dht_head_peers))
+        .route("/api/v1/dht/routing-table", get(dht_routing_table))
+        .route("/api/v1/dht/providers", get(dht_providers))
+        .route("/api/v1/dht/lookup/{cid}", get(dht_lookup))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -79,7 +117,12 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
         });
     let reader = tokio_util::io::StreamReader::new(stream);
     match state.services.ingester.ingest(reader, None).await {
-        Ok(summary) => (StatusCode::OK, Json(summary)).into_response(),
+        Ok(summary) => {
+            if let (Some(dht), true) = (&state.dht, state.announce_roots) {
+                dht.announce_roots(&summary.roots);
+            }
+            (StatusCode::OK, Json(summary)).into_response()
+        }
         Err(IngestError::Read { source, .. })
             if source.kind() == std::io::ErrorKind::FileTooLarge =>
         {
@@ -126,4 +169,213 @@ async fn list_cars(State(state): State<ApiState>, Query(q): Query<ListQuery>) ->
             )
         }
     }
+}
+
+fn dht_of(state: &ApiState) -> Result<&Arc<DhtService>, Response> {
+    state.dht.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "the DHT is disabled (dht.enabled = false)",
+        )
+    })
+}
+
+/// One member of the DHT service in `GET /api/v1/dht/heads`.
+#[derive(serde::Serialize)]
+struct MemberJson {
+    /// Fleet index of the head; absent for the main (Bitswap) peer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    role: &'static str,
+    peer_id: String,
+    addrs: Vec<String>,
+    connected_peers: usize,
+}
+
+async fn dht_heads(State(state): State<ApiState>) -> Response {
+    let dht = match dht_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let members: Vec<MemberJson> = dht
+        .members
+        .iter()
+        .map(|m| MemberJson {
+            index: m.index,
+            role: if m.index.is_some() { "head" } else { "main" },
+            peer_id: m.peer_id.to_string(),
+            addrs: m.addrs.iter().map(ToString::to_string).collect(),
+            connected_peers: m.connected_peers().len(),
+        })
+        .collect();
+    Json(members).into_response()
+}
+
+async fn dht_head_peers(State(state): State<ApiState>, Path(peer_id): Path<String>) -> Response {
+    let dht = match dht_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(member) = dht
+        .members
+        .iter()
+        .find(|m| m.peer_id.to_string() == peer_id)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no head with peer ID {peer_id}"),
+        );
+    };
+    let peers: Vec<String> = member
+        .connected_peers()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Json(peers).into_response()
+}
+
+async fn dht_routing_table(State(state): State<ApiState>) -> Response {
+    let dht = match dht_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let peers: Vec<serde_json::Value> = dht
+        .handle
+        .routing_table()
+        .into_iter()
+        .map(|(peer, addrs)| {
+            serde_json::json!({
+                "peer_id": peer.to_string(),
+                "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(peers).into_response()
+}
+
+/// Cursor text of `GET /api/v1/dht/providers`: `<key hex>.<peer ID>`.
+fn cursor_text(c: &hydrant_providers::Cursor) -> String {
+    format!("{}.{}", hex::encode(&c.key), c.provider)
+}
+
+fn parse_cursor(text: &str) -> Option<hydrant_providers::Cursor> {
+    let (key, peer) = text.split_once('.')?;
+    Some(hydrant_providers::Cursor {
+        key: hex::decode(key).ok()?,
+        provider: peer.parse().ok()?,
+    })
+}
+
+#[derive(Deserialize)]
+struct ProvidersQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn dht_providers(State(state): State<ApiState>, Query(q): Query<ProvidersQuery>) -> Response {
+    let dht = match dht_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let after = match q.after.as_deref().map(parse_cursor) {
+        None => None,
+        Some(Some(c)) => Some(c),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "after: expected the `next` value of a previous page (<key hex>.<peer ID>)",
+            );
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIST_LIMIT);
+    let now = hydrant_providers::unix_now();
+    match dht.store.list(after.as_ref(), now, limit).await {
+        Ok(page) => {
+            let records: Vec<serde_json::Value> = page
+                .records
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "key": hex::encode(&r.key),
+                        "cid": multihash_cid(&r.key),
+                        "provider": r.provider.to_string(),
+                        "addrs": r.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "expires_at": r.expires_at,
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({
+                "records": records,
+                "next": page.next.as_ref().map(cursor_text),
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "listing provider records failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "provider store error; see the server log",
+            )
+        }
+    }
+}
+
+/// The key as a CIDv1 (raw codec) string when it is a multihash, for display.
+fn multihash_cid(key: &[u8]) -> Option<String> {
+    let mh = hydrant_index::Multihash::from_bytes(key).ok()?;
+    Some(cid::Cid::new_v1(0x55, mh).to_string())
+}
+
+async fn dht_lookup(State(state): State<ApiState>, Path(cid): Path<String>) -> Response {
+    let dht = match dht_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let cid: cid::Cid = match cid.parse() {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid CID {cid:?}: {e}")),
+    };
+    let key = cid.hash().to_bytes();
+    let lookup = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        dht.handle.get_providers(&key, Some(20)),
+    )
+    .await;
+    let providers = match lookup {
+        Ok(Ok(p)) => p,
+        Ok(Err(hydrant_dht::network::DhtError::NoPeers)) => Vec::new(),
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("lookup failed: {e}"),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "lookup did not finish within 30 s",
+            );
+        }
+    };
+    let out: Vec<serde_json::Value> = providers
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "peer_id": p.peer.to_string(),
+                "addrs": p.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "cid": cid.to_string(), "providers": out })).into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&state),
+    )
+        .into_response()
 }

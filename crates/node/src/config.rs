@@ -31,6 +31,10 @@ pub struct Config {
     pub read: ReadConfig,
     /// The Bitswap server.
     pub bitswap: BitswapConfig,
+    /// The Kademlia DHT heads and client.
+    pub dht: DhtConfig,
+    /// The provider-record store shared by the heads.
+    pub providers: ProvidersConfig,
 }
 
 /// `[swarm]`
@@ -176,6 +180,127 @@ impl Default for BitswapConfig {
     }
 }
 
+/// `[dht]`: the Kademlia DHT server heads and the client side (../shared/specs/kad-dht.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhtConfig {
+    /// Run the DHT at all (heads, routing-table maintenance, announcing roots).
+    pub enabled: bool,
+    /// DHT server identities ("heads") this process runs, each a libp2p peer on its own port.
+    pub heads: u32,
+    /// Index of this process's first head within the fleet: its heads are
+    /// `first_head .. first_head + heads`.
+    pub first_head: u32,
+    /// Heads in the whole fleet (all machines); head IDs are spread evenly over the keyspace for
+    /// this many. 0 means `heads` (one machine).
+    pub fleet_size: u32,
+    /// 64 hex characters (32 bytes) from which head identities are derived. Empty: derived from
+    /// the node's identity key, so replicas sharing the key share the heads.
+    pub seed: String,
+    /// IP address the heads listen on.
+    pub listen_ip: std::net::IpAddr,
+    /// Head `i` of this process listens on TCP port `port_base + i`; 0 picks free ports.
+    pub port_base: u16,
+    /// Peers to bootstrap the routing table from (multiaddrs ending in `/p2p/<peer ID>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Announce (ADD_PROVIDER) the roots of every ingested CAR, and re-announce them every
+    /// `reprovide_interval_secs`.
+    pub announce_roots: bool,
+    /// Announce every block, not just roots (heads answer for every block anyway).
+    pub announce_all_blocks: bool,
+    /// Seconds between re-announcements (22 h; provider records live 48 h).
+    pub reprovide_interval_secs: u64,
+}
+
+/// The public IPFS bootstrap peers (as shipped by Kubo).
+pub const PUBLIC_BOOTSTRAP: &[&str] = &[
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+    "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ",
+];
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            heads: 4,
+            first_head: 0,
+            fleet_size: 0,
+            seed: String::new(),
+            listen_ip: "0.0.0.0".parse().expect("valid address"),
+            port_base: 4101,
+            bootstrap: PUBLIC_BOOTSTRAP
+                .iter()
+                .map(|a| a.parse().expect("valid multiaddr"))
+                .collect(),
+            announce_roots: true,
+            announce_all_blocks: false,
+            reprovide_interval_secs: 22 * 3600,
+        }
+    }
+}
+
+impl DhtConfig {
+    /// The fleet size in effect (`fleet_size`, or `heads` when 0).
+    pub fn fleet(&self) -> u32 {
+        if self.fleet_size == 0 {
+            self.heads
+        } else {
+            self.fleet_size
+        }
+    }
+
+    /// The configured seed as 32 bytes, or `None` when empty.
+    ///
+    /// # Errors
+    /// A message when the text is not 64 hex characters.
+    pub fn seed_bytes(&self) -> Result<Option<[u8; 32]>, String> {
+        if self.seed.is_empty() {
+            return Ok(None);
+        }
+        let bytes = hex::decode(&self.seed).map_err(|e| e.to_string())?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(Some)
+            .map_err(|_| format!("{} bytes, not 32", bytes.len()))
+    }
+}
+
+/// `[providers]`: the provider-record store (records received by ADD_PROVIDER, 48 h each).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvidersConfig {
+    /// `"fjall"` (embedded, at `path`) or `"memory"` (lost on restart, at most `max_records`).
+    pub kind: String,
+    /// Directory of the embedded store, relative to the repository unless absolute.
+    pub path: PathBuf,
+    /// Most records of the memory store.
+    pub max_records: usize,
+    /// Records waiting to be written; when full, new ADD_PROVIDER records are dropped (counted).
+    pub queue_capacity: usize,
+    /// Most records written in one batch.
+    pub batch_size: usize,
+    /// Longest wait before a partial batch is written, milliseconds.
+    pub batch_interval_ms: u64,
+    /// Seconds between sweeps of expired records.
+    pub gc_interval_secs: u64,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        Self {
+            kind: "fjall".into(),
+            path: PathBuf::from("providers"),
+            max_records: 1_000_000,
+            queue_capacity: 65_536,
+            batch_size: 1024,
+            batch_interval_ms: 100,
+            gc_interval_secs: 600,
+        }
+    }
+}
+
 /// A refused configuration value, with the reason and the accepted range.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("config: {field} = {value} is refused: {reason}")]
@@ -240,6 +365,111 @@ impl Config {
                 "bitswap.max_outstanding_bytes_per_peer",
                 &self.bitswap.max_outstanding_bytes_per_peer,
                 "must hold at least one 2 MiB block (2097152 bytes)",
+            ));
+        }
+        self.validate_dht()
+    }
+
+    fn validate_dht(&self) -> Result<(), ConfigError> {
+        let refuse = |field, value: &dyn std::fmt::Display, reason: String| ConfigError {
+            field,
+            value: value.to_string(),
+            reason,
+        };
+        let d = &self.dht;
+        if !d.enabled {
+            return Ok(());
+        }
+        let max = hydrant_dht::heads::MAX_FLEET_SIZE;
+        if d.heads == 0 || d.heads > max {
+            return Err(refuse(
+                "dht.heads",
+                &d.heads,
+                format!("use 1 to {max} heads (or dht.enabled = false to run no DHT)"),
+            ));
+        }
+        if d.fleet() > max || d.first_head.saturating_add(d.heads) > d.fleet() {
+            return Err(refuse(
+                "dht.fleet_size",
+                &d.fleet_size,
+                format!(
+                    "heads {}..{} must lie within the fleet (at most {max} heads)",
+                    d.first_head,
+                    u64::from(d.first_head) + u64::from(d.heads)
+                ),
+            ));
+        }
+        if let Err(e) = d.seed_bytes() {
+            return Err(refuse(
+                "dht.seed",
+                &format!("{:?}", d.seed),
+                format!("must be empty or 64 hex characters (32 bytes): {e}"),
+            ));
+        }
+        if d.port_base != 0 && u32::from(d.port_base) + d.heads > 65_536 {
+            return Err(refuse(
+                "dht.port_base",
+                &d.port_base,
+                format!(
+                    "ports {}..{} do not fit below 65536",
+                    d.port_base,
+                    u32::from(d.port_base) + d.heads
+                ),
+            ));
+        }
+        if d.reprovide_interval_secs == 0 || d.reprovide_interval_secs >= 48 * 3600 {
+            return Err(refuse(
+                "dht.reprovide_interval_secs",
+                &d.reprovide_interval_secs,
+                "must be between 1 and 172799: provider records expire after 48 h (default 79200, 22 h)".into(),
+            ));
+        }
+        for addr in &d.bootstrap {
+            if !matches!(
+                addr.iter().last(),
+                Some(libp2p::multiaddr::Protocol::P2p(_))
+            ) {
+                return Err(refuse(
+                    "dht.bootstrap",
+                    addr,
+                    "every bootstrap address must end in /p2p/<peer ID>".into(),
+                ));
+            }
+        }
+        let p = &self.providers;
+        if p.kind != "fjall" && p.kind != "memory" {
+            return Err(refuse(
+                "providers.kind",
+                &p.kind,
+                "must be \"fjall\" or \"memory\"".into(),
+            ));
+        }
+        if p.queue_capacity == 0 || p.batch_size == 0 || p.batch_interval_ms == 0 {
+            return Err(refuse(
+                "providers.queue_capacity",
+                &p.queue_capacity,
+                "queue_capacity, batch_size and batch_interval_ms must all be at least 1".into(),
+            ));
+        }
+        if p.batch_size > hydrant_providers::MAX_PUT_BATCH {
+            return Err(refuse(
+                "providers.batch_size",
+                &p.batch_size,
+                format!("at most {}", hydrant_providers::MAX_PUT_BATCH),
+            ));
+        }
+        if p.kind == "memory" && p.max_records == 0 {
+            return Err(refuse(
+                "providers.max_records",
+                &0,
+                "the memory store needs room for at least 1 record".into(),
+            ));
+        }
+        if p.gc_interval_secs == 0 {
+            return Err(refuse(
+                "providers.gc_interval_secs",
+                &0,
+                "use at least 1 second (default 600)".into(),
             ));
         }
         Ok(())

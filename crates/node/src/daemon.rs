@@ -2,9 +2,10 @@
 //! what it bound, and runs until told to stop.
 
 use futures::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::swarm::SwarmEvent;
@@ -12,9 +13,13 @@ use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::dht;
 use crate::repo::{API_FILE, Repo, write_atomic};
+use crate::routing::NodeRouter;
 use crate::services::Services;
 use crate::{NodeError, swarm};
+use hydrant_dht::network::ProviderInfo;
+use hydrant_routing::RoutingConfig;
 
 /// What a running daemon bound: printed as one JSON line on stdout at start-up and written to
 /// `<repo>/api.json`, so scripts and the CLI can find it.
@@ -28,6 +33,9 @@ pub struct DaemonInfo {
     pub gateway_url: String,
     /// Base URL of the API, e.g. `http://127.0.0.1:5001`.
     pub api_url: String,
+    /// Multiaddrs of the DHT heads (each ending in `/p2p/<head peer ID>`); empty without DHT.
+    #[serde(default)]
+    pub dht_heads: Vec<String>,
 }
 
 /// Listener addresses given on the command line or in the environment; they replace the config's.
@@ -39,6 +47,12 @@ pub struct Overrides {
     pub gateway_listen: Option<SocketAddr>,
     /// Replaces `api.listen`.
     pub api_listen: Option<SocketAddr>,
+    /// Replaces `dht.heads`; 0 sets `dht.enabled = false`.
+    pub heads: Option<u32>,
+    /// Replaces `dht.port_base`.
+    pub dht_port_base: Option<u16>,
+    /// Replaces `dht.bootstrap` when not empty.
+    pub bootstrap: Vec<Multiaddr>,
 }
 
 /// How long listeners may take to report their addresses at start-up.
@@ -64,6 +78,17 @@ pub async fn run(
     }
     if let Some(addr) = overrides.api_listen {
         repo.config.api.listen = addr;
+    }
+    match overrides.heads {
+        Some(0) => repo.config.dht.enabled = false,
+        Some(n) => repo.config.dht.heads = n,
+        None => {}
+    }
+    if let Some(port) = overrides.dht_port_base {
+        repo.config.dht.port_base = port;
+    }
+    if !overrides.bootstrap.is_empty() {
+        repo.config.dht.bootstrap = overrides.bootstrap.clone();
     }
     repo.config.validate().map_err(NodeError::Config)?;
 
@@ -91,7 +116,41 @@ pub async fn run(
         swarm.behaviour().stream.new_control(),
         services.blockstore.clone(),
         services.bitswap_config(&repo.config),
-    );
+    )?;
+    let bitswap = Arc::new(bitswap);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (dialer, dials) = hydrant_dht::network::ChannelDialer::new();
+    let connected = Arc::new(Mutex::new(HashSet::new()));
+    let me = ProviderInfo {
+        peer: peer_id,
+        addrs: dht::provider_addrs(&repo.config.swarm.announce, &swarm_addrs),
+    };
+    let dht = if repo.config.dht.enabled {
+        let main = dht::MainPeer {
+            peer_id,
+            control: swarm.behaviour().stream.new_control(),
+            dialer: dialer.clone(),
+            addrs: swarm_addrs.clone(),
+            connected: connected.clone(),
+        };
+        let service = dht::start(&repo, services.index.clone(), main, stop_rx.clone()).await?;
+        for m in &service.members {
+            if let Some(i) = m.index {
+                tracing::info!(head = i, peer_id = %m.peer_id, addrs = ?m.addrs, "DHT head listening");
+            }
+        }
+        Some(Arc::new(service))
+    } else {
+        None
+    };
+    let main_swarm = tokio::spawn(dht::drive_swarm(
+        swarm,
+        dials,
+        dialer,
+        connected,
+        stop_rx.clone(),
+    ));
 
     let gateway_listener = bind(repo.config.gateway.listen).await?;
     let api_listener = bind(repo.config.api.listen).await?;
@@ -100,19 +159,35 @@ pub async fn run(
         swarm_addrs: swarm_addrs.iter().map(ToString::to_string).collect(),
         gateway_url: url(&gateway_listener)?,
         api_url: url(&api_listener)?,
+        dht_heads: dht
+            .iter()
+            .flat_map(|d| d.members.iter().filter(|m| m.index.is_some()))
+            .flat_map(|m| m.addrs.iter().map(ToString::to_string))
+            .collect(),
     };
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let gateway = axum::serve(gateway_listener, services.gateway_router(&repo.config))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let api = axum::serve(
-        api_listener,
-        crate::api::router(services.clone(), info.clone(), &repo.config),
-    )
-    .with_graceful_shutdown(stopped(stop_rx));
+    let router = Arc::new(NodeRouter {
+        index: services.index.clone(),
+        dht: dht.clone(),
+        me,
+    });
+    let gateway_app = services
+        .gateway_router(&repo.config)
+        .merge(hydrant_routing::router(router, RoutingConfig::default()));
+    let gateway =
+        axum::serve(gateway_listener, gateway_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let api_state = crate::api::ApiState::new(
+        services.clone(),
+        info.clone(),
+        &repo.config,
+        dht.clone(),
+        bitswap.clone(),
+    );
+    let api = axum::serve(api_listener, crate::api::router(api_state))
+        .with_graceful_shutdown(stopped(stop_rx));
     let gateway = tokio::spawn(async move { gateway.await });
     let api = tokio::spawn(async move { api.await });
 
@@ -121,17 +196,13 @@ pub async fn run(
     println!("{json}");
     tracing::info!(peer_id = %peer_id, gateway = %info.gateway_url, api = %info.api_url, "daemon ready");
 
-    let mut shutdown = Box::pin(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            event = swarm.select_next_some() => log_swarm_event(&event),
-        }
-    }
+    shutdown.await;
     tracing::info!("stopping");
     let _ = std::fs::remove_file(repo.dir.join(API_FILE));
     let _ = stop_tx.send(true);
     drop(bitswap);
+    drop(dht);
+    let _ = main_swarm.await;
     for (name, task) in [("gateway", gateway), ("api", api)] {
         match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, task).await {
             Ok(Ok(Ok(()))) => {}
@@ -144,7 +215,7 @@ pub async fn run(
 }
 
 /// Listens on every address and waits until each listener reports at least one bound address.
-async fn listen_all(
+pub(crate) async fn listen_all(
     swarm: &mut libp2p::Swarm<swarm::Behaviour>,
     addrs: &[Multiaddr],
     peer_id: PeerId,
@@ -196,30 +267,10 @@ async fn listen_all(
                 }
                 .into());
             }
-            other => log_swarm_event(&other),
+            other => swarm::log_event(&other),
         }
     }
     Ok(bound)
-}
-
-fn log_swarm_event(event: &SwarmEvent<swarm::BehaviourEvent>) {
-    match event {
-        SwarmEvent::NewListenAddr { address, .. } => {
-            tracing::info!(%address, "listening");
-        }
-        SwarmEvent::ConnectionEstablished {
-            peer_id, endpoint, ..
-        } => {
-            tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-        }
-        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
-            tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");
-        }
-        SwarmEvent::IncomingConnectionError { error, .. } => {
-            tracing::debug!(error = %error, "incoming connection failed");
-        }
-        _ => {}
-    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {

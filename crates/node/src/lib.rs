@@ -6,13 +6,18 @@
 //! - [`config::Config`]: the documented `config.toml`, with [`config::Config::validate`];
 //! - [`services::Services`]: opened stores and the ingest pipeline, for the daemon and the CLI;
 //! - [`daemon::run`]: runs the daemon until a shutdown future completes;
-//! - [`export::export_car`]: writes a CARv1 of a DAG from the local store.
+//! - [`export::export_car`]: writes a CARv1 of a DAG from the local store;
+//! - [`dht::start`]: the DHT heads, provider store and announcer; [`routing::NodeRouter`]: the
+//!   Delegated Routing V1 answers.
 
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod dht;
 pub mod export;
+pub mod metrics;
 pub mod repo;
+pub mod routing;
 pub mod services;
 #[allow(missing_docs)] // the NetworkBehaviour derive generates an undocumented event enum
 pub mod swarm;
@@ -47,6 +52,12 @@ pub enum NodeError {
     /// The swarm could not be built or could not listen.
     #[error(transparent)]
     Swarm(#[from] swarm::SwarmError),
+    /// The Bitswap server could not be started.
+    #[error("Bitswap: {0}")]
+    Bitswap(#[from] hydrant_bitswap::BitswapError),
+    /// The DHT could not be started.
+    #[error("DHT: {0}")]
+    Dht(String),
     /// An HTTP listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -57,6 +57,8 @@ pub async fn build(keypair: Keypair, config: &SwarmConfig) -> Result<Swarm<Behav
             yamux::Config::default,
         )
         .map_err(|e| transport_err(&e))?
+        .with_dns()
+        .map_err(|e| transport_err(&e))?
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
         .map_err(|e| transport_err(&e))?
@@ -86,5 +88,27 @@ pub fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
     match addr.iter().last() {
         Some(libp2p::multiaddr::Protocol::P2p(_)) => addr.clone(),
         _ => addr.clone().with(libp2p::multiaddr::Protocol::P2p(peer)),
+    }
+}
+
+/// Logs the swarm events worth a line (listening at debug and info, connections at debug).
+pub fn log_event(event: &libp2p::swarm::SwarmEvent<BehaviourEvent>) {
+    use libp2p::swarm::SwarmEvent;
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => {
+            tracing::info!(%address, "listening");
+        }
+        SwarmEvent::ConnectionEstablished {
+            peer_id, endpoint, ..
+        } => {
+            tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+        }
+        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");
+        }
+        SwarmEvent::IncomingConnectionError { error, .. } => {
+            tracing::debug!(error = %error, "incoming connection failed");
+        }
+        _ => {}
     }
 }

@@ -92,6 +92,8 @@ async fn start(
         swarm_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
         api_listen: Some("127.0.0.1:0".parse().unwrap()),
+        heads: Some(0),
+        ..Default::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -1,0 +1,550 @@
+//! The DHT side of a node: head swarms, the shared `hydrant-dht` service, and the adapters that
+//! answer it from Hydrant's own stores.
+//!
+//! ```text
+//!   head 0 swarm ─┐                       ┌─ LocalProviders: block index (-> our Bitswap peer)
+//!   head 1 swarm ─┼─ hydrant_dht::Dht ────┤                  + provider store
+//!   ...           │   (one routing table) ├─ WriterSink -> ProviderWriter (bounded) -> store
+//!   main swarm  ──┘                       └─ RecordValues -> RecordStore (IPNS, /pk/)
+//! ```
+//!
+//! Head `i` of the fleet gets the identity `hydrant_dht::heads::head_keypair(seed, i, fleet)`:
+//! the same IDs after a restart, balanced over the keyspace, and disjoint ranges of one fleet on
+//! several machines. The main (Bitswap) swarm joins the service as one more member so that
+//! ADD_PROVIDER for our own content is sent by the peer that serves it (kad-dht.md, "Content
+//! Provider Advertisement": the provider must be the sender).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use hydrant_dht::network::{
+    ChannelDialer, DhtHandle, DialRequest, HeadHandle, LookupError, ProviderInfo, ProviderLookup,
+    ProviderSink, ValueStore, handle_dial_request,
+};
+use hydrant_index::{BlockIndex, Multihash};
+use hydrant_providers::{
+    GcHandle, ProviderRecord, ProviderStore, ProviderWriter, WriterConfig, unix_now,
+};
+use hydrant_records::RecordStore;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use sha2::Digest;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::SwarmConfig;
+use crate::swarm::{self, Behaviour, BehaviourEvent};
+use crate::{NodeError, repo::Repo};
+
+/// Most providers taken from the provider store for one key.
+const MAX_STORED_PROVIDERS: usize = 20;
+/// Roots waiting to be announced; more are dropped (the next reprovide pass covers them).
+const ANNOUNCE_QUEUE: usize = 4096;
+/// Announcements (each a DHT walk plus up to 20 ADD_PROVIDER) running at once.
+const ANNOUNCE_CONCURRENCY: usize = 8;
+/// Delay before the first bootstrap and reprovide pass, so listeners are up.
+const START_DELAY: Duration = Duration::from_secs(1);
+
+/// A member of the DHT service: a head or the main peer.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Fleet index of the head; `None` for the main (Bitswap) peer.
+    pub index: Option<u32>,
+    /// Its peer ID.
+    pub peer_id: PeerId,
+    /// Addresses it listens on, each ending in `/p2p/<peer ID>`.
+    pub addrs: Vec<Multiaddr>,
+    /// Peers currently connected to it.
+    pub connected: Arc<Mutex<HashSet<PeerId>>>,
+}
+
+impl Member {
+    /// The connected peers, sorted.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = lock(&self.connected).iter().copied().collect();
+        peers.sort();
+        peers
+    }
+}
+
+/// Counters of the announcer.
+#[derive(Debug, Default)]
+pub struct AnnounceStats {
+    /// Keys announced to at least one peer.
+    pub announced: std::sync::atomic::AtomicU64,
+    /// Keys whose announcement reached no peer (e.g. empty routing table).
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Keys dropped because the announce queue was full.
+    pub dropped: std::sync::atomic::AtomicU64,
+}
+
+/// The running DHT of a node. Dropping it stops every task.
+pub struct DhtService {
+    /// The `hydrant-dht` service.
+    pub handle: Arc<DhtHandle>,
+    /// The heads, then the main peer.
+    pub members: Vec<Member>,
+    /// The bounded write path of the provider store.
+    pub writer: ProviderWriter,
+    /// The provider store.
+    pub store: Arc<dyn ProviderStore>,
+    /// Expired-record sweeps.
+    pub gc: GcHandle,
+    /// IPNS and `/pk/` records received by PUT_VALUE.
+    pub records: RecordStore,
+    /// Announcer counters.
+    pub announce_stats: Arc<AnnounceStats>,
+    /// Our Bitswap peer as a provider: its ID and the addresses put in provider records.
+    pub self_provider: ProviderInfo,
+    announce_tx: mpsc::Sender<Vec<u8>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for DhtService {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl DhtService {
+    /// Queues `keys` (multihash bytes) for announcement from the main peer. Never waits: when
+    /// the queue is full the key is dropped and counted (the periodic reprovide covers it).
+    pub fn announce(&self, keys: impl IntoIterator<Item = Vec<u8>>) {
+        for key in keys {
+            if self.announce_tx.try_send(key).is_err() {
+                self.announce_stats
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Queues the roots of an ingested CAR (CID strings as in the CAR header).
+    pub fn announce_roots(&self, roots: &[String]) {
+        self.announce(
+            roots
+                .iter()
+                .filter_map(|r| r.parse::<cid::Cid>().ok().map(|cid| cid.hash().to_bytes())),
+        );
+    }
+}
+
+/// The derived DHT seed: the configured one, or SHA-256 of a fixed label and the identity key's
+/// protobuf encoding (so replicas sharing the identity share the heads).
+fn seed(repo: &Repo) -> Result<[u8; 32], NodeError> {
+    if let Some(seed) = repo.config.dht.seed_bytes().map_err(|reason| {
+        NodeError::Config(crate::config::ConfigError {
+            field: "dht.seed",
+            value: repo.config.dht.seed.clone(),
+            reason,
+        })
+    })? {
+        return Ok(seed);
+    }
+    let key = repo
+        .keypair
+        .to_protobuf_encoding()
+        .map_err(|e| NodeError::Dht(format!("encoding the identity key: {e}")))?;
+    let mut h = sha2::Sha256::new();
+    h.update(b"hydrant-dht-seed-v1");
+    h.update(&key);
+    Ok(h.finalize().into())
+}
+
+/// Opens the provider store named by `[providers]`.
+fn open_store(repo: &Repo) -> Result<Arc<dyn ProviderStore>, NodeError> {
+    let c = &repo.config.providers;
+    Ok(match c.kind.as_str() {
+        "memory" => Arc::new(hydrant_providers::MemoryProviderStore::new(c.max_records)),
+        _ => {
+            let dir = repo.dir.join(&c.path);
+            Arc::new(
+                hydrant_providers::FjallProviderStore::open(&dir).map_err(|e| {
+                    NodeError::Index {
+                        what: format!("provider store at {}", dir.display()),
+                        detail: e.to_string(),
+                    }
+                })?,
+            )
+        }
+    })
+}
+
+/// Drives one swarm: dial requests from the DHT, identify results into the dialer's address
+/// book, the connected-peer set, until `stop` is set.
+pub async fn drive_swarm(
+    mut swarm: Swarm<Behaviour>,
+    mut dials: mpsc::Receiver<DialRequest>,
+    dialer: ChannelDialer,
+    connected: Arc<Mutex<HashSet<PeerId>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            Some(request) = dials.recv() => handle_dial_request(&mut swarm, request),
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                    peer_id, info, ..
+                })) => dialer.set_listen_addrs(peer_id, info.listen_addrs),
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    lock(&connected).insert(peer_id);
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    lock(&connected).remove(&peer_id);
+                }
+                other => swarm::log_event(&other),
+            },
+        }
+    }
+}
+
+/// What [`start`] needs of the main (Bitswap) swarm.
+pub struct MainPeer {
+    /// The main swarm's peer ID.
+    pub peer_id: PeerId,
+    /// Its stream control (the DHT registers `/ipfs/kad/1.0.0` on it).
+    pub control: libp2p_stream::Control,
+    /// Its dialer (the daemon's swarm loop serves the matching receiver).
+    pub dialer: ChannelDialer,
+    /// The addresses it listens on (with `/p2p/`).
+    pub addrs: Vec<Multiaddr>,
+    /// Its connected-peer set, kept by the daemon's swarm loop.
+    pub connected: Arc<Mutex<HashSet<PeerId>>>,
+}
+
+/// Starts the heads, the DHT service, the provider store's writer and GC, bootstrap, the
+/// announcer and the reprovider.
+///
+/// # Errors
+/// [`NodeError`] when a head cannot be derived, built or bound, or a store cannot be opened.
+pub async fn start(
+    repo: &Repo,
+    index: Arc<dyn BlockIndex>,
+    main: MainPeer,
+    stop: watch::Receiver<bool>,
+) -> Result<DhtService, NodeError> {
+    let config = &repo.config;
+    let d = &config.dht;
+    let seed = seed(repo)?;
+    let mut tasks = Vec::new();
+    let mut members = Vec::new();
+    let mut handles = Vec::new();
+    for i in d.first_head..d.first_head + d.heads {
+        let keypair = hydrant_dht::heads::head_keypair(&seed, i, d.fleet())
+            .map_err(|e| NodeError::Dht(format!("deriving head {i}: {e}")))?;
+        let peer_id = keypair.public().to_peer_id();
+        let port = if d.port_base == 0 {
+            0
+        } else {
+            d.port_base + (i - d.first_head) as u16
+        };
+        let ip = match d.listen_ip {
+            std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
+            std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
+        };
+        let swarm_config = SwarmConfig {
+            listen: vec![Multiaddr::empty().with(ip).with(Protocol::Tcp(port))],
+            ..config.swarm.clone()
+        };
+        let mut head = swarm::build(keypair, &swarm_config).await?;
+        let addrs = crate::daemon::listen_all(&mut head, &swarm_config.listen, peer_id).await?;
+        let (dialer, dials) = ChannelDialer::new();
+        let connected = Arc::new(Mutex::new(HashSet::new()));
+        handles.push(HeadHandle {
+            peer_id,
+            control: head.behaviour().stream.new_control(),
+            dialer: Arc::new(dialer.clone()),
+        });
+        members.push(Member {
+            index: Some(i),
+            peer_id,
+            addrs,
+            connected: connected.clone(),
+        });
+        tasks.push(tokio::spawn(drive_swarm(
+            head,
+            dials,
+            dialer,
+            connected,
+            stop.clone(),
+        )));
+    }
+    handles.push(HeadHandle {
+        peer_id: main.peer_id,
+        control: main.control,
+        dialer: Arc::new(main.dialer),
+    });
+    let self_addrs = provider_addrs(&config.swarm.announce, &main.addrs);
+    members.push(Member {
+        index: None,
+        peer_id: main.peer_id,
+        addrs: main.addrs,
+        connected: main.connected,
+    });
+    let self_provider = ProviderInfo {
+        peer: main.peer_id,
+        addrs: self_addrs,
+    };
+
+    let store = open_store(repo)?;
+    let p = &config.providers;
+    let (writer, writer_task) = ProviderWriter::spawn(
+        store.clone(),
+        WriterConfig {
+            queue_capacity: p.queue_capacity,
+            batch_size: p.batch_size,
+            batch_interval: Duration::from_millis(p.batch_interval_ms),
+        },
+    );
+    tasks.push(tokio::spawn(async move {
+        let _ = writer_task.await;
+    }));
+    let (gc, gc_task) = hydrant_providers::spawn_gc(
+        store.clone(),
+        Duration::from_secs(p.gc_interval_secs),
+        hydrant_providers::MAX_GC_BATCH,
+    );
+    tasks.push(gc_task);
+    let records = RecordStore::default();
+
+    let lookup = Arc::new(LocalProviders {
+        index: index.clone(),
+        store: store.clone(),
+        self_provider: self_provider.clone(),
+    });
+    let handle = hydrant_dht::network::Dht::spawn(
+        hydrant_dht::network::DhtConfig::default(),
+        handles,
+        lookup,
+        Arc::new(WriterSink(writer.clone())),
+        Arc::new(RecordValues(records.clone())),
+    )
+    .map_err(|e| NodeError::Dht(e.to_string()))?;
+    let handle = Arc::new(handle);
+
+    let announce_stats = Arc::new(AnnounceStats::default());
+    let (announce_tx, announce_rx) = mpsc::channel(ANNOUNCE_QUEUE);
+    tasks.push(tokio::spawn(announcer(
+        handle.clone(),
+        self_provider.clone(),
+        announce_rx,
+        announce_stats.clone(),
+    )));
+    let bootstrap: Vec<(PeerId, Vec<Multiaddr>)> = d
+        .bootstrap
+        .iter()
+        .filter_map(|a| match a.iter().last() {
+            Some(Protocol::P2p(peer)) => Some((peer, vec![a.clone()])),
+            _ => None,
+        })
+        .collect();
+    tasks.push(tokio::spawn(reprovider(
+        handle.clone(),
+        bootstrap,
+        index,
+        announce_tx.clone(),
+        d.announce_roots,
+        Duration::from_secs(d.reprovide_interval_secs),
+    )));
+
+    Ok(DhtService {
+        handle,
+        members,
+        writer,
+        store,
+        gc,
+        records,
+        announce_stats,
+        self_provider,
+        announce_tx,
+        tasks,
+    })
+}
+
+/// The addresses put in our provider records: `swarm.announce` when set, else the bound ones
+/// (without `/p2p/`, as records carry the peer ID separately).
+pub fn provider_addrs(announce: &[Multiaddr], bound: &[Multiaddr]) -> Vec<Multiaddr> {
+    let source = if announce.is_empty() { bound } else { announce };
+    source
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            if matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+                a.pop();
+            }
+            a
+        })
+        .collect()
+}
+
+/// Announces queued keys from the main peer, [`ANNOUNCE_CONCURRENCY`] at a time.
+async fn announcer(
+    handle: Arc<DhtHandle>,
+    me: ProviderInfo,
+    rx: mpsc::Receiver<Vec<u8>>,
+    stats: Arc<AnnounceStats>,
+) {
+    tokio_stream_from(rx)
+        .for_each_concurrent(ANNOUNCE_CONCURRENCY, |key| {
+            let (handle, me, stats) = (handle.clone(), me.clone(), stats.clone());
+            async move {
+                let counter = match handle.provide_as(me.peer, &key, me.addrs.clone()).await {
+                    Ok(n) if n > 0 => &stats.announced,
+                    Ok(_) => &stats.failed,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "announce failed");
+                        &stats.failed
+                    }
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .await;
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Bootstraps, then every `interval` queues the roots of every committed CAR for announcement
+/// (when `announce_roots`), so records never expire while Hydrant holds the content.
+async fn reprovider(
+    handle: Arc<DhtHandle>,
+    bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
+    index: Arc<dyn BlockIndex>,
+    announce: mpsc::Sender<Vec<u8>>,
+    announce_roots: bool,
+    interval: Duration,
+) {
+    tokio::time::sleep(START_DELAY).await;
+    let admitted = handle.bootstrap(bootstrap.clone()).await;
+    tracing::info!(
+        bootstrap_peers = bootstrap.len(),
+        admitted,
+        routing_table = handle.routing_table().len(),
+        "DHT bootstrapped"
+    );
+    if !announce_roots {
+        return;
+    }
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let mut after: Option<String> = None;
+        let mut queued = 0u64;
+        loop {
+            let page = match index.list_cars(after.as_deref(), 1000).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reprovide: listing CARs failed");
+                    break;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            for car in &page {
+                for root in &car.roots {
+                    if let Ok(cid) = root.parse::<cid::Cid>() {
+                        // Waits when the queue is full: reproviding is background work.
+                        if announce.send(cid.hash().to_bytes()).await.is_err() {
+                            return;
+                        }
+                        queued += 1;
+                    }
+                }
+            }
+        }
+        tracing::info!(roots = queued, "reprovide pass queued");
+    }
+}
+
+/// GET_PROVIDERS answers from Hydrant's data: our Bitswap peer for every block in the index,
+/// then the provider store's live records that still have addresses.
+struct LocalProviders {
+    index: Arc<dyn BlockIndex>,
+    store: Arc<dyn ProviderStore>,
+    self_provider: ProviderInfo,
+}
+
+#[async_trait::async_trait]
+impl ProviderLookup for LocalProviders {
+    async fn providers(&self, key: &[u8]) -> Result<Vec<ProviderInfo>, LookupError> {
+        local_providers(&*self.index, &*self.store, &self.self_provider, key).await
+    }
+}
+
+/// See [`LocalProviders`]; shared with the delegated routing API.
+///
+/// # Errors
+/// [`LookupError`] when the index or the provider store cannot answer (never "not found").
+pub async fn local_providers(
+    index: &dyn BlockIndex,
+    store: &dyn ProviderStore,
+    me: &ProviderInfo,
+    key: &[u8],
+) -> Result<Vec<ProviderInfo>, LookupError> {
+    let mut out = Vec::new();
+    if let Ok(mh) = Multihash::from_bytes(key)
+        && index
+            .contains(&mh)
+            .await
+            .map_err(|e| LookupError(e.to_string()))?
+    {
+        out.push(me.clone());
+    }
+    let now = unix_now();
+    let records = store
+        .providers(key, now, MAX_STORED_PROVIDERS)
+        .await
+        .map_err(|e| LookupError(e.to_string()))?;
+    out.extend(
+        records
+            .into_iter()
+            .filter(|r| r.provider != me.peer && r.addrs_live(now) && !r.addrs.is_empty())
+            .map(|r| ProviderInfo {
+                peer: r.provider,
+                addrs: r.addrs,
+            }),
+    );
+    Ok(out)
+}
+
+/// ADD_PROVIDER records into the bounded [`ProviderWriter`].
+struct WriterSink(ProviderWriter);
+
+impl ProviderSink for WriterSink {
+    fn add(&self, key: Vec<u8>, provider: ProviderInfo) -> bool {
+        match ProviderRecord::new(key, provider.peer, provider.addrs, unix_now()) {
+            Ok(record) => self.0.try_add(record),
+            Err(_) => false,
+        }
+    }
+}
+
+/// GET_VALUE / PUT_VALUE over the validated [`RecordStore`].
+struct RecordValues(RecordStore);
+
+impl ValueStore for RecordValues {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key, SystemTime::now())
+    }
+
+    fn put(&self, key: &[u8], value: Vec<u8>) -> Result<(), String> {
+        self.0
+            .put(key, &value, SystemTime::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

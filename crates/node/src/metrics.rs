@@ -1,0 +1,269 @@
+//! `GET /metrics` (Prometheus text format, on the API listener).
+//!
+//! The services keep plain atomic counters; a scrape copies them into a fresh
+//! `prometheus-client` registry and encodes it, so nothing is registered globally and a stopped
+//! service simply disappears from the output.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `hydrant_bitswap_*` (messages, wants, blocks, bytes, HAVE/DONT_HAVE, errors) | counter | |
+//! | `hydrant_bitswap_peers` | gauge | |
+//! | `hydrant_dht_routing_table_peers` | gauge | |
+//! | `hydrant_dht_inbound_requests_total` | counter | `type` (FIND_NODE, ...), `outcome` (ok, not_found, error, refused) |
+//! | `hydrant_dht_{probes,probe_failures,admissions,rejections,evictions}_total` | counter | |
+//! | `hydrant_dht_provider_queue_depth`, `..._capacity` | gauge | |
+//! | `hydrant_dht_provider_records_{accepted,dropped,written}_total`, `..._write_errors_total` | counter | |
+//! | `hydrant_dht_announce_{announced,failed,dropped}_total` | counter | |
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::api::ApiState;
+
+/// The DHT message types in `DhtStats` array order (kad-dht.md, "RPC Messages").
+const MESSAGE_TYPES: [&str; 6] = [
+    "PUT_VALUE",
+    "GET_VALUE",
+    "ADD_PROVIDER",
+    "GET_PROVIDERS",
+    "FIND_NODE",
+    "PING",
+];
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Renders every metric of the node as Prometheus text.
+pub fn render(state: &ApiState) -> String {
+    let mut r = Registry::with_prefix("hydrant");
+
+    let b = state.bitswap.stats();
+    for (name, help, v) in [
+        (
+            "bitswap_messages_received",
+            "Bitswap messages received",
+            b.messages_received,
+        ),
+        (
+            "bitswap_want_blocks_received",
+            "WANT_BLOCK entries received",
+            b.want_blocks_received,
+        ),
+        (
+            "bitswap_want_haves_received",
+            "WANT_HAVE entries received",
+            b.want_haves_received,
+        ),
+        (
+            "bitswap_cancels_received",
+            "CANCEL entries received",
+            b.cancels_received,
+        ),
+        (
+            "bitswap_messages_sent",
+            "Bitswap messages sent",
+            b.messages_sent,
+        ),
+        ("bitswap_blocks_sent", "Blocks sent", b.blocks_sent),
+        (
+            "bitswap_block_bytes_sent",
+            "Bytes of block data sent",
+            b.block_bytes_sent,
+        ),
+        ("bitswap_haves_sent", "HAVE presences sent", b.haves_sent),
+        (
+            "bitswap_dont_haves_sent",
+            "DONT_HAVE presences sent",
+            b.dont_haves_sent,
+        ),
+        (
+            "bitswap_store_errors",
+            "Wants that failed on a storage error",
+            b.store_errors,
+        ),
+        (
+            "bitswap_protocol_errors",
+            "Invalid messages received",
+            b.protocol_errors,
+        ),
+        (
+            "bitswap_wants_dropped",
+            "Wants dropped by the per-peer bounds",
+            b.wants_dropped,
+        ),
+        (
+            "bitswap_streams_refused",
+            "Inbound streams reset by the stream limits",
+            b.streams_refused,
+        ),
+    ] {
+        counter(&mut r, name, help, v);
+    }
+    gauge(
+        &mut r,
+        "bitswap_peers",
+        "Peers with an active wantlist",
+        b.peers,
+    );
+
+    if let Some(dht) = &state.dht {
+        let s = dht.handle.stats();
+        gauge(
+            &mut r,
+            "dht_routing_table_peers",
+            "Peers in the shared routing table (all answered a FIND_NODE)",
+            load(&s.routing_table_size),
+        );
+        let family = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        for (i, t) in MESSAGE_TYPES.iter().enumerate() {
+            for (outcome, v) in [
+                ("ok", &s.inbound_ok[i]),
+                ("not_found", &s.inbound_not_found[i]),
+                ("error", &s.inbound_error[i]),
+                ("refused", &s.inbound_refused[i]),
+            ] {
+                family
+                    .get_or_create(&vec![("type", *t), ("outcome", outcome)])
+                    .inc_by(load(v));
+            }
+        }
+        r.register(
+            "dht_inbound_requests",
+            "Inbound DHT requests by type and outcome",
+            family,
+        );
+        for (name, help, v) in [
+            (
+                "dht_inbound_invalid",
+                "Inbound DHT messages that did not decode",
+                &s.inbound_invalid,
+            ),
+            (
+                "dht_streams_refused",
+                "Inbound DHT streams reset by the limits",
+                &s.streams_refused,
+            ),
+            (
+                "dht_probes",
+                "FIND_NODE probes sent before admission or for liveness",
+                &s.probes,
+            ),
+            (
+                "dht_probe_failures",
+                "Probes that failed (the peer stays out or is evicted)",
+                &s.probe_failures,
+            ),
+            (
+                "dht_admissions",
+                "Peers admitted to the routing table",
+                &s.admissions,
+            ),
+            (
+                "dht_rejections",
+                "Responsive peers not admitted (diversity, full bucket)",
+                &s.rejections,
+            ),
+            (
+                "dht_evictions",
+                "Peers evicted from the routing table",
+                &s.evictions,
+            ),
+            (
+                "dht_outbound_requests",
+                "Outbound DHT requests",
+                &s.outbound_requests,
+            ),
+            (
+                "dht_outbound_failures",
+                "Outbound DHT requests that failed",
+                &s.outbound_failures,
+            ),
+        ] {
+            counter(&mut r, name, help, load(v));
+        }
+        let w = dht.writer.stats();
+        gauge(
+            &mut r,
+            "dht_provider_queue_depth",
+            "Provider records waiting to be written",
+            w.queue_depth as u64,
+        );
+        gauge(
+            &mut r,
+            "dht_provider_queue_capacity",
+            "Capacity of the provider-record queue",
+            w.queue_capacity as u64,
+        );
+        for (name, help, v) in [
+            (
+                "dht_provider_records_accepted",
+                "ADD_PROVIDER records queued",
+                w.accepted,
+            ),
+            (
+                "dht_provider_records_dropped",
+                "ADD_PROVIDER records dropped: queue full",
+                w.dropped,
+            ),
+            (
+                "dht_provider_records_written",
+                "Provider records written to the store",
+                w.written,
+            ),
+            (
+                "dht_provider_write_errors",
+                "Failed provider-store batch writes",
+                w.write_errors,
+            ),
+            (
+                "dht_provider_records_expired",
+                "Expired provider records removed",
+                dht.gc.stats().removed,
+            ),
+        ] {
+            counter(&mut r, name, help, v);
+        }
+        let a = &dht.announce_stats;
+        for (name, help, v) in [
+            (
+                "dht_announce_announced",
+                "Keys announced (ADD_PROVIDER accepted by at least one peer)",
+                &a.announced,
+            ),
+            (
+                "dht_announce_failed",
+                "Keys whose announcement reached no peer",
+                &a.failed,
+            ),
+            (
+                "dht_announce_dropped",
+                "Keys dropped: announce queue full",
+                &a.dropped,
+            ),
+        ] {
+            counter(&mut r, name, help, load(v));
+        }
+    }
+
+    let mut out = String::new();
+    encode(&mut out, &r).expect("writing to a String cannot fail");
+    out
+}
