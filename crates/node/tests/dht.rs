@@ -1,0 +1,371 @@
+//! The DHT side of a real daemon (2 heads, loopback), seen from a DHT client built on
+//! `hydrant-dht` with its own libp2p swarm:
+//!
+//! - a client whose only bootstrap peer is one head finds the daemon's Bitswap peer (with
+//!   addresses) as provider of a block it ingested, though the daemon announced nothing;
+//! - the same through the Delegated Routing V1 API on the gateway listener;
+//! - bad input on a raw `/ipfs/kad/1.0.0` stream (undecodable and oversized frames, a key over
+//!   80 bytes, ADD_PROVIDER for another peer, PUT_VALUE of a badly signed IPNS record) is
+//!   refused, counted in `/metrics`, and the head keeps answering;
+//! - a valid ADD_PROVIDER from the client is stored and listed by the admin API.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::AsyncWriteExt;
+use hydrant_dht::network::{
+    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, NoProviders, RejectAllValues,
+};
+use hydrant_dht::protocol::{
+    MessageType, PROTOCOL, PeerInfo, Record, Request, decode_response, encode_request, read_frame,
+};
+use hydrant_node::config::SwarmConfig;
+use hydrant_node::daemon::{DaemonInfo, Overrides};
+use hydrant_node::repo::Repo;
+use libp2p::{Multiaddr, PeerId};
+
+const CAR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/fixtures/go-car/sample-v1.car"
+);
+
+async fn start_daemon(
+    repo_dir: &Path,
+) -> (
+    DaemonInfo,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    Repo::init(repo_dir).unwrap();
+    let mut repo = Repo::open(repo_dir).unwrap();
+    repo.config.dht.bootstrap.clear();
+    repo.config.providers.batch_interval_ms = 10;
+    let overrides = Overrides {
+        swarm_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
+        api_listen: Some("127.0.0.1:0".parse().unwrap()),
+        heads: Some(2),
+        dht_port_base: Some(0),
+        bootstrap: Vec::new(),
+    };
+    repo.config.dht.listen_ip = "127.0.0.1".parse().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        hydrant_node::daemon::run(repo, overrides, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let api_file = repo_dir.join("api.json");
+    for _ in 0..200 {
+        if let Ok(text) = std::fs::read_to_string(&api_file) {
+            return (serde_json::from_str(&text).unwrap(), stop, task);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon did not write api.json");
+}
+
+struct Client {
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    control: libp2p_stream::Control,
+    dht: DhtHandle,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn client() -> Client {
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let peer = keypair.public().to_peer_id();
+    let config = SwarmConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        ..SwarmConfig::default()
+    };
+    let mut swarm = hydrant_node::swarm::build(keypair, &config).await.unwrap();
+    swarm.listen_on(config.listen[0].clone()).unwrap();
+    let addrs = loop {
+        use futures::StreamExt;
+        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+            swarm.select_next_some().await
+        {
+            break vec![address];
+        }
+    };
+    let control = swarm.behaviour().stream.new_control();
+    let (dialer, dials) = ChannelDialer::new();
+    let head = HeadHandle {
+        peer_id: peer,
+        control: control.clone(),
+        dialer: Arc::new(dialer.clone()),
+    };
+    let mut dht_config = DhtConfig::default();
+    dht_config.table.diversity = None;
+    let dht = Dht::spawn(
+        dht_config,
+        vec![head],
+        Arc::new(NoProviders),
+        Arc::new(NoProviders),
+        Arc::new(RejectAllValues),
+    )
+    .unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(hydrant_node::dht::drive_swarm(
+        swarm,
+        dials,
+        dialer,
+        Arc::new(Mutex::new(HashSet::new())),
+        stop_rx,
+    ));
+    Client {
+        peer,
+        addrs,
+        control: control.clone(),
+        dht,
+        _stop: stop,
+    }
+}
+
+fn peer_of(addr: &str) -> (PeerId, Multiaddr) {
+    let addr: Multiaddr = addr.parse().unwrap();
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => (p, addr),
+        _ => panic!("{addr} has no /p2p/"),
+    }
+}
+
+/// Sends `body` as one frame on a fresh kad stream to `head`; returns the answer frame, or
+/// `None` when the head closed the stream without answering.
+async fn raw_request(client: &Client, head: PeerId, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut control = client.control.clone();
+    let mut stream = control
+        .open_stream(head, PROTOCOL)
+        .await
+        .expect("kad stream opens");
+    stream.write_all(bytes).await.unwrap();
+    stream.flush().await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut stream, 1 << 20))
+        .await
+        .expect("the head answers or closes within 10 s");
+    let _ = stream.close().await;
+    answer.ok().flatten()
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    hydrant_dht::protocol::frame(body)
+}
+
+async fn metric(http: &reqwest::Client, api: &str, line_prefix: &str) -> u64 {
+    let text = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_answer_from_the_index_and_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (info, stop, task) = start_daemon(&dir.path().join("repo")).await;
+    assert_eq!(info.dht_heads.len(), 2, "{info:?}");
+    let http = reqwest::Client::new();
+
+    // Ingest: the daemon announces roots, but it has no DHT peers, so nothing leaves it.
+    let summary: serde_json::Value = http
+        .put(format!("{}/api/v1/cars", info.api_url))
+        .body(std::fs::read(CAR).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root: cid::Cid = summary["roots"][0].as_str().unwrap().parse().unwrap();
+
+    // A client that knows one head finds the daemon's Bitswap peer as provider.
+    let client = client().await;
+    let (head0, head0_addr) = peer_of(&info.dht_heads[0]);
+    let admitted = client.dht.bootstrap(vec![(head0, vec![head0_addr])]).await;
+    assert_eq!(
+        admitted, 1,
+        "the head answered FIND_NODE and entered the table"
+    );
+    let providers = client
+        .dht
+        .get_providers(&root.hash().to_bytes(), Some(5))
+        .await
+        .unwrap();
+    let main: PeerId = info.peer_id.parse().unwrap();
+    let ours = providers
+        .iter()
+        .find(|p| p.peer == main)
+        .unwrap_or_else(|| panic!("{main} not among providers {providers:?}"));
+    assert!(!ours.addrs.is_empty(), "provider without addresses");
+    let (_, swarm_addr) = peer_of(&info.swarm_addrs[0]);
+    let mut bare = swarm_addr.clone();
+    bare.pop();
+    assert!(ours.addrs.contains(&bare), "{:?} lacks {bare}", ours.addrs);
+
+    // An absent block: no provider (the walk ends without one).
+    let absent = cid::Cid::new_v1(
+        0x55,
+        multihash_codetable::MultihashDigest::digest(&multihash_codetable::Code::Sha2_256, b"x"),
+    );
+    let none = client
+        .dht
+        .get_providers(&absent.hash().to_bytes(), Some(5))
+        .await
+        .unwrap();
+    assert!(none.iter().all(|p| p.peer != main), "{none:?}");
+
+    // Delegated routing on the gateway listener.
+    let routed: serde_json::Value = http
+        .get(format!("{}/routing/v1/providers/{root}", info.gateway_url))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = &routed["Providers"][0];
+    assert_eq!(first["ID"], info.peer_id, "{routed}");
+    assert_eq!(first["Protocols"][0], "transport-bitswap", "{routed}");
+    assert!(!first["Addrs"].as_array().unwrap().is_empty(), "{routed}");
+
+    // Bad input on raw streams: refused, counted, no crash.
+    let invalid_before = metric(&http, &info.api_url, "hydrant_dht_inbound_invalid_total").await;
+    assert_eq!(
+        raw_request(&client, head0, &framed(b"\xff\xff\xff not protobuf")).await,
+        None
+    );
+    // A length prefix of 1 MiB: refused before the body is read.
+    let mut oversized = vec![0x80, 0x80, 0x40];
+    oversized.extend_from_slice(&[0u8; 64]);
+    assert_eq!(raw_request(&client, head0, &oversized).await, None);
+    let long_key = encode_request(&Request::FindNode { key: vec![7; 81] });
+    assert_eq!(raw_request(&client, head0, &framed(&long_key)).await, None);
+    let invalid_after = metric(&http, &info.api_url, "hydrant_dht_inbound_invalid_total").await;
+    assert!(
+        invalid_after >= invalid_before + 3,
+        "{invalid_before} -> {invalid_after}"
+    );
+
+    let refused =
+        |t: &str| format!("hydrant_dht_inbound_requests_total{{type=\"{t}\",outcome=\"refused\"}}");
+    let other = PeerId::random();
+    let add_for_other = encode_request(&Request::AddProvider {
+        key: absent.hash().to_bytes(),
+        providers: vec![PeerInfo::new(
+            other,
+            vec!["/ip4/10.0.0.1/tcp/4001".parse().unwrap()],
+        )],
+    });
+    raw_request(&client, head0, &framed(&add_for_other)).await;
+    let mut ipns_key = b"/ipns/".to_vec();
+    ipns_key.extend_from_slice(&client.peer.to_bytes());
+    let bad_ipns = encode_request(&Request::PutValue {
+        record: Record {
+            key: ipns_key,
+            value: b"\x0a\x03abc\x12\x40not a signature".to_vec(),
+        },
+    });
+    raw_request(&client, head0, &framed(&bad_ipns)).await;
+    assert!(metric(&http, &info.api_url, &refused("ADD_PROVIDER")).await >= 1);
+    assert!(metric(&http, &info.api_url, &refused("PUT_VALUE")).await >= 1);
+
+    // The head still answers, and nothing was stored for the other peer.
+    let ping = raw_request(&client, head0, &framed(&encode_request(&Request::Ping))).await;
+    decode_response(&ping.expect("PING answered"), MessageType::Ping).unwrap();
+    let stored: serde_json::Value = http
+        .get(format!("{}/api/v1/dht/providers", info.api_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["records"].as_array().unwrap().len(), 0, "{stored}");
+
+    // A valid ADD_PROVIDER from the client itself is stored and listed, and served.
+    let sent = client
+        .dht
+        .provide_as(client.peer, &absent.hash().to_bytes(), client.addrs.clone())
+        .await
+        .unwrap();
+    assert!(sent >= 1, "ADD_PROVIDER reached no head");
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..100 {
+        listed = http
+            .get(format!("{}/api/v1/dht/providers", info.api_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !listed["records"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = &listed["records"][0];
+    assert_eq!(record["provider"], client.peer.to_string(), "{listed}");
+    assert_eq!(
+        record["key"],
+        hex::encode(absent.hash().to_bytes()),
+        "{listed}"
+    );
+    let routed: serde_json::Value = http
+        .get(format!(
+            "{}/routing/v1/providers/{absent}",
+            info.gateway_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        routed["Providers"][0]["ID"],
+        client.peer.to_string(),
+        "{routed}"
+    );
+
+    // Admin API: heads with their IDs.
+    let heads: serde_json::Value = http
+        .get(format!("{}/api/v1/dht/heads", info.api_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = heads
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["role"] == "head")
+        .map(|h| h["peer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{heads}");
+    assert!(ids.contains(&head0.to_string().as_str()), "{heads}");
+
+    drop(client);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("daemon stops")
+        .unwrap();
+}
