@@ -17,6 +17,15 @@
 //! [`TableConfig::max_failures`](crate::kbucket::TableConfig::max_failures); a failed liveness
 //! probe evicts at once.
 //!
+//! Retry: libp2p-stream 0.5.0-alpha hands inbound streams to the acceptor through a
+//! one-slot channel and silently drops (resets) a stream that arrives while the slot is
+//! full, so a busy but healthy peer can reset a stream before reading it, and the requester
+//! sees the stream closed or reset without an answer. Every outbound request (lookups,
+//! probes, ADD_PROVIDER) therefore retries once, on a new stream after a pause of 50 to
+//! 250 ms (random, so that requesters do not collide again), when the stream could not be
+//! opened or failed or ended before the answer; both tries share the one request timeout. A
+//! peer that resets every stream fails both tries and is never admitted.
+//!
 //! Dialing: `Control::open_stream` dials a peer it is not connected to with no addresses, so
 //! before every outbound stream the service calls [`Dialer::dial`] of the head, which must
 //! make the head's swarm dial the peer with the given addresses (or do nothing when already
@@ -321,6 +330,28 @@ pub enum RequestError {
     #[error("timed out")]
     Timeout,
 }
+
+impl RequestError {
+    /// Whether the stream failed or ended before an answer, with the connection usable
+    /// (worth one retry; see the module doc, "Retry").
+    fn is_stream_failure(&self) -> bool {
+        match self {
+            RequestError::Open(_)
+            | RequestError::Io(_)
+            | RequestError::Closed
+            | RequestError::Frame(FrameError::Truncated | FrameError::Io(_)) => true,
+            RequestError::Dial(_)
+            | RequestError::Frame(_)
+            | RequestError::Decode(_)
+            | RequestError::Timeout => false,
+        }
+    }
+}
+
+/// Least pause before the one retry of a request whose stream failed (module doc, "Retry").
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Random extra pause before that retry, below this many milliseconds.
+const RETRY_JITTER_MS: u64 = 200;
 
 /// Counters for metrics. Per-type arrays are indexed by [`MessageType::index`].
 #[derive(Debug, Default)]
@@ -808,9 +839,6 @@ enum ProbeKind {
     Liveness,
 }
 
-/// Pause before the one retry of a probe closed without an answer.
-const PROBE_RETRY_PAUSE: Duration = Duration::from_millis(200);
-
 /// Sends a FIND_NODE for the probing head's own ID to `peer`; returns whether it answered.
 async fn probe(inner: &Arc<Inner>, peer: PeerId, addrs: Vec<Multiaddr>, kind: ProbeKind) -> bool {
     if !lock(&inner.probing).insert(peer) {
@@ -819,17 +847,8 @@ async fn probe(inner: &Arc<Inner>, peer: PeerId, addrs: Vec<Multiaddr>, kind: Pr
     bump(&inner.stats.probes);
     let head = inner.table_read(|t| t.owner(&Key::from_peer(&peer)));
     let key = inner.heads[head].peer_id.to_bytes();
-    // libp2p-stream drops inbound streams while the acceptor's one-slot queue is full, so a
-    // busy but healthy peer may close a stream unanswered: one retry after a pause.
     let request = Request::FindNode { key };
-    let mut result = inner.request(head, peer, addrs.clone(), &request).await;
-    if matches!(
-        result,
-        Err(RequestError::Closed | RequestError::Open(_) | RequestError::Io(_))
-    ) {
-        tokio::time::sleep(PROBE_RETRY_PAUSE).await;
-        result = inner.request(head, peer, addrs.clone(), &request).await;
-    }
+    let result = inner.request(head, peer, addrs.clone(), &request).await;
     lock(&inner.probing).remove(&peer);
     let now = Instant::now();
     match result {
@@ -968,26 +987,41 @@ impl Inner {
         let timeout = self.config.query.request_timeout;
         let body = encode_request(request);
         let kind = request.message_type();
-        let work = async {
-            h.dialer
-                .dial(peer, addrs)
-                .await
-                .map_err(RequestError::Dial)?;
-            let mut control = h.control.clone();
-            let mut stream = control
-                .open_stream(peer, PROTOCOL)
-                .await
-                .map_err(|e| RequestError::Open(e.to_string()))?;
-            write_frame(&mut stream, &body).await?;
-            if kind == MessageType::AddProvider {
+        let attempt = || async {
+            let result: Result<Option<Response>, RequestError> = async {
+                h.dialer
+                    .dial(peer, addrs.clone())
+                    .await
+                    .map_err(RequestError::Dial)?;
+                let mut control = h.control.clone();
+                let mut stream = control
+                    .open_stream(peer, PROTOCOL)
+                    .await
+                    .map_err(|e| RequestError::Open(e.to_string()))?;
+                write_frame(&mut stream, &body).await?;
+                if kind == MessageType::AddProvider {
+                    let _ = stream.close().await;
+                    return Ok(None);
+                }
+                let answer = read_frame(&mut stream, MAX_FRAME_SIZE)
+                    .await?
+                    .ok_or(RequestError::Closed)?;
                 let _ = stream.close().await;
-                return Ok(None);
+                Ok(Some(decode_response(&answer, kind)?))
             }
-            let answer = read_frame(&mut stream, MAX_FRAME_SIZE)
-                .await?
-                .ok_or(RequestError::Closed)?;
-            let _ = stream.close().await;
-            Ok(Some(decode_response(&answer, kind)?))
+            .await;
+            result
+        };
+        // See the module doc, "Retry".
+        let work = async {
+            match attempt().await {
+                Err(e) if e.is_stream_failure() => {
+                    let jitter = crate::kbucket::entropy() % RETRY_JITTER_MS;
+                    tokio::time::sleep(RETRY_PAUSE + Duration::from_millis(jitter)).await;
+                    attempt().await
+                }
+                other => other,
+            }
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
