@@ -119,7 +119,7 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
     match state.services.ingester.ingest(reader, None).await {
         Ok(summary) => {
             if let (Some(dht), true) = (&state.dht, state.announce_roots) {
-                dht.announce_roots(&summary.roots);
+                dht.announce_car(&summary.car_key, &summary.roots);
             }
             (StatusCode::OK, Json(summary)).into_response()
         }

@@ -134,7 +134,14 @@ pub async fn run(
             addrs: swarm_addrs.clone(),
             connected: connected.clone(),
         };
-        let service = dht::start(&repo, services.index.clone(), main, stop_rx.clone()).await?;
+        let service = dht::start(
+            &repo,
+            services.index.clone(),
+            services.store.clone(),
+            main,
+            stop_rx.clone(),
+        )
+        .await?;
         for m in &service.members {
             if let Some(i) = m.index {
                 tracing::info!(head = i, peer_id = %m.peer_id, addrs = ?m.addrs, "DHT head listening");

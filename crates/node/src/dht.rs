@@ -31,6 +31,7 @@ use hydrant_records::RecordStore;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::Digest;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -100,6 +101,7 @@ pub struct DhtService {
     /// Our Bitswap peer as a provider: its ID and the addresses put in provider records.
     pub self_provider: ProviderInfo,
     announce_tx: mpsc::Sender<Vec<u8>>,
+    all_blocks: Option<Arc<dyn ObjectStore>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -124,14 +126,57 @@ impl DhtService {
         }
     }
 
-    /// Queues the roots of an ingested CAR (CID strings as in the CAR header).
-    pub fn announce_roots(&self, roots: &[String]) {
+    /// Queues the roots of an ingested CAR (CID strings as in the CAR header), and with
+    /// `dht.announce_all_blocks` every block of the stored CAR `car_key` (read back from the
+    /// object store in the background, waiting for room in the queue).
+    pub fn announce_car(&self, car_key: &str, roots: &[String]) {
         self.announce(
             roots
                 .iter()
                 .filter_map(|r| r.parse::<cid::Cid>().ok().map(|cid| cid.hash().to_bytes())),
         );
+        if let Some(objects) = &self.all_blocks {
+            let (objects, key) = (objects.clone(), car_key.to_string());
+            let tx = self.announce_tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = queue_car_blocks(&*objects, &key, &tx).await {
+                    tracing::warn!(car = %key, error = %e, "announcing the blocks of a CAR failed");
+                }
+            });
+        }
     }
+}
+
+/// Queues the multihash of every block of the stored CAR `key` for announcement; returns how
+/// many. Reads the CAR as a stream (bounded memory); waits when the queue is full.
+///
+/// # Errors
+/// A message when the object cannot be read or is not a valid CAR.
+pub async fn queue_car_blocks(
+    objects: &dyn ObjectStore,
+    key: &str,
+    tx: &mpsc::Sender<Vec<u8>>,
+) -> Result<u64, String> {
+    use futures::TryStreamExt;
+    let object = objects
+        .get(&object_store::path::Path::from(key))
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = object.into_stream().map_err(std::io::Error::other);
+    let mut reader = hydrant_car::CarReader::new(
+        tokio_util::io::StreamReader::new(stream),
+        hydrant_car::Limits::default(),
+    );
+    let mut queued = 0;
+    while let Some(event) = reader.next_event().await.map_err(|e| e.to_string())? {
+        if let hydrant_car::Event::Section(section) = event {
+            if tx.send(section.cid.hash().to_bytes()).await.is_err() {
+                break;
+            }
+            queued += 1;
+        }
+    }
+    Ok(queued)
 }
 
 /// The derived DHT seed: the configured one, or SHA-256 of a fixed label and the identity key's
@@ -226,6 +271,7 @@ pub struct MainPeer {
 pub async fn start(
     repo: &Repo,
     index: Arc<dyn BlockIndex>,
+    objects: Arc<dyn ObjectStore>,
     main: MainPeer,
     stop: watch::Receiver<bool>,
 ) -> Result<DhtService, NodeError> {
@@ -344,10 +390,12 @@ pub async fn start(
             _ => None,
         })
         .collect();
+    let all_blocks = d.announce_all_blocks.then_some(objects);
     tasks.push(tokio::spawn(reprovider(
         handle.clone(),
         bootstrap,
         index,
+        all_blocks.clone(),
         announce_tx.clone(),
         d.announce_roots,
         Duration::from_secs(d.reprovide_interval_secs),
@@ -363,6 +411,7 @@ pub async fn start(
         announce_stats,
         self_provider,
         announce_tx,
+        all_blocks,
         tasks,
     })
 }
@@ -415,11 +464,13 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 /// Bootstraps, then every `interval` queues the roots of every committed CAR for announcement
-/// (when `announce_roots`), so records never expire while Hydrant holds the content.
+/// (when `announce_roots`), and every block too when `all_blocks` holds the object store, so
+/// records never expire while Hydrant holds the content.
 async fn reprovider(
     handle: Arc<DhtHandle>,
     bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
     index: Arc<dyn BlockIndex>,
+    all_blocks: Option<Arc<dyn ObjectStore>>,
     announce: mpsc::Sender<Vec<u8>>,
     announce_roots: bool,
     interval: Duration,
@@ -451,6 +502,13 @@ async fn reprovider(
             let Some(last) = page.last() else { break };
             after = Some(last.key.clone());
             for car in &page {
+                if let Some(objects) = &all_blocks {
+                    match queue_car_blocks(&**objects, &car.key, &announce).await {
+                        Ok(n) => queued += n,
+                        Err(e) => tracing::warn!(car = %car.key, error = %e, "reprovide failed"),
+                    }
+                    continue;
+                }
                 for root in &car.roots {
                     if let Ok(cid) = root.parse::<cid::Cid>() {
                         // Waits when the queue is full: reproviding is background work.
@@ -462,7 +520,7 @@ async fn reprovider(
                 }
             }
         }
-        tracing::info!(roots = queued, "reprovide pass queued");
+        tracing::info!(keys = queued, "reprovide pass queued");
     }
 }
 
@@ -547,4 +605,54 @@ impl ValueStore for RecordValues {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn queue_car_blocks_yields_every_section_of_the_stored_car() {
+        let car = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/fixtures/go-car/sample-v1.car"
+        ))
+        .unwrap();
+        // The expected keys, from decoding the same bytes in memory.
+        let mut decoder = hydrant_car::CarDecoder::new(hydrant_car::Limits::default());
+        decoder.push(&car);
+        let mut expected = Vec::new();
+        while let Some(event) = decoder.next_event().unwrap() {
+            if let hydrant_car::Event::Section(s) = event {
+                expected.push(s.cid.hash().to_bytes());
+            }
+        }
+        assert!(
+            expected.len() > 100,
+            "fixture has {} blocks",
+            expected.len()
+        );
+
+        let objects = object_store::memory::InMemory::new();
+        let key = "cars/x.car";
+        objects
+            .put(&object_store::path::Path::from(key), car.into())
+            .await
+            .unwrap();
+        let (tx, mut rx) = mpsc::channel(expected.len() + 1);
+        let n = queue_car_blocks(&objects, key, &tx).await.unwrap();
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(k) = rx.recv().await {
+            got.push(k);
+        }
+        assert_eq!(n as usize, expected.len());
+        assert_eq!(got, expected);
+
+        assert!(
+            queue_car_blocks(&objects, "cars/missing.car", &mpsc::channel(1).0)
+                .await
+                .is_err()
+        );
+    }
 }
