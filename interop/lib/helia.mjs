@@ -1,7 +1,7 @@
 // A minimal Helia node: Bitswap over TCP (+ WebSocket), noise, yamux and
-// identify. No DHT, no delegated/HTTP routing, no bootstrap, no mDNS, no HTTP
-// gateway broker: the only way it gets blocks is Bitswap from peers it has
-// been told to dial.
+// identify. By default no DHT, no delegated/HTTP routing, no bootstrap, no mDNS,
+// no HTTP gateway broker: the only way it gets blocks is Bitswap from peers it
+// has been told to dial (lib/routing.mjs adds a DHT or a delegated router).
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { withBitswap } from '@helia/bitswap'
@@ -21,6 +21,9 @@ import { setMaxListeners } from 'node:events'
  * @param {string[]} [opts.listen] multiaddrs to listen on (default: none, a pure client)
  * @param {boolean} [opts.tcp] enable the TCP transport (default true)
  * @param {boolean} [opts.websockets] enable the WebSocket transport (default true)
+ * @param {object} [opts.services] extra libp2p services (e.g. a kad-dht); none by default
+ * @param {Array} [opts.peerDiscovery] libp2p peer discovery modules; none by default
+ * @param {Array} [opts.routers] Helia routers (e.g. delegated HTTP); none by default
  */
 export async function makeHelia (opts = {}) {
   const listen = opts.listen ?? []
@@ -28,12 +31,13 @@ export async function makeHelia (opts = {}) {
   if (opts.tcp !== false) transports.push(tcp())
   if (opts.websockets !== false) transports.push(webSockets())
 
-  const helia = withBitswap(withLibp2pLight(createHeliaLight(), {
+  const helia = withBitswap(withLibp2pLight(createHeliaLight({ routers: opts.routers ?? [] }), {
     addresses: { listen },
     transports,
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    services: { identify: identify() },
+    peerDiscovery: opts.peerDiscovery ?? [],
+    services: { identify: identify(), ...(opts.services ?? {}) },
     // loopback addresses are what we test with: never refuse them
     connectionGater: {
       denyDialMultiaddr: async () => false

@@ -2,7 +2,7 @@
 // its one JSON line, ingest CARs (CLI or HTTP API), stop it with SIGTERM.
 import { execFile, spawn } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
-import { access, constants, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { access, constants, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -42,12 +42,57 @@ async function tail (path, n = 4000) {
   }
 }
 
+/** A TOML literal for a JS string, number, boolean or array of those. */
+function tomlValue (v) {
+  if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v)
+  throw new Error(`no TOML literal for ${typeof v}`)
+}
+
+/**
+ * Set keys of one [section] of a TOML text: drops the section's existing
+ * lines for those keys (a multi-line array included) and writes the new
+ * values right below the section header. Returns null when there is no such
+ * section (e.g. an older binary without it).
+ */
+export function setTomlKeys (text, section, values) {
+  const lines = text.split('\n')
+  const start = lines.findIndex(l => l.trim() === `[${section}]`)
+  if (start < 0) return null
+  let end = lines.findIndex((l, i) => i > start && /^\s*\[/.test(l))
+  if (end < 0) end = lines.length
+  const body = []
+  for (let i = start + 1; i < end; i++) {
+    const m = /^\s*([A-Za-z0-9_-]+)\s*=\s*(.*)$/.exec(lines[i])
+    if (m && Object.hasOwn(values, m[1])) {
+      // a multi-line array: skip up to its closing bracket
+      if (m[2].startsWith('[') && !m[2].includes(']')) {
+        while (i + 1 < end && !lines[i].trim().startsWith(']')) i++
+      }
+      continue
+    }
+    body.push(lines[i])
+  }
+  const set = Object.entries(values).map(([k, v]) => `${k} = ${tomlValue(v)}`)
+  return [...lines.slice(0, start + 1), ...set, ...body, ...lines.slice(end)].join('\n')
+}
+
+/**
+ * [dht] settings written into config.toml before the daemon starts: no public
+ * bootstrap peers (unreachable here), heads on loopback and on free ports.
+ */
+export const SANDBOX_DHT = { bootstrap: [], listen_ip: '127.0.0.1', port_base: 0 }
+
 /**
  * Start `hydrant daemon` on a fresh temp repo. Resolves once its JSON line
  * arrives. Returns { peerId, swarmAddrs, tcpAddr, wsAddr, gatewayUrl, apiUrl,
- * repo, info, bin, ingest(car), ingestHttp(car), stop(), logTail() }.
+ * dhtHeads, repo, info, bin, ingest(car), ingestHttp(car), stop(), logTail() }.
+ *
+ * `dht`: [dht] keys merged over SANDBOX_DHT into <repo>/config.toml (when the
+ * binary wrote one with a [dht] section); `args`: extra daemon arguments.
  */
-export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {} } = {}) {
+export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, args: extraArgs = [] } = {}) {
   const work = await mkdtemp(join(tmpdir(), 'hydrant-interop-'))
   const repo = join(work, 'repo')
   const logPath = join(work, 'daemon.stderr.log')
@@ -59,13 +104,19 @@ export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_00
     await rm(work, { recursive: true, force: true })
     throw new Error(`hydrant init failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`)
   }
+  const configPath = join(repo, 'config.toml')
+  let config = null
+  try { config = await readFile(configPath, 'utf8') } catch {}
+  const edited = config === null ? null : setTomlKeys(config, 'dht', { ...SANDBOX_DHT, ...dht })
+  if (edited !== null) await writeFile(configPath, edited)
 
   const args = [
     '--repo', repo, 'daemon',
     '--swarm-listen', '/ip4/127.0.0.1/tcp/0',
     '--swarm-listen', '/ip4/127.0.0.1/tcp/0/ws',
     '--gateway-listen', '127.0.0.1:0',
-    '--api-listen', '127.0.0.1:0'
+    '--api-listen', '127.0.0.1:0',
+    ...extraArgs
   ]
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv })
   const log = createWriteStream(logPath)
@@ -123,6 +174,7 @@ export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_00
     wsAddr,
     gatewayUrl: String(info.gateway_url ?? '').replace(/\/$/, ''),
     apiUrl: String(info.api_url ?? '').replace(/\/$/, ''),
+    dhtHeads: info.dht_heads ?? [],
     logPath,
     logTail: (n) => tail(logPath, n),
 
