@@ -983,35 +983,10 @@ impl Inner {
         request: &Request,
     ) -> Result<Option<Response>, RequestError> {
         bump(&self.stats.outbound_requests);
-        let h = &self.heads[head];
         let timeout = self.config.query.request_timeout;
         let body = encode_request(request);
         let kind = request.message_type();
-        let attempt = || async {
-            let result: Result<Option<Response>, RequestError> = async {
-                h.dialer
-                    .dial(peer, addrs.clone())
-                    .await
-                    .map_err(RequestError::Dial)?;
-                let mut control = h.control.clone();
-                let mut stream = control
-                    .open_stream(peer, PROTOCOL)
-                    .await
-                    .map_err(|e| RequestError::Open(e.to_string()))?;
-                write_frame(&mut stream, &body).await?;
-                if kind == MessageType::AddProvider {
-                    let _ = stream.close().await;
-                    return Ok(None);
-                }
-                let answer = read_frame(&mut stream, MAX_FRAME_SIZE)
-                    .await?
-                    .ok_or(RequestError::Closed)?;
-                let _ = stream.close().await;
-                Ok(Some(decode_response(&answer, kind)?))
-            }
-            .await;
-            result
-        };
+        let attempt = || self.exchange(head, peer, addrs.clone(), &body, kind);
         // See the module doc, "Retry".
         let work = async {
             match attempt().await {
@@ -1027,6 +1002,37 @@ impl Inner {
             Ok(r) => r,
             Err(_) => Err(RequestError::Timeout),
         }
+    }
+
+    /// One try of [`Inner::request`]: dial, open a stream, write `body`, read the answer.
+    async fn exchange(
+        &self,
+        head: usize,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        body: &[u8],
+        kind: MessageType,
+    ) -> Result<Option<Response>, RequestError> {
+        let h = &self.heads[head];
+        h.dialer
+            .dial(peer, addrs)
+            .await
+            .map_err(RequestError::Dial)?;
+        let mut control = h.control.clone();
+        let mut stream = control
+            .open_stream(peer, PROTOCOL)
+            .await
+            .map_err(|e| RequestError::Open(e.to_string()))?;
+        write_frame(&mut stream, body).await?;
+        if kind == MessageType::AddProvider {
+            let _ = stream.close().await;
+            return Ok(None);
+        }
+        let answer = read_frame(&mut stream, MAX_FRAME_SIZE)
+            .await?
+            .ok_or(RequestError::Closed)?;
+        let _ = stream.close().await;
+        Ok(Some(decode_response(&answer, kind)?))
     }
 
     /// An iterative lookup of `key` with FIND_NODE or GET_PROVIDERS requests.
@@ -1387,6 +1393,19 @@ mod tests {
         let mut k = vec![0x12, 0x20];
         k.extend_from_slice(&[5u8; 32]);
         k
+    }
+
+    #[test]
+    fn only_stream_failures_are_retried() {
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(RequestError::Closed.is_stream_failure());
+        assert!(RequestError::Io(io()).is_stream_failure());
+        assert!(RequestError::Frame(FrameError::Io(io())).is_stream_failure());
+        assert!(RequestError::Frame(FrameError::Truncated).is_stream_failure());
+        assert!(RequestError::Open("reset".into()).is_stream_failure());
+        assert!(!RequestError::Timeout.is_stream_failure());
+        assert!(!RequestError::Dial("no addresses".into()).is_stream_failure());
+        assert!(!RequestError::Frame(FrameError::InvalidLength).is_stream_failure());
     }
 
     #[tokio::test]
