@@ -13,6 +13,13 @@ fi
 echo "== building hydrant (release)"
 cargo build --release --locked -p hydrant-cli
 
+# The 200-node DHT simulation (crates/dht/tests/many_nodes.rs) keeps ~11,000 sockets open in one
+# process: raise the soft descriptor limit to the hard one.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt 16384 ]]; then
+  echo "warning: open-file limit $(ulimit -n) < 16384; the many-node DHT test may fail" >&2
+fi
+
 echo "== Rust tests"
 cargo nextest run --release --locked --workspace --no-fail-fast
 
