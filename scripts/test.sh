@@ -20,6 +20,12 @@ if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt 16384 ]]; then
   echo "warning: open-file limit $(ulimit -n) < 16384; the many-node DHT test may fail" >&2
 fi
 
+# crates/pg tests start a private PostgreSQL cluster from the server binaries.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && [[ $(id -u) == 0 ]]; then
+  echo "== installing PostgreSQL (for crates/pg tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
 echo "== Rust tests"
 cargo nextest run --release --locked --workspace --no-fail-fast
 

@@ -1,0 +1,359 @@
+//! [`PgIndex`]: the block index in PostgreSQL.
+
+use std::pin::pin;
+
+use async_trait::async_trait;
+use hydrant_index::{
+    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LOCATIONS, Multihash,
+    StagedBlock,
+};
+use tokio_postgres::Row;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+use crate::{PgError, PgPool, PoolConfig, describe};
+
+/// Most multihashes one `locations_many` query carries; longer requests take several queries.
+const LOCATIONS_MANY_CHUNK: usize = 1000;
+
+/// The [`BlockIndex`] in a PostgreSQL database (tables and commit protocol in the crate docs).
+///
+/// Several handles — in one process or in several replicas — over the same database and schema
+/// see one index: a CAR committed through any of them is visible to all at once, a staged CAR
+/// to none. The rule of the trait still holds across replicas: one CAR key is staged by one
+/// writer at a time, and [`recover`](BlockIndex::recover) removes *every* open staging, so it
+/// must run only while no replica is ingesting.
+#[derive(Debug, Clone)]
+pub struct PgIndex {
+    pool: PgPool,
+}
+
+impl PgIndex {
+    /// Opens a pool to `url` with `config` and migrates the schema; see [`PgPool::connect`].
+    ///
+    /// # Errors
+    /// As [`PgPool::connect`].
+    pub async fn connect(url: &str, config: &PoolConfig) -> Result<Self, PgError> {
+        Ok(Self::new(PgPool::connect(url, config).await?))
+    }
+
+    /// An index over an already opened (and migrated) pool.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool this index uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn storage(what: &str, err: &tokio_postgres::Error) -> IndexError {
+    IndexError::Storage(format!("{what}: {}", describe(err)))
+}
+
+fn location(row: &Row) -> Result<BlockLocation, IndexError> {
+    let car: String = row.get("car");
+    let offset: i64 = row.get("offset");
+    let length: i32 = row.get("length");
+    let corrupt = |detail: String| IndexError::Corrupt {
+        what: format!("location in {car}"),
+        detail,
+    };
+    Ok(BlockLocation {
+        offset: u64::try_from(offset).map_err(|_| corrupt(format!("negative offset {offset}")))?,
+        length: u32::try_from(length).map_err(|_| corrupt(format!("negative length {length}")))?,
+        car,
+    })
+}
+
+fn car_record(row: &Row) -> Result<CarRecord, IndexError> {
+    let key: String = row.get("key");
+    let corrupt = |field: &str| IndexError::Corrupt {
+        what: format!("CAR record {key}"),
+        detail: format!("{field} out of range"),
+    };
+    let unsigned = |field: &str| -> Result<u64, IndexError> {
+        u64::try_from(row.get::<_, i64>(field)).map_err(|_| corrupt(field))
+    };
+    Ok(CarRecord {
+        version: u8::try_from(row.get::<_, i16>("version")).map_err(|_| corrupt("version"))?,
+        roots: row.get("roots"),
+        size: unsigned("size")?,
+        blocks: unsigned("blocks")?,
+        block_bytes: unsigned("block_bytes")?,
+        ingested_at: unsigned("ingested_at")?,
+        key,
+    })
+}
+
+/// `value` as a BIGINT, or a storage error naming `what` (PostgreSQL has no unsigned types).
+fn to_i64(value: u64, what: &str) -> Result<i64, IndexError> {
+    i64::try_from(value).map_err(|_| IndexError::Storage(format!("{what} {value} exceeds 2^63-1")))
+}
+
+const LOCATIONS_SQL: &str = "SELECT car, \"offset\", length FROM blocks \
+     WHERE multihash = $1 ORDER BY car LIMIT $2";
+
+const LOCATIONS_MANY_SQL: &str = "SELECT q.i, b.car, b.\"offset\", b.length \
+     FROM unnest($1::bytea[]) WITH ORDINALITY AS q(mh, i) \
+     CROSS JOIN LATERAL (SELECT car, \"offset\", length FROM blocks \
+         WHERE multihash = q.mh ORDER BY car LIMIT $2) AS b";
+
+const CAR_COLUMNS: &str = "key, version, roots, size, blocks, block_bytes, ingested_at";
+
+#[async_trait]
+impl BlockIndex for PgIndex {
+    async fn locations(&self, multihash: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
+        const WHAT: &str = "locations";
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let statement = client
+            .prepare_cached(LOCATIONS_SQL)
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        let limit = MAX_LOCATIONS as i64;
+        client
+            .query(&statement, &[&multihash.to_bytes(), &limit])
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .iter()
+            .map(location)
+            .collect()
+    }
+
+    async fn locations_many(
+        &self,
+        multihashes: &[Multihash],
+    ) -> Result<Vec<Vec<BlockLocation>>, IndexError> {
+        const WHAT: &str = "locations_many";
+        let mut out = vec![Vec::new(); multihashes.len()];
+        if multihashes.is_empty() {
+            return Ok(out);
+        }
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let statement = client
+            .prepare_cached(LOCATIONS_MANY_SQL)
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        let limit = MAX_LOCATIONS as i64;
+        for (chunk_no, chunk) in multihashes.chunks(LOCATIONS_MANY_CHUNK).enumerate() {
+            let keys: Vec<Vec<u8>> = chunk.iter().map(Multihash::to_bytes).collect();
+            let rows = client
+                .query(&statement, &[&keys, &limit])
+                .await
+                .map_err(|e| storage(WHAT, &e))?;
+            for row in &rows {
+                let ordinal: i64 = row.get("i");
+                let slot = usize::try_from(ordinal - 1)
+                    .ok()
+                    .map(|i| chunk_no * LOCATIONS_MANY_CHUNK + i)
+                    .filter(|&i| i < multihashes.len())
+                    .ok_or_else(|| IndexError::Storage(format!("{WHAT}: bad ordinal {ordinal}")))?;
+                out[slot].push(location(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
+        const WHAT: &str = "car";
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {CAR_COLUMNS} FROM cars WHERE key = $1"))
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        client
+            .query_opt(&statement, &[&key])
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .as_ref()
+            .map(car_record)
+            .transpose()
+    }
+
+    async fn list_cars(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CarRecord>, IndexError> {
+        const WHAT: &str = "list_cars";
+        let limit = limit.min(MAX_LIST_CARS);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = limit as i64;
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let rows = match after {
+            Some(after) => {
+                let statement = client
+                    .prepare_cached(&format!(
+                        "SELECT {CAR_COLUMNS} FROM cars WHERE key > $1 ORDER BY key LIMIT $2"
+                    ))
+                    .await
+                    .map_err(|e| storage(WHAT, &e))?;
+                client.query(&statement, &[&after, &limit]).await
+            }
+            None => {
+                let statement = client
+                    .prepare_cached(&format!(
+                        "SELECT {CAR_COLUMNS} FROM cars ORDER BY key LIMIT $1"
+                    ))
+                    .await
+                    .map_err(|e| storage(WHAT, &e))?;
+                client.query(&statement, &[&limit]).await
+            }
+        }
+        .map_err(|e| storage(WHAT, &e))?;
+        rows.iter().map(car_record).collect()
+    }
+
+    async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
+        const WHAT: &str = "stage_blocks";
+        // Convert everything before writing anything.
+        let converted = rows
+            .iter()
+            .map(|r| {
+                let length = i32::try_from(r.length).map_err(|_| {
+                    IndexError::Storage(format!("block length {} exceeds 2^31-1", r.length))
+                })?;
+                Ok((r.multihash.to_bytes(), to_i64(r.offset, "offset")?, length))
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        tx.execute(
+            "INSERT INTO stagings (car) VALUES ($1) ON CONFLICT (car) DO NOTHING",
+            &[&car_key],
+        )
+        .await
+        .map_err(|e| storage(WHAT, &e))?;
+        if !converted.is_empty() {
+            let sink = tx
+                .copy_in(
+                    "COPY staged_blocks (car, multihash, \"offset\", length) \
+                     FROM STDIN (FORMAT binary)",
+                )
+                .await
+                .map_err(|e| storage("stage_blocks: COPY", &e))?;
+            let mut writer = pin!(BinaryCopyInWriter::new(
+                sink,
+                &[Type::TEXT, Type::BYTEA, Type::INT8, Type::INT4],
+            ));
+            for (multihash, offset, length) in &converted {
+                writer
+                    .as_mut()
+                    .write(&[&car_key, multihash, offset, length])
+                    .await
+                    .map_err(|e| storage("stage_blocks: COPY", &e))?;
+            }
+            writer
+                .finish()
+                .await
+                .map_err(|e| storage("stage_blocks: COPY", &e))?;
+        }
+        tx.commit().await.map_err(|e| storage(WHAT, &e))
+    }
+
+    async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError> {
+        const WHAT: &str = "commit_car";
+        let key = record.key.as_str();
+        let values = (
+            i16::from(record.version),
+            to_i64(record.size, "size")?,
+            to_i64(record.blocks, "blocks")?,
+            to_i64(record.block_bytes, "block_bytes")?,
+            to_i64(record.ingested_at, "ingested_at")?,
+        );
+        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        // Closing the staging locks its row: an abort or recover running now waits, then finds
+        // nothing to remove.
+        let staged = tx
+            .query_opt("DELETE FROM stagings WHERE car = $1 RETURNING car", &[&key])
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .is_some();
+        if staged {
+            tx.execute("DELETE FROM blocks WHERE car = $1", &[&key])
+                .await
+                .map_err(|e| storage("commit_car: removing replaced rows", &e))?;
+            tx.execute(
+                "INSERT INTO blocks (multihash, car, \"offset\", length) \
+                 SELECT DISTINCT ON (multihash) multihash, car, \"offset\", length \
+                 FROM staged_blocks WHERE car = $1 ORDER BY multihash, seq DESC",
+                &[&key],
+            )
+            .await
+            .map_err(|e| storage("commit_car: moving staged rows", &e))?;
+            tx.execute("DELETE FROM staged_blocks WHERE car = $1", &[&key])
+                .await
+                .map_err(|e| storage("commit_car: removing staged rows", &e))?;
+        } else if record.blocks > 0 {
+            let committed = tx
+                .query_opt("SELECT 1 FROM cars WHERE key = $1", &[&key])
+                .await
+                .map_err(|e| storage(WHAT, &e))?
+                .is_some();
+            if !committed {
+                // Dropping the transaction rolls it back.
+                return Err(IndexError::NotStaged(key.to_owned()));
+            }
+        }
+        tx.execute(
+            "INSERT INTO cars (key, version, roots, size, blocks, block_bytes, ingested_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
+                 roots = EXCLUDED.roots, size = EXCLUDED.size, blocks = EXCLUDED.blocks, \
+                 block_bytes = EXCLUDED.block_bytes, ingested_at = EXCLUDED.ingested_at",
+            &[
+                &key,
+                &values.0,
+                &record.roots,
+                &values.1,
+                &values.2,
+                &values.3,
+                &values.4,
+            ],
+        )
+        .await
+        .map_err(|e| storage("commit_car: storing the record", &e))?;
+        tx.commit().await.map_err(|e| storage(WHAT, &e))
+    }
+
+    async fn abort_car(&self, car_key: &str) -> Result<(), IndexError> {
+        const WHAT: &str = "abort_car";
+        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        tx.execute("DELETE FROM stagings WHERE car = $1", &[&car_key])
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        tx.execute("DELETE FROM staged_blocks WHERE car = $1", &[&car_key])
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        tx.commit().await.map_err(|e| storage(WHAT, &e))
+    }
+
+    async fn recover(&self) -> Result<Vec<String>, IndexError> {
+        const WHAT: &str = "recover";
+        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        let mut keys: Vec<String> = tx
+            .query("DELETE FROM stagings RETURNING car", &[])
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        keys.sort();
+        // Only the rows of the stagings removed above: a staging committed since (by another
+        // replica) keeps its rows. Rows never exist without their staging (written together).
+        tx.execute("DELETE FROM staged_blocks WHERE car = ANY($1)", &[&keys])
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        tx.commit().await.map_err(|e| storage(WHAT, &e))?;
+        if !keys.is_empty() {
+            tracing::info!(cars = keys.len(), "removed abandoned CAR stagings");
+        }
+        Ok(keys)
+    }
+}

@@ -1,0 +1,384 @@
+//! PostgreSQL backends of Hydrant's storage traits, so several Hydrant replicas can share one
+//! block index and one provider store.
+//!
+//! - [`PgIndex`] implements [`hydrant_index::BlockIndex`];
+//! - [`PgProviderStore`] implements [`hydrant_providers::ProviderStore`];
+//! - [`PgPool`] is the connection pool they share (one per process is enough), opened by
+//!   [`PgPool::connect`] with a [`PoolConfig`]; opening it applies the schema migrations;
+//! - [`PgError`]: what can fail while connecting or migrating;
+//! - [`testing`]: a private throw-away PostgreSQL cluster for tests ([`testing::TempCluster`]).
+//!
+//! Both backends pass their trait's conformance suite (`tests/pg.rs`) against a real server.
+//!
+//! # Client and pool
+//!
+//! Queries go through [`tokio_postgres`] (the asynchronous client of the `rust-postgres`
+//! project) with a [`deadpool_postgres`] pool: deadpool is small (no background reaper thread,
+//! builds in seconds), actively maintained, and is the pool `tokio-postgres`'s own
+//! documentation points to; bb8 would do as well but brings nothing more here. Connections are
+//! plain (`NoTls`): use a Unix socket or a private network; TLS is not wired yet.
+//!
+//! # Schema and migrations
+//!
+//! Every table lives in the schema named by [`PoolConfig::schema`] (created if missing; the
+//! connection's `search_path` is set to it). Numbered SQL files (`migrations/NNNN_*.sql`, built
+//! into the crate) are applied at start-up by [`PgPool::connect`], all in one transaction that
+//! first takes `pg_advisory_xact_lock` on a key derived from the schema name: replicas starting
+//! together serialize, the first applies the migrations and the others find them recorded in
+//! the `schema_migrations` table (`version INT PRIMARY KEY, name TEXT, applied_at TIMESTAMPTZ`).
+//! A database holding a migration newer than this build knows is refused
+//! ([`PgError::SchemaTooNew`]) rather than used.
+//!
+//! Block index tables (`migrations/0001_block_index.sql`):
+//! - `cars(key PK, version, roots TEXT[], size, blocks, block_bytes, ingested_at)`: committed
+//!   CAR records;
+//! - `blocks(multihash BYTEA, car TEXT, "offset" BIGINT, length INT, PK (multihash, car))`,
+//!   index on `car`: committed locations only;
+//! - `stagings(car PK, opened_at)`: CAR keys staged but neither committed nor aborted;
+//! - `staged_blocks(seq identity, car, multihash, "offset", length)`, index on `car`: staged
+//!   rows, loaded with `COPY ... FROM STDIN (FORMAT binary)`.
+//!
+//! `commit_car` is one transaction: it deletes the `stagings` row (which also locks out a
+//! concurrent abort), replaces the CAR's `blocks` rows by its staged rows (the last staged row
+//! of a multihash wins), deletes the staged rows and upserts the `cars` record. Readers see all
+//! of it or none of it (MVCC snapshot), from every replica. Text keys use the `"C"` collation so
+//! `list_cars` pages in byte order whatever the database's default collation.
+//!
+//! Provider records (`migrations/0002_provider_records.sql`):
+//! `provider_records(key BYTEA, provider BYTEA, addrs BYTEA, expires_at BIGINT,
+//! PK (key, provider))` with a B-tree index on `expires_at`.
+//!
+//! **Expiry choice: an index on `expires_at`, not partitions.** `gc` deletes at most
+//! [`MAX_GC_BATCH`](hydrant_providers::MAX_GC_BATCH) rows per call, chosen through the
+//! `expires_at` index (`WHERE expires_at <= now ORDER BY expires_at LIMIT n FOR UPDATE SKIP
+//! LOCKED`, so replicas collecting at once do not block each other); its cost is that of the
+//! rows it removes, never a scan of live rows. Reads filter `expires_at > now`, so an expired
+//! row is never returned even before gc. Range partitions by expiry were rejected for now: a
+//! unique constraint on a partitioned table must include the partition key, so the
+//! `(key, provider)` upsert — which moves a record's expiry on every republish — could no longer
+//! be a single `INSERT ... ON CONFLICT` and would become a delete plus insert across partitions.
+//! Dropping whole partitions would be cheaper than deleting rows once the table holds hundreds
+//! of millions of records; that is the upgrade path if autovacuum cannot keep up.
+//!
+//! # Errors
+//!
+//! A database error is never taken to mean "absent": every failure of a trait method comes back
+//! as the trait's `Storage` error whose text names the operation and carries the server's
+//! message (`"locations: query: db error: ERROR: ..."`), and an undecodable stored value is
+//! `Corrupt`. Connecting and migrating fail with a typed [`PgError`].
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+mod index;
+mod providers;
+pub mod testing;
+
+pub use index::PgIndex;
+pub use providers::PgProviderStore;
+
+/// Settings of a [`PgPool`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most connections the pool opens at once (at least 1).
+    pub max_size: usize,
+    /// Schema holding Hydrant's tables: ASCII letters, digits and `_`, not starting with a
+    /// digit, at most 63 bytes. Created if missing. Default `"public"`.
+    pub schema: String,
+    /// How long a query waits for a free pooled connection before failing.
+    pub wait_timeout: Duration,
+    /// How long opening one connection may take before failing.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            schema: "public".to_owned(),
+            wait_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors of [`PgPool::connect`] (and of the backends' `connect`).
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The connection string does not parse (`postgresql://...` URL or `key=value` pairs).
+    #[error("invalid PostgreSQL connection string: {0}")]
+    InvalidUrl(String),
+    /// [`PoolConfig::schema`] is not a plain identifier.
+    #[error("invalid schema name {0:?} (ASCII letters, digits and _, at most 63 bytes)")]
+    InvalidSchema(String),
+    /// The pool could not be built, or no connection could be opened.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(String),
+    /// Applying (or reading the state of) migration `version` failed; nothing of it was kept.
+    #[error("schema migration {version} ({name}) failed: {detail}")]
+    Migration {
+        /// Number of the migration (0 for the bookkeeping before any migration).
+        version: i32,
+        /// Its name (file name without number and extension).
+        name: &'static str,
+        /// The server's error.
+        detail: String,
+    },
+    /// The database holds migration `found`, newer than the newest this build knows (`known`):
+    /// a newer Hydrant has upgraded it.
+    #[error("database schema version {found} is newer than this build's {known}")]
+    SchemaTooNew {
+        /// Newest migration recorded in the database.
+        found: i32,
+        /// Newest migration of this build.
+        known: i32,
+    },
+}
+
+/// The migrations, in order: (version, name, SQL).
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "block_index",
+        include_str!("../migrations/0001_block_index.sql"),
+    ),
+    (
+        2,
+        "provider_records",
+        include_str!("../migrations/0002_provider_records.sql"),
+    ),
+];
+
+/// Newest schema version this build knows.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// A pool of connections to one PostgreSQL database and schema, migrated; cheap to clone (the
+/// clones share the pool). [`PgIndex`] and [`PgProviderStore`] can share one.
+#[derive(Clone)]
+pub struct PgPool {
+    pool: Pool,
+    schema: String,
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool")
+            .field("schema", &self.schema)
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgPool {
+    /// Opens a pool to the database at `url` (a `postgresql://user@host:port/db` URL or
+    /// `host=... port=... user=... dbname=...` pairs; a `host` starting with `/` is a Unix
+    /// socket directory), then applies the pending migrations (see the crate docs).
+    ///
+    /// # Errors
+    /// [`PgError::InvalidUrl`], [`PgError::InvalidSchema`], [`PgError::Connect`] when the
+    /// server cannot be reached, [`PgError::Migration`] or [`PgError::SchemaTooNew`].
+    pub async fn connect(url: &str, config: &PoolConfig) -> Result<Self, PgError> {
+        check_schema(&config.schema)?;
+        let mut pg =
+            tokio_postgres::Config::from_str(url).map_err(|e| PgError::InvalidUrl(describe(&e)))?;
+        let mut options = pg.get_options().unwrap_or("").to_owned();
+        write!(options, " -c search_path={}", config.schema).expect("write to String");
+        pg.options(options.trim_start());
+        if pg.get_application_name().is_none() {
+            pg.application_name("hydrant");
+        }
+        pg.connect_timeout(config.connect_timeout);
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.max_size.max(1))
+            .wait_timeout(Some(config.wait_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| PgError::Connect(describe(&e)))?;
+        let this = Self {
+            pool,
+            schema: config.schema.clone(),
+        };
+        this.migrate().await?;
+        Ok(this)
+    }
+
+    /// The schema this pool works in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Versions recorded in `schema_migrations`, ascending.
+    ///
+    /// # Errors
+    /// [`PgError::Connect`] or [`PgError::Migration`] (version 0) when the table cannot be read.
+    pub async fn applied_migrations(&self) -> Result<Vec<i32>, PgError> {
+        let client = self.client_for_migration().await?;
+        let rows = client
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .map_err(|e| bookkeeping_error(&e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn client_for_migration(&self) -> Result<deadpool_postgres::Object, PgError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| PgError::Connect(describe(&e)))
+    }
+
+    /// Applies the migrations not yet recorded, in one transaction under an advisory lock.
+    async fn migrate(&self) -> Result<(), PgError> {
+        let mut client = self.client_for_migration().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| bookkeeping_error(&e))?;
+        // Serializes concurrent start-ups of replicas on this schema; released at commit.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&advisory_key(&self.schema)],
+        )
+        .await
+        .map_err(|e| bookkeeping_error(&e))?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             );",
+            schema = self.schema
+        ))
+        .await
+        .map_err(|e| bookkeeping_error(&e))?;
+        let applied: Vec<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
+            .await
+            .map_err(|e| bookkeeping_error(&e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(&found) = applied.iter().max()
+            && found > SCHEMA_VERSION
+        {
+            return Err(PgError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for &(version, name, sql) in MIGRATIONS {
+            if applied.contains(&version) {
+                continue;
+            }
+            let failed = |e: tokio_postgres::Error| PgError::Migration {
+                version,
+                name,
+                detail: describe(&e),
+            };
+            tx.batch_execute(sql).await.map_err(failed)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[&version, &name],
+            )
+            .await
+            .map_err(failed)?;
+            tracing::info!(schema = %self.schema, version, name, "applied schema migration");
+        }
+        tx.commit().await.map_err(|e| bookkeeping_error(&e))
+    }
+
+    /// A pooled connection, or the error text naming `what` was being done.
+    pub(crate) async fn client(&self, what: &str) -> Result<deadpool_postgres::Object, String> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| format!("{what}: getting a connection: {}", describe(&e)))
+    }
+}
+
+fn bookkeeping_error(e: &tokio_postgres::Error) -> PgError {
+    PgError::Migration {
+        version: 0,
+        name: "schema_migrations",
+        detail: describe(e),
+    }
+}
+
+fn check_schema(schema: &str) -> Result<(), PgError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && !schema.as_bytes()[0].is_ascii_digit()
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(PgError::InvalidSchema(schema.to_owned()))
+    }
+}
+
+/// The advisory-lock key of a schema's migrations: FNV-1a of `"hydrant-pg:" + schema`.
+fn advisory_key(schema: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in "hydrant-pg:".bytes().chain(schema.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// An error and its sources, joined by `": "` (tokio-postgres puts the server's message in the
+/// source of its `db error`).
+pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_checked() {
+        for good in ["public", "hydrant_1", "_x", "T"] {
+            assert!(check_schema(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1abc", "a-b", "a;drop", "a b", &"x".repeat(64)] {
+            assert!(check_schema(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for (i, (version, _, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version, i32::try_from(i).expect("few") + 1);
+        }
+        assert_ne!(advisory_key("a"), advisory_key("b"));
+    }
+}

@@ -1,0 +1,292 @@
+//! Both conformance suites, replica visibility, migrations and error reporting against a real
+//! PostgreSQL: a private cluster per test (`hydrant_pg::testing`), or `HYDRANT_PG_URL`.
+//! Without server binaries and without `HYDRANT_PG_URL` these tests fail with the install hint.
+
+use std::time::Duration;
+
+use hydrant_index::conformance::test_multihash;
+use hydrant_index::{BlockIndex, BlockLocation, CarRecord, IndexError, StagedBlock};
+use hydrant_pg::testing::{TestServer, test_server, unique_schema};
+use hydrant_pg::{PgError, PgIndex, PgPool, PgProviderStore, PoolConfig, SCHEMA_VERSION};
+use hydrant_providers::ProviderStore;
+
+fn server() -> TestServer {
+    test_server().unwrap_or_else(|e| panic!("no PostgreSQL server for the tests: {e}"))
+}
+
+fn config(schema: &str) -> PoolConfig {
+    PoolConfig {
+        max_size: 4,
+        schema: schema.to_owned(),
+        wait_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_conformance() {
+    let server = server();
+    let url = server.url();
+    hydrant_index::conformance::run_all(|| {
+        let url = url.clone();
+        async move {
+            PgIndex::connect(&url, &config(&unique_schema("idx")))
+                .await
+                .expect("connect")
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_store_conformance() {
+    let server = server();
+    let url = server.url();
+    hydrant_providers::conformance::run_all(|| {
+        let url = url.clone();
+        async move {
+            PgProviderStore::connect(&url, &config(&unique_schema("prov")))
+                .await
+                .expect("connect")
+        }
+    })
+    .await;
+}
+
+fn record(key: &str, blocks: u64) -> CarRecord {
+    CarRecord {
+        key: key.to_owned(),
+        version: 1,
+        roots: vec!["bafkqaaa".to_owned()],
+        size: 1000,
+        blocks,
+        block_bytes: 10 * blocks,
+        ingested_at: 1_700_000_000,
+    }
+}
+
+fn rows(seeds: std::ops::Range<u32>, base: u64) -> Vec<StagedBlock> {
+    seeds
+        .map(|seed| StagedBlock {
+            multihash: test_multihash(seed),
+            offset: base + u64::from(seed),
+            length: 7,
+        })
+        .collect()
+}
+
+/// Several handles over one database, as several replicas would hold (each with its own pool,
+/// started concurrently so their migrations race), see each other's committed CARs, and none
+/// sees a CAR staged but not committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_committed_cars_and_never_see_staged_ones() {
+    let server = server();
+    let url = server.url();
+    let schema = unique_schema("replicas");
+    let cfg = config(&schema);
+    let (a, b, c) = tokio::join!(
+        PgIndex::connect(&url, &cfg),
+        PgIndex::connect(&url, &cfg),
+        PgIndex::connect(&url, &cfg),
+    );
+    let replicas = [a.expect("a"), b.expect("b"), c.expect("c")];
+    assert_eq!(
+        replicas[0]
+            .pool()
+            .applied_migrations()
+            .await
+            .expect("migrations"),
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>(),
+        "concurrent start-up applied migrations twice or not at all"
+    );
+
+    // Replica 0 commits a CAR; replica 1 stages one and leaves it uncommitted.
+    replicas[0]
+        .stage_blocks("cars/zero.car", &rows(0..100, 1000))
+        .await
+        .expect("stage");
+    replicas[1]
+        .stage_blocks("cars/one.car", &rows(50..150, 5000))
+        .await
+        .expect("stage");
+    for replica in &replicas {
+        assert!(
+            !replica
+                .contains(&test_multihash(0))
+                .await
+                .expect("contains"),
+            "a staged CAR is visible before its commit"
+        );
+    }
+    replicas[0]
+        .commit_car(&record("cars/zero.car", 100))
+        .await
+        .expect("commit");
+
+    for (i, replica) in replicas.iter().enumerate() {
+        assert_eq!(
+            replica
+                .locations(&test_multihash(5))
+                .await
+                .expect("locations"),
+            vec![BlockLocation {
+                car: "cars/zero.car".to_owned(),
+                offset: 1005,
+                length: 7
+            }],
+            "replica {i} does not see the committed CAR"
+        );
+        assert_eq!(
+            replica
+                .locations(&test_multihash(120))
+                .await
+                .expect("locations"),
+            vec![],
+            "replica {i} sees rows of a staged, uncommitted CAR"
+        );
+        assert_eq!(
+            replica
+                .locations(&test_multihash(60))
+                .await
+                .expect("locations")
+                .len(),
+            1,
+            "replica {i} mixes staged rows into a committed block's locations"
+        );
+        assert!(replica.car("cars/one.car").await.expect("car").is_none());
+        let listed: Vec<_> = replica
+            .list_cars(None, 10)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(listed, vec!["cars/zero.car"], "replica {i} listing");
+    }
+
+    // Replica 2 commits what replica 1 staged (the staging lives in the shared database).
+    replicas[2]
+        .commit_car(&record("cars/one.car", 100))
+        .await
+        .expect("commit from another replica");
+    for replica in &replicas {
+        assert_eq!(
+            replica
+                .locations(&test_multihash(60))
+                .await
+                .expect("locations")
+                .len(),
+            2
+        );
+        assert_eq!(
+            replica
+                .locations_many(&[test_multihash(149)])
+                .await
+                .expect("many")[0],
+            vec![BlockLocation {
+                car: "cars/one.car".to_owned(),
+                offset: 5149,
+                length: 7
+            }]
+        );
+    }
+    // Abort from one replica removes a staging made by another.
+    replicas[0]
+        .stage_blocks("cars/two.car", &rows(200..210, 0))
+        .await
+        .expect("stage");
+    replicas[1].abort_car("cars/two.car").await.expect("abort");
+    assert!(matches!(
+        replicas[2].commit_car(&record("cars/two.car", 10)).await,
+        Err(IndexError::NotStaged(_))
+    ));
+}
+
+/// Reconnecting applies nothing new; the schema is usable by a store and an index sharing one
+/// pool; a bad schema name or URL is a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_recorded_once_and_pools_are_shared() {
+    let server = server();
+    let url = server.url();
+    let schema = unique_schema("migr");
+    let pool = PgPool::connect(&url, &config(&schema))
+        .await
+        .expect("connect");
+    let again = PgPool::connect(&url, &config(&schema))
+        .await
+        .expect("reconnect");
+    assert_eq!(
+        again.applied_migrations().await.expect("migrations"),
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    let index = PgIndex::new(pool.clone());
+    let store = PgProviderStore::new(pool);
+    index
+        .commit_car(&record("cars/empty.car", 0))
+        .await
+        .expect("commit");
+    assert_eq!(store.count().await.expect("count").records, 0);
+
+    assert!(matches!(
+        PgPool::connect(&url, &config("bad-name")).await,
+        Err(PgError::InvalidSchema(_))
+    ));
+    assert!(matches!(
+        PgPool::connect(
+            "host=/nonexistent port=1 connect_timeout=nonsense",
+            &config("x")
+        )
+        .await,
+        Err(PgError::InvalidUrl(_))
+    ));
+}
+
+/// When the server goes away, reads fail with a storage error naming the operation: never an
+/// empty answer ("absent"). Needs the private cluster (it stops the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_is_an_error_not_absence() {
+    let mut server = server();
+    let url = server.url();
+    let Some(cluster) = server.cluster() else {
+        eprintln!("HYDRANT_PG_URL is set: not stopping an external server; test skipped");
+        return;
+    };
+    let index = PgIndex::connect(&url, &config("dead_idx"))
+        .await
+        .expect("connect");
+    let store = PgProviderStore::connect(&url, &config("dead_prov"))
+        .await
+        .expect("connect");
+    index
+        .stage_blocks("cars/a.car", &rows(0..3, 0))
+        .await
+        .expect("stage");
+    index
+        .commit_car(&record("cars/a.car", 3))
+        .await
+        .expect("commit");
+    assert_eq!(
+        index
+            .locations(&test_multihash(1))
+            .await
+            .expect("locations")
+            .len(),
+        1
+    );
+
+    cluster.stop().expect("stop the server");
+    let err = index.locations(&test_multihash(1)).await;
+    match err {
+        Err(IndexError::Storage(text)) => assert!(text.starts_with("locations"), "{text}"),
+        other => panic!("locations on a dead server: {other:?}"),
+    }
+    assert!(matches!(
+        index.car("cars/a.car").await,
+        Err(IndexError::Storage(_))
+    ));
+    assert!(matches!(
+        store.providers(&[1, 2, 3], 0, 10).await,
+        Err(hydrant_providers::ProviderError::Storage(_))
+    ));
+    assert!(PgPool::connect(&url, &config("dead_again")).await.is_err());
+}
