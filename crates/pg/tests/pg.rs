@@ -290,3 +290,61 @@ async fn a_dead_server_is_an_error_not_absence() {
     ));
     assert!(PgPool::connect(&url, &config("dead_again")).await.is_err());
 }
+
+/// A staging left by a handle that went away (as by a crashed replica) is removed by
+/// `recover` on a new handle; the last staged row of a multihash wins at commit, also across
+/// `stage_blocks` calls and within one large COPY batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_after_a_lost_writer_and_last_staged_row_wins() {
+    let server = server();
+    let url = server.url();
+    let schema = unique_schema("recover");
+    {
+        let crashed = PgIndex::connect(&url, &config(&schema))
+            .await
+            .expect("connect");
+        crashed
+            .stage_blocks("cars/crashed.car", &rows(0..20_000, 0))
+            .await
+            .expect("stage");
+    }
+    let index = PgIndex::connect(&url, &config(&schema))
+        .await
+        .expect("reconnect");
+    assert_eq!(
+        index.recover().await.expect("recover"),
+        vec!["cars/crashed.car".to_owned()]
+    );
+    assert!(matches!(
+        index.commit_car(&record("cars/crashed.car", 20_000)).await,
+        Err(IndexError::NotStaged(_))
+    ));
+
+    let key = "cars/dups.car";
+    let mut batch = rows(0..20_000, 0);
+    batch.extend(rows(0..10, 100_000)); // duplicates within one batch
+    index.stage_blocks(key, &batch).await.expect("stage");
+    index
+        .stage_blocks(key, &rows(5..6, 900_000))
+        .await
+        .expect("stage again"); // and across calls
+    index
+        .commit_car(&record(key, 20_000))
+        .await
+        .expect("commit");
+    let offsets = |seed: u32| {
+        let index = &index;
+        async move {
+            index
+                .locations(&test_multihash(seed))
+                .await
+                .expect("locations")
+                .into_iter()
+                .map(|l| l.offset)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(offsets(3).await, vec![100_003]);
+    assert_eq!(offsets(5).await, vec![900_005]);
+    assert_eq!(offsets(19_999).await, vec![19_999]);
+}
