@@ -455,14 +455,16 @@ impl RoutingTable {
                     }
                 }
             }
-            // The oldest answered its probe: seniority wins, the newcomer is dropped.
+            // The oldest answered its probe: seniority wins, the newcomer is dropped (and not
+            // probed again for a while, like any verified peer the table refused).
             if let Some(bucket) = self.buckets.get_mut(&bucket_id)
                 && bucket
                     .pending
                     .as_ref()
                     .is_some_and(|(old, _, _)| *old == peer)
+                && let Some((_, newcomer, _)) = bucket.pending.take()
             {
-                bucket.pending = None;
+                self.candidate_failed(newcomer, now);
             }
             self.candidate_set.remove(&peer);
             return InsertOutcome::Updated;
@@ -474,16 +476,16 @@ impl RoutingTable {
         let bucket_id = self.bucket_of(&key);
         let groups = ip_groups(&addrs);
         if !self.diversity_allows(bucket_id, &groups) {
-            return InsertOutcome::Rejected(RejectReason::Diversity);
+            return self.refuse(peer, RejectReason::Diversity, now);
         }
         if self.peers.len() >= self.config.max_peers {
-            return InsertOutcome::Rejected(RejectReason::TableFull);
+            return self.refuse(peer, RejectReason::TableFull, now);
         }
         let k = self.config.k.max(1);
         let bucket = self.buckets.entry(bucket_id).or_default();
         if bucket.peers.len() >= k {
             if bucket.pending.is_some() {
-                return InsertOutcome::Rejected(RejectReason::BucketFull);
+                return self.refuse(peer, RejectReason::BucketFull, now);
             }
             let peers = &self.peers;
             let oldest = bucket
@@ -516,6 +518,16 @@ impl RoutingTable {
         );
         self.candidate_set.remove(&peer);
         InsertOutcome::Inserted { bucket: bucket_id }
+    }
+
+    /// Refuses a verified peer and remembers it like a failed candidate, so that the peers
+    /// offering it again and again (every response names it) do not make us probe it again
+    /// within [`TableConfig::candidate_retry_after`]: without this a full table re-probes the
+    /// same responsive peers endlessly.
+    fn refuse(&mut self, peer: PeerId, reason: RejectReason, now: Instant) -> InsertOutcome {
+        self.candidate_set.remove(&peer);
+        self.candidate_failed(peer, now);
+        InsertOutcome::Rejected(reason)
     }
 
     fn diversity_allows(&self, bucket: BucketId, groups: &[IpGroup]) -> bool {
@@ -906,6 +918,44 @@ mod tests {
         t.candidate_failed(taken[0].0, now);
         assert!(!t.add_candidate(taken[0].0, addr(1), now + Duration::from_secs(1)));
         assert!(t.add_candidate(taken[0].0, addr(1), now + Duration::from_secs(601)));
+    }
+
+    #[test]
+    fn refused_verified_peers_are_not_candidates_again_for_a_while() {
+        let mut config = open_config();
+        config.k = 1;
+        let mut t = RoutingTable::new(&[peer(0)], config);
+        let now = Instant::now();
+        // Fill one bucket, then offer two more peers of that same bucket.
+        let b = t.bucket_of(&Key::from_peer(&peer(1)));
+        let same: Vec<PeerId> = (2..2000)
+            .map(peer)
+            .filter(|p| t.bucket_of(&Key::from_peer(p)) == b)
+            .take(2)
+            .collect();
+        assert_eq!(same.len(), 2, "found two more peers of one bucket");
+        assert!(matches!(
+            t.insert_verified(peer(1), addr(1), now),
+            InsertOutcome::Inserted { .. }
+        ));
+        assert!(matches!(
+            t.insert_verified(same[0], addr(2), now),
+            InsertOutcome::ProbeOldest { .. }
+        ));
+        assert_eq!(
+            t.insert_verified(same[1], addr(3), now),
+            InsertOutcome::Rejected(RejectReason::BucketFull)
+        );
+        assert!(!t.add_candidate(same[1], addr(3), now + Duration::from_secs(1)));
+        // The oldest answers its probe: the waiting newcomer is dropped and not re-probed soon.
+        assert_eq!(
+            t.insert_verified(peer(1), addr(1), now),
+            InsertOutcome::Updated
+        );
+        assert!(!t.add_candidate(same[0], addr(2), now + Duration::from_secs(1)));
+        let later = now + t.config().candidate_retry_after + Duration::from_secs(1);
+        assert!(t.add_candidate(same[0], addr(2), later));
+        assert!(t.add_candidate(same[1], addr(3), later));
     }
 
     #[test]
