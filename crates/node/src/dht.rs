@@ -48,6 +48,8 @@ const ANNOUNCE_QUEUE: usize = 4096;
 const ANNOUNCE_CONCURRENCY: usize = 8;
 /// Delay before the first bootstrap and reprovide pass, so listeners are up.
 const START_DELAY: Duration = Duration::from_secs(1);
+/// How often an empty routing table is bootstrapped again.
+const REBOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A member of the DHT service: a head or the main peer.
 #[derive(Debug, Clone)]
@@ -463,9 +465,9 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Bootstraps, then every `interval` queues the roots of every committed CAR for announcement
-/// (when `announce_roots`), and every block too when `all_blocks` holds the object store, so
-/// records never expire while Hydrant holds the content.
+/// Bootstraps (again every [`REBOOTSTRAP_INTERVAL`] while the table is empty), and when
+/// `announce_roots` runs a [`reprovide_pass`] at start and every `interval`, so records never
+/// expire while Hydrant holds the content.
 async fn reprovider(
     handle: Arc<DhtHandle>,
     bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
@@ -483,44 +485,62 @@ async fn reprovider(
         routing_table = handle.routing_table().len(),
         "DHT bootstrapped"
     );
-    if !announce_roots {
-        return;
-    }
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval(REBOOTSTRAP_INTERVAL);
+    let mut next_pass = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        let mut after: Option<String> = None;
-        let mut queued = 0u64;
-        loop {
-            let page = match index.list_cars(after.as_deref(), 1000).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reprovide: listing CARs failed");
-                    break;
+        // An empty table cannot refresh itself (e.g. the network was down at start).
+        if handle.routing_table().is_empty() && !bootstrap.is_empty() {
+            let admitted = handle.bootstrap(bootstrap.clone()).await;
+            tracing::info!(admitted, "DHT routing table was empty: bootstrapped again");
+        }
+        if !announce_roots || tokio::time::Instant::now() < next_pass {
+            continue;
+        }
+        next_pass += interval;
+        match reprovide_pass(&*index, all_blocks.as_deref(), &announce).await {
+            Some(queued) => tracing::info!(keys = queued, "reprovide pass queued"),
+            None => return,
+        }
+    }
+}
+
+/// Queues the roots (or with `all_blocks` every block) of every committed CAR; returns how many
+/// keys, or `None` when the announcer is gone. Waits when the queue is full: background work.
+async fn reprovide_pass(
+    index: &dyn BlockIndex,
+    all_blocks: Option<&dyn ObjectStore>,
+    announce: &mpsc::Sender<Vec<u8>>,
+) -> Option<u64> {
+    let mut after: Option<String> = None;
+    let mut queued = 0u64;
+    loop {
+        let page = match index.list_cars(after.as_deref(), 1000).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "reprovide: listing CARs failed");
+                return Some(queued);
+            }
+        };
+        let Some(last) = page.last() else {
+            return Some(queued);
+        };
+        after = Some(last.key.clone());
+        for car in &page {
+            if let Some(objects) = all_blocks {
+                match queue_car_blocks(objects, &car.key, announce).await {
+                    Ok(n) => queued += n,
+                    Err(e) => tracing::warn!(car = %car.key, error = %e, "reprovide failed"),
                 }
-            };
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            for car in &page {
-                if let Some(objects) = &all_blocks {
-                    match queue_car_blocks(&**objects, &car.key, &announce).await {
-                        Ok(n) => queued += n,
-                        Err(e) => tracing::warn!(car = %car.key, error = %e, "reprovide failed"),
-                    }
-                    continue;
-                }
-                for root in &car.roots {
-                    if let Ok(cid) = root.parse::<cid::Cid>() {
-                        // Waits when the queue is full: reproviding is background work.
-                        if announce.send(cid.hash().to_bytes()).await.is_err() {
-                            return;
-                        }
-                        queued += 1;
-                    }
+                continue;
+            }
+            for root in &car.roots {
+                if let Ok(cid) = root.parse::<cid::Cid>() {
+                    announce.send(cid.hash().to_bytes()).await.ok()?;
+                    queued += 1;
                 }
             }
         }
-        tracing::info!(keys = queued, "reprovide pass queued");
     }
 }
 
