@@ -19,7 +19,9 @@
 //!   `random_key_in_bucket(bucket, tries, entropy)`, `mark_refreshed`.
 //! - [`query`]: `Lookup::new(target, seeds, QueryConfig)`, `.stop_after_providers(n)`,
 //!   `next_action(now) -> Action {Send(peer), Wait, Finished}`, `on_success(&peer, closer,
-//!   providers)`, `on_failure(&peer)`, `next_deadline()`, `into_result() -> LookupResult`.
+//!   providers)`, `on_failure(&peer)`, `next_deadline()`, `stalled()`, `into_result() ->
+//!   LookupResult`; `QueryConfig { alpha, k, request_timeout, stall_timeout }` (requests
+//!   unanswered after `stall_timeout` stop counting toward α and stop holding up the end).
 //! - [`heads`]: `head_keypair(&[u8; 32], index, fleet_size) -> Result<Keypair, HeadError>`.
 //! - [`network`]: `Dht::spawn(DhtConfig, Vec<HeadHandle>, Arc<dyn ProviderLookup>,
 //!   Arc<dyn ProviderSink>, Arc<dyn ValueStore>) -> Result<DhtHandle, DhtError>`;

@@ -13,9 +13,19 @@
 //!   [`DhtConfig::refresh_check_interval`] runs [`DhtHandle::refresh`].
 //!
 //! Admission: a peer enters the table only after answering one of our requests (a lookup
-//! request or a probe) within [`QueryConfig::request_timeout`]. Failed requests count toward
+//! request or a probe) within [`QueryConfig::request_timeout`]. A lookup request that timed
+//! out, or whose stream failed or ended unanswered on both tries (see "Retry"), evicts the
+//! peer at once, as go-libp2p-kad-dht drops a peer from its table on the first failed query:
+//! the retry already absorbs the one-slot stream reset a busy but healthy peer may cause, so
+//! what is left is a peer that does not serve the protocol (any more), and keeping it costs
+//! every lookup that meets it a slot of α for up to a request timeout. An evicted peer that
+//! is in fact alive comes back as a candidate (named in answers, probed, admitted). Other
+//! failed lookup requests (dial refused, invalid answer) count toward
 //! [`TableConfig::max_failures`](crate::kbucket::TableConfig::max_failures); a failed liveness
-//! probe evicts at once.
+//! probe evicts at once. Requests still in flight when a lookup ends (stalled ones, see
+//! [`crate::query`], or farther than its k closest) are not dropped: a task follows them to
+//! their answer or timeout (at most the request timeout) and records the outcome in the
+//! table all the same.
 //!
 //! Retry: libp2p-stream 0.5.0-alpha hands inbound streams to the acceptor through a
 //! one-slot channel and silently drops (resets) a stream that arrives while the slot is
@@ -345,6 +355,13 @@ impl RequestError {
             | RequestError::Decode(_)
             | RequestError::Timeout => false,
         }
+    }
+
+    /// Whether a lookup request that failed so (after its retry, if any) evicts the peer at
+    /// once rather than counting toward `max_failures` (module doc, "Admission"): a timeout,
+    /// or a stream that failed or ended unanswered on both tries.
+    fn evicts_at_once(&self) -> bool {
+        matches!(self, RequestError::Timeout) || self.is_stream_failure()
     }
 }
 
@@ -967,10 +984,45 @@ impl Inner {
         });
     }
 
-    fn failed(&self, peer: &PeerId) {
+    /// A lookup request to `peer` failed with `error` (module doc, "Admission").
+    fn failed(&self, peer: &PeerId, error: Option<&RequestError>) {
         bump(&self.stats.outbound_failures);
-        let out = self.with_table(|t| t.record_failure(peer, Instant::now()));
+        let now = Instant::now();
+        let evict = error.is_some_and(RequestError::evicts_at_once);
+        let out = self.with_table(|t| {
+            if evict {
+                t.evict(peer, now)
+            } else {
+                t.record_failure(peer, now)
+            }
+        });
         self.count_removal(&out);
+    }
+
+    /// The answer (closer peers, providers) of a lookup request to `peer`, or `None` after
+    /// recording the failure in the table.
+    fn lookup_answer(
+        &self,
+        peer: &PeerId,
+        result: Result<Option<Response>, RequestError>,
+    ) -> Option<(Vec<PeerInfo>, Vec<PeerInfo>)> {
+        match result {
+            Ok(Some(Response::FindNode { closer_peers })) => Some((closer_peers, Vec::new())),
+            Ok(Some(Response::GetProviders {
+                closer_peers,
+                providers,
+            })) => Some((closer_peers, providers)),
+            // No answer or one of another type (decode_response is given the request's type,
+            // so this does not happen): counted like an invalid answer.
+            Ok(_) => {
+                self.failed(peer, None);
+                None
+            }
+            Err(e) => {
+                self.failed(peer, Some(&e));
+                None
+            }
+        }
     }
 
     /// One request to `peer` from head `head`: `Ok(None)` for ADD_PROVIDER (no answer is
@@ -1079,22 +1131,14 @@ impl Inner {
                     tokio::select! {
                         Some((peer, addrs, result)) = in_flight.next() => {
                             let now = Instant::now();
-                            let answer = match result {
-                                Ok(Some(Response::FindNode { closer_peers })) => Some((closer_peers, Vec::new())),
-                                Ok(Some(Response::GetProviders { closer_peers, providers })) => Some((closer_peers, providers)),
-                                _ => None,
-                            };
-                            match answer {
+                            match self.lookup_answer(&peer, result) {
                                 Some((closer, providers)) => {
                                     if lookup.on_success(&peer, closer.clone(), providers) {
                                         self.admit(peer, addrs);
                                         self.offer_candidates(closer, now);
                                     }
                                 }
-                                None => {
-                                    lookup.on_failure(&peer);
-                                    self.failed(&peer);
-                                }
+                                None => lookup.on_failure(&peer),
                             }
                         }
                         () = tokio::time::sleep_until(deadline.into()) => {}
@@ -1103,6 +1147,20 @@ impl Inner {
             }
         }
         self.with_table(|t| t.mark_refreshed(&target, Instant::now()));
+        if !in_flight.is_empty() {
+            // Requests the lookup no longer waits for (stalled, or farther than its k
+            // closest): record their outcome in the table all the same (module doc,
+            // "Admission"). Each ends within the request timeout.
+            let inner = self.clone();
+            tokio::spawn(async move {
+                while let Some((peer, addrs, result)) = in_flight.next().await {
+                    if let Some((closer, _)) = inner.lookup_answer(&peer, result) {
+                        inner.admit(peer, addrs);
+                        inner.offer_candidates(closer, Instant::now());
+                    }
+                }
+            });
+        }
         Ok(lookup.into_result())
     }
 }
@@ -1406,6 +1464,18 @@ mod tests {
         assert!(!RequestError::Timeout.is_stream_failure());
         assert!(!RequestError::Dial("no addresses".into()).is_stream_failure());
         assert!(!RequestError::Frame(FrameError::InvalidLength).is_stream_failure());
+    }
+
+    #[test]
+    fn timeouts_and_stream_failures_evict_at_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(RequestError::Timeout.evicts_at_once());
+        assert!(RequestError::Closed.evicts_at_once());
+        assert!(RequestError::Io(io()).evicts_at_once());
+        assert!(RequestError::Frame(FrameError::Truncated).evicts_at_once());
+        assert!(RequestError::Open("reset".into()).evicts_at_once());
+        assert!(!RequestError::Dial("dialer busy".into()).evicts_at_once());
+        assert!(!RequestError::Frame(FrameError::InvalidLength).evicts_at_once());
     }
 
     #[tokio::test]

@@ -4,14 +4,29 @@
 //! The caller loops on [`Lookup::next_action`]: [`Action::Send`] a request to a peer,
 //! [`Action::Wait`] for an answer or for [`Lookup::next_deadline`], until
 //! [`Action::Finished`]; and reports answers with [`Lookup::on_success`] and errors with
-//! [`Lookup::on_failure`]. At most `alpha` requests are in flight; a request unanswered
-//! after `request_timeout` counts as failed (a late answer is ignored).
+//! [`Lookup::on_failure`]. A request unanswered after `request_timeout` counts as failed (a
+//! later answer is ignored).
 //!
-//! Termination: when the `k` closest peers not known to have failed have all answered (this
-//! is stricter than the spec's β = 3, as libp2p-kad's ClosestPeersIter), or when nobody is left
-//! to ask, or (GET_PROVIDERS with a limit) once enough providers are known. Peers that failed
-//! or timed out are never in the result. The peers kept are bounded by
-//! [`MAX_LOOKUP_PEERS`]: the farthest not-yet-contacted ones are dropped.
+//! Stalled requests (as libp2p-kad's ClosestPeersIter with its `peer_timeout`): a request
+//! unanswered after [`QueryConfig::stall_timeout`] (default 1 s, below `request_timeout`) is
+//! *stalled*. It stays in flight until `request_timeout` and an answer before then is taken as
+//! usual, but it no longer counts toward `alpha`, so at most `alpha` non-stalled requests are
+//! in flight and a lookup goes on past silent peers instead of waiting for their timeouts.
+//!
+//! Termination: walking the peers nearest first and skipping those that failed or are
+//! stalled, when the first `k` of them have all answered (stricter than the spec's β = 3, as
+//! ClosestPeersIter); a non-stalled request to a peer closer than the `k`-th answered one is
+//! waited for (until it answers, fails or stalls). So a stalled peer closer than the `k`-th
+//! answered peer does not hold the lookup up: it is given up on once the `k` closest answered
+//! peers are known and no non-stalled request closer than them is pending. This is what
+//! removes the tail of several request timeouts in a row behind silent peers; the price is
+//! that a slow but honest peer (slower than `stall_timeout`) may be missing from the result
+//! although it is among the `k` closest. The lookup also ends when nobody is left to ask and
+//! nothing is in flight: while fewer than `k` peers answered and only stalled requests are
+//! left, it waits for them (they are the only source of more peers). GET_PROVIDERS with a
+//! limit also ends once enough providers are known. Peers that failed, timed out or are still
+//! stalled are never in the result (only peers that answered are). The peers kept are bounded
+//! by [`MAX_LOOKUP_PEERS`]: the farthest not-yet-contacted ones are dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -36,6 +51,10 @@ pub struct QueryConfig {
     pub k: usize,
     /// A request unanswered for this long has failed. Default 10 s.
     pub request_timeout: Duration,
+    /// A request unanswered for this long is stalled: it no longer counts toward `alpha` nor
+    /// holds up the end of the lookup, but may still answer until `request_timeout` (module
+    /// doc). Default 1 s. 0 or at least `request_timeout` switches stalling off.
+    pub stall_timeout: Duration,
 }
 
 impl Default for QueryConfig {
@@ -44,6 +63,7 @@ impl Default for QueryConfig {
             alpha: 10,
             k: K,
             request_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -62,7 +82,13 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     NotContacted,
-    Waiting(Instant),
+    /// In flight, not stalled: stalls at the first instant, times out at the second.
+    Waiting {
+        stall_at: Instant,
+        deadline: Instant,
+    },
+    /// In flight past the stall timeout; times out at the deadline.
+    Stalled(Instant),
     Succeeded,
     Failed,
 }
@@ -99,7 +125,10 @@ pub struct Lookup {
     index: HashMap<PeerId, Distance>,
     providers: Vec<PeerInfo>,
     stop_after_providers: Option<usize>,
+    /// Requests in flight, not stalled (bounded by alpha).
     in_flight: usize,
+    /// Requests in flight, stalled.
+    stalled: usize,
     requests: usize,
     failures: usize,
     finished: bool,
@@ -120,6 +149,7 @@ impl Lookup {
             providers: Vec::new(),
             stop_after_providers: None,
             in_flight: 0,
+            stalled: 0,
             requests: 0,
             failures: 0,
             finished: false,
@@ -194,18 +224,41 @@ impl Lookup {
             .is_some_and(|n| self.providers.len() >= n)
     }
 
-    /// The next step at time `now`; requests past their timeout are marked failed first.
+    /// The time after which a request sent at `now` is stalled.
+    fn stall_at(&self, now: Instant) -> Instant {
+        let timeout = self.config.request_timeout;
+        let stall = self.config.stall_timeout;
+        if stall.is_zero() || stall >= timeout {
+            now + timeout
+        } else {
+            now + stall
+        }
+    }
+
+    /// The next step at time `now`; requests past their timeout are marked failed, and those
+    /// past their stall timeout stalled, first.
     pub fn next_action(&mut self, now: Instant) -> Action {
         if self.finished {
             return Action::Finished;
         }
         for c in self.peers.values_mut() {
-            if let State::Waiting(deadline) = c.state
-                && deadline <= now
-            {
-                c.state = State::Failed;
-                self.in_flight -= 1;
-                self.failures += 1;
+            match c.state {
+                State::Waiting { deadline, .. } if deadline <= now => {
+                    c.state = State::Failed;
+                    self.in_flight -= 1;
+                    self.failures += 1;
+                }
+                State::Waiting { stall_at, deadline } if stall_at <= now => {
+                    c.state = State::Stalled(deadline);
+                    self.in_flight -= 1;
+                    self.stalled += 1;
+                }
+                State::Stalled(deadline) if deadline <= now => {
+                    c.state = State::Failed;
+                    self.stalled -= 1;
+                    self.failures += 1;
+                }
+                _ => {}
             }
         }
         if self.enough_providers() {
@@ -216,9 +269,12 @@ impl Lookup {
         let alpha = self.config.alpha.max(1);
         let mut succeeded = 0;
         let mut waiting_before = false;
+        let stall_at = self.stall_at(now);
+        let deadline = now + self.config.request_timeout;
         for c in self.peers.values_mut() {
             match c.state {
-                State::Failed => {}
+                // Skipped: neither counted nor waited for (module doc, "Termination").
+                State::Failed | State::Stalled(_) => {}
                 State::Succeeded => {
                     succeeded += 1;
                     if succeeded >= k {
@@ -229,10 +285,10 @@ impl Lookup {
                         return Action::Finished;
                     }
                 }
-                State::Waiting(_) => waiting_before = true,
+                State::Waiting { .. } => waiting_before = true,
                 State::NotContacted => {
                     if self.in_flight < alpha {
-                        c.state = State::Waiting(now + self.config.request_timeout);
+                        c.state = State::Waiting { stall_at, deadline };
                         self.in_flight += 1;
                         self.requests += 1;
                         return Action::Send(c.peer);
@@ -241,7 +297,9 @@ impl Lookup {
                 }
             }
         }
-        if self.in_flight > 0 {
+        // Nobody left to ask and fewer than k answers: wait for the requests in flight,
+        // stalled ones included (the only source of more peers).
+        if self.in_flight + self.stalled > 0 {
             Action::Wait
         } else {
             self.finished = true;
@@ -249,37 +307,46 @@ impl Lookup {
         }
     }
 
-    /// The earliest timeout of a request in flight.
+    /// The earliest instant at which a request in flight stalls or times out.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.peers
             .values()
             .filter_map(|c| match c.state {
-                State::Waiting(d) => Some(d),
+                State::Waiting { stall_at, .. } => Some(stall_at),
+                State::Stalled(d) => Some(d),
                 _ => None,
             })
             .min()
     }
 
+    /// Requests in flight that are stalled.
+    pub fn stalled(&self) -> usize {
+        self.stalled
+    }
+
     fn take_waiting(&mut self, peer: &PeerId) -> Option<&mut Candidate> {
         let d = self.index.get(peer)?;
         let c = self.peers.get_mut(d)?;
-        if matches!(c.state, State::Waiting(_)) {
-            self.in_flight -= 1;
-            Some(c)
-        } else {
-            None
+        match c.state {
+            State::Waiting { .. } => self.in_flight -= 1,
+            State::Stalled(_) => self.stalled -= 1,
+            _ => return None,
         }
+        Some(c)
     }
 
     /// `peer` answered with `closer_peers` (and, for GET_PROVIDERS, `providers`). Ignored
-    /// unless a request to `peer` is in flight (e.g. it timed out already). Returns whether
-    /// the answer was taken.
+    /// unless a request to `peer` is in flight, stalled or not (e.g. it timed out already).
+    /// Returns whether the answer was taken; answers after [`Action::Finished`] are not.
     pub fn on_success(
         &mut self,
         peer: &PeerId,
         closer_peers: Vec<PeerInfo>,
         providers: Vec<PeerInfo>,
     ) -> bool {
+        if self.finished {
+            return false;
+        }
         let Some(c) = self.take_waiting(peer) else {
             return false;
         };
@@ -302,7 +369,8 @@ impl Lookup {
         true
     }
 
-    /// The request to `peer` failed (error, reset, invalid answer). Ignored unless in flight.
+    /// The request to `peer` failed (error, reset, invalid answer). Ignored unless in flight
+    /// (stalled or not).
     pub fn on_failure(&mut self, peer: &PeerId) {
         if let Some(c) = self.take_waiting(peer) {
             c.state = State::Failed;
@@ -451,6 +519,8 @@ mod tests {
         let all = peers(5);
         let config = QueryConfig {
             request_timeout: Duration::from_secs(10),
+            // Stalling off: this test is about the full request timeout.
+            stall_timeout: Duration::ZERO,
             ..QueryConfig::default()
         };
         let mut lookup = Lookup::new(
@@ -479,6 +549,333 @@ mod tests {
         assert_eq!(result.closest.len(), 1);
         assert_eq!(result.closest[0].0, sent[0]);
         assert_eq!(result.failures, 4);
+    }
+
+    fn sorted_peers(n: u32, target: &Key) -> Vec<PeerId> {
+        let mut all = peers(n);
+        all.sort_by_key(|q| Key::from_peer(q).distance(target));
+        all
+    }
+
+    fn stall_config(alpha: usize, k: usize) -> QueryConfig {
+        QueryConfig {
+            alpha,
+            k,
+            request_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn sends(lookup: &mut Lookup, now: Instant) -> Vec<PeerId> {
+        let mut sent = Vec::new();
+        loop {
+            match lookup.next_action(now) {
+                Action::Send(p) => sent.push(p),
+                Action::Wait => return sent,
+                Action::Finished => panic!("finished early"),
+            }
+        }
+    }
+
+    /// Simulated network with a clock: honest peers answer after 10 ms with the k closest
+    /// honest peers and 5 silent ones; silent peers never answer. Returns the result and the
+    /// time the lookup took.
+    fn run_timed(
+        all: &[PeerId],
+        silent: &HashSet<PeerId>,
+        seeds: &[PeerId],
+        target: Key,
+        config: QueryConfig,
+    ) -> (LookupResult, Duration) {
+        let mut lookup = Lookup::new(target, seeds.iter().map(|p| (*p, vec![])), config.clone());
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut answers: Vec<(Instant, PeerId)> = Vec::new();
+        loop {
+            match lookup.next_action(now) {
+                Action::Send(p) => {
+                    if !silent.contains(&p) {
+                        answers.push((now + Duration::from_millis(10), p));
+                    }
+                }
+                Action::Wait => {
+                    answers.sort();
+                    let next_answer = answers.first().map(|(t, _)| *t);
+                    let wake = match (next_answer, lookup.next_deadline()) {
+                        (Some(a), Some(d)) => a.min(d),
+                        (a, d) => a.or(d).expect("something to wait for"),
+                    };
+                    now = now.max(wake);
+                    while answers.first().is_some_and(|(t, _)| *t <= now) {
+                        let (_, p) = answers.remove(0);
+                        let mut others: Vec<PeerId> =
+                            all.iter().filter(|q| **q != p).copied().collect();
+                        others.sort_by_key(|q| Key::from_peer(q).distance(&target));
+                        let mut closer: Vec<PeerInfo> = others
+                            .iter()
+                            .filter(|q| !silent.contains(q))
+                            .take(config.k)
+                            .map(info)
+                            .collect();
+                        closer.extend(
+                            others
+                                .iter()
+                                .filter(|q| silent.contains(q))
+                                .take(5)
+                                .map(info),
+                        );
+                        lookup.on_success(&p, closer, vec![]);
+                    }
+                }
+                Action::Finished => break,
+            }
+        }
+        (lookup.into_result(), now - t0)
+    }
+
+    #[test]
+    fn silent_peers_cost_a_stall_timeout_not_request_timeouts() {
+        let all = peers(300);
+        let target = Key::from_bytes(b"silent");
+        let mut sorted = all.clone();
+        sorted.sort_by_key(|q| Key::from_peer(q).distance(&target));
+        let silent: HashSet<PeerId> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 5 < 3)
+            .map(|(_, p)| *p)
+            .collect();
+        // Seeds: as a routing table that still holds the silent peers.
+        let seeds: Vec<PeerId> = all.iter().step_by(7).take(20).copied().collect();
+        let expected: Vec<PeerId> = sorted
+            .iter()
+            .filter(|p| !silent.contains(p))
+            .take(20)
+            .copied()
+            .collect();
+        let config = QueryConfig {
+            request_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(1),
+            ..QueryConfig::default()
+        };
+        let (with_stall, took) = run_timed(&all, &silent, &seeds, target, config.clone());
+        let got: Vec<PeerId> = with_stall.closest.iter().map(|(p, _)| *p).collect();
+        assert_eq!(got, expected);
+        assert!(took < Duration::from_secs(4), "took {took:?}");
+        let off = QueryConfig {
+            stall_timeout: Duration::ZERO,
+            ..config
+        };
+        let (without, took_off) = run_timed(&all, &silent, &seeds, target, off);
+        eprintln!("60 % silent: {took:?} with stalling, {took_off:?} without");
+        let got: Vec<PeerId> = without.closest.iter().map(|(p, _)| *p).collect();
+        assert_eq!(got, expected);
+        assert!(took_off >= Duration::from_secs(10), "took {took_off:?}");
+    }
+
+    #[test]
+    fn stalled_requests_do_not_count_toward_alpha() {
+        let target = Key::from_bytes(b"stall");
+        let sorted = sorted_peers(12, &target);
+        let mut lookup = Lookup::new(
+            target,
+            sorted.iter().map(|p| (*p, vec![])),
+            stall_config(2, 3),
+        );
+        let t0 = Instant::now();
+        // The two closest are silent.
+        assert_eq!(sends(&mut lookup, t0), sorted[..2]);
+        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            lookup.next_action(t0 + Duration::from_millis(999)),
+            Action::Wait
+        );
+        // After the stall timeout, two more go out although the first two are in flight.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(sends(&mut lookup, t1), sorted[2..4]);
+        assert_eq!(lookup.stalled(), 2);
+        for p in &sorted[2..4] {
+            assert!(lookup.on_success(p, vec![], vec![]));
+        }
+        assert_eq!(sends(&mut lookup, t1), sorted[4..6]);
+        assert!(lookup.on_success(&sorted[4], vec![], vec![]));
+        // k = 3 answered, the stalled 0 and 1 are closer, 5 (not stalled) is farther: done,
+        // long before the silent peers' 10 s timeout.
+        assert_eq!(lookup.next_action(t1), Action::Finished);
+        let result = lookup.into_result();
+        let got: Vec<PeerId> = result.closest.iter().map(|(p, _)| *p).collect();
+        assert_eq!(got, sorted[2..5], "stalled peers are not in the result");
+        assert_eq!(result.requests, 6);
+        assert_eq!(result.failures, 0);
+    }
+
+    #[test]
+    fn finishes_without_waiting_for_stalled_peers_once_k_closer_answered() {
+        let target = Key::from_bytes(b"stall 2");
+        let sorted = sorted_peers(6, &target);
+        let mut lookup = Lookup::new(
+            target,
+            sorted.iter().map(|p| (*p, vec![])),
+            stall_config(10, 3),
+        );
+        let t0 = Instant::now();
+        assert_eq!(sends(&mut lookup, t0).len(), 6);
+        // All but the closest answer at once; the closest is silent.
+        for p in &sorted[1..] {
+            assert!(lookup.on_success(p, vec![], vec![]));
+        }
+        // Not stalled yet: still waited for (it may answer with closer peers).
+        assert_eq!(
+            lookup.next_action(t0 + Duration::from_millis(500)),
+            Action::Wait
+        );
+        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            lookup.next_action(t0 + Duration::from_secs(1)),
+            Action::Finished
+        );
+        let got: Vec<PeerId> = lookup
+            .into_result()
+            .closest
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(got, sorted[1..4]);
+    }
+
+    #[test]
+    fn a_non_stalled_closer_request_is_still_waited_for() {
+        let target = Key::from_bytes(b"stall 3");
+        let sorted = sorted_peers(6, &target);
+        let mut lookup = Lookup::new(
+            target,
+            sorted[..1].iter().map(|p| (*p, vec![])),
+            stall_config(10, 2),
+        );
+        let t0 = Instant::now();
+        assert_eq!(sends(&mut lookup, t0), sorted[..1]);
+        // 0 stalls; it is the only one known, so the lookup waits for it.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(lookup.next_action(t1), Action::Wait);
+        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        // Its late answer is taken and names 1..6.
+        let t2 = t0 + Duration::from_secs(3);
+        assert!(lookup.on_success(&sorted[0], sorted[1..].iter().map(info).collect(), vec![]));
+        assert_eq!(sends(&mut lookup, t2).len(), 5);
+        // 3 and 4 answer; 1 and 2 (closer than them, not stalled) are waited for.
+        assert!(lookup.on_success(&sorted[3], vec![], vec![]));
+        assert!(lookup.on_success(&sorted[4], vec![], vec![]));
+        assert_eq!(
+            lookup.next_action(t2 + Duration::from_millis(500)),
+            Action::Wait
+        );
+        assert!(lookup.on_success(&sorted[2], vec![], vec![]));
+        // 0 and 2 answered, 1 is pending and not stalled: wait.
+        assert_eq!(
+            lookup.next_action(t2 + Duration::from_millis(600)),
+            Action::Wait
+        );
+        // 1 stalls: 0 and 2 are the k = 2 closest that answered.
+        assert_eq!(
+            lookup.next_action(t2 + Duration::from_secs(1)),
+            Action::Finished
+        );
+        let got: Vec<PeerId> = lookup
+            .into_result()
+            .closest
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(got, vec![sorted[0], sorted[2]]);
+    }
+
+    #[test]
+    fn late_answers_of_stalled_peers_are_taken_until_the_timeout() {
+        let target = Key::from_bytes(b"stall 4");
+        let sorted = sorted_peers(4, &target);
+        let mut lookup = Lookup::new(
+            target,
+            sorted.iter().map(|p| (*p, vec![])),
+            stall_config(1, 3),
+        );
+        let t0 = Instant::now();
+        assert_eq!(sends(&mut lookup, t0), sorted[..1]);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(sends(&mut lookup, t1), sorted[1..2]);
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(sends(&mut lookup, t2), sorted[2..3]);
+        // 0 answers late (stalled): taken; 1 never answers; 2 answers in time.
+        assert!(lookup.on_success(&sorted[0], vec![], vec![]));
+        assert_eq!(lookup.stalled(), 1);
+        assert!(lookup.on_success(&sorted[2], vec![], vec![]));
+        assert_eq!(sends(&mut lookup, t2), sorted[3..4]);
+        assert!(lookup.on_success(&sorted[3], vec![], vec![]));
+        // 1 is stalled and skipped: 0, 2, 3 are the k = 3 closest that answered.
+        assert_eq!(lookup.next_action(t2), Action::Finished);
+        assert!(
+            !lookup.on_success(&sorted[1], vec![], vec![]),
+            "an answer after the end is ignored"
+        );
+        let got: Vec<PeerId> = lookup
+            .into_result()
+            .closest
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(got, vec![sorted[0], sorted[2], sorted[3]]);
+    }
+
+    #[test]
+    fn stalled_requests_are_waited_for_when_nobody_else_is_left() {
+        let target = Key::from_bytes(b"stall 5");
+        let sorted = sorted_peers(2, &target);
+        let mut lookup = Lookup::new(
+            target,
+            sorted.iter().map(|p| (*p, vec![])),
+            stall_config(10, 20),
+        );
+        let t0 = Instant::now();
+        assert_eq!(sends(&mut lookup, t0).len(), 2);
+        assert_eq!(
+            lookup.next_action(t0 + Duration::from_secs(5)),
+            Action::Wait
+        );
+        assert_eq!(lookup.stalled(), 2);
+        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        // A stalled request times out like any other; its answer is then ignored.
+        assert_eq!(
+            lookup.next_action(t0 + Duration::from_secs(10)),
+            Action::Finished
+        );
+        assert!(!lookup.on_success(&sorted[0], vec![], vec![]));
+        let result = lookup.into_result();
+        assert!(result.closest.is_empty());
+        assert_eq!(result.failures, 2);
+    }
+
+    #[test]
+    fn stalling_is_off_when_not_below_the_request_timeout() {
+        for stall in [
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(20),
+        ] {
+            let target = Key::from_bytes(b"stall 6");
+            let sorted = sorted_peers(3, &target);
+            let config = QueryConfig {
+                stall_timeout: stall,
+                ..stall_config(1, 3)
+            };
+            let mut lookup = Lookup::new(target, sorted.iter().map(|p| (*p, vec![])), config);
+            let t0 = Instant::now();
+            assert_eq!(sends(&mut lookup, t0), sorted[..1]);
+            assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(10)));
+            assert_eq!(
+                lookup.next_action(t0 + Duration::from_secs(9)),
+                Action::Wait
+            );
+            assert_eq!(lookup.stalled(), 0);
+        }
     }
 
     #[test]
