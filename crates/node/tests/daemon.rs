@@ -2,15 +2,15 @@
 //! through the HTTP API, every block comes back out of the trustless gateway, and every DAG
 //! comes back out of `export`. Known-bad CARs are refused with an offset and change nothing.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::time::Duration;
 
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
 use hydrant_car::{CarDecoder, Event, Limits, verify_block};
-use hydrant_node::daemon::{DaemonInfo, Overrides};
+use hydrant_node::daemon::DaemonInfo;
 use hydrant_node::repo::Repo;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures");
@@ -79,45 +79,11 @@ fn reachable(car: &Car, root: Cid) -> Result<HashSet<Cid>, Cid> {
     Ok(seen)
 }
 
-async fn start(
-    repo_dir: &Path,
-) -> (
-    DaemonInfo,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    Repo::init(repo_dir).unwrap();
-    let repo = Repo::open(repo_dir).unwrap();
-    let overrides = Overrides {
-        swarm_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
-        api_listen: Some("127.0.0.1:0".parse().unwrap()),
-        heads: Some(0),
-        ..Default::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        hydrant_node::daemon::run(repo, overrides, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let api_file = repo_dir.join("api.json");
-    for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(&api_file) {
-            return (serde_json::from_str(&text).unwrap(), stop, task);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon did not write api.json");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixtures_round_trip_through_api_gateway_and_export() {
     let dir = tempfile::tempdir().unwrap();
     let repo_dir = dir.path().join("repo");
-    let (info, stop, task) = start(&repo_dir).await;
+    let (info, stop, task) = common::start_daemon(&repo_dir, 0, |_| {}).await;
     assert!(info.swarm_addrs[0].ends_with(&format!("/p2p/{}", info.peer_id)));
     let http = reqwest::Client::new();
 

@@ -9,8 +9,9 @@
 //!   refused, counted in `/metrics`, and the head keeps answering;
 //! - a valid ADD_PROVIDER from the client is stored and listed by the admin API.
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,52 +23,12 @@ use hydrant_dht::protocol::{
     MessageType, PROTOCOL, PeerInfo, Record, Request, decode_response, encode_request, read_frame,
 };
 use hydrant_node::config::SwarmConfig;
-use hydrant_node::daemon::{DaemonInfo, Overrides};
-use hydrant_node::repo::Repo;
 use libp2p::{Multiaddr, PeerId};
 
 const CAR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../testdata/fixtures/go-car/sample-v1.car"
 );
-
-async fn start_daemon(
-    repo_dir: &Path,
-) -> (
-    DaemonInfo,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    Repo::init(repo_dir).unwrap();
-    let mut repo = Repo::open(repo_dir).unwrap();
-    repo.config.dht.bootstrap.clear();
-    repo.config.providers.batch_interval_ms = 10;
-    let overrides = Overrides {
-        swarm_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
-        api_listen: Some("127.0.0.1:0".parse().unwrap()),
-        heads: Some(2),
-        dht_port_base: Some(0),
-        bootstrap: Vec::new(),
-    };
-    repo.config.dht.listen_ip = "127.0.0.1".parse().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        hydrant_node::daemon::run(repo, overrides, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let api_file = repo_dir.join("api.json");
-    for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(&api_file) {
-            return (serde_json::from_str(&text).unwrap(), stop, task);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon did not write api.json");
-}
 
 struct Client {
     peer: PeerId,
@@ -176,7 +137,12 @@ async fn metric(http: &reqwest::Client, api: &str, line_prefix: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heads_answer_from_the_index_and_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let (info, stop, task) = start_daemon(&dir.path().join("repo")).await;
+    let (info, stop, task) = common::start_daemon(&dir.path().join("repo"), 2, |repo| {
+        repo.config.dht.bootstrap.clear();
+        repo.config.dht.listen_ip = "127.0.0.1".parse().unwrap();
+        repo.config.providers.batch_interval_ms = 10;
+    })
+    .await;
     assert_eq!(info.dht_heads.len(), 2, "{info:?}");
     let http = reqwest::Client::new();
 
