@@ -114,6 +114,10 @@ async fn raw_request(client: &Client, head: PeerId, bytes: &[u8]) -> Option<Vec<
     answer.ok().flatten()
 }
 
+async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn framed(body: &[u8]) -> Vec<u8> {
     hydrant_dht::protocol::frame(body)
 }
@@ -264,14 +268,8 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     // The head still answers, and nothing was stored for the other peer.
     let ping = raw_request(&client, head0, &framed(&encode_request(&Request::Ping))).await;
     decode_response(&ping.expect("PING answered"), MessageType::Ping).unwrap();
-    let stored: serde_json::Value = http
-        .get(format!("{}/api/v1/dht/providers", info.api_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: serde_json::Value =
+        get_json(&http, format!("{}/api/v1/dht/providers", info.api_url)).await;
     assert_eq!(stored["records"].as_array().unwrap().len(), 0, "{stored}");
 
     // A valid ADD_PROVIDER from the client itself is stored and listed, and served.
@@ -283,14 +281,7 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     assert!(sent >= 1, "ADD_PROVIDER reached no head");
     let mut listed = serde_json::Value::Null;
     for _ in 0..100 {
-        listed = http
-            .get(format!("{}/api/v1/dht/providers", info.api_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        listed = get_json(&http, format!("{}/api/v1/dht/providers", info.api_url)).await;
         if !listed["records"].as_array().unwrap().is_empty() {
             break;
         }
@@ -303,17 +294,11 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
         hex::encode(absent.hash().to_bytes()),
         "{listed}"
     );
-    let routed: serde_json::Value = http
-        .get(format!(
-            "{}/routing/v1/providers/{absent}",
-            info.gateway_url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routed: serde_json::Value = get_json(
+        &http,
+        format!("{}/routing/v1/providers/{absent}", info.gateway_url),
+    )
+    .await;
     assert_eq!(
         routed["Providers"][0]["ID"],
         client.peer.to_string(),
@@ -321,14 +306,8 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     );
 
     // Admin API: heads with their IDs.
-    let heads: serde_json::Value = http
-        .get(format!("{}/api/v1/dht/heads", info.api_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let heads: serde_json::Value =
+        get_json(&http, format!("{}/api/v1/dht/heads", info.api_url)).await;
     let ids: Vec<&str> = heads
         .as_array()
         .unwrap()
