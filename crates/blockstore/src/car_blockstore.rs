@@ -10,6 +10,10 @@
 //! 5. one `get_range` per merged range, at most [`MAX_CONCURRENT_RANGE_READS`] at a time; the
 //!    blocks are zero-copy slices of the range's bytes, re-hashed when [`ReadConfig::verify`];
 //! 6. a block whose read failed and that has other locations is retried from those, one by one.
+//!
+//! Before step 2, blocks found in the read cache ([`ReadConfig::cache_bytes`]) are answered from
+//! it, with no index or storage request; blocks read in step 5 are added to it (copied out of
+//! their range, so a cached block never pins a whole range in memory).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -44,6 +48,9 @@ pub struct ReadConfig {
     /// Re-hash every block read and fail with [`BlockstoreError::Corrupt`] on mismatch.
     /// Default `true`.
     pub verify: bool,
+    /// Bytes of recently read blocks kept in memory (block data plus [`CACHE_ENTRY_OVERHEAD`]
+    /// per block); 0 turns the cache off. Default 256 MiB.
+    pub cache_bytes: u64,
 }
 
 impl Default for ReadConfig {
@@ -52,9 +59,25 @@ impl Default for ReadConfig {
             max_gap: 64 * 1024,
             max_range: 8 * 1024 * 1024,
             verify: true,
+            cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
+
+/// Bytes charged to the read cache per block on top of its data (key, handle, bookkeeping).
+pub const CACHE_ENTRY_OVERHEAD: u64 = 128;
+
+/// Charges a cached block its size plus [`CACHE_ENTRY_OVERHEAD`].
+#[derive(Debug, Clone, Copy)]
+struct BlockWeight;
+
+impl quick_cache::Weighter<Multihash, Bytes> for BlockWeight {
+    fn weight(&self, _: &Multihash, block: &Bytes) -> u64 {
+        block.len() as u64 + CACHE_ENTRY_OVERHEAD
+    }
+}
+
+type ReadCache = quick_cache::sync::Cache<Multihash, Bytes, BlockWeight>;
 
 /// Counters of the object-store reads a [`CarBlockstore`] made since it was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +88,14 @@ pub struct ReadStats {
     pub blocks: u64,
     /// Bytes received from the object store, gap bytes included.
     pub bytes: u64,
+    /// Blocks answered from the read cache.
+    pub cache_hits: u64,
+    /// Blocks looked for in the read cache and not found (0 while the cache is off).
+    pub cache_misses: u64,
+    /// Bytes charged to the read cache now (see [`ReadConfig::cache_bytes`]).
+    pub cache_bytes: u64,
+    /// Blocks in the read cache now.
+    pub cache_blocks: u64,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +103,8 @@ struct Counters {
     ranges: AtomicU64,
     blocks: AtomicU64,
     bytes: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 /// A [`Blockstore`] over CAR files in an object store, located through a [`BlockIndex`].
@@ -82,6 +115,7 @@ pub struct CarBlockstore {
     store: Arc<dyn ObjectStore>,
     config: ReadConfig,
     counters: Counters,
+    cache: Option<ReadCache>,
 }
 
 impl std::fmt::Debug for CarBlockstore {
@@ -196,21 +230,44 @@ impl CarBlockstore {
         store: Arc<dyn ObjectStore>,
         config: ReadConfig,
     ) -> Self {
+        let cache = (config.cache_bytes > 0).then(|| {
+            let estimated_blocks = (config.cache_bytes / (16 * 1024)).clamp(16, 1 << 20);
+            ReadCache::with_weighter(estimated_blocks as usize, config.cache_bytes, BlockWeight)
+        });
         Self {
             index,
             store,
             config,
             counters: Counters::default(),
+            cache,
         }
     }
 
     /// The read counters so far (a snapshot; each counter is read atomically on its own).
     pub fn stats(&self) -> ReadStats {
+        let c = &self.counters;
         ReadStats {
-            ranges: self.counters.ranges.load(Ordering::Relaxed),
-            blocks: self.counters.blocks.load(Ordering::Relaxed),
-            bytes: self.counters.bytes.load(Ordering::Relaxed),
+            ranges: c.ranges.load(Ordering::Relaxed),
+            blocks: c.blocks.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            cache_misses: c.cache_misses.load(Ordering::Relaxed),
+            cache_bytes: self.cache.as_ref().map_or(0, ReadCache::weight),
+            cache_blocks: self.cache.as_ref().map_or(0, |c| c.len() as u64),
         }
+    }
+
+    /// The cached copy of a block, counting the hit or miss (`None` when the cache is off).
+    fn cached(&self, mh: &Multihash) -> Option<Bytes> {
+        let cache = self.cache.as_ref()?;
+        let hit = cache.get(mh);
+        let counter = if hit.is_some() {
+            &self.counters.cache_hits
+        } else {
+            &self.counters.cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
     }
 
     /// The configuration this blockstore reads with.
@@ -394,6 +451,9 @@ impl Blockstore for CarBlockstore {
         if cid.hash().code() == IDENTITY {
             return Ok(Some(u32::from(cid.hash().size())));
         }
+        if let Some(block) = self.cached(cid.hash()) {
+            return Ok(Some(block.len() as u32));
+        }
         let locations = self
             .index
             .locations(cid.hash())
@@ -425,16 +485,38 @@ impl Blockstore for CarBlockstore {
                 }))
             })
             .collect();
-        let outcomes = if distinct.is_empty() {
-            Vec::new()
-        } else {
-            self.read_blocks(&distinct).await
-        };
+        let mut outcomes: Vec<Option<Outcome>> = distinct
+            .iter()
+            .map(|mh| self.cached(mh).map(Outcome::Found))
+            .collect();
+        let missing: Vec<Multihash> = distinct
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_none())
+            .map(|(mh, _)| *mh)
+            .collect();
+        if !missing.is_empty() {
+            let mut read = self.read_blocks(&missing).await.into_iter();
+            for (slot, mh) in outcomes.iter_mut().zip(&distinct) {
+                if slot.is_none() {
+                    let outcome = read.next().unwrap_or(Outcome::Absent);
+                    if let (Some(cache), Outcome::Found(block)) = (&self.cache, &outcome) {
+                        cache.insert(*mh, Bytes::copy_from_slice(block));
+                    }
+                    *slot = Some(outcome);
+                }
+            }
+        }
         let mut results = Vec::with_capacity(cids.len());
         for (cid, slot) in cids.iter().zip(slots) {
             results.push(match slot {
                 None => Ok(Some(Bytes::copy_from_slice(cid.hash().digest()))),
-                Some(slot) => match outcomes.get(slot).cloned().unwrap_or(Outcome::Absent) {
+                Some(slot) => match outcomes
+                    .get(slot)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or(Outcome::Absent)
+                {
                     Outcome::Found(bytes) => Ok(Some(bytes)),
                     Outcome::Absent => Ok(None),
                     Outcome::Failed(failure) => Err(failure.into_error(*cid)),

@@ -22,7 +22,9 @@ use cid::Cid;
 
 mod car_blockstore;
 
-pub use car_blockstore::{CarBlockstore, MAX_CONCURRENT_RANGE_READS, ReadConfig, ReadStats};
+pub use car_blockstore::{
+    CACHE_ENTRY_OVERHEAD, CarBlockstore, MAX_CONCURRENT_RANGE_READS, ReadConfig, ReadStats,
+};
 
 /// Errors of block reads. An error means "could not tell", never "absent": callers must not
 /// answer DONT_HAVE or 404 for an error.

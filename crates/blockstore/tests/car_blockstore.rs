@@ -112,6 +112,15 @@ fn absent_cid(seed: u64) -> Cid {
     Cid::new_v1(RAW, Code::Sha2_256.digest(&seed.to_be_bytes()))
 }
 
+/// The default read configuration without the read cache, for tests that count storage reads of
+/// blocks read twice.
+const NO_CACHE: ReadConfig = ReadConfig {
+    max_gap: 64 * 1024,
+    max_range: 8 * 1024 * 1024,
+    verify: true,
+    cache_bytes: 0,
+};
+
 fn unwrap_all(results: Vec<Result<Option<Bytes>, BlockstoreError>>) -> Vec<Option<Bytes>> {
     results.into_iter().map(|r| r.expect("read")).collect()
 }
@@ -128,7 +137,7 @@ async fn get_has_size_answer_stored_blocks() {
     let env = env();
     let blocks = neighbours();
     let cids = env.put_car("cars/a.car", &blocks, 10).await;
-    let bs = env.blockstore(ReadConfig::default());
+    let bs = env.blockstore(NO_CACHE);
     for (cid, (_, data)) in cids.iter().zip(&blocks) {
         assert!(bs.has(cid).await.expect("has"));
         assert_eq!(bs.size(cid).await.expect("size"), Some(data.len() as u32));
@@ -148,7 +157,8 @@ async fn get_has_size_answer_stored_blocks() {
         ReadStats {
             ranges: 5,
             blocks: 5,
-            bytes: 5_000
+            bytes: 5_000,
+            ..ReadStats::default()
         }
     );
 }
@@ -228,7 +238,7 @@ async fn max_range_splits_long_runs() {
 async fn absent_blocks_are_none_without_reads() {
     let env = env();
     let cids = env.put_car("cars/a.car", &neighbours(), 0).await;
-    let bs = env.blockstore(ReadConfig::default());
+    let bs = env.blockstore(NO_CACHE);
     let missing = absent_cid(7);
     assert!(!bs.has(&missing).await.expect("has"));
     assert_eq!(bs.size(&missing).await.expect("size"), None);
@@ -356,7 +366,7 @@ async fn a_failed_location_falls_back_to_another_car() {
         .await;
     env.put_car("cars/second.car", &[(90, shared.clone())], 0)
         .await;
-    let bs = env.blockstore(ReadConfig::default());
+    let bs = env.blockstore(NO_CACHE);
     assert_eq!(
         bs.get(&cids[0]).await.expect("get").as_deref(),
         Some(shared.as_slice())
@@ -410,6 +420,14 @@ impl BlockIndex for FailingIndex {
     async fn list_cars(&self, _: Option<&str>, _: usize) -> Result<Vec<CarRecord>, IndexError> {
         Err(IndexError::Storage("disk on fire".into()))
     }
+    async fn car_multihashes(
+        &self,
+        _: &str,
+        _: Option<&Multihash>,
+        _: usize,
+    ) -> Result<Vec<Multihash>, IndexError> {
+        Err(IndexError::Storage("disk on fire".into()))
+    }
     async fn stage_blocks(&self, _: &str, _: &[StagedBlock]) -> Result<(), IndexError> {
         Err(IndexError::Storage("disk on fire".into()))
     }
@@ -430,7 +448,7 @@ async fn identity_cids_need_no_index_and_index_errors_are_errors() {
     let index = Arc::new(FailingIndex::default());
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("store"));
-    let bs = CarBlockstore::new(index.clone(), store, ReadConfig::default());
+    let bs = CarBlockstore::new(index.clone(), store, NO_CACHE);
 
     let inline = Cid::new_v1(RAW, Multihash::wrap(0x00, b"hello").expect("fits"));
     assert!(bs.has(&inline).await.expect("has"));
@@ -575,7 +593,7 @@ proptest! {
             wanted.insert(a * 2 % (wanted.len() + 1), absent_cid(u64::MAX - case * 10 - a as u64));
             expected.insert(a * 2 % (expected.len() + 1), None);
         }
-        let bs = env.blockstore(ReadConfig { max_gap, max_range, verify });
+        let bs = env.blockstore(ReadConfig { max_gap, max_range, verify, cache_bytes: 0 });
         let mut got: Vec<Option<Vec<u8>>> = Vec::new();
         for result in rt.block_on(bs.get_many(&wanted)) {
             match result {
@@ -596,4 +614,47 @@ proptest! {
         prop_assert!(stats.ranges <= present, "{} reads for {} blocks", stats.ranges, present);
         prop_assert_eq!(stats.blocks, present);
     }
+}
+
+#[tokio::test]
+async fn read_cache_answers_repeat_reads_and_stays_within_its_budget() {
+    let env = env();
+    let blocks: Vec<(u64, Vec<u8>)> = (0..8u64).map(|i| (i * 1_000, data(i, 900))).collect();
+    let cids = env.put_car("cars/a.car", &blocks, 0).await;
+    // Room for about three 900-byte blocks.
+    let budget = 3 * (900 + hydrant_blockstore::CACHE_ENTRY_OVERHEAD);
+    let bs = env.blockstore(ReadConfig {
+        cache_bytes: budget,
+        ..ReadConfig::default()
+    });
+    let first = unwrap_all(bs.get_many(&cids[..2]).await);
+    let ranges = bs.stats().ranges;
+    let again = unwrap_all(bs.get_many(&cids[..2]).await);
+    assert_eq!(first, again);
+    let stats = bs.stats();
+    assert_eq!(stats.ranges, ranges, "a cached block was read again");
+    assert_eq!(stats.cache_hits, 2);
+    assert_eq!(bs.size(&cids[0]).await.unwrap(), Some(900));
+
+    unwrap_all(bs.get_many(&cids).await);
+    let stats = bs.stats();
+    assert!(
+        stats.cache_bytes <= budget,
+        "{} > {budget}",
+        stats.cache_bytes
+    );
+    assert!(stats.cache_blocks <= 3);
+
+    let off = env.blockstore(ReadConfig {
+        cache_bytes: 0,
+        ..ReadConfig::default()
+    });
+    unwrap_all(off.get_many(&cids[..1]).await);
+    unwrap_all(off.get_many(&cids[..1]).await);
+    assert_eq!(
+        off.stats().ranges,
+        2,
+        "with the cache off every read goes to storage"
+    );
+    assert_eq!(off.stats().cache_misses, 0);
 }

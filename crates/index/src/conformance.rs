@@ -65,6 +65,7 @@ where
     same_multihash_is_one_block_whatever_the_codec(make().await).await;
     locations_many_answers_in_order(make().await).await;
     locations_are_capped(make().await).await;
+    car_multihashes_pages_in_byte_order(make().await).await;
 }
 
 /// A distinct sha2-256-shaped multihash per `seed` (the digest is not a real hash: the index
@@ -558,4 +559,55 @@ pub async fn locations_are_capped<I: BlockIndex>(index: I) {
     cars.sort();
     cars.dedup();
     assert_eq!(cars.len(), MAX_LOCATIONS, "duplicate locations");
+}
+
+/// `car_multihashes` lists a committed CAR's multihashes in byte order, pages with `after`,
+/// honours `limit`, shows the replacement rows after a re-stage, and nothing for a staged or
+/// unknown CAR.
+pub async fn car_multihashes_pages_in_byte_order<I: BlockIndex>(index: I) {
+    let key = "cars/listed.car";
+    let rows: Vec<_> = (0..25).map(|s| row(s, u64::from(s) * 10, 5)).collect();
+    index.stage_blocks(key, &rows).await.expect("stage");
+    index
+        .stage_blocks("cars/staged-only.car", &[row(90, 0, 5)])
+        .await
+        .expect("stage");
+    index.commit_car(&record(key, 25)).await.expect("commit");
+    let mut expected: Vec<Multihash> = rows.iter().map(|r| r.multihash).collect();
+    expected.sort_by_key(Multihash::to_bytes);
+
+    let mut seen = Vec::new();
+    let mut after: Option<Multihash> = None;
+    loop {
+        let page = index
+            .car_multihashes(key, after.as_ref(), 7)
+            .await
+            .expect("car_multihashes");
+        assert!(page.len() <= 7, "page longer than limit");
+        let Some(last) = page.last() else { break };
+        after = Some(*last);
+        seen.extend(page);
+    }
+    assert_eq!(seen, expected, "not every multihash once, in byte order");
+    for unseen in ["cars/staged-only.car", "cars/unknown.car"] {
+        assert!(
+            index
+                .car_multihashes(unseen, None, 10)
+                .await
+                .expect("car_multihashes")
+                .is_empty(),
+            "{unseen} is not committed"
+        );
+    }
+
+    index
+        .stage_blocks(key, &[row(40, 0, 5)])
+        .await
+        .expect("restage");
+    index.commit_car(&record(key, 1)).await.expect("recommit");
+    assert_eq!(
+        index.car_multihashes(key, None, 100).await.expect("list"),
+        vec![test_multihash(40)],
+        "a replaced CAR lists its new rows only"
+    );
 }

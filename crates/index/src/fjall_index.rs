@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::{
-    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LOCATIONS, Multihash,
-    StagedBlock,
+    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LIST_MULTIHASHES,
+    MAX_LOCATIONS, Multihash, StagedBlock,
 };
 
 /// Rows written per fjall write batch by `stage_blocks` (a larger call is split; the rows are
@@ -236,6 +236,21 @@ impl BlockIndex for FjallIndex {
             .await
     }
 
+    async fn car_multihashes(
+        &self,
+        key: &str,
+        after: Option<&Multihash>,
+        limit: usize,
+    ) -> Result<Vec<Multihash>, IndexError> {
+        let key = key.to_owned();
+        let after = after.copied();
+        let limit = limit.min(MAX_LIST_MULTIHASHES);
+        self.blocking("car_multihashes", move |inner| {
+            inner.car_multihashes(&key, after.as_ref(), limit)
+        })
+        .await
+    }
+
     async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
         let car_key = car_key.to_owned();
         let rows = rows.to_vec();
@@ -331,6 +346,40 @@ impl Inner {
             if out.len() >= limit {
                 break;
             }
+        }
+        Ok(out)
+    }
+
+    fn car_multihashes(
+        &self,
+        key: &str,
+        after: Option<&Multihash>,
+        limit: usize,
+    ) -> Result<Vec<Multihash>, IndexError> {
+        let Some(stored) = self.stored_car(key)? else {
+            return Ok(Vec::new());
+        };
+        let prefix = stored.number.to_be_bytes();
+        let start = match after {
+            Some(mh) => Bound::Excluded(car_block_key(stored.number, &mh.to_bytes())),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        let mut out = Vec::new();
+        for guard in self
+            .car_blocks
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let key = guard.key().map_err(|e| storage("scanning car_blocks", e))?;
+            let Some(mh) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            out.push(Multihash::from_bytes(mh).map_err(|e| IndexError::Corrupt {
+                what: format!("car_blocks row {}", hex(&key)),
+                detail: e.to_string(),
+            })?);
         }
         Ok(out)
     }

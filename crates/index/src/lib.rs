@@ -14,15 +14,18 @@
 //!
 //! Public API:
 //! - [`BlockIndex`]: the trait (`locations`, `locations_many`, `contains`, `car`, `list_cars`,
-//!   `stage_blocks`, `commit_car`, `abort_car`, `recover`);
+//!   `car_multihashes`, `stage_blocks`, `commit_car`, `abort_car`, `recover`);
 //! - [`BlockLocation`], [`StagedBlock`], [`CarRecord`], [`IndexError`], [`Multihash`];
-//! - limits [`MAX_LOCATIONS`], [`MAX_LIST_CARS`];
+//! - limits [`MAX_LOCATIONS`], [`MAX_LIST_CARS`], [`MAX_LIST_MULTIHASHES`];
 //! - [`FjallIndex`]: the embedded backend (the default);
+//! - [`filter`]: the in-memory presence filter ([`filter::PresenceFilter`]) and the index wrapper
+//!   that consults it before every lookup ([`filter::FilteredIndex`]);
 //! - [`conformance`]: the contract suite every backend passes.
 
 use async_trait::async_trait;
 
 pub mod conformance;
+pub mod filter;
 mod fjall_index;
 
 pub use fjall_index::FjallIndex;
@@ -34,6 +37,9 @@ pub const MAX_LOCATIONS: usize = 64;
 
 /// Most CAR records [`BlockIndex::list_cars`] returns per call, whatever `limit` asks for.
 pub const MAX_LIST_CARS: usize = 1000;
+
+/// Most multihashes [`BlockIndex::car_multihashes`] returns per call, whatever `limit` asks for.
+pub const MAX_LIST_MULTIHASHES: usize = 10_000;
 
 /// A multihash as used throughout Hydrant (digests up to 64 bytes: sha2-512 fits).
 pub type Multihash = multihash::Multihash<64>;
@@ -159,6 +165,20 @@ pub trait BlockIndex: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<CarRecord>, IndexError>;
+
+    /// Multihashes of the blocks of the committed CAR `key`, in byte order of their binary
+    /// encoding, starting strictly after `after`, at most `min(limit, MAX_LIST_MULTIHASHES)` of
+    /// them; empty for a CAR that is not committed. Page by passing the last one returned as
+    /// `after`. Used to rebuild and refresh the presence filter ([`filter`]).
+    ///
+    /// # Errors
+    /// As [`car`](Self::car).
+    async fn car_multihashes(
+        &self,
+        key: &str,
+        after: Option<&Multihash>,
+        limit: usize,
+    ) -> Result<Vec<Multihash>, IndexError>;
 
     /// Stages rows for the CAR `car_key`; they stay invisible until [`commit_car`](Self::commit_car).
     ///

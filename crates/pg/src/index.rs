@@ -4,8 +4,8 @@ use std::pin::pin;
 
 use async_trait::async_trait;
 use hydrant_index::{
-    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LOCATIONS, Multihash,
-    StagedBlock,
+    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LIST_MULTIHASHES,
+    MAX_LOCATIONS, Multihash, StagedBlock,
 };
 use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -45,6 +45,67 @@ impl PgIndex {
     /// The pool this index uses.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The commit feed: `(commit_seq, CAR key)` of CARs committed with a sequence number above
+    /// `after`, ascending, at most `limit` (capped at [`MAX_LIST_CARS`]). Sequence numbers
+    /// become visible in order (see the crate docs), so polling with the last number seen
+    /// misses no commit. A re-committed CAR appears again under its new number.
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when the query fails.
+    pub async fn commits_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, IndexError> {
+        const WHAT: &str = "commits_after";
+        let limit = limit.min(MAX_LIST_CARS) as i64;
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let statement = client
+            .prepare_cached(
+                "SELECT commit_seq, key FROM cars WHERE commit_seq > $1 \
+                 ORDER BY commit_seq LIMIT $2",
+            )
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        Ok(client
+            .query(&statement, &[&after, &limit])
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    /// The highest commit sequence number so far (0 when nothing was committed): where a new
+    /// replica starts following [`commits_after`](Self::commits_after) before it loads the
+    /// whole index.
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when the query fails.
+    pub async fn last_commit(&self) -> Result<i64, IndexError> {
+        const WHAT: &str = "last_commit";
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let row = client
+            .query_one("SELECT COALESCE(MAX(commit_seq), 0) FROM cars", &[])
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        Ok(row.get(0))
+    }
+
+    /// Whether the database answers a trivial query (readiness checks).
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] with the reason.
+    pub async fn ping(&self) -> Result<(), IndexError> {
+        const WHAT: &str = "ping";
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        Ok(())
     }
 }
 
@@ -207,6 +268,42 @@ impl BlockIndex for PgIndex {
         rows.iter().map(car_record).collect()
     }
 
+    async fn car_multihashes(
+        &self,
+        key: &str,
+        after: Option<&Multihash>,
+        limit: usize,
+    ) -> Result<Vec<Multihash>, IndexError> {
+        const WHAT: &str = "car_multihashes";
+        let limit = limit.min(MAX_LIST_MULTIHASHES) as i64;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = after.map_or_else(Vec::new, Multihash::to_bytes);
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        // The empty bytea sorts before every multihash.
+        let statement = client
+            .prepare_cached(
+                "SELECT multihash FROM blocks WHERE car = $1 AND multihash > $2 \
+                 ORDER BY multihash LIMIT $3",
+            )
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        client
+            .query(&statement, &[&key, &after, &limit])
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .iter()
+            .map(|row| {
+                let bytes: &[u8] = row.get(0);
+                Multihash::from_bytes(bytes).map_err(|e| IndexError::Corrupt {
+                    what: format!("multihash of a block in {key}"),
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
     async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
         const WHAT: &str = "stage_blocks";
         // Convert everything before writing anything.
@@ -299,12 +396,21 @@ impl BlockIndex for PgIndex {
                 return Err(IndexError::NotStaged(key.to_owned()));
             }
         }
+        // Serialise the numbering of commits (see the crate docs): held until the commit.
         tx.execute(
-            "INSERT INTO cars (key, version, roots, size, blocks, block_bytes, ingested_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.car_commit_seq'))",
+            &[],
+        )
+        .await
+        .map_err(|e| storage("commit_car: locking the commit feed", &e))?;
+        tx.execute(
+            "INSERT INTO cars (key, version, roots, size, blocks, block_bytes, ingested_at, \
+                 commit_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, nextval('car_commit_seq')) \
              ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
                  roots = EXCLUDED.roots, size = EXCLUDED.size, blocks = EXCLUDED.blocks, \
-                 block_bytes = EXCLUDED.block_bytes, ingested_at = EXCLUDED.ingested_at",
+                 block_bytes = EXCLUDED.block_bytes, ingested_at = EXCLUDED.ingested_at, \
+                 commit_seq = EXCLUDED.commit_seq",
             &[
                 &key,
                 &values.0,

@@ -33,10 +33,15 @@
 //! - `cars(key PK, version, roots TEXT[], size, blocks, block_bytes, ingested_at)`: committed
 //!   CAR records;
 //! - `blocks(multihash BYTEA, car TEXT, "offset" BIGINT, length INT, PK (multihash, car))`,
-//!   index on `car`: committed locations only;
+//!   index on `(car, multihash)` (migration 3): committed locations only;
 //! - `stagings(car PK, opened_at)`: CAR keys staged but neither committed nor aborted;
 //! - `staged_blocks(seq identity, car, multihash, "offset", length)`, index on `car`: staged
 //!   rows, loaded with `COPY ... FROM STDIN (FORMAT binary)`.
+//!
+//! `cars.commit_seq` (migration 3) numbers commits: `commit_car` takes
+//! `nextval('car_commit_seq')` while holding a transaction-level advisory lock (keyed on the
+//! schema), so numbers become visible in order and [`PgIndex::commits_after`] is a gap-free
+//! feed that replicas poll to keep their presence filters current.
 //!
 //! `commit_car` is one transaction: it deletes the `stagings` row (which also locks out a
 //! concurrent abort), replaces the CAR's `blocks` rows by its staged rows (the last staged row
@@ -150,6 +155,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "provider_records",
         include_str!("../migrations/0002_provider_records.sql"),
+    ),
+    (
+        3,
+        "presence_feed",
+        include_str!("../migrations/0003_presence_feed.sql"),
     ),
 ];
 

@@ -1,0 +1,565 @@
+//! The presence filter: an in-memory Bloom filter of the multihashes in the index, consulted
+//! before every lookup so that a want for an absent block costs no index query (and so no
+//! object-store request), apart from the filter's false-positive rate.
+//!
+//! - [`PresenceFilter`]: the filter itself. It starts *unbuilt*, answering "maybe" for every
+//!   multihash (lookups pass through: never a false "absent"), until the first
+//!   [`FilteredIndex::rebuild`] has loaded every committed multihash.
+//! - [`FilteredIndex`]: a [`BlockIndex`] wrapper that answers `locations`, `locations_many` and
+//!   `contains` from the filter when it says "absent", adds every staged multihash to the filter
+//!   *before* the rows are staged (so a block is in the filter before its CAR can become
+//!   visible), and rebuilds the filter at twice the size when it fills up.
+//!
+//! Blocks added from elsewhere (another replica committing to a shared index) are added with
+//! [`PresenceFilter::insert`] by whoever learns of them (the node polls the shared index).
+//! Removed or aborted CARs leave their multihashes in the filter: they only add false positives
+//! until the next rebuild.
+//!
+//! Memory: about `-ln(p) / ln(2)^2` bits per expected block (14.4 bits at p = 0.001, so 18 MB
+//! for 10 million blocks); twice that while a rebuild builds the next generation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use fastbloom::AtomicBloomFilter;
+
+use crate::{
+    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, Multihash, StagedBlock,
+};
+
+/// Sizing of a [`PresenceFilter`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FilterConfig {
+    /// Blocks the first generation is sized for; it grows (by a rebuild at twice the count)
+    /// when more are inserted. Default 10 million.
+    pub expected_blocks: u64,
+    /// Target false-positive rate at `expected_blocks`, in (0, 1). Default 0.001.
+    pub false_positive_rate: f64,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            expected_blocks: 10_000_000,
+            false_positive_rate: 0.001,
+        }
+    }
+}
+
+/// A snapshot of a [`PresenceFilter`]'s state and counters, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterStats {
+    /// Whether the filter has been built (before that every check answers "maybe").
+    pub built: bool,
+    /// Blocks the current generation is sized for.
+    pub capacity: u64,
+    /// Insertions into the current generation (duplicates counted).
+    pub inserted: u64,
+    /// Bytes of bit vector held (both generations while a rebuild runs).
+    pub bytes: u64,
+    /// Checks answered "absent" (no index query followed).
+    pub absent: u64,
+    /// Checks answered "maybe present" (an index query followed).
+    pub maybe: u64,
+    /// Completed rebuilds.
+    pub rebuilds: u64,
+}
+
+/// One Bloom filter and what it was sized for.
+struct Generation {
+    bloom: AtomicBloomFilter,
+    capacity: u64,
+    bytes: u64,
+    inserted: AtomicU64,
+}
+
+impl Generation {
+    fn new(capacity: u64, fp: f64) -> Self {
+        let capacity = capacity.max(1);
+        let bloom = AtomicBloomFilter::with_false_pos(fp).expected_items(capacity as usize);
+        let bytes = bloom.num_bits() as u64 / 8;
+        Self {
+            bloom,
+            capacity,
+            bytes,
+            inserted: AtomicU64::new(0),
+        }
+    }
+
+    fn insert(&self, mh: &Multihash) {
+        self.bloom.insert(mh);
+        self.inserted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An approximate set of the multihashes present: "absent" answers are exact, "maybe" answers
+/// are wrong at the configured false-positive rate. Thread-safe; inserts and checks take no
+/// lock beyond a brief read lock to find the current generation.
+pub struct PresenceFilter {
+    config: FilterConfig,
+    /// `None` until the first rebuild completes.
+    current: RwLock<Option<Arc<Generation>>>,
+    /// The generation a rebuild is filling; inserts go to it as well.
+    next: RwLock<Option<Arc<Generation>>>,
+    /// Incremented whenever a rebuild starts.
+    epoch: AtomicU64,
+    rebuilding: AtomicBool,
+    absent: AtomicU64,
+    maybe: AtomicU64,
+    rebuilds: AtomicU64,
+}
+
+impl std::fmt::Debug for PresenceFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresenceFilter")
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl PresenceFilter {
+    /// An unbuilt filter (every check answers "maybe") with `config`.
+    ///
+    /// # Panics
+    /// When `config.false_positive_rate` is not in (0, 1) (the node validates it first).
+    pub fn new(config: FilterConfig) -> Self {
+        assert!(
+            config.false_positive_rate > 0.0 && config.false_positive_rate < 1.0,
+            "false_positive_rate must be in (0, 1)"
+        );
+        Self {
+            config,
+            current: RwLock::new(None),
+            next: RwLock::new(None),
+            epoch: AtomicU64::new(0),
+            rebuilding: AtomicBool::new(false),
+            absent: AtomicU64::new(0),
+            maybe: AtomicU64::new(0),
+            rebuilds: AtomicU64::new(0),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Generation>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn next(&self) -> Option<Arc<Generation>> {
+        self.next
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `false` only when `mh` is certainly absent; counted in [`FilterStats`].
+    pub fn may_contain(&self, mh: &Multihash) -> bool {
+        let maybe = self.current().is_none_or(|g| g.bloom.contains(mh));
+        let counter = if maybe { &self.maybe } else { &self.absent };
+        counter.fetch_add(1, Ordering::Relaxed);
+        maybe
+    }
+
+    /// Adds `mh` (to the generation being built as well, during a rebuild).
+    pub fn insert(&self, mh: &Multihash) {
+        if let Some(g) = self.current() {
+            g.insert(mh);
+        }
+        if let Some(g) = self.next() {
+            g.insert(mh);
+        }
+    }
+
+    /// Whether the current generation holds more insertions than it was sized for (or none is
+    /// built yet): time for a [`FilteredIndex::rebuild`].
+    pub fn needs_rebuild(&self) -> bool {
+        self.current()
+            .is_none_or(|g| g.inserted.load(Ordering::Relaxed) > g.capacity)
+    }
+
+    /// Counters and sizes now.
+    pub fn stats(&self) -> FilterStats {
+        let current = self.current();
+        let next_bytes = self.next().map_or(0, |g| g.bytes);
+        FilterStats {
+            built: current.is_some(),
+            capacity: current.as_ref().map_or(0, |g| g.capacity),
+            inserted: current
+                .as_ref()
+                .map_or(0, |g| g.inserted.load(Ordering::Relaxed)),
+            bytes: current.as_ref().map_or(0, |g| g.bytes) + next_bytes,
+            absent: self.absent.load(Ordering::Relaxed),
+            maybe: self.maybe.load(Ordering::Relaxed),
+            rebuilds: self.rebuilds.load(Ordering::Relaxed),
+        }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+}
+
+/// A [`BlockIndex`] that consults a [`PresenceFilter`] before every lookup (see the module
+/// docs). Cheap to clone.
+#[derive(Clone)]
+pub struct FilteredIndex {
+    inner: Arc<dyn BlockIndex>,
+    filter: Arc<PresenceFilter>,
+    /// Filter epoch at the first `stage_blocks` of each open staging: a rebuild that started
+    /// after it may have missed the staged rows, so the commit adds them again.
+    staging_epochs: Arc<Mutex<HashMap<String, u64>>>,
+    /// Multihashes looked up in the inner index (after the filter said "maybe").
+    lookups: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for FilteredIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilteredIndex")
+            .field("filter", &self.filter)
+            .field("lookups", &self.lookups())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FilteredIndex {
+    /// `inner` behind `filter`. The filter answers "maybe" until [`rebuild`](Self::rebuild)
+    /// has run once.
+    pub fn new(inner: Arc<dyn BlockIndex>, filter: Arc<PresenceFilter>) -> Self {
+        Self {
+            inner,
+            filter,
+            staging_epochs: Arc::default(),
+            lookups: Arc::default(),
+        }
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> &Arc<PresenceFilter> {
+        &self.filter
+    }
+
+    /// Multihashes looked up in the inner index so far (each one the filter could not rule
+    /// out); the inner index's own queries for `car`, `list_cars` and ingest are not counted.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
+    }
+
+    /// Builds a new generation from every committed CAR's multihashes, sized for
+    /// `max(expected_blocks, 2 × insertions so far)`, and makes it current. Inserts made while
+    /// it runs go to both generations. Returns the multihashes loaded. Only one rebuild runs at
+    /// a time: a call while another runs returns `Ok(0)` at once.
+    ///
+    /// # Errors
+    /// The inner index's error; the current generation then stays in place.
+    pub async fn rebuild(&self) -> Result<u64, IndexError> {
+        let f = &self.filter;
+        if f.rebuilding.swap(true, Ordering::AcqRel) {
+            return Ok(0);
+        }
+        let inserted = f
+            .current()
+            .map_or(0, |g| g.inserted.load(Ordering::Relaxed));
+        let capacity = f.config.expected_blocks.max(inserted.saturating_mul(2));
+        let next = Arc::new(Generation::new(capacity, f.config.false_positive_rate));
+        *f.next.write().unwrap_or_else(PoisonError::into_inner) = Some(next.clone());
+        f.epoch.fetch_add(1, Ordering::AcqRel);
+        let loaded = self.load_all(&next).await;
+        let mut next_slot = f.next.write().unwrap_or_else(PoisonError::into_inner);
+        *next_slot = None;
+        if loaded.is_ok() {
+            *f.current.write().unwrap_or_else(PoisonError::into_inner) = Some(next);
+            f.rebuilds.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(next_slot);
+        f.rebuilding.store(false, Ordering::Release);
+        loaded
+    }
+
+    async fn load_all(&self, into: &Generation) -> Result<u64, IndexError> {
+        let mut loaded = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let cars = self
+                .inner
+                .list_cars(after.as_deref(), MAX_LIST_CARS)
+                .await?;
+            let Some(last) = cars.last() else {
+                return Ok(loaded);
+            };
+            after = Some(last.key.clone());
+            for car in &cars {
+                loaded += self.add_car(&car.key, |mh| into.insert(mh)).await?;
+            }
+        }
+    }
+
+    /// Feeds every committed multihash of the CAR `key` to `add`; returns how many.
+    async fn add_car(&self, key: &str, add: impl Fn(&Multihash)) -> Result<u64, IndexError> {
+        let mut n = 0;
+        let mut after: Option<Multihash> = None;
+        loop {
+            let page = self
+                .inner
+                .car_multihashes(key, after.as_ref(), crate::MAX_LIST_MULTIHASHES)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(n);
+            };
+            after = Some(*last);
+            page.iter().for_each(&add);
+            n += page.len() as u64;
+        }
+    }
+
+    /// Adds the multihashes of a CAR committed elsewhere (another replica) to the filter.
+    ///
+    /// # Errors
+    /// The inner index's error (the CAR stays partly added; call again).
+    pub async fn add_committed_car(&self, key: &str) -> Result<u64, IndexError> {
+        self.add_car(key, |mh| self.filter.insert(mh)).await
+    }
+}
+
+#[async_trait]
+impl BlockIndex for FilteredIndex {
+    async fn locations(&self, multihash: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
+        if !self.filter.may_contain(multihash) {
+            return Ok(Vec::new());
+        }
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        self.inner.locations(multihash).await
+    }
+
+    async fn contains(&self, multihash: &Multihash) -> Result<bool, IndexError> {
+        if !self.filter.may_contain(multihash) {
+            return Ok(false);
+        }
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        self.inner.contains(multihash).await
+    }
+
+    async fn locations_many(
+        &self,
+        multihashes: &[Multihash],
+    ) -> Result<Vec<Vec<BlockLocation>>, IndexError> {
+        let maybe: Vec<usize> = (0..multihashes.len())
+            .filter(|&i| self.filter.may_contain(&multihashes[i]))
+            .collect();
+        let mut out = vec![Vec::new(); multihashes.len()];
+        if maybe.is_empty() {
+            return Ok(out);
+        }
+        self.lookups
+            .fetch_add(maybe.len() as u64, Ordering::Relaxed);
+        let asked: Vec<Multihash> = maybe.iter().map(|&i| multihashes[i]).collect();
+        let found = self.inner.locations_many(&asked).await?;
+        if found.len() != asked.len() {
+            return Err(IndexError::Storage(format!(
+                "locations_many answered {} of {} blocks",
+                found.len(),
+                asked.len()
+            )));
+        }
+        for (i, locations) in maybe.into_iter().zip(found) {
+            out[i] = locations;
+        }
+        Ok(out)
+    }
+
+    async fn car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
+        self.inner.car(key).await
+    }
+
+    async fn list_cars(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CarRecord>, IndexError> {
+        self.inner.list_cars(after, limit).await
+    }
+
+    async fn car_multihashes(
+        &self,
+        key: &str,
+        after: Option<&Multihash>,
+        limit: usize,
+    ) -> Result<Vec<Multihash>, IndexError> {
+        self.inner.car_multihashes(key, after, limit).await
+    }
+
+    async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
+        self.staging_epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(car_key.to_owned())
+            .or_insert_with(|| self.filter.epoch());
+        for row in rows {
+            self.filter.insert(&row.multihash);
+        }
+        self.inner.stage_blocks(car_key, rows).await
+    }
+
+    async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError> {
+        self.inner.commit_car(record).await?;
+        let staged_at = self
+            .staging_epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&record.key);
+        if staged_at.is_some_and(|epoch| epoch != self.filter.epoch()) {
+            // A rebuild started after these rows were staged and may have listed the CARs
+            // before this one was committed: add them again.
+            if let Err(e) = self.add_committed_car(&record.key).await {
+                tracing::warn!(car = %record.key, error = %e, "re-adding a CAR to the presence filter failed; rebuilding");
+                self.filter
+                    .current
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort_car(&self, car_key: &str) -> Result<(), IndexError> {
+        self.staging_epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(car_key);
+        self.inner.abort_car(car_key).await
+    }
+
+    async fn recover(&self) -> Result<Vec<String>, IndexError> {
+        self.inner.recover().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::test_multihash;
+
+    fn staged(seed: u32) -> StagedBlock {
+        StagedBlock {
+            multihash: test_multihash(seed),
+            offset: u64::from(seed) * 10,
+            length: 5,
+        }
+    }
+
+    fn record(key: &str, blocks: u64) -> CarRecord {
+        CarRecord {
+            key: key.to_owned(),
+            version: 1,
+            roots: Vec::new(),
+            size: 100,
+            blocks,
+            block_bytes: blocks * 5,
+            ingested_at: 0,
+        }
+    }
+
+    async fn commit(index: &dyn BlockIndex, key: &str, seeds: std::ops::Range<u32>) {
+        let rows: Vec<_> = seeds.map(staged).collect();
+        index.stage_blocks(key, &rows).await.unwrap();
+        index
+            .commit_car(&record(key, rows.len() as u64))
+            .await
+            .unwrap();
+    }
+
+    fn filtered(
+        expected_blocks: u64,
+    ) -> (tempfile::TempDir, Arc<crate::FjallIndex>, FilteredIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Arc::new(crate::FjallIndex::open(dir.path()).unwrap());
+        let filter = Arc::new(PresenceFilter::new(FilterConfig {
+            expected_blocks,
+            false_positive_rate: 0.01,
+        }));
+        let index = FilteredIndex::new(inner.clone(), filter);
+        (dir, inner, index)
+    }
+
+    #[tokio::test]
+    async fn unbuilt_filter_passes_every_lookup_through() {
+        let (_dir, inner, index) = filtered(100);
+        commit(inner.as_ref(), "cars/a.car", 0..10).await;
+        assert!(index.contains(&test_multihash(3)).await.unwrap());
+        assert!(!index.contains(&test_multihash(99)).await.unwrap());
+        assert_eq!(index.lookups(), 2);
+        assert!(index.filter().needs_rebuild());
+    }
+
+    #[tokio::test]
+    async fn absent_blocks_cost_no_index_lookup_once_built() {
+        let (_dir, inner, index) = filtered(1000);
+        commit(inner.as_ref(), "cars/a.car", 0..200).await;
+        assert_eq!(index.rebuild().await.unwrap(), 200);
+        assert!(!index.filter().needs_rebuild());
+        // Every present block is found.
+        let present: Vec<_> = (0..200).map(test_multihash).collect();
+        let found = index.locations_many(&present).await.unwrap();
+        assert!(found.iter().all(|l| l.len() == 1));
+        // 10,000 absent ones: only false positives reach the index (p = 0.01).
+        let before = index.lookups();
+        for seed in 10_000..20_000 {
+            assert!(
+                index
+                    .locations(&test_multihash(seed))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        let passed = index.lookups() - before;
+        assert!(
+            passed < 300,
+            "{passed} of 10000 absent lookups reached the index"
+        );
+        assert!(index.filter().stats().absent >= 9_700);
+    }
+
+    #[tokio::test]
+    async fn ingested_and_remote_blocks_are_added() {
+        let (_dir, inner, index) = filtered(1000);
+        index.rebuild().await.unwrap();
+        // Through the wrapper: staged rows enter the filter.
+        commit(&index, "cars/local.car", 0..50).await;
+        // Behind its back (another replica): absent until added.
+        commit(inner.as_ref(), "cars/remote.car", 100..150).await;
+        assert!(index.contains(&test_multihash(10)).await.unwrap());
+        let misses = (100..150)
+            .filter(|&s| !index.filter().may_contain(&test_multihash(s)))
+            .count();
+        assert!(misses > 40, "remote blocks should be unknown to the filter");
+        assert_eq!(
+            index.add_committed_car("cars/remote.car").await.unwrap(),
+            50
+        );
+        for seed in 100..150 {
+            assert!(index.contains(&test_multihash(seed)).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_filter_asks_for_a_rebuild_and_grows() {
+        let (_dir, _inner, index) = filtered(10);
+        index.rebuild().await.unwrap();
+        commit(&index, "cars/a.car", 0..40).await;
+        assert!(index.filter().needs_rebuild());
+        let small = index.filter().stats().bytes;
+        assert_eq!(index.rebuild().await.unwrap(), 40);
+        let stats = index.filter().stats();
+        assert_eq!(stats.capacity, 80);
+        assert!(stats.bytes > small);
+        assert_eq!(stats.rebuilds, 2);
+        for seed in 0..40 {
+            assert!(index.contains(&test_multihash(seed)).await.unwrap());
+        }
+    }
+}
