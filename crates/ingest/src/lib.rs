@@ -205,7 +205,10 @@ impl Ingester {
         R: AsyncRead + Unpin + Send,
     {
         let staging = Path::from(format!("{STAGING_PREFIX}/{}.car", unique_name()));
-        let verified = match self.upload(reader, &staging, progress).await {
+        let verified = match self
+            .upload(reader, &staging, Some(&staging), progress)
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 self.delete_quietly(&staging).await;
@@ -258,11 +261,82 @@ impl Ingester {
         Ok(summary)
     }
 
+    /// Indexes a CAR that is already in the object store under `key` (for example uploaded
+    /// straight to the bucket), without copying it: the object is streamed once, every block is
+    /// verified, and the rows point into the object as it is. The CAR record's key is `key`.
+    /// A `key` already indexed is answered `already_present` without reading it.
+    ///
+    /// # Errors
+    /// [`IngestError::Storage`] when the object cannot be read (missing included), and the
+    /// errors of [`ingest`](Self::ingest); on any error nothing becomes visible and the object
+    /// is left as it was.
+    pub async fn index_stored(
+        &self,
+        key: &str,
+        progress: Option<Arc<IngestProgress>>,
+    ) -> Result<IngestSummary, IngestError> {
+        let path = Path::from(key);
+        if let Some(record) = self.index.car(key).await? {
+            return Ok(IngestSummary {
+                car_key: record.key,
+                version: record.version,
+                roots: record.roots,
+                blocks: record.blocks,
+                bytes: record.size,
+                block_bytes: record.block_bytes,
+                already_present: true,
+            });
+        }
+        let object = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| storage_err(&path, e))?;
+        let reader = tokio_util::io::StreamReader::new(
+            object
+                .into_stream()
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        );
+        let verified = self.upload(reader, &path, None, progress).await?;
+        let record = CarRecord {
+            key: key.to_owned(),
+            version: verified.header.version,
+            roots: verified.header.roots.iter().map(Cid::to_string).collect(),
+            size: verified.size,
+            blocks: verified.blocks,
+            block_bytes: verified.block_bytes,
+            ingested_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let summary = IngestSummary {
+            car_key: key.to_owned(),
+            version: record.version,
+            roots: record.roots.clone(),
+            blocks: record.blocks,
+            bytes: record.size,
+            block_bytes: record.block_bytes,
+            already_present: false,
+        };
+        let _guard = self.commit_lock.lock().await;
+        if let Err(e) = self.stage_and_commit(&record, verified.rows).await {
+            if let Err(abort) = self.index.abort_car(key).await {
+                tracing::warn!(car = %key, error = %abort, "aborting staged rows failed; recover() removes them");
+            }
+            return Err(e);
+        }
+        tracing::info!(car = %key, blocks = summary.blocks, bytes = summary.bytes, "stored CAR indexed in place");
+        Ok(summary)
+    }
+
     /// Streams the input to `staging` while the verifier thread checks it.
+    ///
+    /// `staging: None` only verifies (the CAR is already stored; `key` names it in errors).
     async fn upload<R>(
         &self,
         mut reader: R,
-        staging: &Path,
+        key: &Path,
+        staging: Option<&Path>,
         progress: Option<Arc<IngestProgress>>,
     ) -> Result<Verified, IngestError>
     where
@@ -271,11 +345,13 @@ impl Ingester {
         let (tx, rx) = mpsc::channel::<Bytes>(CHUNK_QUEUE);
         let limits = self.config.limits;
         let verifier = tokio::task::spawn_blocking(move || verify(rx, limits, progress));
-        let mut upload = object_store::buffered::BufWriter::with_capacity(
-            self.store.clone(),
-            staging.clone(),
-            self.config.upload_buffer,
-        );
+        let mut upload = staging.map(|staging| {
+            object_store::buffered::BufWriter::with_capacity(
+                self.store.clone(),
+                staging.clone(),
+                self.config.upload_buffer,
+            )
+        });
 
         let mut read = 0u64;
         let pumped: Result<(), IngestError> =
@@ -298,10 +374,12 @@ impl Ingester {
                     }
                     read += buf.len() as u64;
                     let chunk = buf.freeze();
-                    upload
-                        .write_all(&chunk)
-                        .await
-                        .map_err(|e| storage_err(staging, e))?;
+                    if let Some(upload) = upload.as_mut() {
+                        upload
+                            .write_all(&chunk)
+                            .await
+                            .map_err(|e| storage_err(key, e))?;
+                    }
                     if tx.send(chunk).await.is_err() {
                         // The verifier stopped early: its error is the one to report.
                         return Ok(());
@@ -313,15 +391,16 @@ impl Ingester {
         let verified = verifier.await.map_err(|e| IngestError::Spill(e.into()));
         let verified = match (pumped, verified) {
             (Err(e), _) | (Ok(()), Ok(Err(e)) | Err(e)) => {
-                let _ = upload.abort().await;
+                if let Some(mut upload) = upload {
+                    let _ = upload.abort().await;
+                }
                 return Err(e);
             }
             (Ok(()), Ok(Ok(v))) => v,
         };
-        upload
-            .shutdown()
-            .await
-            .map_err(|e| storage_err(staging, e))?;
+        if let Some(mut upload) = upload {
+            upload.shutdown().await.map_err(|e| storage_err(key, e))?;
+        }
         Ok(verified)
     }
 

@@ -284,3 +284,52 @@ async fn concurrent_uploads_of_one_car_store_it_once() {
     assert_eq!(fresh, 1);
     assert_eq!(objects(&r.store).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_car_already_in_the_store_is_indexed_in_place() {
+    let r = repo();
+    let bytes = fixture("go-car/sample-v1-noidentity.car");
+    let key = "uploads/straight-to-bucket.car";
+    r.store
+        .put(&object_store::path::Path::from(key), bytes.clone().into())
+        .await
+        .unwrap();
+
+    let summary = r.ingester.index_stored(key, None).await.unwrap();
+    assert_eq!(summary.car_key, key);
+    assert!(!summary.already_present);
+    assert_eq!(summary.bytes, bytes.len() as u64);
+    // Not copied: the only object is the one uploaded.
+    assert_eq!(objects(&r.store).await, vec![key.to_owned()]);
+    let blocks = sections(&bytes);
+    assert_eq!(summary.blocks, blocks.len() as u64);
+    for (cid, data) in &blocks {
+        let location = &r.index.locations(cid.hash()).await.unwrap()[0];
+        assert_eq!(location.car, key);
+        let start = location.offset as usize;
+        assert_eq!(
+            &bytes[start..start + location.length as usize],
+            data.as_slice()
+        );
+    }
+    let again = r.ingester.index_stored(key, None).await.unwrap();
+    assert!(again.already_present);
+
+    // A damaged CAR in the bucket: refused, nothing visible, the object left alone.
+    let bad_key = "uploads/bad.car";
+    let bad = fixture("go-car/sample-v1-tailing-corrupt-section.car");
+    r.store
+        .put(&object_store::path::Path::from(bad_key), bad.into())
+        .await
+        .unwrap();
+    let err = r.ingester.index_stored(bad_key, None).await.unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    assert!(r.index.car(bad_key).await.unwrap().is_none());
+    assert_eq!(objects(&r.store).await.len(), 2);
+    // A missing object is a storage error.
+    let missing = r.ingester.index_stored("uploads/none.car", None).await;
+    assert!(
+        matches!(missing, Err(IngestError::Storage { .. })),
+        "{missing:?}"
+    );
+}
