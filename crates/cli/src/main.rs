@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use hydrant_node::config::StorageConfig;
 use hydrant_node::daemon::{DaemonInfo, Overrides};
 use hydrant_node::repo::{API_FILE, Repo};
 use hydrant_node::services::Services;
@@ -81,9 +82,10 @@ enum Command {
         json: bool,
     },
     /// Ingest CAR files (v1 or v2): verify every block, store, index. Uses the running daemon
-    /// when there is one.
+    /// when there is one. `s3://<bucket>/<key>` names a CAR already in the node's bucket: it is
+    /// verified and indexed where it is, not copied.
     Ingest {
-        /// CAR files.
+        /// CAR files, or s3://<bucket>/<key> of CARs already in the bucket.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Print one JSON summary line per file instead of text.
@@ -240,7 +242,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ConfigCommand::Check => {
                     println!("{}: valid", repo_dir.join("config.toml").display())
                 }
-                ConfigCommand::Show => print!("{}", toml::to_string(&repo.config)?),
+                ConfigCommand::Show => print!("{}", toml::to_string(&repo.config.redacted())?),
             }
             Ok(())
         }
@@ -293,14 +295,29 @@ async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
     let daemon = running_daemon(repo_dir).await;
     let services = match &daemon {
         Some(_) => None,
-        None => Some(Services::open(&Repo::open(repo_dir)?)?),
+        None => Some(Services::open(&Repo::open(repo_dir)?).await?),
     };
     let mut failed = 0;
     for file in files {
-        let result = match (&daemon, &services) {
-            (Some(info), _) => ingest_remote(info, file).await,
-            (None, Some(services)) => ingest_local(services, file).await,
-            (None, None) => unreachable!("one of daemon or local services is set"),
+        let stored = match stored_key(repo_dir, file) {
+            Ok(key) => key,
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e:#}", file.display());
+                continue;
+            }
+        };
+        let result = match (&daemon, &services, stored) {
+            (Some(info), _, Some(key)) => index_remote(info, &key).await,
+            (Some(info), _, None) => ingest_remote(info, file).await,
+            (None, Some(services), Some(key)) => services
+                .ingester
+                .index_stored(&key, None)
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|s| Ok(serde_json::to_value(s)?)),
+            (None, Some(services), None) => ingest_local(services, file).await,
+            (None, None, _) => unreachable!("one of daemon or local services is set"),
         };
         match result {
             Ok(summary) if json => println!("{summary}"),
@@ -327,6 +344,58 @@ async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
         bail!("{failed} of {} CAR files failed", files.len());
     }
     Ok(())
+}
+
+/// For `s3://bucket/key`: the object key, after checking that the repository stores CARs in
+/// that bucket. `None` for a local file.
+fn stored_key(repo_dir: &Path, file: &Path) -> Result<Option<String>> {
+    let Some(rest) = file.to_str().and_then(|f| f.strip_prefix("s3://")) else {
+        return Ok(None);
+    };
+    let (bucket, key) = rest
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .context("expected s3://<bucket>/<object key>")?;
+    let repo = Repo::open(repo_dir)?;
+    match &repo.config.storage {
+        StorageConfig::S3(s3) if s3.bucket == bucket => Ok(Some(key.to_owned())),
+        StorageConfig::S3(s3) => bail!(
+            "the CAR must already be in this node's bucket {:?}, not {bucket:?} (storage.bucket)",
+            s3.bucket
+        ),
+        _ => bail!("s3:// CARs need storage.kind = \"s3\" in config.toml"),
+    }
+}
+
+/// Asks the daemon to index the CAR stored under `key` in place.
+async fn index_remote(info: &DaemonInfo, key: &str) -> Result<serde_json::Value> {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/api/v1/cars/index", info.api_url),
+        &[("key", key)],
+    )?;
+    let response = reqwest::Client::new()
+        .post(url)
+        .send()
+        .await
+        .context("asking the daemon to index the stored CAR")?;
+    daemon_answer(response).await
+}
+
+async fn daemon_answer(response: reqwest::Response) -> Result<serde_json::Value> {
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .context("reading the daemon's answer")?;
+    if !status.is_success() {
+        bail!(
+            "{}",
+            body["error"]
+                .as_str()
+                .unwrap_or("the daemon refused the CAR")
+        );
+    }
+    Ok(body)
 }
 
 async fn ingest_local(services: &Services, file: &Path) -> Result<serde_json::Value> {
@@ -376,20 +445,7 @@ async fn ingest_remote(info: &DaemonInfo, file: &Path) -> Result<serde_json::Val
         .await
         .context("sending the CAR to the daemon")?;
     bar.finish_and_clear();
-    let status = response.status();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .context("reading the daemon's answer")?;
-    if !status.is_success() {
-        bail!(
-            "{}",
-            body["error"]
-                .as_str()
-                .unwrap_or("the daemon refused the CAR")
-        );
-    }
-    Ok(body)
+    daemon_answer(response).await
 }
 
 async fn export(repo_dir: &Path, cid: cid::Cid, output: Option<&Path>) -> Result<()> {
@@ -421,7 +477,7 @@ async fn export(repo_dir: &Path, cid: cid::Cid, output: Option<&Path>) -> Result
                 .boxed()
         }
         None => {
-            let services = Services::open(&Repo::open(repo_dir)?)?;
+            let services = Services::open(&Repo::open(repo_dir)?).await?;
             hydrant_node::export::car_stream(&services, cid)
                 .map(|r| r.map_err(anyhow::Error::from))
                 .boxed()

@@ -3,7 +3,10 @@
 //! | method and path | does |
 //! | --- | --- |
 //! | `GET /api/v1/id` | the [`DaemonInfo`] of this daemon |
+//! | `GET /healthz` | liveness: 200 while the process serves HTTP |
+//! | `GET /readyz` | readiness ([`crate::health::Readiness`] as JSON): 200 when ready, 503 when not |
 //! | `PUT /api/v1/cars` | ingests the CAR in the request body (streamed); answers an `IngestSummary` |
+//! | `POST /api/v1/cars/index?key=KEY` | indexes the CAR already stored under object key `KEY`, in place |
 //! | `GET /api/v1/cars?after=KEY&limit=N` | committed CARs, ordered by key, at most `limit` (<= 1000) |
 //! | `GET /api/v1/dht/heads` | the DHT heads and the main peer: index, peer ID, addresses, connected peers |
 //! | `GET /api/v1/dht/heads/{peer_id}/peers` | peers connected to one head |
@@ -26,7 +29,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use futures::TryStreamExt;
 use hydrant_ingest::IngestError;
 use serde::Deserialize;
@@ -34,6 +37,7 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::daemon::DaemonInfo;
 use crate::dht::DhtService;
+use crate::health::Health;
 use crate::services::Services;
 use hydrant_bitswap::BitswapHandle;
 
@@ -51,6 +55,8 @@ pub struct ApiState {
     pub dht: Option<Arc<DhtService>>,
     /// The Bitswap server (for its counters).
     pub bitswap: Arc<BitswapHandle>,
+    /// Liveness and readiness.
+    pub health: Arc<Health>,
 }
 
 impl ApiState {
@@ -61,6 +67,7 @@ impl ApiState {
         config: &Config,
         dht: Option<Arc<DhtService>>,
         bitswap: Arc<BitswapHandle>,
+        health: Arc<Health>,
     ) -> Self {
         ApiState {
             services,
@@ -69,15 +76,24 @@ impl ApiState {
             announce_roots: config.dht.announce_roots,
             dht,
             bitswap,
+            health,
         }
+    }
+
+    /// The services the API serves from.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 }
 
 /// The API router.
 pub fn router(state: ApiState) -> axum::Router {
     axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/api/v1/id", get(id))
         .route("/api/v1/cars", put(put_car).get(list_cars))
+        .route("/api/v1/cars/index", post(index_stored))
         .route("/api/v1/dht/heads", get(dht_heads))
         .route("/api/v1/dht/heads/{peer_id}/peers", get(dht_head_peers))
         .route("/api/v1/dht/routing-table", get(dht_routing_table))
@@ -94,6 +110,41 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 async fn id(State(state): State<ApiState>) -> Json<DaemonInfo> {
     Json((*state.info).clone())
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let readiness = state.health.readiness().await;
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
+}
+
+#[derive(Deserialize)]
+struct IndexQuery {
+    key: String,
+}
+
+async fn index_stored(State(state): State<ApiState>, Query(q): Query<IndexQuery>) -> Response {
+    match state.services.ingester.index_stored(&q.key, None).await {
+        Ok(summary) => {
+            if let (Some(dht), true) = (&state.dht, state.announce_roots) {
+                dht.announce_car(&summary.car_key, &summary.roots);
+            }
+            (StatusCode::OK, Json(summary)).into_response()
+        }
+        Err(e) if e.is_bad_input() => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ IngestError::NotFound { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "indexing a stored CAR failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "indexing failed on the server; see its log",
+            )
+        }
+    }
 }
 
 async fn put_car(State(state): State<ApiState>, body: Body) -> Response {

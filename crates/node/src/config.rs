@@ -35,6 +35,10 @@ pub struct Config {
     pub dht: DhtConfig,
     /// The provider-record store shared by the heads.
     pub providers: ProvidersConfig,
+    /// The in-memory presence filter in front of the index.
+    pub filter: FilterConfig,
+    /// Graceful shutdown (SIGTERM / Ctrl-C).
+    pub shutdown: ShutdownConfig,
 }
 
 /// `[swarm]`
@@ -109,6 +113,50 @@ pub enum StorageConfig {
         /// Directory, relative to the repository unless absolute.
         path: PathBuf,
     },
+    /// An S3-compatible bucket (AWS S3, Garage, MinIO, Ceph RGW).
+    S3(S3Config),
+}
+
+/// `[storage] kind = "s3"`: an S3-compatible bucket. Credentials come from
+/// `credentials_file`, else from the environment (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); they are never logged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Endpoint URL, e.g. `http://127.0.0.1:3900` for Garage; empty for AWS S3 (from the
+    /// region). `http://` endpoints are allowed (keep them on a private network).
+    pub endpoint: String,
+    /// Region name (Garage's default is `garage`).
+    pub region: String,
+    /// Address buckets as `endpoint/bucket/key` (path style; Garage and MinIO need it) rather
+    /// than `bucket.endpoint/key`.
+    pub path_style: bool,
+    /// A TOML file with `access_key_id`, `secret_access_key` and optionally `session_token`
+    /// (relative to the repository unless absolute). Empty: use the environment.
+    pub credentials_file: PathBuf,
+    /// Seconds one request may take, body included, before it fails.
+    pub request_timeout_secs: u64,
+    /// Seconds opening a connection may take.
+    pub connect_timeout_secs: u64,
+    /// Retries of a failed request (with backoff, within `request_timeout_secs` in all).
+    pub max_retries: usize,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            path_style: false,
+            credentials_file: PathBuf::new(),
+            request_timeout_secs: 30,
+            connect_timeout_secs: 5,
+            max_retries: 2,
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -128,6 +176,54 @@ pub enum IndexConfig {
         /// Directory, relative to the repository unless absolute.
         path: PathBuf,
     },
+    /// A PostgreSQL database shared by replicas.
+    Postgres(PostgresConfig),
+}
+
+/// `[index] kind = "postgres"`: the block index (and, with `providers.kind = "postgres"`, the
+/// provider records) in a PostgreSQL database. Migrations are applied at start-up.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// Connection string: `postgresql://user@host:port/db` or `host=... user=... dbname=...`
+    /// (a `host` starting with `/` is a Unix socket directory). Prefer `password_file` to a
+    /// password in the URL; either way it is never logged.
+    pub url: String,
+    /// A file holding the password (first line; relative to the repository unless absolute).
+    /// Empty: none, or the one in `url`.
+    pub password_file: PathBuf,
+    /// Schema of Hydrant's tables (created if missing).
+    pub schema: String,
+    /// Most pooled connections of this process.
+    pub pool_size: usize,
+    /// Seconds opening a connection may take.
+    pub connect_timeout_secs: u64,
+    /// Seconds a query waits for a free pooled connection before failing.
+    pub wait_timeout_secs: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            password_file: PathBuf::new(),
+            schema: "public".into(),
+            pool_size: 16,
+            connect_timeout_secs: 5,
+            wait_timeout_secs: 5,
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &"<redacted>")
+            .field("password_file", &self.password_file)
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for IndexConfig {
@@ -148,6 +244,8 @@ pub struct ReadConfig {
     pub max_range_bytes: u64,
     /// Re-hash every block read from storage before serving it.
     pub verify: bool,
+    /// Bytes of recently read blocks kept in memory; 0 turns the read cache off.
+    pub cache_bytes: u64,
 }
 
 impl Default for ReadConfig {
@@ -156,6 +254,52 @@ impl Default for ReadConfig {
             max_gap_bytes: 64 * 1024,
             max_range_bytes: 8 * 1024 * 1024,
             verify: true,
+            cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[filter]`: the presence filter, an in-memory Bloom filter of the blocks present, so that a
+/// want for an absent block costs no index query and no object-store request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Use the filter (built from the index at start-up, before the node reports ready).
+    pub enabled: bool,
+    /// Blocks the filter is first sized for; it is rebuilt twice as large when it fills.
+    pub expected_blocks: u64,
+    /// Fraction of absent blocks the filter lets through to the index, in (0, 0.5].
+    pub false_positive_rate: f64,
+    /// Milliseconds between polls of a shared (PostgreSQL) index for CARs committed by other
+    /// replicas.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        let d = hydrant_index::filter::FilterConfig::default();
+        Self {
+            enabled: true,
+            expected_blocks: d.expected_blocks,
+            false_positive_rate: d.false_positive_rate,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// `[shutdown]`: what happens on SIGTERM or Ctrl-C.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds to drain: readiness turns false and listeners close at once; in-flight Bitswap
+    /// and HTTP responses get this long to finish before the process exits.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout_secs: 10,
         }
     }
 }
@@ -271,7 +415,9 @@ impl DhtConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProvidersConfig {
-    /// `"fjall"` (embedded, at `path`) or `"memory"` (lost on restart, at most `max_records`).
+    /// `"fjall"` (embedded, at `path`), `"memory"` (lost on restart, at most `max_records`) or
+    /// `"postgres"` (in the `[index]` database, shared by replicas; needs `index.kind =
+    /// "postgres"`).
     pub kind: String,
     /// Directory of the embedded store, relative to the repository unless absolute.
     pub path: PathBuf,
@@ -301,6 +447,25 @@ impl Default for ProvidersConfig {
     }
 }
 
+/// `url` with the password of a `user:password@` URL or a `password=...` pair replaced by `***`.
+fn redact_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@')
+            && let Some((user, _)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}");
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some(("password", _)) => "password=***".to_owned(),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A refused configuration value, with the reason and the accepted range.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("config: {field} = {value} is refused: {reason}")]
@@ -314,6 +479,16 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// This configuration with secrets replaced by `***` (the password in a PostgreSQL
+    /// connection string), for display.
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        if let IndexConfig::Postgres(pg) = &mut shown.index {
+            pg.url = redact_password(&pg.url);
+        }
+        shown
+    }
+
     /// Parses a config file's text.
     ///
     /// # Errors
@@ -353,6 +528,7 @@ impl Config {
                 "must be at least the largest block, 2097152 bytes (2 MiB)",
             ));
         }
+        self.validate_stores()?;
         if self.bitswap.max_wantlist_entries == 0 {
             return Err(refuse(
                 "bitswap.max_wantlist_entries",
@@ -368,6 +544,95 @@ impl Config {
             ));
         }
         self.validate_dht()
+    }
+
+    fn validate_stores(&self) -> Result<(), ConfigError> {
+        let refuse = |field, value: &dyn std::fmt::Display, reason: &str| ConfigError {
+            field,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        if let StorageConfig::S3(s3) = &self.storage {
+            if s3.bucket.is_empty() {
+                return Err(refuse(
+                    "storage.bucket",
+                    &"\"\"",
+                    "an S3 store needs a bucket name",
+                ));
+            }
+            if !s3.endpoint.is_empty()
+                && !s3.endpoint.starts_with("http://")
+                && !s3.endpoint.starts_with("https://")
+            {
+                return Err(refuse(
+                    "storage.endpoint",
+                    &s3.endpoint,
+                    "must be an http:// or https:// URL, or empty for AWS S3",
+                ));
+            }
+            if s3.request_timeout_secs == 0 || s3.connect_timeout_secs == 0 {
+                return Err(refuse(
+                    "storage.request_timeout_secs",
+                    &s3.request_timeout_secs,
+                    "request_timeout_secs and connect_timeout_secs must be at least 1",
+                ));
+            }
+        }
+        if let IndexConfig::Postgres(pg) = &self.index {
+            if pg.url.is_empty() {
+                return Err(refuse(
+                    "index.url",
+                    &"\"\"",
+                    "a PostgreSQL index needs a connection URL",
+                ));
+            }
+            if pg.pool_size == 0 {
+                return Err(refuse(
+                    "index.pool_size",
+                    &0,
+                    "a pool of zero connections could answer nothing; use at least 1 (default 16)",
+                ));
+            }
+            if pg.connect_timeout_secs == 0 || pg.wait_timeout_secs == 0 {
+                return Err(refuse(
+                    "index.connect_timeout_secs",
+                    &pg.connect_timeout_secs,
+                    "connect_timeout_secs and wait_timeout_secs must be at least 1",
+                ));
+            }
+        }
+        let f = &self.filter;
+        if f.enabled {
+            if !(f.false_positive_rate > 0.0 && f.false_positive_rate <= 0.5) {
+                return Err(refuse(
+                    "filter.false_positive_rate",
+                    &f.false_positive_rate,
+                    "must be in (0, 0.5] (default 0.001)",
+                ));
+            }
+            if f.expected_blocks == 0 {
+                return Err(refuse(
+                    "filter.expected_blocks",
+                    &0,
+                    "use at least 1 (default 10000000); the filter grows as needed",
+                ));
+            }
+            if f.poll_interval_ms < 100 {
+                return Err(refuse(
+                    "filter.poll_interval_ms",
+                    &f.poll_interval_ms,
+                    "use at least 100 ms (default 1000)",
+                ));
+            }
+        }
+        if self.shutdown.drain_timeout_secs == 0 || self.shutdown.drain_timeout_secs > 3600 {
+            return Err(refuse(
+                "shutdown.drain_timeout_secs",
+                &self.shutdown.drain_timeout_secs,
+                "use 1 to 3600 seconds (default 10)",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_dht(&self) -> Result<(), ConfigError> {
@@ -437,11 +702,20 @@ impl Config {
             }
         }
         let p = &self.providers;
-        if p.kind != "fjall" && p.kind != "memory" {
+        if !["fjall", "memory", "postgres"].contains(&p.kind.as_str()) {
             return Err(refuse(
                 "providers.kind",
                 &p.kind,
-                "must be \"fjall\" or \"memory\"".into(),
+                "must be \"fjall\", \"memory\" or \"postgres\"".into(),
+            ));
+        }
+        if p.kind == "postgres" && !matches!(self.index, IndexConfig::Postgres(_)) {
+            return Err(refuse(
+                "providers.kind",
+                &p.kind,
+                "\"postgres\" keeps provider records in the index's database: set \
+                 index.kind = \"postgres\" too"
+                    .into(),
             ));
         }
         if p.queue_capacity == 0 || p.batch_size == 0 || p.batch_interval_ms == 0 {
@@ -485,6 +759,59 @@ mod tests {
         let parsed = Config::from_toml(DEFAULT_CONFIG).expect("default config parses");
         assert_eq!(parsed, Config::default());
         parsed.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn passwords_are_redacted_for_display() {
+        assert_eq!(
+            redact_password("postgresql://hydrant:s3cret@db:5432/hydrant"),
+            "postgresql://hydrant:***@db:5432/hydrant"
+        );
+        assert_eq!(
+            redact_password("host=/run/pg user=h password=s3cret dbname=x"),
+            "host=/run/pg user=h password=*** dbname=x"
+        );
+        let c =
+            Config::from_toml("[index]\nkind = \"postgres\"\nurl = \"postgresql://u:pw@h/db\"\n")
+                .unwrap();
+        let shown = toml::to_string(&c.redacted()).unwrap();
+        assert!(!shown.contains("pw@"), "{shown}");
+        assert!(!format!("{c:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn s3_and_postgres_sections_parse_and_are_checked() {
+        let c = Config::from_toml(
+            "[storage]\nkind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:3900\"\n\
+             region = \"garage\"\npath_style = true\n\
+             [index]\nkind = \"postgres\"\nurl = \"host=/tmp dbname=x\"\n\
+             [providers]\nkind = \"postgres\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let StorageConfig::S3(s3) = &c.storage else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.request_timeout_secs, 30, "defaults fill the rest");
+        let typo = Config::from_toml("[storage]\nkind = \"s3\"\nbuckett = \"b\"\n").unwrap_err();
+        assert!(typo.to_string().contains("buckett"), "{typo}");
+        let err = Config::from_toml("[storage]\nkind = \"s3\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.field, "storage.bucket");
+        let err = Config::from_toml("[providers]\nkind = \"postgres\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.field, "providers.kind");
+        assert!(err.reason.contains("index.kind"), "{err}");
+        let mut c = Config::default();
+        c.filter.false_positive_rate = 0.0;
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "filter.false_positive_rate"
+        );
     }
 
     #[test]

@@ -8,12 +8,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use libp2p::core::transport::ListenerId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::dht;
+use crate::health::Health;
 use crate::repo::{API_FILE, Repo, write_atomic};
 use crate::routing::NodeRouter;
 use crate::services::Services;
@@ -92,7 +94,12 @@ pub async fn run(
     }
     repo.config.validate().map_err(NodeError::Config)?;
 
-    let services = Services::open(&repo)?;
+    let services = Services::open(&repo).await?;
+    let health = Arc::new(Health::new(
+        services.store.clone(),
+        services.pg.clone(),
+        services.filtered.clone(),
+    ));
     match services
         .ingester
         .sweep_staging(Duration::from_secs(3600))
@@ -108,7 +115,8 @@ pub async fn run(
 
     let peer_id = repo.keypair.public().to_peer_id();
     let mut swarm = swarm::build(repo.keypair.clone(), &repo.config.swarm).await?;
-    let swarm_addrs = listen_all(&mut swarm, &repo.config.swarm.listen, peer_id).await?;
+    let (swarm_addrs, listeners) =
+        listen_all(&mut swarm, &repo.config.swarm.listen, peer_id).await?;
     for addr in &repo.config.swarm.announce {
         swarm.add_external_address(addr.clone());
     }
@@ -120,6 +128,15 @@ pub async fn run(
     let bitswap = Arc::new(bitswap);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let filter_worker = services.filtered.clone().map(|filtered| {
+        tokio::spawn(crate::health::run_filter(
+            filtered,
+            services.pg.clone(),
+            Duration::from_millis(repo.config.filter.poll_interval_ms),
+            stop_rx.clone(),
+        ))
+    });
     let (dialer, dials) = hydrant_dht::network::ChannelDialer::new();
     let connected = Arc::new(Mutex::new(HashSet::new()));
     let me = ProviderInfo {
@@ -138,6 +155,7 @@ pub async fn run(
             &repo,
             services.index.clone(),
             services.store.clone(),
+            services.pg.as_ref().map(|pg| pg.pool().clone()),
             main,
             stop_rx.clone(),
         )
@@ -157,6 +175,8 @@ pub async fn run(
         dialer,
         connected,
         stop_rx.clone(),
+        drain_rx.clone(),
+        listeners,
     ));
 
     let gateway_listener = bind(repo.config.gateway.listen).await?;
@@ -184,14 +204,15 @@ pub async fn run(
     let gateway_app = services
         .gateway_router(&repo.config)
         .merge(hydrant_routing::router(router, RoutingConfig::default()));
-    let gateway =
-        axum::serve(gateway_listener, gateway_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let gateway = axum::serve(gateway_listener, gateway_app)
+        .with_graceful_shutdown(stopped(drain_rx.clone()));
     let api_state = crate::api::ApiState::new(
         services.clone(),
         info.clone(),
         &repo.config,
         dht.clone(),
         bitswap.clone(),
+        health.clone(),
     );
     let api = axum::serve(api_listener, crate::api::router(api_state))
         .with_graceful_shutdown(stopped(stop_rx));
@@ -204,12 +225,25 @@ pub async fn run(
     tracing::info!(peer_id = %peer_id, gateway = %info.gateway_url, api = %info.api_url, "daemon ready");
 
     shutdown.await;
-    tracing::info!("stopping");
+    // Drain: not ready, no new connection (swarm listeners and the gateway close), in-flight
+    // Bitswap answers get up to drain_timeout_secs; the API keeps answering /readyz meanwhile.
+    let drain_timeout = Duration::from_secs(repo.config.shutdown.drain_timeout_secs);
+    tracing::info!(timeout = ?drain_timeout, "draining");
+    health.start_draining();
+    let _ = drain_tx.send(true);
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    while bitswap.stats().peers > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::info!(peers_left = bitswap.stats().peers, "stopping");
     let _ = std::fs::remove_file(repo.dir.join(API_FILE));
     let _ = stop_tx.send(true);
     drop(bitswap);
     drop(dht);
     let _ = main_swarm.await;
+    if let Some(worker) = filter_worker {
+        let _ = worker.await;
+    }
     for (name, task) in [("gateway", gateway), ("api", api)] {
         match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, task).await {
             Ok(Ok(Ok(()))) => {}
@@ -222,12 +256,14 @@ pub async fn run(
 }
 
 /// Listens on every address and waits until each listener reports at least one bound address.
+/// Returns the bound addresses and the listeners' IDs.
 pub(crate) async fn listen_all(
     swarm: &mut libp2p::Swarm<swarm::Behaviour>,
     addrs: &[Multiaddr],
     peer_id: PeerId,
-) -> Result<Vec<Multiaddr>, NodeError> {
+) -> Result<(Vec<Multiaddr>, Vec<ListenerId>), NodeError> {
     let mut pending = HashMap::new();
+    let mut ids = Vec::new();
     for addr in addrs {
         let id = swarm
             .listen_on(addr.clone())
@@ -236,6 +272,7 @@ pub(crate) async fn listen_all(
                 detail: e.to_string(),
             })?;
         pending.insert(id, addr.clone());
+        ids.push(id);
     }
     let mut bound = Vec::new();
     let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
@@ -277,7 +314,7 @@ pub(crate) async fn listen_all(
             other => swarm::log_event(&other),
         }
     }
-    Ok(bound)
+    Ok((bound, ids))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {

@@ -203,11 +203,18 @@ fn seed(repo: &Repo) -> Result<[u8; 32], NodeError> {
     Ok(h.finalize().into())
 }
 
-/// Opens the provider store named by `[providers]`.
-fn open_store(repo: &Repo) -> Result<Arc<dyn ProviderStore>, NodeError> {
+/// Opens the provider store named by `[providers]` (`pg`: the index's PostgreSQL pool, for
+/// `kind = "postgres"`).
+fn open_store(
+    repo: &Repo,
+    pg: Option<hydrant_pg::PgPool>,
+) -> Result<Arc<dyn ProviderStore>, NodeError> {
     let c = &repo.config.providers;
     Ok(match c.kind.as_str() {
         "memory" => Arc::new(hydrant_providers::MemoryProviderStore::new(c.max_records)),
+        "postgres" => Arc::new(hydrant_pg::PgProviderStore::new(pg.ok_or_else(|| {
+            NodeError::Dht("providers.kind = \"postgres\" needs index.kind = \"postgres\"".into())
+        })?)),
         _ => {
             let dir = repo.dir.join(&c.path);
             Arc::new(
@@ -223,17 +230,25 @@ fn open_store(repo: &Repo) -> Result<Arc<dyn ProviderStore>, NodeError> {
 }
 
 /// Drives one swarm: dial requests from the DHT, identify results into the dialer's address
-/// book, the connected-peer set, until `stop` is set.
+/// book, the connected-peer set, until `stop` is set. When `drain` is set, the swarm's
+/// listeners close (no new inbound connection) while its connections keep being served.
 pub async fn drive_swarm(
     mut swarm: Swarm<Behaviour>,
     mut dials: mpsc::Receiver<DialRequest>,
     dialer: ChannelDialer,
     connected: Arc<Mutex<HashSet<PeerId>>>,
     mut stop: watch::Receiver<bool>,
+    mut drain: watch::Receiver<bool>,
+    mut listeners: Vec<libp2p::core::transport::ListenerId>,
 ) {
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
+            _ = drain.wait_for(|d| *d), if !listeners.is_empty() => {
+                for id in listeners.drain(..) {
+                    swarm.remove_listener(id);
+                }
+            }
             Some(request) = dials.recv() => handle_dial_request(&mut swarm, request),
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -274,6 +289,7 @@ pub async fn start(
     repo: &Repo,
     index: Arc<dyn BlockIndex>,
     objects: Arc<dyn ObjectStore>,
+    pg: Option<hydrant_pg::PgPool>,
     main: MainPeer,
     stop: watch::Receiver<bool>,
 ) -> Result<DhtService, NodeError> {
@@ -301,7 +317,8 @@ pub async fn start(
             ..config.swarm.clone()
         };
         let mut head = swarm::build(keypair, &swarm_config).await?;
-        let addrs = crate::daemon::listen_all(&mut head, &swarm_config.listen, peer_id).await?;
+        let (addrs, _) =
+            crate::daemon::listen_all(&mut head, &swarm_config.listen, peer_id).await?;
         let (dialer, dials) = ChannelDialer::new();
         let connected = Arc::new(Mutex::new(HashSet::new()));
         handles.push(HeadHandle {
@@ -321,6 +338,8 @@ pub async fn start(
             dialer,
             connected,
             stop.clone(),
+            stop.clone(),
+            Vec::new(),
         )));
     }
     handles.push(HeadHandle {
@@ -340,7 +359,7 @@ pub async fn start(
         addrs: self_addrs,
     };
 
-    let store = open_store(repo)?;
+    let store = open_store(repo, pg)?;
     let p = &config.providers;
     let (writer, writer_task) = ProviderWriter::spawn(
         store.clone(),

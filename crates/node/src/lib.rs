@@ -7,6 +7,8 @@
 //! - [`services::Services`]: opened stores and the ingest pipeline, for the daemon and the CLI;
 //! - [`daemon::run`]: runs the daemon until a shutdown future completes;
 //! - [`export::export_car`]: writes a CARv1 of a DAG from the local store;
+//! - [`storage`]: the object store of `[storage]` (local or S3), with request counters;
+//! - [`health`]: liveness, readiness, draining, and the presence-filter worker;
 //! - [`dht::start`]: the DHT heads, provider store and announcer; [`routing::NodeRouter`]: the
 //!   Delegated Routing V1 answers.
 
@@ -15,10 +17,12 @@ pub mod config;
 pub mod daemon;
 pub mod dht;
 pub mod export;
+pub mod health;
 pub mod metrics;
 pub mod repo;
 pub mod routing;
 pub mod services;
+pub mod storage;
 #[allow(missing_docs)] // the NetworkBehaviour derive generates an undocumented event enum
 pub mod swarm;
 

@@ -14,6 +14,12 @@
 //! | `hydrant_dht_provider_queue_depth`, `..._capacity` | gauge | |
 //! | `hydrant_dht_provider_records_{accepted,dropped,written}_total`, `..._write_errors_total` | counter | |
 //! | `hydrant_dht_announce_{announced,failed,dropped}_total` | counter | |
+//! | `hydrant_object_store_requests_total` | counter | `op` (get, head, put, multipart, delete, list, copy), `outcome` (started, failed) |
+//! | `hydrant_read_{ranges,blocks,bytes}_total` | counter | ranged reads of stored CARs |
+//! | `hydrant_read_cache_{hits,misses}_total`, `hydrant_read_cache_{bytes,blocks}` | counter, gauge | |
+//! | `hydrant_presence_filter_checks_total` | counter | `result` (absent, maybe) |
+//! | `hydrant_presence_filter_{built,capacity,inserted,bytes}`, `..._rebuilds_total` | gauge, counter | |
+//! | `hydrant_index_lookups_total` | counter | multihashes looked up in the index past the filter |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,6 +30,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::api::ApiState;
+use crate::storage::Op;
 
 /// The DHT message types in `DhtStats` array order (kad-dht.md, "RPC Messages").
 const MESSAGE_TYPES: [&str; 6] = [
@@ -263,7 +270,107 @@ pub fn render(state: &ApiState) -> String {
         }
     }
 
+    storage_metrics(&mut r, state);
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
     out
+}
+
+/// Object store, read path, read cache and presence filter.
+fn storage_metrics(r: &mut Registry, state: &ApiState) {
+    let services = state.services();
+    let requests = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    for op in Op::ALL {
+        let stats = &services.store_stats;
+        for (outcome, v) in [("started", stats.started(op)), ("failed", stats.failed(op))] {
+            requests
+                .get_or_create(&vec![("op", op.label()), ("outcome", outcome)])
+                .inc_by(v);
+        }
+    }
+    r.register(
+        "object_store_requests",
+        "Requests made to the object store, by kind",
+        requests,
+    );
+    let read = services.blockstore.stats();
+    for (name, help, v) in [
+        ("read_ranges", "Ranged reads of stored CARs", read.ranges),
+        (
+            "read_blocks",
+            "Blocks sliced out of ranged reads",
+            read.blocks,
+        ),
+        ("read_bytes", "Bytes received by ranged reads", read.bytes),
+        (
+            "read_cache_hits",
+            "Blocks answered from the read cache",
+            read.cache_hits,
+        ),
+        (
+            "read_cache_misses",
+            "Blocks not in the read cache",
+            read.cache_misses,
+        ),
+    ] {
+        counter(r, name, help, v);
+    }
+    gauge(
+        r,
+        "read_cache_bytes",
+        "Bytes held by the read cache",
+        read.cache_bytes,
+    );
+    gauge(
+        r,
+        "read_cache_blocks",
+        "Blocks held by the read cache",
+        read.cache_blocks,
+    );
+    if let Some(filtered) = &services.filtered {
+        let f = filtered.filter().stats();
+        let checks = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        checks
+            .get_or_create(&vec![("result", "absent")])
+            .inc_by(f.absent);
+        checks
+            .get_or_create(&vec![("result", "maybe")])
+            .inc_by(f.maybe);
+        r.register(
+            "presence_filter_checks",
+            "Presence filter checks: absent answers cost no index query",
+            checks,
+        );
+        gauge(
+            r,
+            "presence_filter_built",
+            "1 once the filter is built",
+            u64::from(f.built),
+        );
+        gauge(
+            r,
+            "presence_filter_capacity",
+            "Blocks the filter is sized for",
+            f.capacity,
+        );
+        gauge(
+            r,
+            "presence_filter_inserted",
+            "Insertions into the filter",
+            f.inserted,
+        );
+        gauge(
+            r,
+            "presence_filter_bytes",
+            "Bytes of Bloom filter held",
+            f.bytes,
+        );
+        counter(r, "presence_filter_rebuilds", "Filter rebuilds", f.rebuilds);
+        counter(
+            r,
+            "index_lookups",
+            "Multihashes looked up in the index past the filter",
+            filtered.lookups(),
+        );
+    }
 }

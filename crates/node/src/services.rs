@@ -2,27 +2,36 @@
 //! adapters that hand them to the protocol crates.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cid::Cid;
 use hydrant_blockstore::{Blockstore, CarBlockstore};
+use hydrant_index::filter::{FilteredIndex, PresenceFilter};
 use hydrant_index::{BlockIndex, FjallIndex};
 use hydrant_ingest::{IngestConfig, Ingester};
+use hydrant_pg::{PgIndex, PgPool, PoolConfig};
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 
 use crate::NodeError;
-use crate::config::{Config, IndexConfig, StorageConfig};
+use crate::config::{Config, IndexConfig, PostgresConfig};
 use crate::repo::Repo;
+use crate::storage::{self, StoreStats};
 
 /// Everything that serves and ingests blocks, shared by the daemon's tasks. Cheap to clone.
 #[derive(Clone)]
 pub struct Services {
-    /// The block index.
+    /// The block index, behind the presence filter when `[filter]` is enabled.
     pub index: Arc<dyn BlockIndex>,
-    /// The object store holding CAR files.
+    /// The presence filter and its index wrapper (`None` when `[filter]` is disabled).
+    pub filtered: Option<FilteredIndex>,
+    /// The PostgreSQL index when `[index] kind = "postgres"` (for its commit feed and pool).
+    pub pg: Option<PgIndex>,
+    /// The object store holding CAR files (counted).
     pub store: Arc<dyn ObjectStore>,
+    /// Request counters of `store`.
+    pub store_stats: Arc<StoreStats>,
     /// Block reads over the index and the object store.
     pub blockstore: Arc<CarBlockstore>,
     /// The ingest pipeline.
@@ -30,35 +39,44 @@ pub struct Services {
 }
 
 impl Services {
-    /// Opens the object store and the index named by the repository's configuration.
+    /// Opens the object store and the index named by the repository's configuration (for
+    /// PostgreSQL: connects and applies migrations). The presence filter, when enabled, starts
+    /// unbuilt (every lookup passes through); the daemon builds it.
     ///
     /// # Errors
     /// [`NodeError::Storage`] or [`NodeError::Index`] when one cannot be opened (for the embedded
     /// index, also when another process holds it).
-    pub fn open(repo: &Repo) -> Result<Self, NodeError> {
-        let store: Arc<dyn ObjectStore> = match &repo.config.storage {
-            StorageConfig::Local { path } => {
+    pub async fn open(repo: &Repo) -> Result<Self, NodeError> {
+        let metered = storage::open(repo)?;
+        let store_stats = metered.stats();
+        let store: Arc<dyn ObjectStore> = Arc::new(metered);
+        let (raw, pg): (Arc<dyn BlockIndex>, Option<PgIndex>) = match &repo.config.index {
+            IndexConfig::Fjall { path } => {
                 let dir = repo.resolve(path);
-                std::fs::create_dir_all(&dir).map_err(|e| NodeError::Storage {
+                let index = FjallIndex::open(&dir).map_err(|e| NodeError::Index {
                     what: dir.display().to_string(),
                     detail: e.to_string(),
                 })?;
-                Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
-                    NodeError::Storage {
-                        what: dir.display().to_string(),
-                        detail: e.to_string(),
-                    }
-                })?)
+                (Arc::new(index), None)
+            }
+            IndexConfig::Postgres(config) => {
+                let index = PgIndex::new(connect_pg(repo, config).await?);
+                (Arc::new(index.clone()), Some(index))
             }
         };
-        let index: Arc<dyn BlockIndex> = match &repo.config.index {
-            IndexConfig::Fjall { path } => {
-                let dir = repo.resolve(path);
-                Arc::new(FjallIndex::open(&dir).map_err(|e| NodeError::Index {
-                    what: dir.display().to_string(),
-                    detail: e.to_string(),
-                })?)
-            }
+        let filter = &repo.config.filter;
+        let filtered = filter.enabled.then(|| {
+            FilteredIndex::new(
+                raw.clone(),
+                Arc::new(PresenceFilter::new(hydrant_index::filter::FilterConfig {
+                    expected_blocks: filter.expected_blocks,
+                    false_positive_rate: filter.false_positive_rate,
+                })),
+            )
+        });
+        let index: Arc<dyn BlockIndex> = match &filtered {
+            Some(f) => Arc::new(f.clone()),
+            None => raw,
         };
         let read = &repo.config.read;
         let blockstore = Arc::new(CarBlockstore::new(
@@ -68,6 +86,7 @@ impl Services {
                 max_gap: read.max_gap_bytes,
                 max_range: read.max_range_bytes,
                 verify: read.verify,
+                cache_bytes: read.cache_bytes,
             },
         ));
         let ingester = Arc::new(Ingester::new(
@@ -77,7 +96,10 @@ impl Services {
         ));
         Ok(Self {
             index,
+            filtered,
+            pg,
             store,
+            store_stats,
             blockstore,
             ingester,
         })
@@ -142,4 +164,41 @@ impl hydrant_gateway::GatewayBackend for GatewayBlocks {
             .map(|(r, cid)| r.map_err(|e| backend_err(cid, e)))
             .collect()
     }
+}
+
+/// Connects the pool of `[index] kind = "postgres"` and applies migrations.
+///
+/// # Errors
+/// [`NodeError::Index`] naming the database (never the password) and the reason.
+pub async fn connect_pg(repo: &Repo, config: &PostgresConfig) -> Result<PgPool, NodeError> {
+    let failed = |detail: String| NodeError::Index {
+        what: format!("PostgreSQL (schema {})", config.schema),
+        detail,
+    };
+    let mut url = config.url.clone();
+    if !config.password_file.as_os_str().is_empty() {
+        let path = repo.resolve(&config.password_file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| failed(format!("password file {}: {e}", path.display())))?;
+        let password = text.lines().next().unwrap_or_default();
+        // Appended as a quoted key=value pair, which only the key=value form accepts.
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(failed(
+                "password_file needs the key=value connection form (host=... user=... \
+                 dbname=...), not a URL"
+                    .into(),
+            ));
+        }
+        let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
+        url = format!("{url} password='{quoted}'");
+    }
+    let pool = PoolConfig {
+        max_size: config.pool_size,
+        schema: config.schema.clone(),
+        wait_timeout: Duration::from_secs(config.wait_timeout_secs),
+        connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+    };
+    PgPool::connect(&url, &pool)
+        .await
+        .map_err(|e| failed(e.to_string()))
 }

@@ -212,7 +212,9 @@ async fn fixtures_round_trip_through_api_gateway_and_export() {
 
     // `hydrant export` without a daemon reads the local store: byte-identical to the gateway's
     // CAR, and an incomplete DAG fails naming a block that is not stored.
-    let services = hydrant_node::services::Services::open(&Repo::open(&repo_dir).unwrap()).unwrap();
+    let services = hydrant_node::services::Services::open(&Repo::open(&repo_dir).unwrap())
+        .await
+        .unwrap();
     for (root, expected) in exports {
         let mut stream = Box::pin(hydrant_node::export::car_stream(&services, root));
         let mut raw = Vec::new();

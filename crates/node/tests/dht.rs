@@ -78,7 +78,9 @@ async fn client() -> Client {
         dials,
         dialer,
         Arc::new(Mutex::new(HashSet::new())),
+        stop_rx.clone(),
         stop_rx,
+        Vec::new(),
     ));
     Client {
         peer,

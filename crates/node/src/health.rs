@@ -1,0 +1,212 @@
+//! Liveness and readiness (`GET /healthz`, `GET /readyz` on the API listener), and the worker
+//! that builds the presence filter and keeps it current.
+//!
+//! Readiness is what a load balancer asks before sending a replica new connections. It is false
+//! while the presence filter is not built yet (an unbuilt filter is correct but slow), while the
+//! object store or the index does not answer, and from the moment the replica starts draining.
+//! Backends are probed only when readiness is asked for, at most once per
+//! [`READINESS_CACHE`], each probe bounded by [`PROBE_TIMEOUT`]: an idle replica nobody polls
+//! makes no request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hydrant_index::filter::FilteredIndex;
+use hydrant_pg::PgIndex;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// How long one readiness answer is reused.
+pub const READINESS_CACHE: Duration = Duration::from_secs(1);
+/// Longest a backend probe may take before it counts as unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Object key probed with a HEAD request; it need not exist (not found means reachable).
+const PROBE_KEY: &str = "hydrant/readiness-probe";
+
+/// A readiness answer, served as JSON by `GET /readyz` (200 when `ready`, else 503).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Readiness {
+    /// True when every check below passes.
+    pub ready: bool,
+    /// The replica is shutting down.
+    pub draining: bool,
+    /// The presence filter is built (true when the filter is disabled).
+    pub filter_built: bool,
+    /// `"ok"`, or why the object store did not answer.
+    pub object_store: String,
+    /// `"ok"`, or why the index did not answer.
+    pub index: String,
+}
+
+/// Shared health state of a daemon.
+pub struct Health {
+    draining: AtomicBool,
+    store: Arc<dyn ObjectStore>,
+    pg: Option<PgIndex>,
+    filtered: Option<FilteredIndex>,
+    last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+}
+
+impl Health {
+    /// Health over these backends (`pg`: the shared index, probed with `SELECT 1`).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        pg: Option<PgIndex>,
+        filtered: Option<FilteredIndex>,
+    ) -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            store,
+            pg,
+            filtered,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Marks the replica as draining: readiness is false from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether [`start_draining`](Self::start_draining) was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The current readiness (probing the backends unless an answer younger than
+    /// [`READINESS_CACHE`] exists; concurrent callers share one probe).
+    pub async fn readiness(&self) -> Readiness {
+        let mut last = self.last.lock().await;
+        let draining = self.is_draining();
+        if let Some((at, answer)) = last.as_ref()
+            && at.elapsed() < READINESS_CACHE
+            && answer.draining == draining
+        {
+            return answer.clone();
+        }
+        let store = async {
+            match tokio::time::timeout(PROBE_TIMEOUT, self.store.head(&Path::from(PROBE_KEY))).await
+            {
+                Ok(Ok(_) | Err(object_store::Error::NotFound { .. })) => "ok".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+            }
+        };
+        let index = async {
+            let Some(pg) = &self.pg else {
+                return "ok".to_owned();
+            };
+            match tokio::time::timeout(PROBE_TIMEOUT, pg.ping()).await {
+                Ok(Ok(())) => "ok".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+            }
+        };
+        let (object_store, index) = tokio::join!(store, index);
+        let filter_built = self
+            .filtered
+            .as_ref()
+            .is_none_or(|f| f.filter().stats().built);
+        let answer = Readiness {
+            ready: !draining && filter_built && object_store == "ok" && index == "ok",
+            draining,
+            filter_built,
+            object_store,
+            index,
+        };
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+/// Builds the presence filter (retrying with backoff while the index is unreachable), then
+/// every `poll` adds CARs committed by other replicas (PostgreSQL commit feed) and rebuilds the
+/// filter larger when it fills. Runs until `stop` is set.
+pub async fn run_filter(
+    filtered: FilteredIndex,
+    pg: Option<PgIndex>,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    // The feed position is taken before the scan: commits during the scan are polled again.
+    let mut cursor = loop {
+        let cursor = match &pg {
+            Some(pg) => pg.last_commit().await.map(Some),
+            None => Ok(None),
+        };
+        let built = match cursor {
+            Ok(cursor) => filtered.rebuild().await.map(|n| (cursor, n)),
+            Err(e) => Err(e),
+        };
+        match built {
+            Ok((cursor, blocks)) => {
+                tracing::info!(blocks, "presence filter built");
+                break cursor;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "building the presence filter failed")
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    };
+    let mut failing = false;
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let mut result = Ok(());
+        if let (Some(pg), Some(position)) = (&pg, cursor.as_mut()) {
+            result = follow_commits(&filtered, pg, position).await;
+        }
+        if result.is_ok() && filtered.filter().needs_rebuild() {
+            result = filtered.rebuild().await.map(|blocks| {
+                tracing::info!(blocks, "presence filter rebuilt larger");
+            });
+        }
+        match result {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("presence filter refresh works again");
+            }
+            Ok(()) => {}
+            // Warn once per outage; the index's own errors are visible in readiness.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "presence filter refresh failed; retrying");
+            }
+            Err(e) => tracing::debug!(error = %e, "presence filter refresh failed"),
+        }
+    }
+}
+
+/// Adds every CAR committed after `position` to the filter, advancing `position` past each.
+async fn follow_commits(
+    filtered: &FilteredIndex,
+    pg: &PgIndex,
+    position: &mut i64,
+) -> Result<(), hydrant_index::IndexError> {
+    loop {
+        let commits = pg
+            .commits_after(*position, hydrant_index::MAX_LIST_CARS)
+            .await?;
+        if commits.is_empty() {
+            return Ok(());
+        }
+        for (seq, key) in commits {
+            let blocks = filtered.add_committed_car(&key).await?;
+            tracing::debug!(car = %key, blocks, "CAR committed elsewhere added to the presence filter");
+            *position = seq;
+        }
+    }
+}
