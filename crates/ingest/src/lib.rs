@@ -130,6 +130,12 @@ pub enum IngestError {
     /// The index failed.
     #[error("index error: {0}")]
     Index(#[from] IndexError),
+    /// [`Ingester::index_stored`]: no object under this key.
+    #[error("no object {key} in the object store")]
+    NotFound {
+        /// The object key asked for.
+        key: String,
+    },
     /// The input was empty: not even a CAR header.
     #[error("invalid CAR: the input is empty (no header at byte 0)")]
     Empty,
@@ -267,7 +273,8 @@ impl Ingester {
     /// A `key` already indexed is answered `already_present` without reading it.
     ///
     /// # Errors
-    /// [`IngestError::Storage`] when the object cannot be read (missing included), and the
+    /// [`IngestError::NotFound`] when there is no such object, [`IngestError::Storage`] when it
+    /// cannot be read, and the
     /// errors of [`ingest`](Self::ingest); on any error nothing becomes visible and the object
     /// is left as it was.
     pub async fn index_stored(
@@ -287,11 +294,12 @@ impl Ingester {
                 already_present: true,
             });
         }
-        let object = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| storage_err(&path, e))?;
+        let object = self.store.get(&path).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => IngestError::NotFound {
+                key: key.to_owned(),
+            },
+            e => storage_err(&path, e),
+        })?;
         let reader = tokio_util::io::StreamReader::new(
             object
                 .into_stream()
