@@ -20,11 +20,20 @@ if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt 16384 ]]; then
   echo "warning: open-file limit $(ulimit -n) < 16384; the many-node DHT test may fail" >&2
 fi
 
-# crates/pg tests start a private PostgreSQL cluster from the server binaries.
-if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && [[ $(id -u) == 0 ]]; then
-  echo "== installing PostgreSQL (for crates/pg tests)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+# crates/pg tests start a private PostgreSQL cluster from the server binaries; the scale-out
+# tests put HAProxy in front of several nodes (crates/testkit).
+missing=()
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+[[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+if (( ${#missing[@]} )) && [[ $(id -u) == 0 ]]; then
+  echo "== installing ${missing[*]} (for crates/pg and crates/testkit tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The S3 tests run against a private Garage (built once into ~/.cache/hydrant, ~11 min).
+GARAGE_BIN=$(scripts/garage.sh)
+export GARAGE_BIN
+echo "== Garage (S3) binary: $GARAGE_BIN"
 
 echo "== Rust tests"
 cargo nextest run --release --locked --workspace --no-fail-fast
