@@ -4,6 +4,8 @@
 #   scripts/interop.sh                          # all tests in interop/test/
 #   scripts/interop.sh test/gateway.test.mjs    # selected files (relative to interop/)
 #   scripts/interop.sh bench                    # 100 MB Helia-vs-Hydrant fetch benchmark (JSON on stdout)
+#   scripts/interop.sh install                  # only install interop/node_modules (the Rust
+#                                               # failover test runs interop/bin/lb-fetch.mjs)
 #   HYDRANT_BIN=/path/to/hydrant scripts/interop.sh
 #
 # Needs node >= 20 and npm; installs interop/node_modules with `npm ci`.
@@ -35,6 +37,9 @@ if ! cmp -s "$INTEROP/package-lock.json" "$INTEROP/node_modules/.package-lock.js
 fi
 
 cd "$INTEROP"
+if [[ "${1:-}" == "install" ]]; then
+  exit 0
+fi
 if [[ "${1:-}" == "bench" ]]; then
   exec node --import ./polyfill.mjs bench/fetch-100mb.mjs
 fi

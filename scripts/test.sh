@@ -35,6 +35,9 @@ GARAGE_BIN=$(scripts/garage.sh)
 export GARAGE_BIN
 echo "== Garage (S3) binary: $GARAGE_BIN"
 
+# The load-balancer failover test (crates/cli/tests/replicas.rs) drives a Helia client.
+HYDRANT_BIN="$PWD/target/release/hydrant" scripts/interop.sh install
+
 echo "== Rust tests"
 cargo nextest run --release --locked --workspace --no-fail-fast
 

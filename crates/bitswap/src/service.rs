@@ -646,7 +646,8 @@ async fn lookup(store: &dyn Blockstore, batch: &Batch, replace_size: u32) -> Vec
     let peer = batch.peer;
     let mut results = vec![Lookup::Failed; batch.wants.len()];
     let failed = |cid: &Cid, error: &dyn std::error::Error| {
-        tracing::warn!(%peer, %cid, %error, "bitswap: block store failed");
+        // Counted (store_errors); one line per want would flood the log during an outage.
+        tracing::debug!(%peer, %cid, %error, "bitswap: block store failed");
     };
 
     let blocks: Vec<usize> = (0..batch.wants.len())

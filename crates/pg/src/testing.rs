@@ -98,15 +98,28 @@ impl TempCluster {
             "-N",
         ]))
         .map_err(|e| format!("initdb: {e}"))?;
+        cluster.restart()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server again after [`stop`](Self::stop), on the same socket and data (a no-op
+    /// when running). Fault tests take the database away and bring it back with this.
+    ///
+    /// # Errors
+    /// A message with `pg_ctl`'s output and the server log when it does not start.
+    pub fn restart(&mut self) -> Result<(), String> {
+        if self.running {
+            return Ok(());
+        }
         let options = format!(
             "-p {PORT} -k {} -c listen_addresses='' -c fsync=off -c max_connections=200",
-            cluster.socket_dir().display()
+            self.socket_dir().display()
         );
-        let log = cluster.dir.path().join("server.log");
-        let started = run(cluster
+        let log = self.dir.path().join("server.log");
+        let started = run(self
             .command("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(self.data_dir())
             .arg("-l")
             .arg(&log)
             .args(["-w", "-t", "60", "-o", &options, "start"]));
@@ -114,8 +127,8 @@ impl TempCluster {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(format!("pg_ctl start: {e}\nserver log:\n{log}"));
         }
-        cluster.running = true;
-        Ok(cluster)
+        self.running = true;
+        Ok(())
     }
 
     /// Connection string of the cluster's `postgres` database as user `postgres`

@@ -1,0 +1,489 @@
+//! Shared by the scale-out tests: real backends (Garage for S3, a private PostgreSQL cluster),
+//! `hydrant daemon` replicas as child processes configured to share them, a Prometheus scrape,
+//! and a minimal Bitswap 1.2.0 client.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cid::Cid;
+use futures::StreamExt;
+use hydrant_bitswap::{
+    MAX_MESSAGE_SIZE, Message, PresenceType, ProtocolVersion, WantType, WantlistEntry,
+    decode_message, read_frame, write_frame,
+};
+use hydrant_node::daemon::DaemonInfo;
+use hydrant_pg::testing::TempCluster;
+use hydrant_testkit::TempGarage;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
+
+pub const HYDRANT: &str = env!("CARGO_BIN_EXE_hydrant");
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures");
+
+/// One S3 server and one PostgreSQL cluster, shared by every replica of a test.
+pub struct Backends {
+    pub garage: TempGarage,
+    pub pg: TempCluster,
+    /// A schema of its own, so tests sharing a server never see each other's rows.
+    pub schema: String,
+}
+
+impl Backends {
+    pub fn start() -> Self {
+        let garage = TempGarage::start().unwrap_or_else(|e| panic!("Garage: {e}"));
+        let pg = TempCluster::start().unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+        Self {
+            garage,
+            pg,
+            schema: hydrant_pg::testing::unique_schema("scale"),
+        }
+    }
+
+    /// An object_store client of the bucket, as an operator's upload tool would use.
+    pub fn bucket(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(self.garage.endpoint())
+            .with_region(self.garage.region())
+            .with_bucket_name(self.garage.bucket())
+            .with_access_key_id(self.garage.access_key_id())
+            .with_secret_access_key(self.garage.secret_access_key())
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .expect("S3 client")
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Fixed ports of one replica, kept across its restarts (the load balancer points at them).
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub swarm: u16,
+    pub gateway: u16,
+    pub api: u16,
+}
+
+impl Ports {
+    pub fn free() -> Self {
+        Self {
+            swarm: free_port(),
+            gateway: free_port(),
+            api: free_port(),
+        }
+    }
+}
+
+/// Writes a repository for a replica of `backends`: config (S3 + PostgreSQL, no DHT), S3
+/// credentials file, and `identity` copied in when given (replicas share one identity).
+pub fn make_repo(dir: &Path, backends: &Backends, identity: Option<&Path>, extra: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new(HYDRANT)
+        .args(["--repo"])
+        .arg(dir)
+        .args(["init", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "init: {out:?}");
+    if let Some(identity) = identity {
+        std::fs::copy(identity, dir.join("identity.key")).unwrap();
+    }
+    let g = &backends.garage;
+    std::fs::write(
+        dir.join("s3.toml"),
+        format!(
+            "access_key_id = {:?}\nsecret_access_key = {:?}\n",
+            g.access_key_id(),
+            g.secret_access_key()
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        r#"[storage]
+kind = "s3"
+bucket = {bucket:?}
+endpoint = {endpoint:?}
+region = {region:?}
+path_style = true
+credentials_file = "s3.toml"
+request_timeout_secs = 5
+max_retries = 1
+
+[index]
+kind = "postgres"
+url = {url:?}
+schema = {schema:?}
+pool_size = 8
+
+[providers]
+kind = "postgres"
+
+[dht]
+enabled = false
+
+[filter]
+expected_blocks = 100000
+poll_interval_ms = 200
+
+[shutdown]
+drain_timeout_secs = 3
+
+{extra}
+"#,
+        bucket = g.bucket(),
+        endpoint = g.endpoint(),
+        region = g.region(),
+        url = backends.pg.url(),
+        schema = backends.schema,
+    );
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+}
+
+/// A `hydrant daemon` child process.
+pub struct Replica {
+    pub repo: PathBuf,
+    pub ports: Ports,
+    pub child: Child,
+    pub info: DaemonInfo,
+    log: PathBuf,
+    exited: bool,
+}
+
+static REPLICA_NUMBER: AtomicU32 = AtomicU32::new(0);
+
+impl Replica {
+    /// Starts a daemon on `repo` with `ports`; returns once it printed its [`DaemonInfo`] and
+    /// answers `/readyz` with 200 (at most 60 s).
+    pub fn start(repo: &Path, ports: Ports) -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "hydrant-replica-{}-{}.log",
+            std::process::id(),
+            REPLICA_NUMBER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut child = Command::new(HYDRANT)
+            .arg("--repo")
+            .arg(repo)
+            .arg("daemon")
+            .args([
+                "--swarm-listen",
+                &format!("/ip4/127.0.0.1/tcp/{}", ports.swarm),
+            ])
+            .args(["--gateway-listen", &format!("127.0.0.1:{}", ports.gateway)])
+            .args(["--api-listen", &format!("127.0.0.1:{}", ports.api)])
+            .env("HYDRANT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let info: DaemonInfo = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "daemon did not start ({e}): {line:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let replica = Self {
+            repo: repo.to_owned(),
+            ports,
+            child,
+            info,
+            log,
+            exited: false,
+        };
+        replica.wait_ready(Duration::from_secs(60));
+        replica
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The `/readyz` answer: (HTTP status, JSON body).
+    pub fn readiness(&self) -> (u16, serde_json::Value) {
+        let url = format!("{}/readyz", self.info.api_url);
+        match reqwest::blocking_get(&url) {
+            Ok(answer) => answer,
+            Err(e) => (0, serde_json::json!({ "error": e })),
+        }
+    }
+
+    pub fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.readiness();
+            if status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica not ready: {status} {body}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends a signal (`"TERM"`, `"KILL"`) and waits for the process to exit; returns how long
+    /// that took.
+    pub fn signal_and_wait(&mut self, signal: &str) -> Duration {
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap();
+        self.exited = true;
+        started.elapsed()
+    }
+
+    /// False once [`signal_and_wait`](Self::signal_and_wait) stopped it.
+    pub fn child_running(&self) -> bool {
+        !self.exited
+    }
+
+    /// Resident memory of the process in bytes (from /proc).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// The TCP multiaddr of its swarm, with `/p2p/`.
+    pub fn swarm_addr(&self) -> Multiaddr {
+        self.info.swarm_addrs[0].parse().unwrap()
+    }
+
+    /// Every sample `name{labels...}` of the Prometheus scrape, summed per full series text.
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let text = reqwest::get(format!("{}/metrics", self.info.api_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Ingests a CAR file through this replica's API.
+    pub async fn ingest(&self, car: &[u8]) -> serde_json::Value {
+        let answer = reqwest::Client::new()
+            .put(format!("{}/api/v1/cars", self.info.api_url))
+            .body(car.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{:?}", answer.text().await);
+        answer.json().await.unwrap()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::env::var_os("HYDRANT_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.log);
+        } else {
+            eprintln!("replica log kept: {}", self.log.display());
+        }
+    }
+}
+
+/// Object-store requests started, over every kind.
+pub fn store_requests(metrics: &HashMap<String, f64>) -> f64 {
+    metrics
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("hydrant_object_store_requests_total")
+                && k.contains("outcome=\"started\"")
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// One metric by its exact series text (0 when absent).
+pub fn metric(metrics: &HashMap<String, f64>, series: &str) -> f64 {
+    metrics.get(series).copied().unwrap_or(0.0)
+}
+
+mod reqwest {
+    //! The few HTTP calls the tests make, on the workspace's reqwest.
+    pub use ::reqwest::*;
+
+    /// A GET from a plain thread (readiness polling outside the runtime): status and JSON.
+    pub fn blocking_get(url: &str) -> std::result::Result<(u16, serde_json::Value), String> {
+        let url = url.to_owned();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let answer = ::reqwest::Client::new()
+                    .get(&url)
+                    .timeout(std::time::Duration::from_secs(5))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = answer.status().as_u16();
+                let body = answer.json().await.unwrap_or(serde_json::Value::Null);
+                Ok((status, body))
+            })
+        })
+        .join()
+        .map_err(|_| "panicked".to_owned())?
+    }
+}
+
+/// What a [`BitswapClient`] heard back, per CID.
+#[derive(Debug, Default)]
+pub struct Heard {
+    pub blocks: HashMap<Cid, bytes::Bytes>,
+    pub haves: std::collections::HashSet<Cid>,
+    pub dont_haves: std::collections::HashSet<Cid>,
+}
+
+/// A Bitswap 1.2.0 client: its own libp2p swarm connected to one server.
+pub struct BitswapClient {
+    server: PeerId,
+    control: libp2p_stream::Control,
+    received: mpsc::Receiver<Message>,
+    heard: Heard,
+}
+
+impl BitswapClient {
+    /// Connects to `addr` (with `/p2p/`).
+    pub async fn connect(addr: &Multiaddr) -> Self {
+        let Some(Protocol::P2p(server)) = addr.iter().last() else {
+            panic!("{addr} has no /p2p/")
+        };
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        let mut control = swarm.behaviour().new_control();
+        let mut incoming = control.accept(ProtocolVersion::V1_2_0.protocol()).unwrap();
+        let (tx, received) = mpsc::channel(4096);
+        tokio::spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(body)) = read_frame(&mut stream, MAX_MESSAGE_SIZE).await {
+                        let message = decode_message(&body).expect("server sends valid messages");
+                        if tx.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        swarm.dial(addr.clone()).unwrap();
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => break,
+                SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial: {error}"),
+                _ => {}
+            }
+        }
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        Self {
+            server,
+            control,
+            received,
+            heard: Heard::default(),
+        }
+    }
+
+    /// Sends one wantlist message of `cids`, each `want_type`, asking for DONT_HAVE.
+    pub async fn want(&mut self, cids: &[Cid], want_type: WantType) {
+        let message = Message {
+            wantlist: cids
+                .iter()
+                .map(|cid| WantlistEntry {
+                    cid: *cid,
+                    priority: 1,
+                    cancel: false,
+                    want_type,
+                    send_dont_have: true,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut stream = self
+            .control
+            .open_stream(self.server, ProtocolVersion::V1_2_0.protocol())
+            .await
+            .expect("open a Bitswap stream");
+        write_frame(&mut stream, &message.encode_frame())
+            .await
+            .expect("write the wantlist");
+    }
+
+    /// Collects answers until `done(&heard)` or `within` passes; returns what was heard.
+    pub async fn collect(&mut self, within: Duration, done: impl Fn(&Heard) -> bool) -> &Heard {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(&self.heard) {
+            match tokio::time::timeout_at(deadline, self.received.recv()).await {
+                Ok(Some(message)) => {
+                    for block in message.payload {
+                        if let Ok(cid) = block.prefix.to_cid(&block.data) {
+                            self.heard.blocks.insert(cid, block.data);
+                        }
+                    }
+                    for presence in message.block_presences {
+                        let set = match presence.presence {
+                            PresenceType::Have => &mut self.heard.haves,
+                            PresenceType::DontHave => &mut self.heard.dont_haves,
+                        };
+                        set.insert(presence.cid);
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        &self.heard
+    }
+
+    pub fn heard(&self) -> &Heard {
+        &self.heard
+    }
+}
