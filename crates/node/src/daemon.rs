@@ -57,6 +57,9 @@ pub struct Overrides {
     pub bootstrap: Vec<Multiaddr>,
 }
 
+/// Age past which a staging object or index staging is taken for a crashed ingest's leftover
+/// and removed at start-up (an ingest running longer would fail at its commit).
+const STALE_STAGING: Duration = Duration::from_secs(3600);
 /// How long listeners may take to report their addresses at start-up.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight HTTP responses may take to finish after a stop signal.
@@ -100,17 +103,24 @@ pub async fn run(
         services.pg.clone(),
         services.filtered.clone(),
     ));
-    match services
-        .ingester
-        .sweep_staging(Duration::from_secs(3600))
-        .await
-    {
+    match services.ingester.sweep_staging(STALE_STAGING).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             objects = n,
             "removed staging objects of interrupted ingests"
         ),
         Err(e) => tracing::warn!(error = %e, "could not sweep staging objects"),
+    }
+    if let Some(pg) = &services.pg {
+        // Only stagings older than any live ingest: other replicas may be ingesting now.
+        match pg.recover_stale(STALE_STAGING).await {
+            Ok(keys) if keys.is_empty() => {}
+            Ok(keys) => tracing::info!(
+                cars = keys.len(),
+                "removed index stagings of interrupted ingests"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not remove stale index stagings"),
+        }
     }
 
     let peer_id = repo.keypair.public().to_peer_id();

@@ -94,6 +94,39 @@ impl PgIndex {
         Ok(row.get(0))
     }
 
+    /// Removes the stagings opened more than `older_than` ago and their staged rows: what
+    /// crashed ingests of any replica left behind. Unlike [`BlockIndex::recover`] it spares
+    /// younger stagings, so a replica can run it at start-up while others ingest (give it more
+    /// than the longest ingest). Returns the CAR keys removed.
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when the removal fails (it can be retried).
+    pub async fn recover_stale(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<Vec<String>, IndexError> {
+        const WHAT: &str = "recover_stale";
+        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        let mut keys: Vec<String> = tx
+            .query(
+                "DELETE FROM stagings WHERE opened_at < now() - make_interval(secs => $1) \
+                 RETURNING car",
+                &[&older_than.as_secs_f64()],
+            )
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        keys.sort();
+        tx.execute("DELETE FROM staged_blocks WHERE car = ANY($1)", &[&keys])
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        tx.commit().await.map_err(|e| storage(WHAT, &e))?;
+        Ok(keys)
+    }
+
     /// Whether the database answers a trivial query (readiness checks).
     ///
     /// # Errors

@@ -348,3 +348,67 @@ async fn recover_after_a_lost_writer_and_last_staged_row_wins() {
     assert_eq!(offsets(5).await, vec![900_005]);
     assert_eq!(offsets(19_999).await, vec![19_999]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_feed_is_ordered_and_stale_stagings_are_recovered() {
+    let server = server();
+    let index = PgIndex::connect(&server.url(), &config(&unique_schema("feed")))
+        .await
+        .expect("connect");
+    assert_eq!(index.last_commit().await.unwrap(), 0);
+    let rows = |seed| {
+        vec![StagedBlock {
+            multihash: test_multihash(seed),
+            offset: 10,
+            length: 5,
+        }]
+    };
+    let record = |key: &str| CarRecord {
+        key: key.to_owned(),
+        version: 1,
+        roots: Vec::new(),
+        size: 100,
+        blocks: 1,
+        block_bytes: 5,
+        ingested_at: 0,
+    };
+    for (seed, key) in [(1, "cars/a.car"), (2, "cars/b.car"), (3, "cars/a.car")] {
+        index.stage_blocks(key, &rows(seed)).await.unwrap();
+        index.commit_car(&record(key)).await.unwrap();
+    }
+    let feed = index.commits_after(0, 100).await.unwrap();
+    let keys: Vec<&str> = feed.iter().map(|(_, k)| k.as_str()).collect();
+    // a.car was re-committed: it moved to the end of the feed under a new number.
+    assert_eq!(keys, vec!["cars/b.car", "cars/a.car"]);
+    assert!(feed[0].0 < feed[1].0);
+    assert_eq!(index.last_commit().await.unwrap(), feed[1].0);
+    assert!(
+        index
+            .commits_after(feed[1].0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    index.stage_blocks("cars/live.car", &rows(9)).await.unwrap();
+    assert!(
+        index
+            .recover_stale(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a young staging was removed"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        index
+            .recover_stale(Duration::from_millis(10))
+            .await
+            .unwrap(),
+        vec!["cars/live.car"]
+    );
+    assert!(matches!(
+        index.commit_car(&record("cars/live.car")).await,
+        Err(IndexError::NotStaged(_))
+    ));
+}
