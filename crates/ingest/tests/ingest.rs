@@ -326,10 +326,9 @@ async fn a_car_already_in_the_store_is_indexed_in_place() {
     assert!(err.is_bad_input(), "{err}");
     assert!(r.index.car(bad_key).await.unwrap().is_none());
     assert_eq!(objects(&r.store).await.len(), 2);
-    // A missing object is a storage error.
     let missing = r.ingester.index_stored("uploads/none.car", None).await;
     assert!(
-        matches!(missing, Err(IngestError::Storage { .. })),
+        matches!(missing, Err(IngestError::NotFound { .. })),
         "{missing:?}"
     );
 }
