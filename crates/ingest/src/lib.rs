@@ -93,6 +93,20 @@ pub struct IngestSummary {
     pub already_present: bool,
 }
 
+impl IngestSummary {
+    fn of(record: &CarRecord, already_present: bool) -> Self {
+        Self {
+            car_key: record.key.clone(),
+            version: record.version,
+            roots: record.roots.clone(),
+            blocks: record.blocks,
+            bytes: record.size,
+            block_bytes: record.block_bytes,
+            already_present,
+        }
+    }
+}
+
 /// Why an ingest failed. Every failure leaves no object and no visible index row behind.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -222,49 +236,23 @@ impl Ingester {
             }
         };
         let car_key = format!("{CARS_PREFIX}/{}.car", verified.blake3.to_hex());
-        let summary = IngestSummary {
-            car_key: car_key.clone(),
-            version: verified.header.version,
-            roots: verified.header.roots.iter().map(Cid::to_string).collect(),
-            blocks: verified.blocks,
-            bytes: verified.size,
-            block_bytes: verified.block_bytes,
-            already_present: false,
-        };
-
         let _guard = self.commit_lock.lock().await;
-        if self.index.car(&car_key).await?.is_some() {
+        if let Some(existing) = self.index.car(&car_key).await? {
             self.delete_quietly(&staging).await;
-            return Ok(IngestSummary {
-                already_present: true,
-                ..summary
-            });
+            return Ok(IngestSummary::of(&existing, true));
         }
         let final_path = Path::from(car_key.as_str());
         if let Err(e) = self.store.rename(&staging, &final_path).await {
             self.delete_quietly(&staging).await;
             return Err(storage_err(&final_path, e));
         }
-        let record = CarRecord {
-            key: car_key.clone(),
-            version: summary.version,
-            roots: summary.roots.clone(),
-            size: summary.bytes,
-            blocks: summary.blocks,
-            block_bytes: summary.block_bytes,
-            ingested_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        if let Err(e) = self.stage_and_commit(&record, verified.rows).await {
-            if let Err(abort) = self.index.abort_car(&car_key).await {
-                tracing::warn!(car = %car_key, error = %abort, "aborting staged rows failed; recover() removes them");
-            }
+        let record = verified.record(car_key);
+        if let Err(e) = self.commit(&record, verified.rows).await {
             self.delete_quietly(&final_path).await;
             return Err(e);
         }
-        tracing::info!(car = %car_key, blocks = summary.blocks, bytes = summary.bytes, "CAR ingested");
-        Ok(summary)
+        tracing::info!(car = %record.key, blocks = record.blocks, bytes = record.size, "CAR ingested");
+        Ok(IngestSummary::of(&record, false))
     }
 
     /// Indexes a CAR that is already in the object store under `key` (for example uploaded
@@ -283,16 +271,8 @@ impl Ingester {
         progress: Option<Arc<IngestProgress>>,
     ) -> Result<IngestSummary, IngestError> {
         let path = Path::from(key);
-        if let Some(record) = self.index.car(key).await? {
-            return Ok(IngestSummary {
-                car_key: record.key,
-                version: record.version,
-                roots: record.roots,
-                blocks: record.blocks,
-                bytes: record.size,
-                block_bytes: record.block_bytes,
-                already_present: true,
-            });
+        if let Some(existing) = self.index.car(key).await? {
+            return Ok(IngestSummary::of(&existing, true));
         }
         let object = self.store.get(&path).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => IngestError::NotFound {
@@ -306,35 +286,22 @@ impl Ingester {
                 .map_err(|e| std::io::Error::other(e.to_string())),
         );
         let verified = self.upload(reader, &path, None, progress).await?;
-        let record = CarRecord {
-            key: key.to_owned(),
-            version: verified.header.version,
-            roots: verified.header.roots.iter().map(Cid::to_string).collect(),
-            size: verified.size,
-            blocks: verified.blocks,
-            block_bytes: verified.block_bytes,
-            ingested_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        let summary = IngestSummary {
-            car_key: key.to_owned(),
-            version: record.version,
-            roots: record.roots.clone(),
-            blocks: record.blocks,
-            bytes: record.size,
-            block_bytes: record.block_bytes,
-            already_present: false,
-        };
+        let record = verified.record(key.to_owned());
         let _guard = self.commit_lock.lock().await;
-        if let Err(e) = self.stage_and_commit(&record, verified.rows).await {
-            if let Err(abort) = self.index.abort_car(key).await {
-                tracing::warn!(car = %key, error = %abort, "aborting staged rows failed; recover() removes them");
-            }
-            return Err(e);
+        self.commit(&record, verified.rows).await?;
+        tracing::info!(car = %key, blocks = record.blocks, bytes = record.size, "stored CAR indexed in place");
+        Ok(IngestSummary::of(&record, false))
+    }
+
+    /// Stages the spilled `rows` and commits `record`; on failure the staged rows are aborted.
+    async fn commit(&self, record: &CarRecord, rows: std::fs::File) -> Result<(), IngestError> {
+        let result = self.stage_and_commit(record, rows).await;
+        if result.is_err()
+            && let Err(abort) = self.index.abort_car(&record.key).await
+        {
+            tracing::warn!(car = %record.key, error = %abort, "aborting staged rows failed; recover() removes them");
         }
-        tracing::info!(car = %key, blocks = summary.blocks, bytes = summary.bytes, "stored CAR indexed in place");
-        Ok(summary)
+        result
     }
 
     /// Streams the input to `staging` while the verifier thread checks it.
@@ -455,6 +422,23 @@ impl Ingester {
             self.delete_quietly(path).await;
         }
         Ok(old.len())
+    }
+}
+
+impl Verified {
+    /// The CAR record of this CAR stored under `key`, committed now.
+    fn record(&self, key: String) -> CarRecord {
+        CarRecord {
+            key,
+            version: self.header.version,
+            roots: self.header.roots.iter().map(Cid::to_string).collect(),
+            size: self.size,
+            blocks: self.blocks,
+            block_bytes: self.block_bytes,
+            ingested_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
     }
 }
 

@@ -105,25 +105,38 @@ impl PgIndex {
         &self,
         older_than: std::time::Duration,
     ) -> Result<Vec<String>, IndexError> {
-        const WHAT: &str = "recover_stale";
-        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
-        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        self.remove_stagings("recover_stale", Some(older_than))
+            .await
+    }
+
+    /// Removes the stagings opened more than `older_than` ago (all of them for `None`) and
+    /// their staged rows, in one transaction; returns their CAR keys, sorted. Only the rows of
+    /// the stagings removed: a staging committed meanwhile (by another replica) keeps its rows.
+    /// Rows never exist without their staging (they are written together).
+    async fn remove_stagings(
+        &self,
+        what: &str,
+        older_than: Option<std::time::Duration>,
+    ) -> Result<Vec<String>, IndexError> {
+        let mut client = self.pool.client(what).await.map_err(IndexError::Storage)?;
+        let tx = client.transaction().await.map_err(|e| storage(what, &e))?;
         let mut keys: Vec<String> = tx
             .query(
-                "DELETE FROM stagings WHERE opened_at < now() - make_interval(secs => $1) \
+                "DELETE FROM stagings WHERE $1::float8 IS NULL \
+                     OR opened_at < now() - make_interval(secs => $1) \
                  RETURNING car",
-                &[&older_than.as_secs_f64()],
+                &[&older_than.map(|d| d.as_secs_f64())],
             )
             .await
-            .map_err(|e| storage(WHAT, &e))?
+            .map_err(|e| storage(what, &e))?
             .iter()
             .map(|r| r.get(0))
             .collect();
         keys.sort();
         tx.execute("DELETE FROM staged_blocks WHERE car = ANY($1)", &[&keys])
             .await
-            .map_err(|e| storage(WHAT, &e))?;
-        tx.commit().await.map_err(|e| storage(WHAT, &e))?;
+            .map_err(|e| storage(what, &e))?;
+        tx.commit().await.map_err(|e| storage(what, &e))?;
         Ok(keys)
     }
 
@@ -473,23 +486,7 @@ impl BlockIndex for PgIndex {
     }
 
     async fn recover(&self) -> Result<Vec<String>, IndexError> {
-        const WHAT: &str = "recover";
-        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
-        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
-        let mut keys: Vec<String> = tx
-            .query("DELETE FROM stagings RETURNING car", &[])
-            .await
-            .map_err(|e| storage(WHAT, &e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        keys.sort();
-        // Only the rows of the stagings removed above: a staging committed since (by another
-        // replica) keeps its rows. Rows never exist without their staging (written together).
-        tx.execute("DELETE FROM staged_blocks WHERE car = ANY($1)", &[&keys])
-            .await
-            .map_err(|e| storage(WHAT, &e))?;
-        tx.commit().await.map_err(|e| storage(WHAT, &e))?;
+        let keys = self.remove_stagings("recover", None).await?;
         if !keys.is_empty() {
             tracing::info!(cars = keys.len(), "removed abandoned CAR stagings");
         }
