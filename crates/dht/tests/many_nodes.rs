@@ -335,6 +335,33 @@ async fn bootstrap_all(nodes: &[Node]) {
             up_ref.lock().unwrap().push(i);
         })
         .await;
+    // As the daemon does (it bootstraps again every minute while its table is empty): a node
+    // whose every seed answer was lost (libp2p-stream drops inbound streams when its accept
+    // slot is full, see DESIGN.md) bootstraps again from other seeds.
+    let mut rng = Rng(11);
+    for attempt in 1..=3 {
+        let empty: Vec<usize> = (1..nodes.len())
+            .filter(|&i| nodes[i].dht().routing_table().is_empty())
+            .collect();
+        if empty.is_empty() {
+            return;
+        }
+        eprintln!(
+            "bootstrapping {} node(s) with an empty table again (attempt {attempt})",
+            empty.len()
+        );
+        for i in empty {
+            let mut from = HashSet::new();
+            while from.len() < 3 {
+                let seed = rng.below(nodes.len());
+                if seed != i {
+                    from.insert(seed);
+                }
+            }
+            let seeds = from.iter().flat_map(|&s| nodes[s].contacts()).collect();
+            nodes[i].dht().bootstrap(seeds).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
