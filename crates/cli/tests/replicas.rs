@@ -86,15 +86,12 @@ async fn helia_fetch_through_a_load_balancer_survives_sigkill_and_sigterm_restar
 
     // 100 MB of pseudo-random bytes as a UnixFS file, packed by ipfs-car.
     let car_path = dir.path().join("file.car");
-    let out = lb_fetch(&["make-car", "100000000", "11", car_path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let made = common::run_json(&mut lb_fetch(&[
+        "make-car",
+        "100000000",
+        "11",
+        car_path.to_str().unwrap(),
+    ]));
     let root = made["root"].as_str().unwrap().to_owned();
     replicas[0].ingest(&std::fs::read(&car_path).unwrap()).await;
 

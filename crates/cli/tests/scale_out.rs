@@ -113,22 +113,13 @@ async fn replicas_share_one_bucket_and_one_database() {
         .await
         .unwrap();
     let objects_before = list_keys(&bucket).await;
-    let out = std::process::Command::new(common::HYDRANT)
-        .arg("--repo")
-        .arg(&b_dir)
-        .args([
-            "ingest",
-            "--json",
-            &format!("s3://{}/{key}", backends.garage.bucket()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let indexed = common::run_json(
+        std::process::Command::new(common::HYDRANT)
+            .arg("--repo")
+            .arg(&b_dir)
+            .args(["ingest", "--json"])
+            .arg(format!("s3://{}/{key}", backends.garage.bucket())),
     );
-    let indexed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(indexed["car_key"], key);
     assert_eq!(
         list_keys(&bucket).await,

@@ -87,17 +87,28 @@ impl Ports {
     }
 }
 
+/// Runs `command`, asserts it succeeded (showing its stderr otherwise) and parses the one JSON
+/// value it printed on stdout.
+pub fn run_json(command: &mut Command) -> serde_json::Value {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Writes a repository for a replica of `backends`: config (S3 + PostgreSQL, no DHT), S3
 /// credentials file, and `identity` copied in when given (replicas share one identity).
 pub fn make_repo(dir: &Path, backends: &Backends, identity: Option<&Path>, extra: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    let out = Command::new(HYDRANT)
-        .args(["--repo"])
-        .arg(dir)
-        .args(["init", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "init: {out:?}");
+    run_json(
+        Command::new(HYDRANT)
+            .arg("--repo")
+            .arg(dir)
+            .args(["init", "--json"]),
+    );
     if let Some(identity) = identity {
         std::fs::copy(identity, dir.join("identity.key")).unwrap();
     }
