@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use hydrant_node::api::ApiToken;
 use hydrant_node::config::StorageConfig;
 use hydrant_node::daemon::{DaemonInfo, Overrides};
 use hydrant_node::repo::{API_FILE, Repo};
@@ -203,7 +204,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Id { json } => {
             let repo = Repo::open(&repo_dir)?;
-            let info = match running_daemon(&repo_dir).await {
+            let client = api_client(&repo_dir)?;
+            let info = match running_daemon(&repo_dir, &client).await {
                 Some(info) => info,
                 None => DaemonInfo {
                     peer_id: peer_id_text(&repo),
@@ -259,16 +261,27 @@ async fn stop_signal() {
     }
 }
 
+/// A client of the daemon's API: it sends `Authorization: Bearer <token>` when the repository
+/// sets `api.token_file` (a plain client when there is no repository).
+fn api_client(repo_dir: &Path) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(repo) = Repo::open(repo_dir)
+        && let Some(token) = ApiToken::load(&repo)?
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, token.authorization());
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 /// The daemon that holds this repository, if one is running and answers.
-async fn running_daemon(repo: &Path) -> Option<DaemonInfo> {
+async fn running_daemon(repo: &Path, client: &reqwest::Client) -> Option<DaemonInfo> {
     let text = std::fs::read_to_string(repo.join(API_FILE)).ok()?;
     let info: DaemonInfo = serde_json::from_str(&text).ok()?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .ok()?;
     let live: DaemonInfo = client
         .get(format!("{}/api/v1/id", info.api_url))
+        .timeout(Duration::from_secs(2))
         .send()
         .await
         .ok()?
@@ -292,7 +305,8 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
-    let daemon = running_daemon(repo_dir).await;
+    let client = api_client(repo_dir)?;
+    let daemon = running_daemon(repo_dir, &client).await;
     let services = match &daemon {
         Some(_) => None,
         None => Some(Services::open(&Repo::open(repo_dir)?).await?),
@@ -308,8 +322,8 @@ async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
             }
         };
         let result = match (&daemon, &services, stored) {
-            (Some(info), _, Some(key)) => index_remote(info, &key).await,
-            (Some(info), _, None) => ingest_remote(info, file).await,
+            (Some(info), _, Some(key)) => index_remote(&client, info, &key).await,
+            (Some(info), _, None) => ingest_remote(&client, info, file).await,
             (None, Some(services), Some(key)) => services
                 .ingester
                 .index_stored(&key, None)
@@ -368,12 +382,16 @@ fn stored_key(repo_dir: &Path, file: &Path) -> Result<Option<String>> {
 }
 
 /// Asks the daemon to index the CAR stored under `key` in place.
-async fn index_remote(info: &DaemonInfo, key: &str) -> Result<serde_json::Value> {
+async fn index_remote(
+    client: &reqwest::Client,
+    info: &DaemonInfo,
+    key: &str,
+) -> Result<serde_json::Value> {
     let url = reqwest::Url::parse_with_params(
         &format!("{}/api/v1/cars/index", info.api_url),
         &[("key", key)],
     )?;
-    let response = reqwest::Client::new()
+    let response = client
         .post(url)
         .send()
         .await
@@ -425,7 +443,11 @@ async fn ingest_local(services: &Services, file: &Path) -> Result<serde_json::Va
     Ok(serde_json::to_value(result?)?)
 }
 
-async fn ingest_remote(info: &DaemonInfo, file: &Path) -> Result<serde_json::Value> {
+async fn ingest_remote(
+    client: &reqwest::Client,
+    info: &DaemonInfo,
+    file: &Path,
+) -> Result<serde_json::Value> {
     let input = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
@@ -438,7 +460,7 @@ async fn ingest_remote(info: &DaemonInfo, file: &Path) -> Result<serde_json::Val
         tokio_util::io::ReaderStream::with_capacity(input, 1 << 20)
             .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
     };
-    let response = reqwest::Client::new()
+    let response = client
         .put(format!("{}/api/v1/cars", info.api_url))
         .body(reqwest::Body::wrap_stream(counted))
         .send()
@@ -459,7 +481,7 @@ async fn export(repo_dir: &Path, cid: cid::Cid, output: Option<&Path>) -> Result
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    let mut stream = match running_daemon(repo_dir).await {
+    let mut stream = match running_daemon(repo_dir, &api_client(repo_dir)?).await {
         Some(info) => {
             let response = reqwest::get(format!(
                 "{}/ipfs/{cid}?format=car&dag-scope=all&car-dups=n",

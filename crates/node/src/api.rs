@@ -17,24 +17,30 @@
 //!
 //! The `/api/v1/dht/*` paths answer 404 when `dht.enabled = false`.
 //!
+//! With `api.token_file` set ([`ApiToken`]), every request except `/healthz` and `/readyz`
+//! needs `Authorization: Bearer <token>`; without it the answer is 401 with
+//! `WWW-Authenticate: Bearer`. The token is compared in constant time (of SHA-256 digests).
+//!
 //! Errors are JSON `{"error": "..."}`: 400 for a bad CAR (the message names the problem and the
-//! byte offset), 413 past `api.max_upload_bytes`, 500 for a server-side failure (details only in
-//! the log).
+//! byte offset), 401 without the token, 413 past `api.max_upload_bytes`, 500 for a server-side
+//! failure (details only in the log).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures::TryStreamExt;
 use hydrant_ingest::IngestError;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, MIN_API_TOKEN_LEN};
 use crate::daemon::DaemonInfo;
 use crate::dht::DhtService;
 use crate::health::Health;
@@ -43,6 +49,120 @@ use hydrant_bitswap::BitswapHandle;
 
 /// Most CAR records one `GET /api/v1/cars` returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// Routes answered without the token: load balancers probe them.
+const OPEN_ROUTES: [&str; 2] = ["/healthz", "/readyz"];
+
+/// The API's bearer token, read from `api.token_file` at start-up. Neither `Debug` nor any
+/// error message shows it.
+#[derive(Clone)]
+pub struct ApiToken {
+    token: Arc<str>,
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+impl ApiToken {
+    /// The token of `api.token_file` of `repo` (resolved against the repository directory),
+    /// or `None` when no file is configured.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for `api.token_file` when the file cannot be read or its first line
+    /// is not a usable token (see [`ApiToken::parse`]).
+    pub fn load(repo: &crate::repo::Repo) -> Result<Option<Self>, ConfigError> {
+        let file = &repo.config.api.token_file;
+        if file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let path = repo.resolve(file);
+        let refuse = |reason: String| ConfigError {
+            field: "api.token_file",
+            value: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| refuse(format!("cannot read the token file: {e}")))?;
+        Self::parse(&text).map(Some).map_err(refuse)
+    }
+
+    /// The token on the first line of `text` (surrounding whitespace removed).
+    ///
+    /// # Errors
+    /// A message (never containing the token) when the line is shorter than
+    /// [`MIN_API_TOKEN_LEN`] characters or holds anything but visible ASCII.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let token = text.lines().next().unwrap_or_default().trim();
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the token (first line) must be visible ASCII characters without \
+                 spaces, e.g. the output of `openssl rand -hex 32`"
+                    .into(),
+            );
+        }
+        if token.len() < MIN_API_TOKEN_LEN {
+            return Err(format!(
+                "the token (first line) has {} characters, fewer than {MIN_API_TOKEN_LEN}; \
+                 write a longer one, e.g. the output of `openssl rand -hex 32`",
+                token.len()
+            ));
+        }
+        Ok(Self {
+            digest: Sha256::digest(token.as_bytes()).into(),
+            token: token.into(),
+        })
+    }
+
+    /// The `Authorization` header value a client sends: `Bearer <token>`, marked sensitive.
+    pub fn authorization(&self) -> HeaderValue {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token))
+            .expect("the token is visible ASCII");
+        value.set_sensitive(true);
+        value
+    }
+
+    /// Whether an `Authorization` header value carries this token (`Bearer`, any case). The
+    /// comparison takes the same time wherever the values differ.
+    pub fn accepts(&self, authorization: Option<&HeaderValue>) -> bool {
+        let Some(presented) = authorization
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+        else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let diff = digest
+            .iter()
+            .zip(&self.digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+/// Middleware: 401 unless the request carries the token, except on [`OPEN_ROUTES`].
+async fn require_token(State(token): State<Arc<ApiToken>>, req: Request, next: Next) -> Response {
+    let open = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| OPEN_ROUTES.contains(&p.as_str()));
+    if open || token.accepts(req.headers().get(header::AUTHORIZATION)) {
+        return next.run(req).await;
+    }
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "this API needs `Authorization: Bearer <token>` with the token of api.token_file",
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
 
 /// What the API handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -57,6 +177,8 @@ pub struct ApiState {
     pub bitswap: Arc<BitswapHandle>,
     /// Liveness and readiness.
     pub health: Arc<Health>,
+    /// The bearer token every route but `/healthz` and `/readyz` requires, when configured.
+    token: Option<Arc<ApiToken>>,
 }
 
 impl ApiState {
@@ -77,7 +199,14 @@ impl ApiState {
             dht,
             bitswap,
             health,
+            token: None,
         }
+    }
+
+    /// Requires `token` on every route but `/healthz` and `/readyz` (`None`: no token).
+    pub fn with_token(mut self, token: Option<ApiToken>) -> Self {
+        self.token = token.map(Arc::new);
+        self
     }
 
     /// The services the API serves from.
@@ -88,7 +217,8 @@ impl ApiState {
 
 /// The API router.
 pub fn router(state: ApiState) -> axum::Router {
-    axum::Router::new()
+    let token = state.token.clone();
+    let router = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/id", get(id))
@@ -101,7 +231,11 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/dht/lookup/{cid}", get(dht_lookup))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    match token {
+        Some(token) => router.layer(axum::middleware::from_fn_with_state(token, require_token)),
+        None => router,
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -429,4 +563,45 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         crate::metrics::render(&state),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_checked_and_never_shown() {
+        let token = ApiToken::parse("0123456789abcdef0123\nsecond line ignored\n").unwrap();
+        assert_eq!(format!("{token:?}"), "ApiToken(<redacted>)");
+        let good = HeaderValue::from_static("Bearer 0123456789abcdef0123");
+        assert!(token.accepts(Some(&good)));
+        assert!(token.accepts(Some(&HeaderValue::from_static(
+            "bearer 0123456789abcdef0123"
+        ))));
+        for bad in [
+            "Bearer 0123456789abcdef012",
+            "Bearer 0123456789abcdef01234",
+            "Basic 0123456789abcdef0123",
+            "0123456789abcdef0123",
+            "Bearer",
+        ] {
+            assert!(
+                !token.accepts(Some(&HeaderValue::from_static(bad))),
+                "{bad}"
+            );
+        }
+        assert!(!token.accepts(None));
+        assert_eq!(token.authorization(), good);
+        assert!(token.authorization().is_sensitive());
+
+        let short = ApiToken::parse("tooshort\n").unwrap_err();
+        assert!(short.contains("fewer than 16"), "{short}");
+        assert!(
+            !short.contains("tooshort"),
+            "the message must not show the token"
+        );
+        let spaced = ApiToken::parse("has a space inside it\n").unwrap_err();
+        assert!(spaced.contains("visible ASCII"), "{spaced}");
+        assert!(ApiToken::parse("").is_err());
+    }
 }

@@ -89,17 +89,28 @@ impl Default for GatewayConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Address of the admin/ingest API listener; keep it on loopback.
+    /// Address of the admin/ingest API listener. A non-loopback address is refused unless
+    /// `token_file` is set: the API can ingest, and `/metrics` describes the node.
     pub listen: SocketAddr,
     /// Largest CAR accepted by `PUT /api/v1/cars`, in bytes.
     pub max_upload_bytes: u64,
+    /// A file whose first line is the API's bearer token (at least
+    /// [`MIN_API_TOKEN_LEN`] visible ASCII characters), relative to the repository unless
+    /// absolute; read once at start-up. With a token, every API request except `GET /healthz`
+    /// and `GET /readyz` needs `Authorization: Bearer <token>` (else 401). Empty: no token
+    /// (then `listen` must be a loopback address).
+    pub token_file: PathBuf,
 }
+
+/// Fewest characters of an API token (`api.token_file`).
+pub const MIN_API_TOKEN_LEN: usize = 16;
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:5001".parse().expect("valid address"),
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
+            token_file: PathBuf::new(),
         }
     }
 }
@@ -521,6 +532,14 @@ impl Config {
                 "zero connections would accept nothing; use at least 1 (default 1024)",
             ));
         }
+        if !self.api.listen.ip().is_loopback() && self.api.token_file.as_os_str().is_empty() {
+            return Err(refuse(
+                "api.listen",
+                &self.api.listen,
+                "the admin API and /metrics would be open to the network; keep api.listen on \
+                 127.0.0.1/::1 or set api.token_file",
+            ));
+        }
         if self.read.max_range_bytes < hydrant_car::MAX_BLOCK_SIZE as u64 {
             return Err(refuse(
                 "read.max_range_bytes",
@@ -831,5 +850,28 @@ mod tests {
         let mut c = Config::default();
         c.swarm.listen.clear();
         assert_eq!(c.validate().unwrap_err().field, "swarm.listen");
+    }
+
+    #[test]
+    fn api_off_loopback_needs_a_token_file() {
+        for listen in ["0.0.0.0:5001", "[::]:5001", "192.0.2.7:5001"] {
+            let mut c = Config::default();
+            c.api.listen = listen.parse().unwrap();
+            let err = c.validate().unwrap_err();
+            assert_eq!(err.field, "api.listen");
+            assert!(
+                err.to_string().contains(
+                    "the admin API and /metrics would be open to the network; keep api.listen \
+                     on 127.0.0.1/::1 or set api.token_file"
+                ),
+                "{err}"
+            );
+            c.api.token_file = "api-token".into();
+            c.validate()
+                .expect("a token file makes any address acceptable");
+        }
+        let mut c = Config::default();
+        c.api.listen = "[::1]:5001".parse().unwrap();
+        c.validate().expect("IPv6 loopback needs no token");
     }
 }

@@ -96,6 +96,7 @@ pub async fn run(
         repo.config.dht.bootstrap = overrides.bootstrap.clone();
     }
     repo.config.validate().map_err(NodeError::Config)?;
+    let api_token = crate::api::ApiToken::load(&repo).map_err(NodeError::Config)?;
 
     let services = Services::open(&repo).await?;
     let health = Arc::new(Health::new(
@@ -223,7 +224,8 @@ pub async fn run(
         dht.clone(),
         bitswap.clone(),
         health.clone(),
-    );
+    )
+    .with_token(api_token);
     let api = axum::serve(api_listener, crate::api::router(api_state))
         .with_graceful_shutdown(stopped(stop_rx));
     let gateway = tokio::spawn(async move { gateway.await });
