@@ -74,6 +74,9 @@ pub(crate) struct EngineConfig {
     pub max_outstanding_bytes_per_peer: usize,
     /// Largest response frame, length prefix included, in bytes.
     pub max_frame_size: usize,
+    /// Bound on the wants kept over all peers together (the wantlists' share of the memory
+    /// budget); new wants past it are shed unanswered.
+    pub max_total_wants: usize,
 }
 
 impl Default for EngineConfig {
@@ -82,8 +85,25 @@ impl Default for EngineConfig {
             max_wantlist_entries_per_peer: MAX_WANTLIST_ENTRIES_PER_PEER,
             max_outstanding_bytes_per_peer: MAX_OUTSTANDING_BYTES_PER_PEER,
             max_frame_size: MAX_MESSAGE_SIZE,
+            max_total_wants: usize::MAX,
         }
     }
+}
+
+/// What became of wants of one type, by outcome (specs/bitswap-protocol.md: a want is answered
+/// with the block or HAVE, with DONT_HAVE or silence when absent, or not at all).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WantOutcomes {
+    /// Answered with the block or HAVE.
+    pub found: u64,
+    /// The block is not stored (DONT_HAVE sent when asked for).
+    pub not_found: u64,
+    /// Dropped unanswered by a bound (per-peer wantlist, wantlists' share of the memory
+    /// budget); the peer re-sends its wantlist later.
+    pub shed: u64,
+    /// Left unanswered because the store failed, or unanswerable (too large, or CIDv1 for a
+    /// 1.0.0 peer).
+    pub error: u64,
 }
 
 /// Running totals kept by the engine.
@@ -103,6 +123,21 @@ pub(crate) struct EngineCounters {
     pub answers_cancelled: u64,
     /// Blocks too large for any message.
     pub blocks_oversized: u64,
+    /// Wants shed because every peer's wants together reached `max_total_wants`.
+    pub wants_shed: u64,
+    /// Outcomes of WANT_BLOCK entries.
+    pub block_outcomes: WantOutcomes,
+    /// Outcomes of WANT_HAVE entries.
+    pub have_outcomes: WantOutcomes,
+}
+
+impl EngineCounters {
+    fn outcomes(&mut self, want_type: WantType) -> &mut WantOutcomes {
+        match want_type {
+            WantType::Block => &mut self.block_outcomes,
+            WantType::Have => &mut self.have_outcomes,
+        }
+    }
 }
 
 /// One want taken into a batch.
@@ -206,6 +241,8 @@ pub(crate) struct Engine {
     ready: VecDeque<PeerId>,
     next_id: u64,
     counters: EngineCounters,
+    /// Wants kept over all ledgers (not counting those in flight).
+    total_wants: usize,
 }
 
 impl Engine {
@@ -216,6 +253,7 @@ impl Engine {
             ready: VecDeque::new(),
             next_id: 0,
             counters: EngineCounters::default(),
+            total_wants: 0,
         }
     }
 
@@ -247,6 +285,7 @@ impl Engine {
             queued: false,
         });
         ledger.version = version;
+        let before = ledger.wants.len();
         if message.full {
             let kept: HashSet<Cid> = message
                 .wantlist
@@ -286,6 +325,7 @@ impl Engine {
             }
             if !version.supports_payload() && entry.cid.version() != Version::V0 {
                 self.counters.wants_dropped += 1;
+                self.counters.outcomes(want_type).error += 1;
                 continue;
             }
             // Already being answered: only an upgrade from HAVE to BLOCK needs a new want.
@@ -307,6 +347,14 @@ impl Engine {
                 }
                 None if ledger.wants.len() >= max_wants => {
                     self.counters.wants_dropped += 1;
+                    self.counters.outcomes(want_type).shed += 1;
+                    continue;
+                }
+                None if self.total_wants - before + ledger.wants.len()
+                    >= self.config.max_total_wants =>
+                {
+                    self.counters.wants_shed += 1;
+                    self.counters.outcomes(want_type).shed += 1;
                     continue;
                 }
                 None => {}
@@ -323,7 +371,18 @@ impl Engine {
                 },
             );
         }
+        self.total_wants = self.total_wants - before + ledger.wants.len();
         self.settle(peer);
+    }
+
+    /// Wants kept over all peers, waiting for a batch.
+    pub(crate) fn total_wants(&self) -> usize {
+        self.total_wants
+    }
+
+    /// Whether a peer is waiting for a batch.
+    pub(crate) fn has_ready_peer(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     /// Puts the peer in the ready queue if it can take a batch, or forgets it if it is idle.
@@ -344,7 +403,15 @@ impl Engine {
 
     /// The next batch of lookups: the next ready peer in turn, its highest-priority wants. The
     /// wants leave the wantlist; the peer gets no other batch until this one is completed.
+    #[cfg(test)]
     pub(crate) fn next_batch(&mut self) -> Option<Batch> {
+        self.next_batch_within(MAX_BLOCK_WANTS_PER_BATCH)
+    }
+
+    /// [`Self::next_batch`] with at most `max_block_wants` (at least 1) WANT_BLOCKs, as many
+    /// blocks as the caller has memory budget for.
+    pub(crate) fn next_batch_within(&mut self, max_block_wants: usize) -> Option<Batch> {
+        let max_block_wants = max_block_wants.clamp(1, MAX_BLOCK_WANTS_PER_BATCH);
         while let Some(peer) = self.ready.pop_front() {
             let Some(ledger) = self.ledgers.get_mut(&peer) else {
                 continue;
@@ -361,6 +428,7 @@ impl Engine {
             let mut block_wants = 0usize;
             let mut wants = Vec::new();
             let mut in_flight = HashMap::new();
+            let before = ledger.wants.len();
             while wants.len() < MAX_WANTS_PER_BATCH {
                 let Some(&(_, _, cid)) = ledger.order.first() else {
                     break;
@@ -370,7 +438,7 @@ impl Engine {
                 };
                 if want.want_type == WantType::Block {
                     if block_wants > 0
-                        && (block_wants >= MAX_BLOCK_WANTS_PER_BATCH
+                        && (block_wants >= max_block_wants
                             || reserved + BLOCK_SIZE_ESTIMATE > available)
                     {
                         ledger.insert_want(cid, want);
@@ -392,6 +460,7 @@ impl Engine {
                     send_dont_have: want.send_dont_have,
                 });
             }
+            self.total_wants -= before - ledger.wants.len();
             self.next_id += 1;
             let id = self.next_id;
             ledger.in_flight = Some((id, in_flight));
@@ -425,15 +494,29 @@ impl Engine {
                 self.counters.answers_cancelled += 1;
                 continue;
             }
+            let outcomes = self.counters.outcomes(want.want_type);
             let item = match (result, want.want_type) {
                 (Lookup::Failed, _) | (Lookup::Present, WantType::Block) => {
+                    outcomes.error += 1;
                     self.counters.wants_failed += 1;
                     continue;
                 }
-                (Lookup::Absent, _) if !want.send_dont_have => continue,
-                (Lookup::Absent, _) => Item::Presence(PresenceType::DontHave),
-                (Lookup::Present, WantType::Have) => Item::Presence(PresenceType::Have),
-                (Lookup::Block(data), _) => Item::Block(data),
+                (Lookup::Absent, _) if !want.send_dont_have => {
+                    outcomes.not_found += 1;
+                    continue;
+                }
+                (Lookup::Absent, _) => {
+                    outcomes.not_found += 1;
+                    Item::Presence(PresenceType::DontHave)
+                }
+                (Lookup::Present, WantType::Have) => {
+                    outcomes.found += 1;
+                    Item::Presence(PresenceType::Have)
+                }
+                (Lookup::Block(data), _) => {
+                    outcomes.found += 1;
+                    Item::Block(data)
+                }
             };
             let add = |b: &mut ResponseBuilder| match &item {
                 Item::Block(data) => b.add_block(&want.cid, data),
@@ -492,10 +575,11 @@ impl Engine {
 
     /// Forgets everything about `peer` (its stream failed); later results for it are ignored.
     pub(crate) fn remove_peer(&mut self, peer: &PeerId) {
-        if let Some(ledger) = self.ledgers.remove(peer)
-            && ledger.queued
-        {
-            self.ready.retain(|p| p != peer);
+        if let Some(ledger) = self.ledgers.remove(peer) {
+            self.total_wants -= ledger.wants.len();
+            if ledger.queued {
+                self.ready.retain(|p| p != peer);
+            }
         }
     }
 
@@ -769,6 +853,41 @@ mod tests {
     }
 
     #[test]
+    fn wants_over_all_peers_are_bounded_and_shed_unanswered() {
+        let mut engine = Engine::new(EngineConfig {
+            max_total_wants: 4,
+            ..EngineConfig::default()
+        });
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let wants = |from: u8| {
+            (from..from + 3)
+                .map(|i| want(cid(i), 1, WantType::Block, true))
+                .collect()
+        };
+        engine.receive(a, ProtocolVersion::V1_2_0, &msg(wants(0), false));
+        engine.receive(b, ProtocolVersion::V1_2_0, &msg(wants(10), false));
+        assert_eq!(engine.pending(&a).len(), 3);
+        assert_eq!(
+            engine.pending(&b).len(),
+            1,
+            "b gets what is left of the total"
+        );
+        assert_eq!(engine.total_wants(), 4);
+        let c = engine.counters();
+        assert_eq!((c.wants_shed, c.block_outcomes.shed), (2, 2));
+        // A full wantlist from a replaces its wants: the total follows.
+        engine.receive(a, ProtocolVersion::V1_2_0, &msg(vec![], true));
+        assert_eq!(engine.total_wants(), 1);
+        // Taking a batch moves wants out of the total; the shed ones were never answered.
+        let batch = engine.next_batch().unwrap();
+        assert_eq!(engine.total_wants(), 0);
+        let n = batch.wants.len();
+        let out = engine.complete_batch(batch, vec![Lookup::Absent; n]);
+        assert_eq!(out.len(), 1, "one DONT_HAVE message for b's one kept want");
+        assert_eq!(engine.counters().block_outcomes.not_found, 1);
+    }
+
+    #[test]
     fn round_robin_between_peers() {
         let mut engine = Engine::new(EngineConfig::default());
         let (a, b) = (PeerId::random(), PeerId::random());
@@ -892,6 +1011,7 @@ mod tests {
                 max_wantlist_entries_per_peer: BOUND,
                 max_outstanding_bytes_per_peer: 64 * 1024,
                 max_frame_size: 4096,
+                ..EngineConfig::default()
             });
             let peers = [PeerId::random(), PeerId::random(), PeerId::random()];
             let mut model: HashMap<PeerId, ModelPeer> = HashMap::new();
@@ -998,6 +1118,8 @@ mod tests {
                     prop_assert!(actual.len() <= BOUND);
                     prop_assert_eq!(actual, expected);
                 }
+                let kept: usize = peers.iter().map(|p| engine.pending(p).len()).sum();
+                prop_assert_eq!(engine.total_wants(), kept);
             }
             // Drain: every want is eventually batched and every state released.
             loop {

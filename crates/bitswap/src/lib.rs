@@ -40,14 +40,14 @@ mod engine;
 mod protocol;
 mod service;
 
-pub use engine::{MAX_OUTSTANDING_BYTES_PER_PEER, MAX_WANTLIST_ENTRIES_PER_PEER};
+pub use engine::{MAX_OUTSTANDING_BYTES_PER_PEER, MAX_WANTLIST_ENTRIES_PER_PEER, WantOutcomes};
 pub use protocol::{
     BlockPresence, CidPrefix, DecodeError, FrameError, InvalidCid, MAX_MESSAGE_SIZE,
     MAX_WANTLIST_ENTRIES_PER_MESSAGE, Message, PayloadBlock, PrefixError, PresenceType,
     ProtocolVersion, WantType, WantlistEntry, cid_from_prefix, cid_prefix, decode_message,
-    read_frame, write_frame,
+    read_frame, read_frame_body, read_frame_len, write_frame,
 };
 pub use service::{
     Bitswap, BitswapConfig, BitswapError, BitswapHandle, BitswapStats,
-    DEFAULT_WANT_HAVE_REPLACE_SIZE, EVENT_QUEUE_CAPACITY,
+    DEFAULT_WANT_HAVE_REPLACE_SIZE, EVENT_QUEUE_CAPACITY, WANT_ENTRY_BYTES,
 };

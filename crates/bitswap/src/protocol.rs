@@ -640,6 +640,25 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_len: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    let Some(len) = read_frame_len(reader, max_len).await? else {
+        return Ok(None);
+    };
+    read_frame_body(reader, len).await.map(Some)
+}
+
+/// Reads the length prefix of the next message (the first half of [`read_frame`]), so that the
+/// caller can reserve memory for the body before reading it. Returns `Ok(None)` when the stream
+/// ends cleanly between messages.
+///
+/// # Errors
+/// As [`read_frame`].
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future mid-prefix loses the bytes read so far.
+pub async fn read_frame_len<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_len: usize,
+) -> Result<Option<usize>, FrameError> {
     // A u64 varint has at most 10 bytes; lengths of interest fit in 9 (63 bits).
     const MAX_PREFIX_BYTES: usize = 9;
     let mut len: u64 = 0;
@@ -665,14 +684,31 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > max_len as u64 {
         return Err(FrameError::TooLarge { len, max: max_len });
     }
-    // Bounded by `max_len`; the initial capacity stays small so a peer that announces a large
-    // message but sends nothing holds little memory.
-    let mut body = Vec::with_capacity((len as usize).min(64 * 1024));
-    (&mut *reader).take(len).read_to_end(&mut body).await?;
-    if (body.len() as u64) < len {
+    Ok(Some(len as usize))
+}
+
+/// Reads a message body of `len` bytes announced by [`read_frame_len`].
+///
+/// # Errors
+/// [`FrameError::Truncated`] when the stream ends first, [`FrameError::Io`] when it fails.
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future loses the bytes read so far.
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> Result<Vec<u8>, FrameError> {
+    // The initial capacity stays small so a peer that announces a large message but sends
+    // nothing holds little memory.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    (&mut *reader)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() < len {
         return Err(FrameError::Truncated);
     }
-    Ok(Some(body))
+    Ok(body)
 }
 
 /// Writes `frame` (a length-prefixed message from [`Message::encode_frame`]) and flushes.

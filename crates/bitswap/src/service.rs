@@ -2,6 +2,12 @@
 //! (specs/bitswap-protocol.md, "Interaction Pattern": wants arrive on streams the peer opens,
 //! answers leave on a stream the server opens back with the same protocol).
 //!
+//! Memory: every message being read, every want kept, every block looked up and every response
+//! frame waiting to be written is charged to the shared [`MemoryBudget`]
+//! ([`BitswapConfig::budget`]). When it is full, a reader waits up to
+//! [`BitswapConfig::budget_wait`] and then resets its stream, new wants are shed unanswered
+//! (never DONT_HAVE for a stored block), and lookups wait for memory to be released.
+//!
 //! Tasks (all stop when the [`BitswapHandle`] is dropped or shut down):
 //! - *accept*: takes inbound streams of the four protocol IDs and starts one *reader* per
 //!   stream, within [`BitswapConfig::max_inbound_streams`] and
@@ -26,17 +32,19 @@ use std::time::Duration;
 use cid::Cid;
 use futures::{FutureExt as _, StreamExt as _};
 use hydrant_blockstore::Blockstore;
+use hydrant_budget::{Grant, Holder, MemoryBudget};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::{
-    Batch, Engine, EngineConfig, Lookup, MAX_MESSAGES_PER_BATCH, MAX_OUTSTANDING_BYTES_PER_PEER,
-    MAX_UNSENT_MESSAGES_PER_PEER, MAX_WANTLIST_ENTRIES_PER_PEER, Outgoing,
+    Batch, Engine, EngineConfig, Lookup, MAX_BLOCK_WANTS_PER_BATCH, MAX_MESSAGES_PER_BATCH,
+    MAX_OUTSTANDING_BYTES_PER_PEER, MAX_UNSENT_MESSAGES_PER_PEER, MAX_WANTLIST_ENTRIES_PER_PEER,
+    MAX_WANTS_PER_BATCH, Outgoing, WantOutcomes,
 };
 use crate::protocol::{
-    FrameError, MAX_MESSAGE_SIZE, Message, ProtocolVersion, WantType, decode_message, read_frame,
-    write_frame,
+    FrameError, MAX_MESSAGE_SIZE, Message, ProtocolVersion, WantType, decode_message,
+    read_frame_body, read_frame_len, write_frame,
 };
 
 /// Capacity, in events, of the queue into the engine task (messages from readers, lookup
@@ -56,6 +64,24 @@ const READ_BUFFER_SIZE: usize = 16 * 1024;
 
 /// How often the engine task forgets the queues of senders that have exited.
 const SENDER_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Memory charged per kept want, in bytes: the want's entries in the ledger's map and ordered
+/// set (a CID is up to 88 bytes inline) with their overhead. The wantlists' cap in the budget
+/// divided by this is the most wants kept over all peers.
+pub const WANT_ENTRY_BYTES: u64 = 320;
+
+/// Budget charged for a message of `len` bytes while it is read and decoded: the body, the
+/// decoded entries (larger than their encoding), and a fixed part.
+fn message_charge(len: usize) -> u64 {
+    2 * len as u64 + 4096
+}
+
+/// Budget reserved for one WANT_BLOCK of a batch until its block is read: the largest block
+/// (2 MiB, specs/bitswap-protocol.md) plus its framing.
+const BLOCK_CHARGE: u64 = 2 * 1024 * 1024 + 256;
+
+/// How often the engine task retries lookups that wait for memory.
+const BUDGET_RETRY_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Default for [`BitswapConfig::want_have_replace_size`], in bytes (as boxo and Helia).
 pub const DEFAULT_WANT_HAVE_REPLACE_SIZE: u32 = 1024;
@@ -86,8 +112,16 @@ pub struct BitswapConfig {
     /// (below Helia's 5 s receive timeout). Default 3 s.
     pub outbound_idle_timeout: Duration,
     /// Longest wait to open the outbound stream or to write one message; past it the peer is
-    /// dropped. Default 30 s.
+    /// dropped (a peer that stops reading holds its share of memory at most this long).
+    /// Default 30 s.
     pub write_timeout: Duration,
+    /// The memory budget shared with the other serving paths. Its cap for
+    /// [`Holder::BitswapWantlists`] divided by [`WANT_ENTRY_BYTES`] bounds the wants kept over
+    /// all peers. Default: unlimited.
+    pub budget: MemoryBudget,
+    /// How long a reader waits for budget for an incoming message before it resets the stream.
+    /// Default 1 s.
+    pub budget_wait: Duration,
 }
 
 impl Default for BitswapConfig {
@@ -102,6 +136,8 @@ impl Default for BitswapConfig {
             inbound_idle_timeout: Duration::from_secs(60),
             outbound_idle_timeout: Duration::from_secs(3),
             write_timeout: Duration::from_secs(30),
+            budget: MemoryBudget::unlimited(),
+            budget_wait: Duration::from_secs(1),
         }
     }
 }
@@ -133,6 +169,12 @@ impl BitswapConfig {
         if self.write_timeout.is_zero() {
             return zero("write_timeout");
         }
+        if self.budget.limit() < message_charge(MAX_MESSAGE_SIZE) + BLOCK_CHARGE {
+            return Err(BitswapError::BudgetTooSmall {
+                limit: self.budget.limit(),
+                min: message_charge(MAX_MESSAGE_SIZE) + BLOCK_CHARGE,
+            });
+        }
         Ok(())
     }
 }
@@ -152,6 +194,14 @@ pub enum BitswapError {
     InvalidConfig {
         /// The field's name.
         field: &'static str,
+    },
+    /// The memory budget cannot hold one message being read plus one block being sent.
+    #[error("a memory budget of {limit} bytes cannot hold one message and one block ({min} bytes)")]
+    BudgetTooSmall {
+        /// The budget, in bytes.
+        limit: u64,
+        /// The least that works, in bytes.
+        min: u64,
     },
     /// Called outside a tokio runtime.
     #[error("Bitswap::spawn must be called within a tokio runtime")]
@@ -194,6 +244,22 @@ pub struct BitswapStats {
     pub answers_cancelled: u64,
     /// Inbound streams reset because of the stream limits.
     pub streams_refused: u64,
+    /// Inbound streams reset because the memory budget had no room for their next message.
+    pub streams_shed: u64,
+    /// Wants shed because the wantlists' share of the memory budget was full.
+    pub wants_shed: u64,
+    /// Peers dropped because writing to them failed or timed out (e.g. they stopped reading).
+    pub peers_dropped: u64,
+    /// Outcomes of WANT_BLOCK entries.
+    pub want_block_outcomes: WantOutcomes,
+    /// Outcomes of WANT_HAVE entries.
+    pub want_have_outcomes: WantOutcomes,
+    /// Wants kept over all peers, waiting for a lookup (a gauge).
+    pub wants_pending: u64,
+    /// Inbound streams being read now (a gauge).
+    pub inbound_streams: u64,
+    /// Outbound streams (one per peer being answered) now (a gauge).
+    pub outbound_streams: u64,
     /// Peers with wants, lookups or answers in progress now (a gauge, not a counter).
     pub peers: u64,
 }
@@ -216,7 +282,13 @@ struct Stats {
     wants_dropped: AtomicU64,
     answers_cancelled: AtomicU64,
     streams_refused: AtomicU64,
+    streams_shed: AtomicU64,
+    peers_dropped: AtomicU64,
+    inbound_streams: AtomicU64,
+    outbound_streams: AtomicU64,
     peers: AtomicU64,
+    /// Copied from the engine by [`Stats::publish`].
+    engine: Mutex<(u64, WantOutcomes, WantOutcomes, u64)>,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -226,6 +298,8 @@ fn bump(counter: &AtomicU64, by: u64) {
 impl Stats {
     fn snapshot(&self) -> BitswapStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (wants_shed, want_block_outcomes, want_have_outcomes, wants_pending) =
+            *self.engine.lock().unwrap_or_else(|e| e.into_inner());
         BitswapStats {
             messages_received: get(&self.messages_received),
             want_blocks_received: get(&self.want_blocks_received),
@@ -243,7 +317,15 @@ impl Stats {
             wants_dropped: get(&self.wants_dropped),
             answers_cancelled: get(&self.answers_cancelled),
             streams_refused: get(&self.streams_refused),
+            streams_shed: get(&self.streams_shed),
+            peers_dropped: get(&self.peers_dropped),
+            inbound_streams: get(&self.inbound_streams),
+            outbound_streams: get(&self.outbound_streams),
             peers: get(&self.peers),
+            wants_shed,
+            want_block_outcomes,
+            want_have_outcomes,
+            wants_pending,
         }
     }
 
@@ -258,6 +340,12 @@ impl Stats {
         set(&self.wants_dropped, c.wants_dropped + c.blocks_oversized);
         set(&self.answers_cancelled, c.answers_cancelled);
         set(&self.peers, engine.peer_count() as u64);
+        *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = (
+            c.wants_shed,
+            c.block_outcomes,
+            c.have_outcomes,
+            engine.total_wants() as u64,
+        );
     }
 }
 
@@ -304,10 +392,14 @@ enum Event {
         peer: PeerId,
         version: ProtocolVersion,
         message: Message,
+        /// The message's memory, released once the engine has applied it.
+        _grant: Grant,
     },
     BatchDone {
         batch: Batch,
         results: Vec<Lookup>,
+        /// Memory reserved for the batch's blocks; becomes the frames' grants.
+        grant: Grant,
     },
     Sent {
         peer: PeerId,
@@ -366,7 +458,13 @@ impl Bitswap {
                 max_wantlist_entries_per_peer: config.max_wantlist_entries_per_peer,
                 max_outstanding_bytes_per_peer: config.max_outstanding_bytes_per_peer,
                 max_frame_size: MAX_MESSAGE_SIZE,
+                max_total_wants: usize::try_from(
+                    config.budget.cap(Holder::BitswapWantlists) / WANT_ENTRY_BYTES,
+                )
+                .unwrap_or(usize::MAX),
             }),
+            wants_grant: config.budget.track(Holder::BitswapWantlists),
+            budget_blocked: false,
             store,
             config,
             control,
@@ -456,6 +554,8 @@ impl Acceptor {
                 peer,
                 version,
                 idle_timeout: self.config.inbound_idle_timeout,
+                budget: self.config.budget.clone(),
+                budget_wait: self.config.budget_wait,
                 stats: self.stats.clone(),
                 events: self.events.clone(),
                 shutdown: self.shutdown.clone(),
@@ -471,6 +571,8 @@ struct Reader {
     peer: PeerId,
     version: ProtocolVersion,
     idle_timeout: Duration,
+    budget: MemoryBudget,
+    budget_wait: Duration,
     stats: Arc<Stats>,
     events: mpsc::Sender<Event>,
     shutdown: watch::Receiver<bool>,
@@ -480,31 +582,56 @@ struct Reader {
 impl Reader {
     async fn run(mut self, stream: Stream) {
         let peer = self.peer;
+        bump(&self.stats.inbound_streams, 1);
+        let _gauge = DecOnDrop(&self.stats.inbound_streams);
         let mut reader = futures::io::BufReader::with_capacity(READ_BUFFER_SIZE, stream);
         loop {
-            let read = tokio::select! {
+            let len = tokio::select! {
                 _ = stopped(&mut self.shutdown) => return,
                 read = tokio::time::timeout(
                     self.idle_timeout,
-                    read_frame(&mut reader, MAX_MESSAGE_SIZE),
+                    read_frame_len(&mut reader, MAX_MESSAGE_SIZE),
                 ) => read,
             };
-            let body = match read {
+            let len = match len {
                 Err(_) => {
                     tracing::debug!(%peer, "bitswap: inbound stream idle, closing");
                     return;
                 }
-                Ok(Ok(Some(body))) => body,
+                Ok(Ok(Some(len))) => len,
                 Ok(Ok(None)) => return,
-                Ok(Err(FrameError::Io(error))) => {
-                    tracing::debug!(%peer, %error, "bitswap: inbound stream failed");
+                Ok(Err(error)) => return self.frame_failed(&error),
+            };
+            let grant = match self
+                .budget
+                .acquire_within(
+                    Holder::BitswapMessages,
+                    message_charge(len),
+                    self.budget_wait,
+                )
+                .await
+            {
+                Ok(grant) => grant,
+                Err(refused) => {
+                    bump(&self.stats.streams_shed, 1);
+                    tracing::debug!(%peer, %refused, "bitswap: resetting inbound stream");
                     return;
                 }
-                Ok(Err(error)) => {
-                    bump(&self.stats.protocol_errors, 1);
-                    tracing::debug!(%peer, %error, "bitswap: bad frame, resetting stream");
+            };
+            let body = tokio::select! {
+                _ = stopped(&mut self.shutdown) => return,
+                read = tokio::time::timeout(
+                    self.idle_timeout,
+                    read_frame_body(&mut reader, len),
+                ) => read,
+            };
+            let body = match body {
+                Err(_) => {
+                    tracing::debug!(%peer, "bitswap: inbound message too slow, closing");
                     return;
                 }
+                Ok(Ok(body)) => body,
+                Ok(Err(error)) => return self.frame_failed(&error),
             };
             let message = match decode_message(&body) {
                 Ok(message) => message,
@@ -520,12 +647,32 @@ impl Reader {
                 peer,
                 version: self.version,
                 message,
+                _grant: grant,
             };
             tokio::select! {
                 _ = stopped(&mut self.shutdown) => return,
                 sent = self.events.send(event) => if sent.is_err() { return },
             }
         }
+    }
+
+    fn frame_failed(&self, error: &FrameError) {
+        let peer = self.peer;
+        if let FrameError::Io(error) = error {
+            tracing::debug!(%peer, %error, "bitswap: inbound stream failed");
+        } else {
+            bump(&self.stats.protocol_errors, 1);
+            tracing::debug!(%peer, %error, "bitswap: bad frame, resetting stream");
+        }
+    }
+}
+
+/// Decrements a gauge when dropped.
+struct DecOnDrop<'a>(&'a AtomicU64);
+
+impl Drop for DecOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -538,42 +685,91 @@ struct EngineTask {
     stats: Arc<Stats>,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
-    senders: HashMap<PeerId, mpsc::Sender<Outgoing>>,
+    senders: HashMap<PeerId, mpsc::Sender<(Outgoing, Grant)>>,
     lookups_in_flight: usize,
+    /// The wants kept, charged at [`WANT_ENTRY_BYTES`] each.
+    wants_grant: Grant,
+    /// Whether a peer waits for a lookup that the budget has no room for.
+    budget_blocked: bool,
     shutdown: watch::Receiver<bool>,
 }
 
 impl EngineTask {
+    /// Budget held for a batch's answers while its blocks are read: a whole largest block per
+    /// WANT_BLOCK (the size is unknown until read), a tiny block or presence per WANT_HAVE.
+    fn have_charge(&self) -> u64 {
+        u64::from(self.config.want_have_replace_size) + 128
+    }
+
+    /// Starts lookups while there is a ready peer, a lookup slot and budget for at least one
+    /// block.
+    fn start_lookups(&mut self) {
+        self.budget_blocked = false;
+        let budget = self.config.budget.clone();
+        while self.lookups_in_flight < self.config.max_concurrent_lookups
+            && self.engine.has_ready_peer()
+        {
+            let haves = MAX_WANTS_PER_BATCH as u64 * self.have_charge();
+            let room = budget
+                .available(Holder::BitswapResponses)
+                .saturating_sub(haves);
+            let blocks = (room / BLOCK_CHARGE).min(MAX_BLOCK_WANTS_PER_BATCH as u64);
+            let reserve = haves + blocks * BLOCK_CHARGE;
+            let Some(mut grant) = (blocks > 0)
+                .then(|| budget.try_acquire(Holder::BitswapResponses, reserve).ok())
+                .flatten()
+            else {
+                self.budget_blocked = true;
+                return;
+            };
+            let Some(batch) = self.engine.next_batch_within(blocks as usize) else {
+                return;
+            };
+            let block_wants = batch
+                .wants
+                .iter()
+                .filter(|w| w.want_type == WantType::Block)
+                .count() as u64;
+            let have_wants = batch.wants.len() as u64 - block_wants;
+            grant.shrink_to(block_wants * BLOCK_CHARGE + have_wants * self.have_charge());
+            self.lookups_in_flight += 1;
+            let store = self.store.clone();
+            let events = self.events_tx.clone();
+            let replace = self.config.want_have_replace_size;
+            tokio::spawn(async move {
+                let n = batch.wants.len();
+                let results = AssertUnwindSafe(lookup(store.as_ref(), &batch, replace))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!(peer = %batch.peer, "bitswap: block store panicked");
+                        vec![Lookup::Failed; n]
+                    });
+                let _ = events
+                    .send(Event::BatchDone {
+                        batch,
+                        results,
+                        grant,
+                    })
+                    .await;
+            });
+        }
+    }
+
     async fn run(mut self) {
         let mut sweep = tokio::time::interval(SENDER_SWEEP_INTERVAL);
         loop {
-            while self.lookups_in_flight < self.config.max_concurrent_lookups {
-                let Some(batch) = self.engine.next_batch() else {
-                    break;
-                };
-                self.lookups_in_flight += 1;
-                let store = self.store.clone();
-                let events = self.events_tx.clone();
-                let replace = self.config.want_have_replace_size;
-                tokio::spawn(async move {
-                    let n = batch.wants.len();
-                    let results = AssertUnwindSafe(lookup(store.as_ref(), &batch, replace))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| {
-                            tracing::error!(peer = %batch.peer, "bitswap: block store panicked");
-                            vec![Lookup::Failed; n]
-                        });
-                    let _ = events.send(Event::BatchDone { batch, results }).await;
-                });
-            }
+            self.start_lookups();
             self.stats.publish(&self.engine);
+            self.wants_grant
+                .set(self.engine.total_wants() as u64 * WANT_ENTRY_BYTES);
             let event = tokio::select! {
                 _ = stopped(&mut self.shutdown) => return,
                 _ = sweep.tick() => {
                     self.senders.retain(|_, tx| !tx.is_closed());
                     continue;
                 }
+                () = tokio::time::sleep(BUDGET_RETRY_INTERVAL), if self.budget_blocked => continue,
                 event = self.events_rx.recv() => event,
             };
             let Some(event) = event else {
@@ -584,11 +780,19 @@ impl EngineTask {
                     peer,
                     version,
                     message,
+                    _grant,
                 } => self.engine.receive(peer, version, &message),
-                Event::BatchDone { batch, results } => {
+                Event::BatchDone {
+                    batch,
+                    results,
+                    mut grant,
+                } => {
                     self.lookups_in_flight -= 1;
-                    for out in self.engine.complete_batch(batch, results) {
-                        self.dispatch(out);
+                    let outgoing = self.engine.complete_batch(batch, results);
+                    grant.shrink_to(outgoing.iter().map(|o| o.frame.len() as u64).sum());
+                    for out in outgoing {
+                        let frame_grant = grant.split(out.frame.len() as u64);
+                        self.dispatch(out, frame_grant);
                     }
                 }
                 Event::Sent {
@@ -605,9 +809,10 @@ impl EngineTask {
     }
 
     /// Hands `out` to the peer's sender, starting one if there is none (or it has exited).
-    fn dispatch(&mut self, mut out: Outgoing) {
+    fn dispatch(&mut self, out: Outgoing, grant: Grant) {
+        let mut item = (out, grant);
         for _ in 0..2 {
-            let peer = out.peer;
+            let peer = item.0.peer;
             let tx = self.senders.entry(peer).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(PEER_OUTBOX_CAPACITY);
                 let sender = Sender {
@@ -622,19 +827,20 @@ impl EngineTask {
                 tokio::spawn(sender.run(rx));
                 tx
             });
-            match tx.try_send(out) {
+            match tx.try_send(item) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Closed(back)) => {
                     self.senders.remove(&peer);
-                    out = back;
+                    item = back;
                 }
                 Err(mpsc::error::TrySendError::Full(back)) => {
                     // Not reachable by construction (see PEER_OUTBOX_CAPACITY); give up on it.
-                    out = back;
+                    item = back;
                     break;
                 }
             }
         }
+        let out = item.0;
         bump(&self.stats.stream_errors, 1);
         self.engine
             .message_done(out.peer, out.epoch, out.frame.len());
@@ -737,15 +943,18 @@ struct Sender {
 }
 
 impl Sender {
-    async fn run(mut self, mut rx: mpsc::Receiver<Outgoing>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<(Outgoing, Grant)>) {
         let peer = self.peer;
+        let stats = self.stats.clone();
+        bump(&stats.outbound_streams, 1);
+        let _gauge = DecOnDrop(&stats.outbound_streams);
         loop {
             let next = tokio::select! {
                 _ = stopped(&mut self.shutdown) => return,
                 next = tokio::time::timeout(self.config.outbound_idle_timeout, rx.recv()) => next,
             };
-            let out = match next {
-                Ok(Some(out)) => out,
+            let (out, _grant) = match next {
+                Ok(Some(item)) => item,
                 Ok(None) => break,
                 Err(_) => {
                     // Idle: refuse new messages, write those already queued, then end.
@@ -766,6 +975,7 @@ impl Sender {
                 }
                 Err(error) => {
                     bump(&self.stats.stream_errors, 1);
+                    bump(&self.stats.peers_dropped, 1);
                     tracing::debug!(%error, "bitswap: dropping peer");
                 }
             }

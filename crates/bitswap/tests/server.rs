@@ -12,10 +12,11 @@ use cid::Cid;
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use hydrant_bitswap::{
     Bitswap, BitswapConfig, BitswapHandle, BitswapStats, CidPrefix, MAX_MESSAGE_SIZE, Message,
-    PresenceType, ProtocolVersion, WantType, WantlistEntry, cid_from_prefix, decode_message,
-    read_frame, write_frame,
+    PresenceType, ProtocolVersion, WANT_ENTRY_BYTES, WantType, WantlistEntry, cid_from_prefix,
+    decode_message, read_frame, write_frame,
 };
 use hydrant_blockstore::{Blockstore, BlockstoreError};
+use hydrant_budget::{Holder, MemoryBudget};
 use libp2p::{Multiaddr, PeerId, Swarm, multiaddr::Protocol, swarm::SwarmEvent};
 use multihash_codetable::{Code, MultihashDigest as _};
 use tokio::sync::{mpsc, watch};
@@ -667,8 +668,10 @@ async fn peer_not_reading_is_dropped_after_write_timeout() {
     let blocks: Vec<Bytes> = (0..4u8)
         .map(|i| Bytes::from(vec![i; 1024 * 1024]))
         .collect();
+    let budget = MemoryBudget::new(256 * 1024 * 1024);
     let config = BitswapConfig {
         write_timeout: Duration::from_secs(1),
+        budget: budget.clone(),
         ..BitswapConfig::default()
     };
     let mut s = setup(&blocks, |d| vec![v1_sha256(d)], &[], config, &[]).await;
@@ -692,5 +695,64 @@ async fn peer_not_reading_is_dropped_after_write_timeout() {
         stats.blocks_sent < 4,
         "the flow-controlled writes stalled: {stats:?}"
     );
+    assert_eq!(stats.peers_dropped, 1);
+    let responses = budget.stats().holders[2].clone();
+    assert_eq!(responses.name, "bitswap_responses");
+    assert!(
+        responses.peak >= 1024 * 1024,
+        "the stalled frames were charged: {responses:?}"
+    );
+    assert_eq!(budget.in_use(), 0, "dropping the peer released its memory");
     holder.abort();
+}
+
+#[tokio::test]
+async fn wants_past_the_wantlists_share_are_shed_never_dont_have() {
+    let blocks: Vec<Bytes> = (0..10u8).map(|i| Bytes::from(vec![i; 100])).collect();
+    let budget = MemoryBudget::new(64 * 1024 * 1024);
+    budget.set_cap(Holder::BitswapWantlists, 10 * WANT_ENTRY_BYTES);
+    let config = BitswapConfig {
+        budget: budget.clone(),
+        ..BitswapConfig::default()
+    };
+    let mut s = setup(
+        &blocks,
+        |d| vec![v1_sha256(d)],
+        &[],
+        config,
+        &[ProtocolVersion::V1_2_0],
+    )
+    .await;
+    // 10 absent wants first, then the 10 stored blocks: only the first 10 fit.
+    let absent: Vec<Cid> = (0..10u8).map(|i| v1_sha256(&[i, 1, 2])).collect();
+    let stored: Vec<Cid> = blocks.iter().map(|b| v1_sha256(b)).collect();
+    let entries = absent
+        .iter()
+        .chain(&stored)
+        .map(|c| want(*c, WantType::Have, true))
+        .collect();
+    let _stream = s.send(ProtocolVersion::V1_2_0, &wantlist(entries)).await;
+    let mut answers = Answers::default();
+    while answers.count() < 10 {
+        answers.add(&s.next().await.message);
+    }
+    s.nothing_more().await;
+    assert_eq!(answers.dont_haves, absent.iter().copied().collect());
+    assert!(answers.haves.is_empty() && answers.blocks.is_empty());
+    let stats = s.stats_until(|st| st.peers == 0).await;
+    assert_eq!(stats.wants_shed, 10);
+    assert_eq!(stats.want_have_outcomes.shed, 10);
+    assert_eq!(stats.want_have_outcomes.not_found, 10);
+    // Re-sent once memory is free, the stored blocks are answered (tiny blocks are sent).
+    let entries = stored
+        .iter()
+        .map(|c| want(*c, WantType::Have, true))
+        .collect();
+    let _stream2 = s.send(ProtocolVersion::V1_2_0, &wantlist(entries)).await;
+    let mut again = Answers::default();
+    while again.count() < 10 {
+        again.add(&s.next().await.message);
+    }
+    assert_eq!(again.blocks.len(), 10);
+    assert!(again.dont_haves.is_empty());
 }

@@ -208,6 +208,11 @@ impl MemoryBudget {
             .store(cap.min(self.inner.limit), Ordering::Relaxed);
     }
 
+    /// The cap of `holder`, in bytes (the limit unless [`Self::set_cap`] lowered it).
+    pub fn cap(&self, holder: Holder) -> u64 {
+        self.inner.holder(holder).cap.load(Ordering::Relaxed)
+    }
+
     /// The budget, in bytes.
     pub fn limit(&self) -> u64 {
         self.inner.limit
@@ -299,15 +304,6 @@ impl MemoryBudget {
             holder,
             bytes: 0,
         }
-    }
-
-    /// Counts a refusal decided by the holder itself (e.g. a want dropped because the
-    /// wantlists' share is full), so that every shed shows in one place.
-    pub fn count_refusal(&self, holder: Holder) {
-        self.inner
-            .holder(holder)
-            .refused
-            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A snapshot of the budget and of every holder.
