@@ -42,6 +42,7 @@
 //! connected) and return once the dial has started. [`ChannelDialer`] and
 //! [`handle_dial_request`] do this through a bounded channel served by the swarm task.
 
+use hydrant_budget::{Holder, MemoryBudget};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -270,7 +271,15 @@ pub struct DhtConfig {
     /// Most tries to find a refresh key in a bucket (about 2^(cpl+1) needed; deeper buckets
     /// are covered by the self lookups). Default 2^20.
     pub max_refresh_key_tries: u64,
+    /// The memory budget shared with the other serving paths: each inbound request holds
+    /// [`REQUEST_CHARGE`] bytes of it until answered; when it is full the stream is reset
+    /// (counted in [`DhtStats::inbound_shed`]). Default: unlimited.
+    pub budget: MemoryBudget,
 }
+
+/// Budget charged per inbound request while it is answered: the request frame, its decoded
+/// form and the response frame, each at most [`MAX_FRAME_SIZE`].
+pub const REQUEST_CHARGE: u64 = 3 * MAX_FRAME_SIZE as u64;
 
 impl Default for DhtConfig {
     fn default() -> Self {
@@ -285,6 +294,7 @@ impl Default for DhtConfig {
             maintenance_interval: Duration::from_secs(1),
             refresh_check_interval: Duration::from_secs(60),
             max_refresh_key_tries: 1 << 20,
+            budget: MemoryBudget::unlimited(),
         }
     }
 }
@@ -388,6 +398,8 @@ pub struct DhtStats {
     pub inbound_refused: [AtomicU64; 6],
     /// Inbound messages that did not decode or were too large.
     pub inbound_invalid: AtomicU64,
+    /// Inbound requests not answered (stream reset) because the memory budget was full.
+    pub inbound_shed: AtomicU64,
     /// Inbound streams reset because of the stream limits.
     pub streams_refused: AtomicU64,
     /// ADD_PROVIDER records the sink dropped.
@@ -440,9 +452,17 @@ pub struct InboundHandler {
     stats: Arc<DhtStats>,
     k: usize,
     provider_lookup_deadline: Duration,
+    budget: MemoryBudget,
 }
 
 impl InboundHandler {
+    /// Charges each request served by [`Self::serve`] to `budget` (default: unlimited).
+    #[must_use]
+    pub fn with_budget(mut self, budget: MemoryBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
     /// A handler over a shared table and stores.
     pub fn new(
         table: Arc<Mutex<RoutingTable>>,
@@ -461,6 +481,7 @@ impl InboundHandler {
             stats,
             k,
             provider_lookup_deadline,
+            budget: MemoryBudget::unlimited(),
         }
     }
 
@@ -609,6 +630,10 @@ impl InboundHandler {
                     return;
                 }
             };
+            let Ok(_grant) = self.budget.try_acquire(Holder::Dht, REQUEST_CHARGE) else {
+                bump(&self.stats.inbound_shed);
+                return;
+            };
             let request = match decode_request(&body) {
                 Ok(r) => r,
                 Err(_) => {
@@ -718,7 +743,8 @@ impl Dht {
             stats.clone(),
             config.query.k.max(1),
             config.provider_lookup_deadline,
-        );
+        )
+        .with_budget(config.budget.clone());
         let inner = Arc::new(Inner {
             probe_slots: Arc::new(Semaphore::new(config.max_concurrent_probes)),
             config,
@@ -1608,6 +1634,31 @@ mod tests {
                 .await,
             Err(Refusal::ValueRejected(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_budget_resets_the_stream_unanswered() {
+        let (h, stats) = handler(Arc::new(Sink::default()), Arc::new(NoProviders));
+        let budget = MemoryBudget::new(REQUEST_CHARGE);
+        let h = h.with_budget(budget.clone());
+        let held = budget.try_acquire(Holder::Gateway, 1).unwrap();
+        let mut pipe = Pipe {
+            input: futures::io::Cursor::new(frame(&encode_request(&Request::Ping))),
+            output: Vec::new(),
+        };
+        h.serve(peer(5), vec![], &mut pipe, Duration::from_secs(5))
+            .await;
+        assert!(pipe.output.is_empty(), "no answer while the budget is full");
+        assert_eq!(stats.inbound_shed.load(Ordering::Relaxed), 1);
+        drop(held);
+        let mut pipe = Pipe {
+            input: futures::io::Cursor::new(frame(&encode_request(&Request::Ping))),
+            output: Vec::new(),
+        };
+        h.serve(peer(5), vec![], &mut pipe, Duration::from_secs(5))
+            .await;
+        assert!(!pipe.output.is_empty(), "answered once memory is free");
+        assert_eq!(budget.in_use(), 0, "the request's charge is released");
     }
 
     #[tokio::test]
