@@ -406,12 +406,13 @@ async fn daemon_answer(response: reqwest::Response) -> Result<serde_json::Value>
         .await
         .context("reading the daemon's answer")?;
     if !status.is_success() {
-        bail!(
-            "{}",
-            body["error"]
-                .as_str()
-                .unwrap_or("the daemon refused the CAR")
-        );
+        let error = body["error"]
+            .as_str()
+            .unwrap_or("the daemon refused the CAR");
+        match body["request_id"].as_str() {
+            Some(id) => bail!("{error} (request-id {id} in the daemon's log)"),
+            None => bail!("{error}"),
+        }
     }
     Ok(body)
 }

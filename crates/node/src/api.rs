@@ -218,6 +218,7 @@ impl ApiState {
 /// The API router.
 pub fn router(state: ApiState) -> axum::Router {
     let token = state.token.clone();
+    let stats = state.services.http.clone();
     let router = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -232,10 +233,20 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
-    match token {
+    let router = match token {
         Some(token) => router.layer(axum::middleware::from_fn_with_state(token, require_token)),
         None => router,
-    }
+    };
+    crate::http::layer(
+        router,
+        crate::http::LayerConfig {
+            listener: crate::http::Listener::Api,
+            timeout: None,
+            timeout_exempt: &[],
+            timeout_field: "api.request_timeout_secs",
+        },
+        stats,
+    )
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -212,9 +212,18 @@ pub async fn run(
         dht: dht.clone(),
         me,
     });
-    let gateway_app = services
-        .gateway_router(&repo.config)
-        .merge(hydrant_routing::router(router, RoutingConfig::default()));
+    let gateway_app = crate::http::layer(
+        services
+            .gateway_router(&repo.config)
+            .merge(hydrant_routing::router(router, RoutingConfig::default())),
+        crate::http::LayerConfig {
+            listener: crate::http::Listener::Gateway,
+            timeout: None,
+            timeout_exempt: &[],
+            timeout_field: "gateway.request_timeout_secs",
+        },
+        services.http.clone(),
+    );
     let gateway = axum::serve(gateway_listener, gateway_app)
         .with_graceful_shutdown(stopped(drain_rx.clone()));
     let api_state = crate::api::ApiState::new(

@@ -9,6 +9,7 @@
 //! - [`export::export_car`]: writes a CARv1 of a DAG from the local store;
 //! - [`storage`]: the object store of `[storage]` (local or S3), with request counters;
 //! - [`health`]: liveness, readiness, draining, and the presence-filter worker;
+//! - [`http`]: request IDs, spans, timeouts and metrics around both HTTP listeners;
 //! - [`dht::start`]: the DHT heads, provider store and announcer; [`routing::NodeRouter`]: the
 //!   Delegated Routing V1 answers.
 
@@ -18,6 +19,7 @@ pub mod daemon;
 pub mod dht;
 pub mod export;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod repo;
 pub mod routing;

@@ -36,6 +36,8 @@ pub struct Services {
     pub blockstore: Arc<CarBlockstore>,
     /// The ingest pipeline.
     pub ingester: Arc<Ingester>,
+    /// Request metrics of the gateway and API listeners.
+    pub http: Arc<crate::http::HttpStats>,
 }
 
 impl Services {
@@ -102,6 +104,7 @@ impl Services {
             store_stats,
             blockstore,
             ingester,
+            http: Arc::default(),
         })
     }
 
