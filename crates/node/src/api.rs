@@ -23,7 +23,8 @@
 //!
 //! Errors are JSON `{"error": "..."}`: 400 for a bad CAR (the message names the problem and the
 //! byte offset), 401 without the token, 413 past `api.max_upload_bytes`, 500 for a server-side
-//! failure (details only in the log).
+//! failure (details only in the log), 504 past `api.request_timeout_secs` (ingests are exempt).
+//! Every error body also carries the request ID (`request_id`, see [`crate::http`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -49,6 +50,13 @@ use hydrant_bitswap::BitswapHandle;
 
 /// Most CAR records one `GET /api/v1/cars` returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// Routes `api.request_timeout_secs` does not apply to: ingests take as long as the CAR, and
+/// dropping one half-way would only waste the work done.
+const UNTIMED_ROUTES: &[(Method, &str)] = &[
+    (Method::PUT, "/api/v1/cars"),
+    (Method::POST, "/api/v1/cars/index"),
+];
 
 /// Routes answered without the token: load balancers probe them.
 const OPEN_ROUTES: [&str; 2] = ["/healthz", "/readyz"];
@@ -170,6 +178,7 @@ pub struct ApiState {
     services: Services,
     info: Arc<DaemonInfo>,
     max_upload_bytes: u64,
+    request_timeout: std::time::Duration,
     announce_roots: bool,
     /// The DHT, when enabled.
     pub dht: Option<Arc<DhtService>>,
@@ -195,6 +204,7 @@ impl ApiState {
             services,
             info: Arc::new(info),
             max_upload_bytes: config.api.max_upload_bytes,
+            request_timeout: std::time::Duration::from_secs(config.api.request_timeout_secs),
             announce_roots: config.dht.announce_roots,
             dht,
             bitswap,
@@ -219,6 +229,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> axum::Router {
     let token = state.token.clone();
     let stats = state.services.http.clone();
+    let timeout = state.request_timeout;
     let router = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -241,8 +252,8 @@ pub fn router(state: ApiState) -> axum::Router {
         router,
         crate::http::LayerConfig {
             listener: crate::http::Listener::Api,
-            timeout: None,
-            timeout_exempt: &[],
+            timeout: Some(timeout),
+            timeout_exempt: UNTIMED_ROUTES,
             timeout_field: "api.request_timeout_secs",
         },
         stats,

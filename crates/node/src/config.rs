@@ -75,12 +75,16 @@ impl Default for SwarmConfig {
 pub struct GatewayConfig {
     /// Address of the trustless gateway listener. Port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Seconds a request may take until its response head is ready (a CAR body may stream for
+    /// longer); past it the answer is 504 with `Retry-After`. 1 to 3600.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
+            request_timeout_secs: 60,
         }
     }
 }
@@ -100,6 +104,10 @@ pub struct ApiConfig {
     /// and `GET /readyz` needs `Authorization: Bearer <token>` (else 401). Empty: no token
     /// (then `listen` must be a loopback address).
     pub token_file: PathBuf,
+    /// Seconds a request may take until its response head is ready; past it the answer is 504.
+    /// Not applied to ingests (`PUT /api/v1/cars`, `POST /api/v1/cars/index`), which take as
+    /// long as the CAR does. 1 to 3600.
+    pub request_timeout_secs: u64,
 }
 
 /// Fewest characters of an API token (`api.token_file`).
@@ -111,6 +119,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:5001".parse().expect("valid address"),
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             token_file: PathBuf::new(),
+            request_timeout_secs: 60,
         }
     }
 }
@@ -211,6 +220,10 @@ pub struct PostgresConfig {
     pub connect_timeout_secs: u64,
     /// Seconds a query waits for a free pooled connection before failing.
     pub wait_timeout_secs: u64,
+    /// Seconds one SQL statement may run before the server cancels it (the session's
+    /// `statement_timeout`). Committing, aborting or cleaning up a CAR's rows and schema
+    /// migrations are exempt: their time grows with the CAR. 1 to 3600.
+    pub statement_timeout_secs: u64,
 }
 
 impl Default for PostgresConfig {
@@ -222,6 +235,7 @@ impl Default for PostgresConfig {
             pool_size: 16,
             connect_timeout_secs: 5,
             wait_timeout_secs: 5,
+            statement_timeout_secs: 30,
         }
     }
 }
@@ -233,6 +247,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("password_file", &self.password_file)
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
+            .field("statement_timeout_secs", &self.statement_timeout_secs)
             .finish_non_exhaustive()
     }
 }
@@ -477,6 +492,9 @@ fn redact_password(url: &str) -> String {
         .join(" ")
 }
 
+/// Longest accepted `*_timeout_secs` of HTTP requests and SQL statements, in seconds.
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+
 /// A refused configuration value, with the reason and the accepted range.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("config: {field} = {value} is refused: {reason}")]
@@ -539,6 +557,22 @@ impl Config {
                 "the admin API and /metrics would be open to the network; keep api.listen on \
                  127.0.0.1/::1 or set api.token_file",
             ));
+        }
+        for (field, secs) in [
+            (
+                "gateway.request_timeout_secs",
+                self.gateway.request_timeout_secs,
+            ),
+            ("api.request_timeout_secs", self.api.request_timeout_secs),
+        ] {
+            if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
+                return Err(refuse(
+                    field,
+                    &secs,
+                    "use 1 to 3600 seconds (default 60): 0 would answer every request 504, and a \
+                     longer wait holds a connection and its memory for a client that gave up",
+                ));
+            }
         }
         if self.read.max_range_bytes < hydrant_car::MAX_BLOCK_SIZE as u64 {
             return Err(refuse(
@@ -617,6 +651,14 @@ impl Config {
                     "index.connect_timeout_secs",
                     &pg.connect_timeout_secs,
                     "connect_timeout_secs and wait_timeout_secs must be at least 1",
+                ));
+            }
+            if !(1..=MAX_TIMEOUT_SECS).contains(&pg.statement_timeout_secs) {
+                return Err(refuse(
+                    "index.statement_timeout_secs",
+                    &pg.statement_timeout_secs,
+                    "use 1 to 3600 seconds (default 30): 0 would let a stuck query hold its \
+                     pooled connection forever",
                 ));
             }
         }
@@ -873,5 +915,49 @@ mod tests {
         let mut c = Config::default();
         c.api.listen = "[::1]:5001".parse().unwrap();
         c.validate().expect("IPv6 loopback needs no token");
+    }
+
+    #[test]
+    fn timeouts_are_refused_outside_one_second_to_an_hour() {
+        let set: [(&str, fn(&mut Config, u64)); 3] = [
+            ("gateway.request_timeout_secs", |c, v| {
+                c.gateway.request_timeout_secs = v
+            }),
+            ("api.request_timeout_secs", |c, v| {
+                c.api.request_timeout_secs = v
+            }),
+            ("index.statement_timeout_secs", |c, v| {
+                let IndexConfig::Postgres(pg) = &mut c.index else {
+                    unreachable!()
+                };
+                pg.statement_timeout_secs = v;
+            }),
+        ];
+        for (field, apply) in set {
+            let mut c =
+                Config::from_toml("[index]\nkind = \"postgres\"\nurl = \"host=/tmp\"\n").unwrap();
+            c.validate().expect("defaults are valid");
+            for bad in [0, MAX_TIMEOUT_SECS + 1] {
+                apply(&mut c, bad);
+                let err = c.validate().unwrap_err();
+                assert_eq!(err.field, field);
+                assert!(
+                    err.to_string().contains(&format!(
+                        "{field} = {bad} is refused: use 1 to 3600 seconds"
+                    )),
+                    "{err}"
+                );
+            }
+            apply(&mut c, 1);
+            c.validate().expect("1 s is accepted");
+        }
+        let c = Config::from_toml(
+            "[gateway]\nrequest_timeout_secs = 5\n[api]\nrequest_timeout_secs = 7\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.gateway.request_timeout_secs, c.api.request_timeout_secs),
+            (5, 7)
+        );
     }
 }

@@ -218,7 +218,9 @@ pub async fn run(
             .merge(hydrant_routing::router(router, RoutingConfig::default())),
         crate::http::LayerConfig {
             listener: crate::http::Listener::Gateway,
-            timeout: None,
+            timeout: Some(Duration::from_secs(
+                repo.config.gateway.request_timeout_secs,
+            )),
             timeout_exempt: &[],
             timeout_field: "gateway.request_timeout_secs",
         },

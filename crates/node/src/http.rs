@@ -499,6 +499,77 @@ mod tests {
         }
     }
 
+    /// Serves `router` on a free loopback port and sends one `Connection: close` request;
+    /// returns the whole raw response.
+    async fn exchange(router: axum::Router, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn slow_responses_are_cut_with_504_except_exempt_routes() {
+        async fn slow() -> &'static str {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            "done"
+        }
+        let router = |listener| {
+            layer(
+                axum::Router::new()
+                    .route("/slow", axum::routing::get(slow).put(slow))
+                    .route("/fast", axum::routing::get(|| async { "ok" })),
+                LayerConfig {
+                    listener,
+                    timeout: Some(Duration::from_millis(50)),
+                    timeout_exempt: &[(Method::PUT, "/slow")],
+                    timeout_field: "gateway.request_timeout_secs",
+                },
+                Arc::default(),
+            )
+        };
+        let cut = exchange(
+            router(Listener::Gateway),
+            "GET /slow HTTP/1.1\r\nHost: x\r\nx-request-id: slow-1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(cut.starts_with("HTTP/1.1 504 "), "{cut}");
+        assert!(cut.contains("x-request-id: slow-1\r\n"), "{cut}");
+        assert!(cut.contains("retry-after: "), "{cut}");
+        assert!(
+            cut.ends_with(
+                "the response was not ready within 0 s (gateway.request_timeout_secs)\n\
+                 request-id: slow-1\n"
+            ),
+            "{cut}"
+        );
+        let api = exchange(
+            router(Listener::Api),
+            "GET /slow HTTP/1.1\r\nHost: x\r\nx-request-id: slow-2\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(api.starts_with("HTTP/1.1 504 "), "{api}");
+        assert!(api.contains("\"request_id\":\"slow-2\""), "{api}");
+        let exempt = exchange(
+            router(Listener::Api),
+            "PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(exempt.starts_with("HTTP/1.1 200 "), "{exempt}");
+        assert!(exempt.ends_with("done"), "{exempt}");
+        let fast = exchange(
+            router(Listener::Gateway),
+            "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(fast.starts_with("HTTP/1.1 200 "), "{fast}");
+    }
+
     #[tokio::test]
     async fn error_bodies_get_the_id_once_in_their_format() {
         let text = (StatusCode::NOT_FOUND, "block not found\n").into_response();

@@ -200,6 +200,7 @@ pub async fn connect_pg(repo: &Repo, config: &PostgresConfig) -> Result<PgPool, 
         schema: config.schema.clone(),
         wait_timeout: Duration::from_secs(config.wait_timeout_secs),
         connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+        statement_timeout: Some(Duration::from_secs(config.statement_timeout_secs)),
     };
     PgPool::connect(&url, &pool)
         .await

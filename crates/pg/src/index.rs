@@ -120,6 +120,9 @@ impl PgIndex {
     ) -> Result<Vec<String>, IndexError> {
         let mut client = self.pool.client(what).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(what, &e))?;
+        tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)
+            .await
+            .map_err(|e| storage(what, &e))?;
         let mut keys: Vec<String> = tx
             .query(
                 "DELETE FROM stagings WHERE $1::float8 IS NULL \
@@ -409,6 +412,10 @@ impl BlockIndex for PgIndex {
         );
         let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        // Moving a big CAR's rows takes as long as the CAR has blocks.
+        tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
         // Closing the staging locks its row: an abort or recover running now waits, then finds
         // nothing to remove.
         let staged = tx
@@ -476,6 +483,9 @@ impl BlockIndex for PgIndex {
         const WHAT: &str = "abort_car";
         let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
         tx.execute("DELETE FROM stagings WHERE car = $1", &[&car_key])
             .await
             .map_err(|e| storage(WHAT, &e))?;

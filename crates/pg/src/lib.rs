@@ -18,6 +18,12 @@
 //! documentation points to; bb8 would do as well but brings nothing more here. Connections are
 //! plain (`NoTls`): use a Unix socket or a private network; TLS is not wired yet.
 //!
+//! Every pooled connection runs with the session's `statement_timeout` set to
+//! [`PoolConfig::statement_timeout`], so a stuck query fails instead of holding its connection.
+//! The statements whose time grows with a CAR's size (committing, aborting and cleaning up its
+//! rows) and the migrations lift it for their own transaction (`SET LOCAL statement_timeout =
+//! 0`).
+//!
 //! # Schema and migrations
 //!
 //! Every table lives in the schema named by [`PoolConfig::schema`] (created if missing; the
@@ -98,6 +104,9 @@ pub struct PoolConfig {
     pub wait_timeout: Duration,
     /// How long opening one connection may take before failing.
     pub connect_timeout: Duration,
+    /// How long one statement may run before the server cancels it (the session's
+    /// `statement_timeout`, whole milliseconds); `None` keeps the server's setting.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PoolConfig {
@@ -107,6 +116,7 @@ impl Default for PoolConfig {
             schema: "public".to_owned(),
             wait_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            statement_timeout: None,
         }
     }
 }
@@ -163,6 +173,10 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
+/// Lifts `statement_timeout` for the rest of the current transaction: for statements whose
+/// time grows with a CAR's size, and migrations.
+const NO_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = 0";
+
 /// Newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
@@ -197,6 +211,11 @@ impl PgPool {
             tokio_postgres::Config::from_str(url).map_err(|e| PgError::InvalidUrl(describe(&e)))?;
         let mut options = pg.get_options().unwrap_or("").to_owned();
         write!(options, " -c search_path={}", config.schema).expect("write to String");
+        if let Some(limit) = config.statement_timeout {
+            // In milliseconds (the setting's unit); at least 1, since 0 means no limit.
+            let ms = limit.as_millis().max(1);
+            write!(options, " -c statement_timeout={ms}").expect("write to String");
+        }
         pg.options(options.trim_start());
         if pg.get_application_name().is_none() {
             pg.application_name("hydrant");
@@ -257,6 +276,10 @@ impl PgPool {
         let mut client = self.client_for_migration().await?;
         let tx = client
             .transaction()
+            .await
+            .map_err(|e| bookkeeping_error(&e))?;
+        // A migration's time grows with the data (e.g. building an index).
+        tx.batch_execute(NO_STATEMENT_TIMEOUT)
             .await
             .map_err(|e| bookkeeping_error(&e))?;
         // Serializes concurrent start-ups of replicas on this schema; released at commit.

@@ -20,6 +20,7 @@ fn config(schema: &str) -> PoolConfig {
         schema: schema.to_owned(),
         wait_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
+        statement_timeout: Some(Duration::from_secs(30)),
     }
 }
 
@@ -411,4 +412,70 @@ async fn commit_feed_is_ordered_and_stale_stagings_are_recovered() {
         index.commit_car(&record("cars/live.car")).await,
         Err(IndexError::NotStaged(_))
     ));
+}
+
+/// `statement_timeout` cancels a query stuck behind a lock (an error, never "absent"), while
+/// `commit_car`, whose time grows with the CAR, waits the lock out under the same setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_cuts_stuck_reads_but_not_commits() {
+    let server = server();
+    let url = server.url();
+    let schema = unique_schema("timeout");
+    let cfg = PoolConfig {
+        statement_timeout: Some(Duration::from_millis(300)),
+        ..config(&schema)
+    };
+    let index = PgIndex::connect(&url, &cfg).await.expect("connect");
+    index
+        .stage_blocks("cars/slow.car", &rows(0..10, 0))
+        .await
+        .expect("stage");
+
+    // Another session holds every table of the schema locked for 1.5 s.
+    let (mut locker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("locker connects");
+    tokio::spawn(connection);
+    let (locked, is_locked) = tokio::sync::oneshot::channel();
+    let release = tokio::spawn(async move {
+        let tx = locker.transaction().await.expect("begin");
+        tx.batch_execute(&format!(
+            "LOCK TABLE {schema}.cars, {schema}.blocks, {schema}.stagings, \
+             {schema}.staged_blocks IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await
+        .expect("lock");
+        locked.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tx.commit().await.expect("release");
+    });
+    is_locked.await.unwrap();
+
+    let started = std::time::Instant::now();
+    let err = index
+        .locations(&test_multihash(1))
+        .await
+        .expect_err("a read stuck behind the lock fails");
+    assert!(
+        matches!(&err, IndexError::Storage(text) if text.contains("statement timeout")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "cut at 300 ms"
+    );
+
+    index
+        .commit_car(&record("cars/slow.car", 10))
+        .await
+        .expect("the commit waits for the lock instead of timing out");
+    release.await.unwrap();
+    assert_eq!(
+        index
+            .locations(&test_multihash(1))
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
 }
