@@ -284,7 +284,14 @@ struct IndexQuery {
 }
 
 async fn index_stored(State(state): State<ApiState>, Query(q): Query<IndexQuery>) -> Response {
-    match state.services.ingester.index_stored(&q.key, None).await {
+    let ticket = state.services.ingest_stats.start();
+    let result = state
+        .services
+        .ingester
+        .index_stored(&q.key, Some(ticket.progress()))
+        .await;
+    ticket.finish(&result);
+    match result {
         Ok(summary) => {
             if let (Some(dht), true) = (&state.dht, state.announce_roots) {
                 dht.announce_car(&summary.car_key, &summary.roots);
@@ -323,7 +330,14 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
             })
         });
     let reader = tokio_util::io::StreamReader::new(stream);
-    match state.services.ingester.ingest(reader, None).await {
+    let ticket = state.services.ingest_stats.start();
+    let result = state
+        .services
+        .ingester
+        .ingest(reader, Some(ticket.progress()))
+        .await;
+    ticket.finish(&result);
+    match result {
         Ok(summary) => {
             if let (Some(dht), true) = (&state.dht, state.announce_roots) {
                 dht.announce_car(&summary.car_key, &summary.roots);

@@ -10,6 +10,7 @@
 //! - [`storage`]: the object store of `[storage]` (local or S3), with request counters;
 //! - [`health`]: liveness, readiness, draining, and the presence-filter worker;
 //! - [`http`]: request IDs, spans, timeouts and metrics around both HTTP listeners;
+//! - [`meters`]: index lookup latency and ingest progress, for [`metrics`];
 //! - [`dht::start`]: the DHT heads, provider store and announcer; [`routing::NodeRouter`]: the
 //!   Delegated Routing V1 answers.
 
@@ -20,6 +21,7 @@ pub mod dht;
 pub mod export;
 pub mod health;
 pub mod http;
+pub mod meters;
 pub mod metrics;
 pub mod repo;
 pub mod routing;

@@ -20,6 +20,21 @@
 //! | `hydrant_presence_filter_checks_total` | counter | `result` (absent, maybe) |
 //! | `hydrant_presence_filter_{built,capacity,inserted,bytes}`, `..._rebuilds_total` | gauge, counter | |
 //! | `hydrant_index_lookups_total` | counter | multihashes looked up in the index past the filter |
+//! | `hydrant_index_lookup_duration_seconds` | histogram | `kind` (single, batch): lookup calls past the filter |
+//! | `hydrant_object_store_request_duration_seconds` | histogram | `op` (as above; list only `list_with_delimiter`, delete not timed) |
+//! | `hydrant_gateway_requests_total` | counter | `type` (block, car, other), `outcome` (found, not_found, shed, bad_request, error) |
+//! | `hydrant_gateway_request_duration_seconds` | histogram | `type`: time until the response head |
+//! | `hydrant_gateway_response_body_bytes_total` | counter | bytes of gateway response bodies (GET) |
+//! | `hydrant_api_requests_total` | counter | `route` (matched template, or `unmatched`), `outcome` (as the gateway's) |
+//! | `hydrant_api_request_duration_seconds` | histogram | `route`: time until the response head |
+//! | `hydrant_ingest_cars_total` | counter | `result` (ingested, already_present): ingests through the API |
+//! | `hydrant_ingest_{blocks,bytes}_total` | counter | blocks and CAR bytes of newly ingested CARs |
+//! | `hydrant_ingest_failures_total` | counter | `reason` (invalid, too_large, interrupted, not_found, error) |
+//! | `hydrant_ingest_in_progress`, `hydrant_ingest_in_progress_bytes` | gauge | ingests running, CAR bytes they verified so far |
+//!
+//! `outcome` of the HTTP listeners: `found` for 1xx to 3xx, `not_found` for 404 and 410, `shed`
+//! for 429 and 503, `bad_request` for other 4xx, `error` for other 5xx (504 timeouts included).
+//! Labels never carry a CID, a peer or a request path: only fixed values and route templates.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,6 +61,13 @@ const MESSAGE_TYPES: [&str; 6] = [
 /// Upper bounds of the latency histograms, in seconds: 1 ms to 60 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Upper bounds of the latency histograms of the stores (index lookups, object-store calls),
+/// in seconds: 100 µs to 30 s.
+pub const FINE_LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
 ];
 
 /// Builds the histograms of a [`Family`] with fixed bucket bounds (seconds).
@@ -287,9 +309,18 @@ pub fn render(state: &ApiState) -> String {
     }
 
     storage_metrics(&mut r, state);
+    http_and_ingest_metrics(&mut r, state);
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
     out
+}
+
+/// Both HTTP listeners, index lookup latency, and ingests.
+fn http_and_ingest_metrics(r: &mut Registry, state: &ApiState) {
+    let services = state.services();
+    services.http.register(r);
+    services.index_stats.register(r);
+    services.ingest_stats.register(r);
 }
 
 /// Object store, read path, read cache and presence filter.
@@ -309,6 +340,7 @@ fn storage_metrics(r: &mut Registry, state: &ApiState) {
         "Requests made to the object store, by kind",
         requests,
     );
+    services.store_stats.register_latency(r);
     let read = services.blockstore.stats();
     for (name, help, v) in [
         ("read_ranges", "Ranged reads of stored CARs", read.ranges),

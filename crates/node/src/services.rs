@@ -16,6 +16,7 @@ use object_store::ObjectStore;
 
 use crate::NodeError;
 use crate::config::{Config, IndexConfig, PostgresConfig};
+use crate::meters::{IndexStats, IngestStats, MeteredIndex};
 use crate::repo::Repo;
 use crate::storage::{self, StoreStats};
 
@@ -38,6 +39,10 @@ pub struct Services {
     pub ingester: Arc<Ingester>,
     /// Request metrics of the gateway and API listeners.
     pub http: Arc<crate::http::HttpStats>,
+    /// Latency of the lookups that reach the index (past the presence filter).
+    pub index_stats: Arc<IndexStats>,
+    /// Ingests through the API: results, failures, the ones running.
+    pub ingest_stats: Arc<IngestStats>,
 }
 
 impl Services {
@@ -66,6 +71,9 @@ impl Services {
                 (Arc::new(index.clone()), Some(index))
             }
         };
+        // Timed under the filter: only the lookups that reach the index.
+        let index_stats = Arc::new(IndexStats::default());
+        let raw: Arc<dyn BlockIndex> = Arc::new(MeteredIndex::new(raw, index_stats.clone()));
         let filter = &repo.config.filter;
         let filtered = filter.enabled.then(|| {
             FilteredIndex::new(
@@ -105,6 +113,8 @@ impl Services {
             blockstore,
             ingester,
             http: Arc::default(),
+            index_stats,
+            ingest_stats: Arc::default(),
         })
     }
 

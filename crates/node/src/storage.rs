@@ -1,12 +1,13 @@
 //! The object store named by `[storage]` (a local directory or an S3-compatible bucket), wrapped
 //! in [`MeteredStore`] so that every request Hydrant makes to it is counted by kind and outcome
-//! (`hydrant_object_store_requests_total`).
+//! (`hydrant_object_store_requests_total`) and timed by kind
+//! (`hydrant_object_store_request_duration_seconds`).
 
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,9 +21,13 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     RetryConfig,
 };
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::NodeError;
 use crate::config::{S3Config, StorageConfig};
+use crate::metrics::{Buckets, FINE_LATENCY_BUCKETS};
 use crate::repo::Repo;
 
 /// Kinds of object-store request, as counted by [`MeteredStore`].
@@ -70,11 +75,27 @@ impl Op {
     }
 }
 
-/// Request counters of a [`MeteredStore`], per [`Op`]: started and failed.
-#[derive(Debug, Default)]
+/// Request counters of a [`MeteredStore`], per [`Op`]: started and failed; and the time each
+/// call took.
+#[derive(Debug)]
 pub struct StoreStats {
     started: [AtomicU64; 7],
     failed: [AtomicU64; 7],
+    latency: Family<Vec<(&'static str, &'static str)>, Histogram, Buckets>,
+}
+
+impl Default for StoreStats {
+    fn default() -> Self {
+        let latency = Family::new_with_constructor(Buckets(FINE_LATENCY_BUCKETS));
+        for op in Op::ALL {
+            let _ = latency.get_or_create(&vec![("op", op.label())]);
+        }
+        Self {
+            started: Default::default(),
+            failed: Default::default(),
+            latency,
+        }
+    }
 }
 
 impl StoreStats {
@@ -97,11 +118,30 @@ impl StoreStats {
         self.started[op as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    fn count<T>(&self, op: Op, result: object_store::Result<T>) -> object_store::Result<T> {
+    /// Counts a finished call (a failure too) and the time since `started`.
+    fn count<T>(
+        &self,
+        op: Op,
+        started: Instant,
+        result: object_store::Result<T>,
+    ) -> object_store::Result<T> {
+        self.latency
+            .get_or_create(&vec![("op", op.label())])
+            .observe(started.elapsed().as_secs_f64());
         if result.is_err() {
             self.failed[op as usize].fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Registers `object_store_request_duration_seconds`.
+    pub fn register_latency(&self, r: &mut Registry) {
+        r.register(
+            "object_store_request_duration_seconds",
+            "Seconds per object-store call until it answered (a GET's head; its body streams \
+             after), by kind; listings and deletions, which stream, are not timed",
+            self.latency.clone(),
+        );
     }
 }
 
@@ -142,8 +182,9 @@ impl ObjectStore for MeteredStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.stats.start(Op::Put);
+        let started = Instant::now();
         let result = self.inner.put_opts(location, payload, opts).await;
-        self.stats.count(Op::Put, result)
+        self.stats.count(Op::Put, started, result)
     }
 
     async fn put_multipart_opts(
@@ -152,8 +193,9 @@ impl ObjectStore for MeteredStore {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.stats.start(Op::Multipart);
+        let started = Instant::now();
         let result = self.inner.put_multipart_opts(location, opts).await;
-        self.stats.count(Op::Multipart, result)
+        self.stats.count(Op::Multipart, started, result)
     }
 
     async fn get_opts(
@@ -163,8 +205,9 @@ impl ObjectStore for MeteredStore {
     ) -> object_store::Result<GetResult> {
         let op = if options.head { Op::Head } else { Op::Get };
         self.stats.start(op);
+        let started = Instant::now();
         let result = self.inner.get_opts(location, options).await;
-        self.stats.count(op, result)
+        self.stats.count(op, started, result)
     }
 
     async fn get_ranges(
@@ -175,8 +218,9 @@ impl ObjectStore for MeteredStore {
         for _ in ranges {
             self.stats.start(Op::Get);
         }
+        let started = Instant::now();
         let result = self.inner.get_ranges(location, ranges).await;
-        self.stats.count(Op::Get, result)
+        self.stats.count(Op::Get, started, result)
     }
 
     fn delete_stream(
@@ -188,7 +232,12 @@ impl ObjectStore for MeteredStore {
         let stats = self.stats.clone();
         self.inner
             .delete_stream(counted)
-            .map(move |r| stats.count(Op::Delete, r))
+            .map(move |r| {
+                if r.is_err() {
+                    stats.failed[Op::Delete as usize].fetch_add(1, Ordering::Relaxed);
+                }
+                r
+            })
             .boxed()
     }
 
@@ -208,8 +257,9 @@ impl ObjectStore for MeteredStore {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         self.stats.start(Op::List);
+        let started = Instant::now();
         let result = self.inner.list_with_delimiter(prefix).await;
-        self.stats.count(Op::List, result)
+        self.stats.count(Op::List, started, result)
     }
 
     async fn copy_opts(
@@ -219,8 +269,9 @@ impl ObjectStore for MeteredStore {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         self.stats.start(Op::Copy);
+        let started = Instant::now();
         let result = self.inner.copy_opts(from, to, options).await;
-        self.stats.count(Op::Copy, result)
+        self.stats.count(Op::Copy, started, result)
     }
 
     async fn rename_opts(
@@ -230,8 +281,9 @@ impl ObjectStore for MeteredStore {
         options: RenameOptions,
     ) -> object_store::Result<()> {
         self.stats.start(Op::Copy);
+        let started = Instant::now();
         let result = self.inner.rename_opts(from, to, options).await;
-        self.stats.count(Op::Copy, result)
+        self.stats.count(Op::Copy, started, result)
     }
 }
 
