@@ -640,4 +640,43 @@ mod tests {
         assert!(spaced.contains("visible ASCII"), "{spaced}");
         assert!(ApiToken::parse("").is_err());
     }
+
+    #[test]
+    fn token_file_problems_are_refused_config_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = crate::repo::Repo {
+            dir: dir.path().to_owned(),
+            config: Config::default(),
+            keypair: libp2p::identity::Keypair::generate_ed25519(),
+        };
+        assert!(
+            ApiToken::load(&repo).unwrap().is_none(),
+            "no file, no token"
+        );
+
+        repo.config.api.token_file = "missing-token".into();
+        let err = ApiToken::load(&repo).unwrap_err();
+        assert_eq!(err.field, "api.token_file");
+        assert!(
+            err.to_string()
+                .contains("missing-token is refused: cannot read the token file"),
+            "{err}"
+        );
+
+        std::fs::write(dir.path().join("short"), "s3cret\n").unwrap();
+        repo.config.api.token_file = "short".into();
+        let err = ApiToken::load(&repo).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the token (first line) has 6 characters, fewer than 16"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+
+        let absolute = dir.path().join("good");
+        std::fs::write(&absolute, "  0123456789abcdef  \n").unwrap();
+        repo.config.api.token_file = absolute;
+        let token = ApiToken::load(&repo).unwrap().expect("a token");
+        assert!(token.accepts(Some(&HeaderValue::from_static("Bearer 0123456789abcdef"))));
+    }
 }

@@ -229,6 +229,7 @@ async fn gateway_serves_many_requests_on_one_connection() {
                 .is_some_and(|t| t.starts_with("application/vnd.ipld.car")),
             "{car:?}"
         );
+        assert_eq!(car.header("transfer-encoding"), Some("chunked"), "streamed");
         assert!(car.body.len() > block.body.len(), "a CAR of the whole DAG");
         ids.insert(request_id(&car, "CAR"));
 
