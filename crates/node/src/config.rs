@@ -919,7 +919,8 @@ mod tests {
 
     #[test]
     fn timeouts_are_refused_outside_one_second_to_an_hour() {
-        let set: [(&str, fn(&mut Config, u64)); 3] = [
+        type Setter = fn(&mut Config, u64);
+        let set: [(&str, Setter); 3] = [
             ("gateway.request_timeout_secs", |c, v| {
                 c.gateway.request_timeout_secs = v
             }),
