@@ -380,6 +380,11 @@ impl Engine {
         self.total_wants
     }
 
+    /// Sets the bound on wants kept over all peers (see [`EngineConfig::max_total_wants`]).
+    pub(crate) fn set_max_total_wants(&mut self, max: usize) {
+        self.config.max_total_wants = max;
+    }
+
     /// Whether a peer is waiting for a batch.
     pub(crate) fn has_ready_peer(&self) -> bool {
         !self.ready.is_empty()

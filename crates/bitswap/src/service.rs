@@ -66,8 +66,8 @@ const READ_BUFFER_SIZE: usize = 16 * 1024;
 const SENDER_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Memory charged per kept want, in bytes: the want's entries in the ledger's map and ordered
-/// set (a CID is up to 88 bytes inline) with their overhead. The wantlists' cap in the budget
-/// divided by this is the most wants kept over all peers.
+/// set (a CID is up to 88 bytes inline) with their overhead. A want is kept only when the
+/// budget (and its cap for [`Holder::BitswapWantlists`]) has room for this much more.
 pub const WANT_ENTRY_BYTES: u64 = 320;
 
 /// Budget charged for a message of `len` bytes while it is read and decoded: the body, the
@@ -458,10 +458,7 @@ impl Bitswap {
                 max_wantlist_entries_per_peer: config.max_wantlist_entries_per_peer,
                 max_outstanding_bytes_per_peer: config.max_outstanding_bytes_per_peer,
                 max_frame_size: MAX_MESSAGE_SIZE,
-                max_total_wants: usize::try_from(
-                    config.budget.cap(Holder::BitswapWantlists) / WANT_ENTRY_BYTES,
-                )
-                .unwrap_or(usize::MAX),
+                max_total_wants: 0,
             }),
             wants_grant: config.budget.track(Holder::BitswapWantlists),
             budget_blocked: false,
@@ -756,13 +753,28 @@ impl EngineTask {
         }
     }
 
+    /// Grows the wantlists' grant for the new wants `message` may add, as far as the budget
+    /// allows, and lets the engine keep that many more wants (it sheds the rest).
+    fn reserve_wants(&mut self, message: &Message) {
+        let entries = message.wantlist.iter().filter(|e| !e.cancel).count() as u64;
+        let room = self.config.budget.available(Holder::BitswapWantlists) / WANT_ENTRY_BYTES;
+        let grow = entries.min(room) * WANT_ENTRY_BYTES;
+        if grow > 0 {
+            self.wants_grant.try_grow(grow);
+        }
+        let reserved =
+            usize::try_from(self.wants_grant.bytes() / WANT_ENTRY_BYTES).unwrap_or(usize::MAX);
+        self.engine
+            .set_max_total_wants(reserved.max(self.engine.total_wants()));
+    }
+
     async fn run(mut self) {
         let mut sweep = tokio::time::interval(SENDER_SWEEP_INTERVAL);
         loop {
             self.start_lookups();
             self.stats.publish(&self.engine);
             self.wants_grant
-                .set(self.engine.total_wants() as u64 * WANT_ENTRY_BYTES);
+                .shrink_to(self.engine.total_wants() as u64 * WANT_ENTRY_BYTES);
             let event = tokio::select! {
                 _ = stopped(&mut self.shutdown) => return,
                 _ = sweep.tick() => {
@@ -781,7 +793,10 @@ impl EngineTask {
                     version,
                     message,
                     _grant,
-                } => self.engine.receive(peer, version, &message),
+                } => {
+                    self.reserve_wants(&message);
+                    self.engine.receive(peer, version, &message);
+                }
                 Event::BatchDone {
                     batch,
                     results,

@@ -361,6 +361,20 @@ impl Grant {
         }
     }
 
+    /// Adds `bytes` to this grant if the budget and the holder's cap allow it; a refusal is
+    /// counted as for [`MemoryBudget::try_acquire`].
+    pub fn try_grow(&mut self, bytes: u64) -> bool {
+        let grown = self.inner.try_add(self.holder, bytes);
+        let h = self.inner.holder(self.holder);
+        if grown {
+            self.bytes += bytes;
+            h.granted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            h.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        grown
+    }
+
     /// Moves `bytes` (at most all it holds) out of this grant into a new one, e.g. one grant per
     /// response frame out of the grant of a whole batch.
     pub fn split(&mut self, bytes: u64) -> Grant {
@@ -470,6 +484,11 @@ mod tests {
         assert_eq!(budget.in_use(), 500);
         drop(batch);
         assert_eq!(budget.in_use(), 200);
+        let mut grown = budget.track(Holder::Dht);
+        assert!(grown.try_grow(100));
+        assert!(!grown.try_grow(1000), "past the limit");
+        assert_eq!(grown.bytes(), 100);
+        drop(grown);
         let mut tracked = budget.track(Holder::BitswapWantlists);
         tracked.set(900); // over the limit: allowed, and others are refused meanwhile
         assert_eq!(budget.in_use(), 1100);

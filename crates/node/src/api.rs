@@ -242,6 +242,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/dht/providers", get(dht_providers))
         .route("/api/v1/dht/lookup/{cid}", get(dht_lookup))
         .route("/metrics", get(metrics))
+        .route("/api/v1/debug/memory", get(crate::memory::report))
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
     let router = match token {

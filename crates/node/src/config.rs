@@ -39,6 +39,57 @@ pub struct Config {
     pub filter: FilterConfig,
     /// Graceful shutdown (SIGTERM / Ctrl-C).
     pub shutdown: ShutdownConfig,
+    /// The memory budget shared by Bitswap, the gateway and the DHT.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: one memory budget for the data held on behalf of remote peers (Bitswap messages
+/// being read, wantlists, blocks being sent, gateway responses, DHT requests). When it is full,
+/// new work is refused explicitly: Bitswap streams are reset and wants dropped unanswered (the
+/// peer re-sends them; a stored block is never answered DONT_HAVE), the gateway answers 503 with
+/// `Retry-After`, DHT streams are reset. Caches (`read.cache_bytes`, the presence filter) are
+/// sized on their own and not part of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The budget, in bytes. At least 16 MiB (one 4 MiB Bitswap message being decoded plus one
+    /// 2 MiB block being sent, with room for the gateway); default 512 MiB.
+    pub memory_budget_bytes: u64,
+    /// Percent of the budget that Bitswap wantlists may take together (320 bytes per want), so
+    /// that wants cannot crowd out the blocks that answer them. 1 to 90; default 25.
+    pub wantlists_percent: u8,
+    /// Bytes reserved per gateway request while it is answered (at least one 2 MiB block);
+    /// default 4 MiB.
+    pub gateway_request_bytes: u64,
+    /// Milliseconds a Bitswap stream waits for budget for its next message before it is reset;
+    /// default 1000.
+    pub budget_wait_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            memory_budget_bytes: 512 * 1024 * 1024,
+            wantlists_percent: 25,
+            gateway_request_bytes: 4 * 1024 * 1024,
+            budget_wait_ms: 1000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The least budget that serves anything, in bytes.
+    pub const MIN_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
+
+    /// The budget these settings describe, with the wantlists' cap set.
+    pub fn budget(&self) -> hydrant_budget::MemoryBudget {
+        let budget = hydrant_budget::MemoryBudget::new(self.memory_budget_bytes);
+        budget.set_cap(
+            hydrant_budget::Holder::BitswapWantlists,
+            self.memory_budget_bytes / 100 * u64::from(self.wantlists_percent),
+        );
+        budget
+    }
 }
 
 /// `[swarm]`
@@ -336,8 +387,22 @@ impl Default for ShutdownConfig {
 pub struct BitswapConfig {
     /// Most wantlist entries kept per peer; wants past it are ignored.
     pub max_wantlist_entries: usize,
-    /// Most bytes of blocks queued or in flight per peer.
+    /// Most bytes of blocks queued or in flight per peer (its share of the memory budget).
     pub max_outstanding_bytes_per_peer: usize,
+    /// Most inbound streams read at once over all peers; more are reset.
+    pub max_inbound_streams: usize,
+    /// Most inbound streams read at once from one peer; more are reset.
+    pub max_inbound_streams_per_peer: usize,
+    /// Most batches of wants looked up in the store at once.
+    pub max_concurrent_lookups: usize,
+    /// Seconds an inbound stream may go without a complete message before it is closed.
+    pub inbound_idle_timeout_secs: u64,
+    /// Seconds to open the outbound stream or write one message; a peer slower than this
+    /// (e.g. one that stopped reading) is dropped and its memory released.
+    pub write_timeout_secs: u64,
+    /// Milliseconds the outbound stream stays open without an answer to send (below Helia's
+    /// 5 s receive timeout).
+    pub outbound_idle_timeout_ms: u64,
 }
 
 impl Default for BitswapConfig {
@@ -346,6 +411,12 @@ impl Default for BitswapConfig {
         Self {
             max_wantlist_entries: d.max_wantlist_entries_per_peer,
             max_outstanding_bytes_per_peer: d.max_outstanding_bytes_per_peer,
+            max_inbound_streams: d.max_inbound_streams,
+            max_inbound_streams_per_peer: d.max_inbound_streams_per_peer,
+            max_concurrent_lookups: d.max_concurrent_lookups,
+            inbound_idle_timeout_secs: d.inbound_idle_timeout.as_secs(),
+            write_timeout_secs: d.write_timeout.as_secs(),
+            outbound_idle_timeout_ms: d.outbound_idle_timeout.as_millis() as u64,
         }
     }
 }
@@ -596,7 +667,97 @@ impl Config {
                 "must hold at least one 2 MiB block (2097152 bytes)",
             ));
         }
+        self.validate_limits()?;
         self.validate_dht()
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let refuse = |field, value: &dyn std::fmt::Display, reason: &str| ConfigError {
+            field,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let b = &self.bitswap;
+        for (field, value) in [
+            ("bitswap.max_inbound_streams", b.max_inbound_streams),
+            (
+                "bitswap.max_inbound_streams_per_peer",
+                b.max_inbound_streams_per_peer,
+            ),
+            ("bitswap.max_concurrent_lookups", b.max_concurrent_lookups),
+        ] {
+            if value == 0 {
+                return Err(refuse(
+                    field,
+                    &0,
+                    "zero would accept connections but answer no want; use at least 1",
+                ));
+            }
+        }
+        if b.max_inbound_streams_per_peer > b.max_inbound_streams {
+            return Err(refuse(
+                "bitswap.max_inbound_streams_per_peer",
+                &b.max_inbound_streams_per_peer,
+                "must not exceed bitswap.max_inbound_streams",
+            ));
+        }
+        for (field, value) in [
+            (
+                "bitswap.inbound_idle_timeout_secs",
+                b.inbound_idle_timeout_secs,
+            ),
+            ("bitswap.write_timeout_secs", b.write_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&value) {
+                return Err(refuse(
+                    field,
+                    &value,
+                    "use 1 to 3600 seconds: shorter than a round trip drops every peer, longer \
+                     lets a stalled peer hold its memory",
+                ));
+            }
+        }
+        if !(100..=60_000).contains(&b.outbound_idle_timeout_ms) {
+            return Err(refuse(
+                "bitswap.outbound_idle_timeout_ms",
+                &b.outbound_idle_timeout_ms,
+                "use 100 to 60000 ms (default 3000; below Helia's 5 s receive timeout)",
+            ));
+        }
+        let l = &self.limits;
+        if l.memory_budget_bytes < LimitsConfig::MIN_MEMORY_BUDGET {
+            return Err(refuse(
+                "limits.memory_budget_bytes",
+                &l.memory_budget_bytes,
+                "below one message: at least 16777216 bytes (16 MiB) are needed to read one \
+                 4 MiB Bitswap message and send one 2 MiB block; default 536870912 (512 MiB)",
+            ));
+        }
+        if !(1..=90).contains(&l.wantlists_percent) {
+            return Err(refuse(
+                "limits.wantlists_percent",
+                &l.wantlists_percent,
+                "use 1 to 90 percent (default 25): wantlists need some room, and blocks the rest",
+            ));
+        }
+        if l.gateway_request_bytes < hydrant_car::MAX_BLOCK_SIZE as u64
+            || l.gateway_request_bytes > l.memory_budget_bytes / 2
+        {
+            return Err(refuse(
+                "limits.gateway_request_bytes",
+                &l.gateway_request_bytes,
+                "use at least one 2 MiB block (2097152) and at most half of \
+                 limits.memory_budget_bytes (default 4194304)",
+            ));
+        }
+        if l.budget_wait_ms > 60_000 {
+            return Err(refuse(
+                "limits.budget_wait_ms",
+                &l.budget_wait_ms,
+                "use 0 to 60000 ms (default 1000)",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_stores(&self) -> Result<(), ConfigError> {

@@ -167,6 +167,7 @@ pub async fn run(
             services.index.clone(),
             services.store.clone(),
             services.pg.as_ref().map(|pg| pg.pool().clone()),
+            &services.budget,
             main,
             stop_rx.clone(),
         )
@@ -215,7 +216,14 @@ pub async fn run(
     let gateway_app = crate::http::layer(
         services
             .gateway_router(&repo.config)
-            .merge(hydrant_routing::router(router, RoutingConfig::default())),
+            .merge(hydrant_routing::router(router, RoutingConfig::default()))
+            .layer(axum::middleware::from_fn_with_state(
+                crate::memory::GatewayShare {
+                    budget: services.budget.clone(),
+                    request_bytes: repo.config.limits.gateway_request_bytes,
+                },
+                crate::memory::shed,
+            )),
         crate::http::LayerConfig {
             listener: crate::http::Listener::Gateway,
             timeout: Some(Duration::from_secs(

@@ -257,7 +257,8 @@ pub async fn drive_swarm(
                 SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                     lock(&connected).insert(peer_id);
                 }
-                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                    tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");
                     lock(&connected).remove(&peer_id);
                 }
                 other => swarm::log_event(&other),
@@ -290,6 +291,7 @@ pub async fn start(
     index: Arc<dyn BlockIndex>,
     objects: Arc<dyn ObjectStore>,
     pg: Option<hydrant_pg::PgPool>,
+    budget: &hydrant_budget::MemoryBudget,
     main: MainPeer,
     stop: watch::Receiver<bool>,
 ) -> Result<DhtService, NodeError> {
@@ -386,7 +388,10 @@ pub async fn start(
         self_provider: self_provider.clone(),
     });
     let handle = hydrant_dht::network::Dht::spawn(
-        hydrant_dht::network::DhtConfig::default(),
+        hydrant_dht::network::DhtConfig {
+            budget: budget.clone(),
+            ..Default::default()
+        },
         handles,
         lookup,
         Arc::new(WriterSink(writer.clone())),

@@ -21,6 +21,7 @@ pub mod dht;
 pub mod export;
 pub mod health;
 pub mod http;
+pub mod memory;
 pub mod meters;
 pub mod metrics;
 pub mod repo;

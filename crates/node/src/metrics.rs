@@ -8,6 +8,12 @@
 //! | --- | --- | --- |
 //! | `hydrant_bitswap_*` (messages, wants, blocks, bytes, HAVE/DONT_HAVE, errors) | counter | |
 //! | `hydrant_bitswap_peers` | gauge | |
+//! | `hydrant_bitswap_wants_total` | counter | `type` (block, have), `outcome` (found, not_found, shed, error) |
+//! | `hydrant_bitswap_{streams_shed,peers_dropped}_total`, `hydrant_bitswap_wants_pending` | counter, gauge | |
+//! | `hydrant_streams` | gauge | `protocol` (bitswap), `direction` (inbound, outbound) |
+//! | `hydrant_budget_{limit,in_use}_bytes` | gauge | the shared memory budget (`[limits]`) |
+//! | `hydrant_budget_holder_bytes`, `hydrant_budget_refused_total` | gauge, counter | `holder` (bitswap_messages, bitswap_wantlists, bitswap_responses, gateway, dht) |
+//! | `hydrant_dht_inbound_shed_total` | counter | DHT requests reset for a full budget |
 //! | `hydrant_dht_routing_table_peers` | gauge | |
 //! | `hydrant_dht_inbound_requests_total` | counter | `type` (FIND_NODE, ...), `outcome` (ok, not_found, error, refused) |
 //! | `hydrant_dht_{probes,probe_failures,admissions,rejections,evictions}_total` | counter | |
@@ -310,9 +316,103 @@ pub fn render(state: &ApiState) -> String {
 
     storage_metrics(&mut r, state);
     http_and_ingest_metrics(&mut r, state);
+    budget_metrics(&mut r, state);
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
     out
+}
+
+/// The memory budget, Bitswap wants by outcome, Bitswap streams and shedding.
+fn budget_metrics(r: &mut Registry, state: &ApiState) {
+    let budget = state.services().budget.stats();
+    gauge(r, "budget_limit_bytes", "The memory budget", budget.limit);
+    gauge(
+        r,
+        "budget_in_use_bytes",
+        "Bytes of the memory budget held now",
+        budget.in_use,
+    );
+    let in_use = Family::<Vec<(&str, &str)>, Gauge>::default();
+    let refused = Family::<Vec<(&str, &str)>, Counter>::default();
+    for h in &budget.holders {
+        in_use
+            .get_or_create(&vec![("holder", h.name)])
+            .set(i64::try_from(h.in_use).unwrap_or(i64::MAX));
+        refused
+            .get_or_create(&vec![("holder", h.name)])
+            .inc_by(h.refused);
+    }
+    r.register(
+        "budget_holder_bytes",
+        "Bytes of the memory budget held, by holder",
+        in_use,
+    );
+    r.register(
+        "budget_refused",
+        "Requests for memory refused because the budget was full (work shed), by holder",
+        refused,
+    );
+
+    let b = state.bitswap.stats();
+    let wants = Family::<Vec<(&str, &str)>, Counter>::default();
+    for (kind, o) in [
+        ("block", b.want_block_outcomes),
+        ("have", b.want_have_outcomes),
+    ] {
+        for (outcome, v) in [
+            ("found", o.found),
+            ("not_found", o.not_found),
+            ("shed", o.shed),
+            ("error", o.error),
+        ] {
+            wants
+                .get_or_create(&vec![("type", kind), ("outcome", outcome)])
+                .inc_by(v);
+        }
+    }
+    r.register(
+        "bitswap_wants",
+        "Bitswap wants by type (block, have) and outcome (found, not_found, shed, error)",
+        wants,
+    );
+    for (name, help, v) in [
+        (
+            "bitswap_streams_shed",
+            "Bitswap inbound streams reset because the memory budget was full",
+            b.streams_shed,
+        ),
+        (
+            "bitswap_peers_dropped",
+            "Bitswap peers dropped because writing to them failed or timed out",
+            b.peers_dropped,
+        ),
+    ] {
+        counter(r, name, help, v);
+    }
+    let streams = Family::<Vec<(&str, &str)>, Gauge>::default();
+    for (direction, v) in [
+        ("inbound", b.inbound_streams),
+        ("outbound", b.outbound_streams),
+    ] {
+        streams
+            .get_or_create(&vec![("protocol", "bitswap"), ("direction", direction)])
+            .set(i64::try_from(v).unwrap_or(i64::MAX));
+    }
+    r.register("streams", "Open streams by protocol and direction", streams);
+    gauge(
+        r,
+        "bitswap_wants_pending",
+        "Bitswap wants kept over all peers, waiting for a lookup",
+        b.wants_pending,
+    );
+    if let Some(dht) = &state.dht {
+        counter(
+            r,
+            "dht_inbound_shed",
+            "DHT requests unanswered (stream reset) because the memory budget was full",
+            load(&dht.handle.stats().inbound_shed),
+        );
+    }
 }
 
 /// Both HTTP listeners, index lookup latency, and ingests.

@@ -37,6 +37,8 @@ pub struct Services {
     pub blockstore: Arc<CarBlockstore>,
     /// The ingest pipeline.
     pub ingester: Arc<Ingester>,
+    /// The memory budget shared by Bitswap, the gateway and the DHT (`[limits]`).
+    pub budget: hydrant_budget::MemoryBudget,
     /// Request metrics of the gateway and API listeners.
     pub http: Arc<crate::http::HttpStats>,
     /// Latency of the lookups that reach the index (past the presence filter).
@@ -112,6 +114,7 @@ impl Services {
             store_stats,
             blockstore,
             ingester,
+            budget: repo.config.limits.budget(),
             http: Arc::default(),
             index_stats,
             ingest_stats: Arc::default(),
@@ -123,6 +126,14 @@ impl Services {
         hydrant_bitswap::BitswapConfig {
             max_wantlist_entries_per_peer: config.bitswap.max_wantlist_entries,
             max_outstanding_bytes_per_peer: config.bitswap.max_outstanding_bytes_per_peer,
+            max_inbound_streams: config.bitswap.max_inbound_streams,
+            max_inbound_streams_per_peer: config.bitswap.max_inbound_streams_per_peer,
+            max_concurrent_lookups: config.bitswap.max_concurrent_lookups,
+            inbound_idle_timeout: Duration::from_secs(config.bitswap.inbound_idle_timeout_secs),
+            write_timeout: Duration::from_secs(config.bitswap.write_timeout_secs),
+            outbound_idle_timeout: Duration::from_millis(config.bitswap.outbound_idle_timeout_ms),
+            budget: self.budget.clone(),
+            budget_wait: Duration::from_millis(config.limits.budget_wait_ms),
             ..Default::default()
         }
     }

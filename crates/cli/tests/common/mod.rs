@@ -194,7 +194,10 @@ impl Replica {
             ])
             .args(["--gateway-listen", &format!("127.0.0.1:{}", ports.gateway)])
             .args(["--api-listen", &format!("127.0.0.1:{}", ports.api)])
-            .env("HYDRANT_LOG", "info")
+            .env(
+                "HYDRANT_LOG",
+                std::env::var("HYDRANT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -446,6 +449,13 @@ impl BitswapClient {
 
     /// Sends one wantlist message of `cids`, each `want_type`, asking for DONT_HAVE.
     pub async fn want(&mut self, cids: &[Cid], want_type: WantType) {
+        self.try_want(cids, want_type)
+            .await
+            .expect("send the wantlist");
+    }
+
+    /// [`Self::want`], returning the error when the stream cannot be opened or written.
+    pub async fn try_want(&mut self, cids: &[Cid], want_type: WantType) -> Result<(), String> {
         let message = Message {
             wantlist: cids
                 .iter()
@@ -463,10 +473,13 @@ impl BitswapClient {
             .control
             .open_stream(self.server, ProtocolVersion::V1_2_0.protocol())
             .await
-            .expect("open a Bitswap stream");
+            .map_err(|e| format!("open a Bitswap stream: {e}"))?;
         write_frame(&mut stream, &message.encode_frame())
             .await
-            .expect("write the wantlist");
+            .map_err(|e| format!("write the wantlist: {e}"))?;
+        futures::AsyncWriteExt::close(&mut stream)
+            .await
+            .map_err(|e| format!("close the stream: {e}"))
     }
 
     /// Collects answers until `done(&heard)` or `within` passes; returns what was heard.

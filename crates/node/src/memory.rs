@@ -1,0 +1,189 @@
+//! Where memory goes: the gateway's share of the memory budget (requests past it get 503 with
+//! `Retry-After`) and `GET /api/v1/debug/memory`, a report of the memory held per subsystem so
+//! that an operator can find growth without a debugger.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hydrant_budget::{BudgetStats, Grant, Holder, MemoryBudget};
+use serde::Serialize;
+
+use crate::api::ApiState;
+
+/// Seconds a client is asked to wait after a 503 for a full memory budget.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// The state of [`shed`]: the budget and the bytes reserved per request.
+#[derive(Clone)]
+pub struct GatewayShare {
+    /// The shared budget.
+    pub budget: MemoryBudget,
+    /// Bytes reserved per request while it is answered (`limits.gateway_request_bytes`).
+    pub request_bytes: u64,
+}
+
+/// Middleware for the gateway listener: reserves [`GatewayShare::request_bytes`] of the budget
+/// for each request until its response body is finished or dropped; when the budget is full,
+/// answers `503 Service Unavailable` with `Retry-After: 1` at once.
+pub async fn shed(State(share): State<GatewayShare>, request: Request, next: Next) -> Response {
+    let Ok(grant) = share
+        .budget
+        .try_acquire(Holder::Gateway, share.request_bytes)
+    else {
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "memory budget full: retry later\n",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        return response;
+    };
+    next.run(request).await.map(|body| {
+        Body::new(HeldBody {
+            body,
+            _grant: grant,
+        })
+    })
+}
+
+/// A response body that keeps its request's grant until it is finished or dropped.
+struct HeldBody {
+    body: Body,
+    _grant: Grant,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The process's resident memory, from `/proc/self/status` (Linux), in bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcessMemory {
+    /// Resident set size now (`VmRSS`).
+    pub rss_bytes: u64,
+    /// Highest resident set size since start (`VmHWM`).
+    pub peak_rss_bytes: u64,
+}
+
+impl ProcessMemory {
+    /// Reads `/proc/self/status`; zeros where it is not available.
+    pub fn read() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |k| k * 1024)
+        };
+        ProcessMemory {
+            rss_bytes: kib("VmRSS:"),
+            peak_rss_bytes: kib("VmHWM:"),
+        }
+    }
+}
+
+/// `GET /api/v1/debug/memory`: memory held per subsystem, in bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryReport {
+    /// The whole process, as the kernel sees it.
+    pub process: ProcessMemory,
+    /// The shared memory budget and what each holder has of it now (and at most).
+    pub budget: BudgetStats,
+    /// Caches and filters, sized by their own settings (outside the budget).
+    pub caches: CacheMemory,
+    /// Bounded queues: items waiting now.
+    pub queues: QueueDepths,
+    /// Streams and peers being served now.
+    pub peers: PeerCounts,
+}
+
+/// Caches in [`MemoryReport`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CacheMemory {
+    /// Blocks in the read cache (`read.cache_bytes` at most).
+    pub read_cache_bytes: u64,
+    /// Bit vectors of the presence filter (both generations during a rebuild).
+    pub presence_filter_bytes: u64,
+}
+
+/// Queues in [`MemoryReport`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QueueDepths {
+    /// Bitswap wants kept and waiting for a lookup (charged to the budget's
+    /// `bitswap_wantlists`).
+    pub bitswap_wants: u64,
+    /// Provider records waiting to be written (0 without the DHT).
+    pub provider_records: u64,
+}
+
+/// Peers in [`MemoryReport`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PeerCounts {
+    /// Peers with Bitswap wants, lookups or answers in progress.
+    pub bitswap_peers: u64,
+    /// Bitswap inbound streams being read.
+    pub bitswap_inbound_streams: u64,
+    /// Bitswap outbound streams (peers being answered).
+    pub bitswap_outbound_streams: u64,
+}
+
+impl MemoryReport {
+    /// Collects the report from a running daemon's state.
+    pub fn collect(state: &ApiState) -> Self {
+        let services = state.services();
+        let bitswap = state.bitswap.stats();
+        MemoryReport {
+            process: ProcessMemory::read(),
+            budget: services.budget.stats(),
+            caches: CacheMemory {
+                read_cache_bytes: services.blockstore.stats().cache_bytes,
+                presence_filter_bytes: services
+                    .filtered
+                    .as_ref()
+                    .map_or(0, |f| f.filter().stats().bytes),
+            },
+            queues: QueueDepths {
+                bitswap_wants: bitswap.wants_pending,
+                provider_records: state
+                    .dht
+                    .as_ref()
+                    .map_or(0, |d| d.writer.stats().queue_depth as u64),
+            },
+            peers: PeerCounts {
+                bitswap_peers: bitswap.peers,
+                bitswap_inbound_streams: bitswap.inbound_streams,
+                bitswap_outbound_streams: bitswap.outbound_streams,
+            },
+        }
+    }
+}
+
+/// Handler of `GET /api/v1/debug/memory`.
+pub async fn report(State(state): State<ApiState>) -> axum::Json<MemoryReport> {
+    axum::Json(MemoryReport::collect(&state))
+}
