@@ -1078,6 +1078,113 @@ mod tests {
         c.validate().expect("IPv6 loopback needs no token");
     }
 
+    /// Every refused `[limits]` and `[bitswap]` value, from the TOML an operator would write,
+    /// with the field and the explanation the operator sees.
+    #[test]
+    fn budget_and_bitswap_values_that_would_serve_nothing_are_refused() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[limits]\nmemory_budget_bytes = 1048576",
+                "limits.memory_budget_bytes",
+                "below one message: at least 16777216 bytes",
+            ),
+            (
+                "[limits]\nwantlists_percent = 0",
+                "limits.wantlists_percent",
+                "use 1 to 90 percent",
+            ),
+            (
+                "[limits]\nwantlists_percent = 95",
+                "limits.wantlists_percent",
+                "use 1 to 90 percent",
+            ),
+            (
+                "[limits]\ngateway_request_bytes = 1024",
+                "limits.gateway_request_bytes",
+                "at least one 2 MiB block",
+            ),
+            (
+                "[limits]\nmemory_budget_bytes = 16777216\ngateway_request_bytes = 16777216",
+                "limits.gateway_request_bytes",
+                "at most half of",
+            ),
+            (
+                "[limits]\nbudget_wait_ms = 600000",
+                "limits.budget_wait_ms",
+                "use 0 to 60000 ms",
+            ),
+            (
+                "[bitswap]\nmax_wantlist_entries = 0",
+                "bitswap.max_wantlist_entries",
+                "zero would ignore every want",
+            ),
+            (
+                "[bitswap]\nmax_outstanding_bytes_per_peer = 1000",
+                "bitswap.max_outstanding_bytes_per_peer",
+                "at least one 2 MiB block",
+            ),
+            (
+                "[bitswap]\nmax_inbound_streams = 0",
+                "bitswap.max_inbound_streams",
+                "zero would accept connections but answer no want",
+            ),
+            (
+                "[bitswap]\nmax_inbound_streams_per_peer = 0",
+                "bitswap.max_inbound_streams_per_peer",
+                "zero would accept connections but answer no want",
+            ),
+            (
+                "[bitswap]\nmax_inbound_streams = 8\nmax_inbound_streams_per_peer = 9",
+                "bitswap.max_inbound_streams_per_peer",
+                "must not exceed bitswap.max_inbound_streams",
+            ),
+            (
+                "[bitswap]\nmax_concurrent_lookups = 0",
+                "bitswap.max_concurrent_lookups",
+                "zero would accept connections but answer no want",
+            ),
+            (
+                "[bitswap]\nwrite_timeout_secs = 0",
+                "bitswap.write_timeout_secs",
+                "shorter than a round trip",
+            ),
+            (
+                "[bitswap]\ninbound_idle_timeout_secs = 7200",
+                "bitswap.inbound_idle_timeout_secs",
+                "use 1 to 3600 seconds",
+            ),
+            (
+                "[bitswap]\noutbound_idle_timeout_ms = 10",
+                "bitswap.outbound_idle_timeout_ms",
+                "use 100 to 60000 ms",
+            ),
+            (
+                "[swarm]\nmax_connections = 0",
+                "swarm.max_connections",
+                "zero connections would accept nothing",
+            ),
+        ];
+        for (toml, field, reason) in cases {
+            let err = Config::from_toml(toml).unwrap().validate().expect_err(toml);
+            assert_eq!(err.field, *field, "{toml}");
+            let message = err.to_string();
+            assert!(message.contains(reason), "{toml}: {message}");
+            assert!(
+                message.starts_with(&format!("config: {field} = ")),
+                "{message}"
+            );
+        }
+        // The smallest accepted budget serves: Bitswap takes it.
+        let c = Config::from_toml("[limits]\nmemory_budget_bytes = 16777216").unwrap();
+        c.validate().unwrap();
+        let budget = c.limits.budget();
+        assert_eq!(budget.limit(), 16 * 1024 * 1024);
+        assert_eq!(
+            budget.cap(hydrant_budget::Holder::BitswapWantlists),
+            16 * 1024 * 1024 / 100 * 25
+        );
+    }
+
     #[test]
     fn timeouts_are_refused_outside_one_second_to_an_hour() {
         type Setter = fn(&mut Config, u64);
