@@ -11,7 +11,9 @@
 //!
 //! Holders whose size is bounded by their own limits (a wantlist has at most so many entries)
 //! report it with [`Grant::set`], which never refuses; their cap keeps them from crowding out
-//! the others.
+//! the others. A holder can also be given a reservation ([`MemoryBudget::set_reserved`]): bytes
+//! the others cannot take, so that a burst of large grants elsewhere (blocks being looked up)
+//! never leaves it without room for its small ones (wantlist entries).
 //!
 //! Everything here is a handful of atomics: cheap enough for every message and every block.
 
@@ -73,6 +75,7 @@ struct HolderState {
     used: AtomicU64,
     peak: AtomicU64,
     cap: AtomicU64,
+    reserved: AtomicU64,
     granted: AtomicU64,
     refused: AtomicU64,
 }
@@ -108,7 +111,25 @@ impl Inner {
         self.peak.fetch_max(total, Ordering::Relaxed);
     }
 
-    /// Adds `bytes` if both the holder's cap and the limit allow it.
+    /// What `holder` may have of the whole budget: the limit less the unused reservations of
+    /// the other holders.
+    fn limit_for(&self, holder: Holder) -> u64 {
+        let kept: u64 = Holder::ALL
+            .iter()
+            .filter(|&&other| other != holder)
+            .map(|&other| {
+                let o = self.holder(other);
+                o.reserved
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(o.used.load(Ordering::Relaxed))
+            })
+            .sum();
+        self.limit.saturating_sub(kept)
+    }
+
+    /// Adds `bytes` if the holder's cap and its part of the limit ([`Self::limit_for`]) allow
+    /// it. The limit itself is exact; reservations are read without a lock, so concurrent
+    /// grants may dip into one by a grant's size.
     fn try_add(&self, holder: Holder, bytes: u64) -> bool {
         let h = self.holder(holder);
         let cap = h.cap.load(Ordering::Relaxed);
@@ -120,10 +141,11 @@ impl Inner {
         {
             return false;
         }
+        let limit = self.limit_for(holder);
         match self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|&n| n <= self.limit)
+                used.checked_add(bytes).filter(|&n| n <= limit)
             }) {
             Ok(before) => {
                 self.peak.fetch_max(before + bytes, Ordering::Relaxed);
@@ -208,6 +230,15 @@ impl MemoryBudget {
             .store(cap.min(self.inner.limit), Ordering::Relaxed);
     }
 
+    /// Keeps `bytes` of the budget (at most its cap) for `holder`: the other holders are
+    /// refused what would leave it less, even while it uses none of it.
+    pub fn set_reserved(&self, holder: Holder, bytes: u64) {
+        self.inner
+            .holder(holder)
+            .reserved
+            .store(bytes.min(self.cap(holder)), Ordering::Relaxed);
+    }
+
     /// The cap of `holder`, in bytes (the limit unless [`Self::set_cap`] lowered it).
     pub fn cap(&self, holder: Holder) -> u64 {
         self.inner.holder(holder).cap.load(Ordering::Relaxed)
@@ -223,15 +254,18 @@ impl MemoryBudget {
         self.inner.used.load(Ordering::Acquire)
     }
 
-    /// Bytes `holder` could be granted now (the smaller of what is left of the budget and of
-    /// its cap).
+    /// Bytes `holder` could be granted now (the smaller of what is left of its cap and of the
+    /// budget, less the others' unused reservations).
     pub fn available(&self, holder: Holder) -> u64 {
         let h = self.inner.holder(holder);
         let of_cap = h
             .cap
             .load(Ordering::Relaxed)
             .saturating_sub(h.used.load(Ordering::Acquire));
-        self.inner.limit.saturating_sub(self.in_use()).min(of_cap)
+        self.inner
+            .limit_for(holder)
+            .saturating_sub(self.in_use())
+            .min(of_cap)
     }
 
     /// Grants `bytes` to `holder` now, or refuses (counted in [`HolderStats::refused`]).
@@ -321,6 +355,7 @@ impl MemoryBudget {
                         in_use: h.used.load(Ordering::Relaxed),
                         peak: h.peak.load(Ordering::Relaxed),
                         cap: h.cap.load(Ordering::Relaxed),
+                        reserved: h.reserved.load(Ordering::Relaxed),
                         granted: h.granted.load(Ordering::Relaxed),
                         refused: h.refused.load(Ordering::Relaxed),
                     }
@@ -416,6 +451,8 @@ pub struct HolderStats {
     pub peak: u64,
     /// The holder's cap, in bytes.
     pub cap: u64,
+    /// Bytes kept for the holder that the others cannot take ([`MemoryBudget::set_reserved`]).
+    pub reserved: u64,
     /// Grants given since start.
     pub granted: u64,
     /// Requests refused since start (work shed).
@@ -472,6 +509,27 @@ mod tests {
         assert_eq!(budget.available(Holder::Gateway), 75);
         // A refused capped request leaves the totals unchanged.
         assert_eq!(budget.in_use(), 25);
+    }
+
+    #[test]
+    fn a_reservation_is_kept_from_the_others_until_used() {
+        let budget = MemoryBudget::new(100);
+        budget.set_cap(Holder::BitswapWantlists, 25);
+        budget.set_reserved(Holder::BitswapWantlists, 30);
+        assert_eq!(budget.stats().holders[1].reserved, 25, "at most the cap");
+        // The others share what the reservation leaves.
+        assert_eq!(budget.available(Holder::BitswapResponses), 75);
+        assert!(budget.try_acquire(Holder::BitswapResponses, 76).is_err());
+        let r = budget.try_acquire(Holder::BitswapResponses, 75).unwrap();
+        // The reserved holder still gets its whole share with the rest full.
+        assert_eq!(budget.available(Holder::BitswapWantlists), 25);
+        let w = budget.try_acquire(Holder::BitswapWantlists, 10).unwrap();
+        assert_eq!(budget.in_use(), 85);
+        drop(r);
+        // Used reservation is not counted twice: the others may have all but its unused rest.
+        assert_eq!(budget.available(Holder::Gateway), 75);
+        drop(w);
+        assert_eq!(budget.available(Holder::Gateway), 75);
     }
 
     #[test]

@@ -18,12 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use common::{BitswapClient, Ports, Replica, metric};
+use common::{BitswapClient, ClientSwarm, Ports, Replica, metric};
 use futures::StreamExt;
 use hydrant_bitswap::{Message, ProtocolVersion, WantType, WantlistEntry, write_frame};
 use libp2p::Multiaddr;
-use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
 use multihash_codetable::{Code, MultihashDigest};
 
 /// Memory budget of the daemon under test (`limits.memory_budget_bytes`).
@@ -125,32 +123,14 @@ async fn fetch_all(addr: Multiaddr, cids: Arc<Vec<Cid>>, resend_after: Duration)
 /// A peer that asks for every block and never reads the answers: it accepts the server's
 /// stream and holds it, so the server's writes stall once the stream's window is full.
 async fn never_read(addr: Multiaddr, cids: Arc<Vec<Cid>>) -> tokio::task::JoinHandle<()> {
-    let Some(Protocol::P2p(server)) = addr.iter().last() else {
-        panic!("{addr} has no /p2p/")
-    };
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
-    let mut control = swarm.behaviour().new_control();
-    let mut incoming = control.accept(ProtocolVersion::V1_2_0.protocol()).unwrap();
-    swarm.dial(addr).unwrap();
-    loop {
-        if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
-            break;
-        }
-    }
+    let ClientSwarm {
+        server,
+        mut swarm,
+        mut control,
+        mut incoming,
+    } = ClientSwarm::connect(&addr, Duration::from_secs(600)).await;
     tokio::spawn(async move {
         let mut held = Vec::new();
-        let mut outbound = Vec::new();
         let message = Message {
             wantlist: cids
                 .iter()
@@ -172,7 +152,7 @@ async fn never_read(addr: Multiaddr, cids: Arc<Vec<Cid>>) -> tokio::task::JoinHa
         write_frame(&mut stream, &message.encode_frame())
             .await
             .unwrap();
-        outbound.push(stream);
+        held.push(stream);
         loop {
             tokio::select! {
                 _ = swarm.select_next_some() => {}
@@ -180,16 +160,6 @@ async fn never_read(addr: Multiaddr, cids: Arc<Vec<Cid>>) -> tokio::task::JoinHa
             }
         }
     })
-}
-
-/// Peak resident memory (`VmHWM`) of process `pid`, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -232,7 +202,7 @@ async fn overload_keeps_memory_bounded_and_serves_every_well_behaved_peer() {
     }
     let elapsed = started.elapsed();
     assert!(daemon.child_running(), "the daemon stayed up");
-    let peak = peak_rss(daemon.child.id());
+    let peak = daemon.memory().peak_rss_bytes;
     let m = daemon.metrics().await;
     let shed = metric(
         &m,
@@ -274,14 +244,189 @@ async fn overload_keeps_memory_bounded_and_serves_every_well_behaved_peer() {
     slow.abort();
 }
 
+/// The daemon's memory report (`GET /api/v1/debug/memory`).
+async fn memory_report(api_url: &str) -> serde_json::Value {
+    reqwest::get(format!("{api_url}/api/v1/debug/memory"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Peak of the shared budget, from the memory report.
 async fn daemon_budget_peak(daemon: &Replica) -> u64 {
-    let report: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/debug/memory", daemon.info.api_url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    report["budget"]["peak"].as_u64().unwrap()
+    memory_report(&daemon.info.api_url).await["budget"]["peak"]
+        .as_u64()
+        .unwrap()
+}
+
+/// `peers` well-behaved peers fetch every block of `cids` at once; returns the block bytes
+/// they received per second, over all of them, and how many times they re-sent their wants.
+async fn throughput(
+    addr: &Multiaddr,
+    cids: &Arc<Vec<Cid>>,
+    block_size: usize,
+    peers: usize,
+) -> (f64, usize) {
+    let started = Instant::now();
+    let fetches: Vec<_> = (0..peers)
+        .map(|_| {
+            tokio::spawn(fetch_all(
+                addr.clone(),
+                cids.clone(),
+                Duration::from_millis(1500),
+            ))
+        })
+        .collect();
+    let (mut blocks, mut resends) = (0, 0);
+    for fetch in fetches {
+        let fetched = fetch.await.unwrap();
+        resends += fetched.resends;
+        assert_eq!(
+            fetched.blocks,
+            cids.len(),
+            "a well-behaved peer got every block"
+        );
+        blocks += fetched.blocks;
+    }
+    let rate = (blocks * block_size) as f64 / started.elapsed().as_secs_f64();
+    (rate, resends)
+}
+
+/// Wants shed so far (`hydrant_bitswap_wants_total{outcome="shed"}`, WANT_BLOCK).
+async fn shed(daemon: &Replica) -> f64 {
+    metric(
+        &daemon.metrics().await,
+        "hydrant_bitswap_wants_total{type=\"block\",outcome=\"shed\"}",
+    )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Benchmark, run by hand (BENCHMARKS.md, "Overload"):
+///
+/// ```text
+/// cargo test --release -p hydrant-cli --test overload -- --ignored --nocapture overload_benchmark
+/// ```
+///
+/// 1. Throughput of 24 well-behaved peers, each fetching 1,000 blocks of 16 KiB, with and
+///    without one peer that wants the same blocks and never reads; rounds alternate, 3 of each,
+///    medians compared. The write timeout is the default 30 s, longer than a round, so the
+///    non-reading peer holds its share for the whole round.
+/// 2. RSS over time (sampled every 250 ms) while 200 peers want 2,000 blocks of 1 KiB each,
+///    400 MiB of blocks wanted at once: 10x the 40 MiB budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark, run by hand: see BENCHMARKS.md"]
+async fn overload_benchmark() {
+    const BENCH_BUDGET: u64 = 40 * 1024 * 1024;
+    const LARGE: usize = 16 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_daemon(dir.path(), BENCH_BUDGET, 30);
+    let (large, car) = blocks_car(1000, LARGE);
+    daemon.ingest(&car).await;
+    let (small, car) = blocks_car(2000, 1024);
+    daemon.ingest(&car).await;
+    let (large, small) = (Arc::new(large), Arc::new(small));
+    let addr = daemon.swarm_addr();
+
+    // 1. Throughput with and without a non-reading peer.
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        for slow_present in [false, true] {
+            let slow = if slow_present {
+                let slow = never_read(addr.clone(), large.clone()).await;
+                // Let it fill its share before the others start.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Some(slow)
+            } else {
+                None
+            };
+            let shed_before = shed(&daemon).await;
+            let (rate, resends) = throughput(&addr, &large, LARGE, 24).await;
+            eprintln!(
+                "round {round}, non-reading peer {}: {:.1} MiB/s, {resends} re-sends, {} wants shed",
+                if slow_present { "present" } else { "absent" },
+                rate / MIB,
+                shed(&daemon).await - shed_before,
+            );
+            if let Some(slow) = slow {
+                // The others are done: what Bitswap responses hold now is the non-reading
+                // peer's share.
+                let report = memory_report(&daemon.info.api_url).await;
+                let held = report["budget"]["holders"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|h| h["name"] == "bitswap_responses")
+                    .unwrap()["in_use"]
+                    .as_u64()
+                    .unwrap();
+                eprintln!("  the non-reading peer holds {:.1} MiB", held as f64 / MIB);
+                slow.abort();
+                with.push(rate);
+            } else {
+                without.push(rate);
+            }
+        }
+    }
+    let (without, with) = (median(without), median(with));
+    eprintln!(
+        "throughput (median of 3): {:.1} MiB/s without, {:.1} MiB/s with a non-reading peer; \
+         ratio {:.3}",
+        without / MIB,
+        with / MIB,
+        with / without
+    );
+
+    // 2. RSS over time under 10x overload.
+    let rss_idle = daemon.rss_bytes();
+    let pid = daemon.child.id();
+    let api_url = daemon.info.api_url.clone();
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let sampling = sampling.clone();
+        async move {
+            let start = Instant::now();
+            let mut samples = Vec::new();
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let rss = hydrant_node::memory::ProcessMemory::of(pid).rss_bytes;
+                let budget = memory_report(&api_url).await["budget"]["in_use"]
+                    .as_u64()
+                    .unwrap();
+                samples.push((start.elapsed(), rss, budget));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            samples
+        }
+    });
+    let slow = never_read(addr.clone(), small.clone()).await;
+    let started = Instant::now();
+    let (rate, resends) = throughput(&addr, &small, 1024, 200).await;
+    let elapsed = started.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.await.unwrap();
+    slow.abort();
+    eprintln!(
+        "10x overload: 200 peers x 2000 blocks of 1 KiB in {:.1} s ({:.1} MiB/s, {resends} \
+         re-sends); RSS idle {:.0} MiB, peak {:.0} MiB; budget {:.0} MiB",
+        elapsed.as_secs_f64(),
+        rate / MIB,
+        rss_idle as f64 / MIB,
+        daemon.memory().peak_rss_bytes as f64 / MIB,
+        BENCH_BUDGET as f64 / MIB,
+    );
+    eprintln!("t (s)  RSS (MiB)  budget in use (MiB)");
+    for (t, rss, budget) in samples {
+        eprintln!(
+            "{:5.2}  {:9.0}  {:19.1}",
+            t.as_secs_f64(),
+            rss as f64 / MIB,
+            budget as f64 / MIB
+        );
+    }
+    assert!(daemon.child_running(), "the daemon stayed up");
 }

@@ -56,7 +56,8 @@ pub struct LimitsConfig {
     /// 2 MiB block being sent, with room for the gateway); default 512 MiB.
     pub memory_budget_bytes: u64,
     /// Percent of the budget that Bitswap wantlists may take together (320 bytes per want), so
-    /// that wants cannot crowd out the blocks that answer them. 1 to 90; default 25.
+    /// that wants cannot crowd out the blocks that answer them. The share is also kept for them,
+    /// so lookups filling the rest never shed wants. 1 to 90; default 25.
     pub wantlists_percent: u8,
     /// Bytes reserved per gateway request while it is answered (at least one 2 MiB block);
     /// default 4 MiB.
@@ -81,13 +82,14 @@ impl LimitsConfig {
     /// The least budget that serves anything, in bytes.
     pub const MIN_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
 
-    /// The budget these settings describe, with the wantlists' cap set.
+    /// The budget these settings describe: the wantlists' share is both their cap and a
+    /// reservation, so lookups filling the rest never shed wants.
     pub fn budget(&self) -> hydrant_budget::MemoryBudget {
+        use hydrant_budget::Holder::BitswapWantlists;
         let budget = hydrant_budget::MemoryBudget::new(self.memory_budget_bytes);
-        budget.set_cap(
-            hydrant_budget::Holder::BitswapWantlists,
-            self.memory_budget_bytes / 100 * u64::from(self.wantlists_percent),
-        );
+        let share = self.memory_budget_bytes / 100 * u64::from(self.wantlists_percent);
+        budget.set_cap(BitswapWantlists, share);
+        budget.set_reserved(BitswapWantlists, share);
         budget
     }
 }

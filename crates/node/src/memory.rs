@@ -92,7 +92,16 @@ pub struct ProcessMemory {
 impl ProcessMemory {
     /// Reads `/proc/self/status`; zeros where it is not available.
     pub fn read() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        Self::parse(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+    }
+
+    /// Reads `/proc/<pid>/status` of another process (tests and benchmarks watch a daemon
+    /// this way); zeros where it is not available.
+    pub fn of(pid: u32) -> Self {
+        Self::parse(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default())
+    }
+
+    fn parse(status: &str) -> Self {
         let kib = |key: &str| {
             status
                 .lines()

@@ -17,6 +17,7 @@ use hydrant_bitswap::{
     decode_message, read_frame, write_frame,
 };
 use hydrant_node::daemon::DaemonInfo;
+use hydrant_node::memory::ProcessMemory;
 use hydrant_pg::testing::TempCluster;
 use hydrant_testkit::TempGarage;
 use libp2p::multiaddr::Protocol;
@@ -272,15 +273,14 @@ impl Replica {
         !self.exited
     }
 
-    /// Resident memory of the process in bytes (from /proc).
+    /// Resident memory of the process now and at most so far, in bytes (from /proc).
+    pub fn memory(&self) -> ProcessMemory {
+        ProcessMemory::of(self.child.id())
+    }
+
+    /// Resident memory of the process now, in bytes (from /proc).
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        self.memory().rss_bytes
     }
 
     /// The TCP multiaddr of its swarm, with `/p2p/`.
@@ -395,23 +395,12 @@ pub struct BitswapClient {
 impl BitswapClient {
     /// Connects to `addr` (with `/p2p/`).
     pub async fn connect(addr: &Multiaddr) -> Self {
-        let Some(Protocol::P2p(server)) = addr.iter().last() else {
-            panic!("{addr} has no /p2p/")
-        };
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-            .build();
-        let mut control = swarm.behaviour().new_control();
-        let mut incoming = control.accept(ProtocolVersion::V1_2_0.protocol()).unwrap();
+        let ClientSwarm {
+            server,
+            swarm,
+            control,
+            mut incoming,
+        } = ClientSwarm::connect(addr, Duration::from_secs(120)).await;
         let (tx, received) = mpsc::channel(4096);
         tokio::spawn(async move {
             while let Some((_, mut stream)) = incoming.next().await {
@@ -426,19 +415,7 @@ impl BitswapClient {
                 });
             }
         });
-        swarm.dial(addr.clone()).unwrap();
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { .. } => break,
-                SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial: {error}"),
-                _ => {}
-            }
-        }
-        tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        });
+        tokio::spawn(drive(swarm));
         Self {
             server,
             control,
@@ -509,5 +486,59 @@ impl BitswapClient {
 
     pub fn heard(&self) -> &Heard {
         &self.heard
+    }
+}
+
+/// A libp2p swarm (TCP, noise, yamux) with only `libp2p-stream`, connected to one server and
+/// accepting the server's Bitswap 1.2.0 streams: the part every simulated peer shares.
+pub struct ClientSwarm {
+    pub server: PeerId,
+    pub swarm: libp2p::Swarm<libp2p_stream::Behaviour>,
+    pub control: libp2p_stream::Control,
+    pub incoming: libp2p_stream::IncomingStreams,
+}
+
+impl ClientSwarm {
+    /// Dials `addr` (with `/p2p/`) and returns once connected; idle connections close after
+    /// `idle`.
+    pub async fn connect(addr: &Multiaddr, idle: Duration) -> Self {
+        let Some(Protocol::P2p(server)) = addr.iter().last() else {
+            panic!("{addr} has no /p2p/")
+        };
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build();
+        let mut control = swarm.behaviour().new_control();
+        let incoming = control.accept(ProtocolVersion::V1_2_0.protocol()).unwrap();
+        swarm.dial(addr.clone()).unwrap();
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => break,
+                SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial: {error}"),
+                _ => {}
+            }
+        }
+        Self {
+            server,
+            swarm,
+            control,
+            incoming,
+        }
+    }
+}
+
+/// Drives a client swarm's events until the task is dropped.
+pub async fn drive(mut swarm: libp2p::Swarm<libp2p_stream::Behaviour>) {
+    loop {
+        swarm.select_next_some().await;
     }
 }
