@@ -338,13 +338,12 @@ async fn overload_benchmark() {
     for round in 0..3 {
         for slow_present in [false, true] {
             let slow = if slow_present {
-                let slow = never_read(addr.clone(), large.clone()).await;
-                // Let it fill its share before the others start.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Some(slow)
+                Some(never_read(addr.clone(), large.clone()).await)
             } else {
                 None
             };
+            // Let the non-reading peer fill its share, and the last round's peers go idle.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
             let shed_before = shed(&daemon).await;
             let (rate, resends) = throughput(&addr, &large, LARGE, 24).await;
             eprintln!(

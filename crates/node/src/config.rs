@@ -57,10 +57,11 @@ pub struct LimitsConfig {
     pub memory_budget_bytes: u64,
     /// Percent of the budget that Bitswap wantlists may take together (320 bytes per want), so
     /// that wants cannot crowd out the blocks that answer them. The share is also kept for them,
-    /// so lookups filling the rest never shed wants. 1 to 90; default 25.
+    /// so lookups filling the rest never shed wants. 1 to 90, leaving at least
+    /// [`Self::MIN_UNRESERVED`]; default 25.
     pub wantlists_percent: u8,
-    /// Bytes reserved per gateway request while it is answered (at least one 2 MiB block);
-    /// default 4 MiB.
+    /// Bytes reserved per gateway request while it is answered (at least one 2 MiB block, at
+    /// most half of what the wantlists' share leaves); default 4 MiB.
     pub gateway_request_bytes: u64,
     /// Milliseconds a Bitswap stream waits for budget for its next message before it is reset;
     /// default 1000.
@@ -82,14 +83,23 @@ impl LimitsConfig {
     /// The least budget that serves anything, in bytes.
     pub const MIN_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
 
+    /// The least part of the budget left to the other holders once the wantlists' share is
+    /// kept, in bytes: one 4 MiB Bitswap message being read (charged twice) and one 2 MiB block
+    /// being sent.
+    pub const MIN_UNRESERVED: u64 = 12 * 1024 * 1024;
+
+    /// The wantlists' share of the budget, in bytes (`wantlists_percent` of it).
+    pub fn wantlists_share(&self) -> u64 {
+        self.memory_budget_bytes / 100 * u64::from(self.wantlists_percent)
+    }
+
     /// The budget these settings describe: the wantlists' share is both their cap and a
     /// reservation, so lookups filling the rest never shed wants.
     pub fn budget(&self) -> hydrant_budget::MemoryBudget {
         use hydrant_budget::Holder::BitswapWantlists;
         let budget = hydrant_budget::MemoryBudget::new(self.memory_budget_bytes);
-        let share = self.memory_budget_bytes / 100 * u64::from(self.wantlists_percent);
-        budget.set_cap(BitswapWantlists, share);
-        budget.set_reserved(BitswapWantlists, share);
+        budget.set_cap(BitswapWantlists, self.wantlists_share());
+        budget.set_reserved(BitswapWantlists, self.wantlists_share());
         budget
     }
 }
@@ -742,14 +752,25 @@ impl Config {
                 "use 1 to 90 percent (default 25): wantlists need some room, and blocks the rest",
             ));
         }
+        let rest = l.memory_budget_bytes - l.wantlists_share();
+        if rest < LimitsConfig::MIN_UNRESERVED {
+            return Err(refuse(
+                "limits.wantlists_percent",
+                &l.wantlists_percent,
+                "leaves too little of limits.memory_budget_bytes for the rest: the part not kept \
+                 for wantlists must hold one 4 MiB Bitswap message being read and one 2 MiB \
+                 block being sent, at least 12582912 bytes (12 MiB); lower the percentage or \
+                 raise the budget",
+            ));
+        }
         if l.gateway_request_bytes < hydrant_car::MAX_BLOCK_SIZE as u64
-            || l.gateway_request_bytes > l.memory_budget_bytes / 2
+            || l.gateway_request_bytes > rest / 2
         {
             return Err(refuse(
                 "limits.gateway_request_bytes",
                 &l.gateway_request_bytes,
-                "use at least one 2 MiB block (2097152) and at most half of \
-                 limits.memory_budget_bytes (default 4194304)",
+                "use at least one 2 MiB block (2097152) and at most half of the budget the \
+                 wantlists' share leaves (default 4194304)",
             ));
         }
         if l.budget_wait_ms > 60_000 {
@@ -1106,9 +1127,14 @@ mod tests {
                 "at least one 2 MiB block",
             ),
             (
-                "[limits]\nmemory_budget_bytes = 16777216\ngateway_request_bytes = 16777216",
+                "[limits]\nmemory_budget_bytes = 16777216\ngateway_request_bytes = 8388608",
                 "limits.gateway_request_bytes",
-                "at most half of",
+                "at most half of the budget the wantlists' share leaves",
+            ),
+            (
+                "[limits]\nmemory_budget_bytes = 16777216\nwantlists_percent = 50",
+                "limits.wantlists_percent",
+                "the part not kept for wantlists must hold one 4 MiB Bitswap message",
             ),
             (
                 "[limits]\nbudget_wait_ms = 600000",
