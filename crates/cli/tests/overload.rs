@@ -214,10 +214,12 @@ async fn overload_keeps_memory_bounded_and_serves_every_well_behaved_peer() {
         .map(|(_, v)| v)
         .sum();
     let dropped = metric(&m, "hydrant_bitswap_peers_dropped_total");
+    let streams_reset = metric(&m, "hydrant_bitswap_streams_refused_total")
+        + metric(&m, "hydrant_bitswap_streams_shed_total");
     let budget_peak = daemon_budget_peak(&daemon).await;
     eprintln!(
         "overload: {PEERS} peers x {BLOCKS} blocks in {:.1} s (slowest peer {:.1} s), {resends} \
-         re-sends, {reconnects} reconnects; wants shed {shed}, budget refusals {refused}, peers dropped {dropped}; RSS \
+         re-sends, {reconnects} reconnects; streams reset {streams_reset}; wants shed {shed}, budget refusals {refused}, peers dropped {dropped}; RSS \
          {:.0} MiB before, peak {:.0} MiB; budget {:.0} MiB, its peak {:.1} MiB",
         elapsed.as_secs_f64(),
         slowest.as_secs_f64(),

@@ -226,7 +226,15 @@ async fn observe(State(state): State<LayerState>, mut req: Request, next: Next) 
     }
     {
         let _entered = span.enter();
-        if status.is_server_error() {
+        // 503 is an answer Hydrant chose (budget full, not ready yet): counted in the metrics,
+        // and at warn it would flood the log exactly when the node is under load.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::debug!(
+                status = status.as_u16(),
+                elapsed_ms = elapsed.as_millis() as u64,
+                "request shed or not ready"
+            );
+        } else if status.is_server_error() {
             tracing::warn!(
                 status = status.as_u16(),
                 elapsed_ms = elapsed.as_millis() as u64,

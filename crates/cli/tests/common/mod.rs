@@ -536,9 +536,11 @@ impl ClientSwarm {
     }
 }
 
-/// Drives a client swarm's events until the task is dropped.
+/// Drives a client swarm's events until the task is dropped; says why a connection closed.
 pub async fn drive(mut swarm: libp2p::Swarm<libp2p_stream::Behaviour>) {
     loop {
-        swarm.select_next_some().await;
+        if let SwarmEvent::ConnectionClosed { cause, .. } = swarm.select_next_some().await {
+            eprintln!("client: connection closed: {cause:?}");
+        }
     }
 }
