@@ -177,30 +177,12 @@ async fn overload_keeps_memory_bounded_and_serves_every_well_behaved_peer() {
     let rss_before = daemon.rss_bytes();
 
     let slow = never_read(addr.clone(), cids.clone()).await;
-    let started = Instant::now();
-    let peers: Vec<_> = (0..PEERS)
-        .map(|_| {
-            tokio::spawn(fetch_all(
-                addr.clone(),
-                cids.clone(),
-                Duration::from_millis(1500),
-            ))
-        })
-        .collect();
-    let mut resends = 0;
-    let mut reconnects = 0;
-    let mut slowest = Duration::ZERO;
-    for peer in peers {
-        let fetched = peer.await.unwrap();
-        assert_eq!(
-            fetched.blocks, BLOCKS,
-            "a well-behaved peer got every block"
-        );
-        resends += fetched.resends;
-        reconnects += fetched.reconnects;
-        slowest = slowest.max(fetched.elapsed);
-    }
-    let elapsed = started.elapsed();
+    let Fleet {
+        elapsed,
+        slowest,
+        resends,
+        reconnects,
+    } = fleet(&addr, &cids, PEERS).await;
     assert!(daemon.child_running(), "the daemon stayed up");
     let peak = daemon.memory().peak_rss_bytes;
     let m = daemon.metrics().await;
@@ -263,14 +245,17 @@ async fn daemon_budget_peak(daemon: &Replica) -> u64 {
         .unwrap()
 }
 
-/// `peers` well-behaved peers fetch every block of `cids` at once; returns the block bytes
-/// they received per second, over all of them, and how many times they re-sent their wants.
-async fn throughput(
-    addr: &Multiaddr,
-    cids: &Arc<Vec<Cid>>,
-    block_size: usize,
-    peers: usize,
-) -> (f64, usize) {
+/// What [`fleet`] measured.
+struct Fleet {
+    /// From the first peer's start to the last one's end.
+    elapsed: Duration,
+    slowest: Duration,
+    resends: usize,
+    reconnects: usize,
+}
+
+/// `peers` well-behaved peers fetch every block of `cids` at once; asserts each got them all.
+async fn fleet(addr: &Multiaddr, cids: &Arc<Vec<Cid>>, peers: usize) -> Fleet {
     let started = Instant::now();
     let fetches: Vec<_> = (0..peers)
         .map(|_| {
@@ -281,19 +266,29 @@ async fn throughput(
             ))
         })
         .collect();
-    let (mut blocks, mut resends) = (0, 0);
+    let (mut slowest, mut resends, mut reconnects) = (Duration::ZERO, 0, 0);
     for fetch in fetches {
         let fetched = fetch.await.unwrap();
-        resends += fetched.resends;
         assert_eq!(
             fetched.blocks,
             cids.len(),
             "a well-behaved peer got every block"
         );
-        blocks += fetched.blocks;
+        slowest = slowest.max(fetched.elapsed);
+        resends += fetched.resends;
+        reconnects += fetched.reconnects;
     }
-    let rate = (blocks * block_size) as f64 / started.elapsed().as_secs_f64();
-    (rate, resends)
+    Fleet {
+        elapsed: started.elapsed(),
+        slowest,
+        resends,
+        reconnects,
+    }
+}
+
+/// Block bytes per second a [`fleet`] of `peers` received, over all of them.
+fn bytes_per_sec(fleet: &Fleet, peers: usize, blocks: usize, block_size: usize) -> f64 {
+    (peers * blocks * block_size) as f64 / fleet.elapsed.as_secs_f64()
 }
 
 /// Wants shed so far (`hydrant_bitswap_wants_total{outcome="shed"}`, WANT_BLOCK).
@@ -316,7 +311,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// ```
 ///
 /// 1. Throughput of 24 well-behaved peers, each fetching 1,000 blocks of 16 KiB, with and
-///    without one peer that wants the same blocks and never reads; rounds alternate, 3 of each,
+///    without one peer that wants the same blocks and never reads; rounds alternate, 5 of each,
 ///    medians compared. The write timeout is the default 30 s, longer than a round, so the
 ///    non-reading peer holds its share for the whole round.
 /// 2. RSS over time (sampled every 250 ms) while 200 peers want 2,000 blocks of 1 KiB each,
@@ -337,7 +332,7 @@ async fn overload_benchmark() {
 
     // 1. Throughput with and without a non-reading peer.
     let (mut without, mut with) = (Vec::new(), Vec::new());
-    for round in 0..3 {
+    for round in 0..5 {
         for slow_present in [false, true] {
             let slow = if slow_present {
                 Some(never_read(addr.clone(), large.clone()).await)
@@ -347,7 +342,11 @@ async fn overload_benchmark() {
             // Let the non-reading peer fill its share, and the last round's peers go idle.
             tokio::time::sleep(Duration::from_millis(1000)).await;
             let shed_before = shed(&daemon).await;
-            let (rate, resends) = throughput(&addr, &large, LARGE, 24).await;
+            let measured = fleet(&addr, &large, 24).await;
+            let (rate, resends) = (
+                bytes_per_sec(&measured, 24, large.len(), LARGE),
+                measured.resends,
+            );
             eprintln!(
                 "round {round}, non-reading peer {}: {:.1} MiB/s, {resends} re-sends, {} wants shed",
                 if slow_present { "present" } else { "absent" },
@@ -376,7 +375,7 @@ async fn overload_benchmark() {
     }
     let (without, with) = (median(without), median(with));
     eprintln!(
-        "throughput (median of 3): {:.1} MiB/s without, {:.1} MiB/s with a non-reading peer; \
+        "throughput (median of 5): {:.1} MiB/s without, {:.1} MiB/s with a non-reading peer; \
          ratio {:.3}",
         without / MIB,
         with / MIB,
@@ -405,9 +404,12 @@ async fn overload_benchmark() {
         }
     });
     let slow = never_read(addr.clone(), small.clone()).await;
-    let started = Instant::now();
-    let (rate, resends) = throughput(&addr, &small, 1024, 200).await;
-    let elapsed = started.elapsed();
+    let overload = fleet(&addr, &small, 200).await;
+    let (rate, resends, elapsed) = (
+        bytes_per_sec(&overload, 200, small.len(), 1024),
+        overload.resends,
+        overload.elapsed,
+    );
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let samples = sampler.await.unwrap();
     slow.abort();
