@@ -6,6 +6,8 @@
 //! shed, as real clients re-send their wantlist); the non-reading peer is dropped; the shed work
 //! shows in the metrics.
 //!
+//! `one_peer_gets_at_most_its_connection_limit`: `swarm.max_connections_per_peer` holds.
+//!
 //! `overload_benchmark` (ignored; run by hand, see BENCHMARKS.md) measures the throughput of
 //! well-behaved peers with and without a non-reading peer, and RSS over time under 10x the
 //! budget's worth of wants.
@@ -196,6 +198,12 @@ async fn overload_keeps_memory_bounded_and_serves_every_well_behaved_peer() {
         .map(|(_, v)| v)
         .sum();
     let dropped = metric(&m, "hydrant_bitswap_peers_dropped_total");
+    // The peers are done but still connected (the idle timeout is 60 s).
+    let connected = metric(&m, "hydrant_connected_peers{swarm=\"main\"}");
+    assert!(
+        connected >= PEERS as f64,
+        "{connected} connected peers, {PEERS} expected"
+    );
     let streams_reset = metric(&m, "hydrant_bitswap_streams_refused_total")
         + metric(&m, "hydrant_bitswap_streams_shed_total");
     let budget_peak = daemon_budget_peak(&daemon).await;
@@ -226,6 +234,56 @@ async fn overload_keeps_memory_bounded_and_serves_every_well_behaved_peer() {
         0.0
     );
     slow.abort();
+}
+
+/// One peer dialing many times gets `swarm.max_connections_per_peer` connections; the rest
+/// are closed by the daemon as they are established.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_gets_at_most_its_connection_limit() {
+    const PER_PEER: u32 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    common::run_json(
+        std::process::Command::new(common::HYDRANT)
+            .arg("--repo")
+            .arg(dir.path())
+            .args(["init", "--json"]),
+    );
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("[dht]\nenabled = false\n\n[swarm]\nmax_connections_per_peer = {PER_PEER}\n"),
+    )
+    .unwrap();
+    let daemon = Replica::start(dir.path(), Ports::free());
+    let ClientSwarm {
+        server, mut swarm, ..
+    } = ClientSwarm::connect(&daemon.swarm_addr(), Duration::from_secs(60)).await;
+    let mut open = 1;
+    for _ in 0..4 {
+        let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(server)
+            .addresses(vec![daemon.swarm_addr()])
+            .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+            .build();
+        swarm.dial(dial).unwrap();
+    }
+    // Follow the connections until nothing has changed for 2 s.
+    while let Ok(event) =
+        tokio::time::timeout(Duration::from_secs(2), swarm.select_next_some()).await
+    {
+        match event {
+            libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } => open += 1,
+            libp2p::swarm::SwarmEvent::ConnectionClosed { .. } => open -= 1,
+            _ => {}
+        }
+    }
+    assert_eq!(open, PER_PEER, "connections left open to one peer");
+    assert_eq!(
+        metric(
+            &daemon.metrics().await,
+            "hydrant_connected_peers{swarm=\"main\"}"
+        ),
+        1.0
+    );
 }
 
 /// The daemon's memory report (`GET /api/v1/debug/memory`).

@@ -116,6 +116,9 @@ pub struct SwarmConfig {
     pub idle_connection_timeout_secs: u64,
     /// Most simultaneous connections (inbound and outbound together).
     pub max_connections: u32,
+    /// Most simultaneous connections with one peer; more are refused, so one peer cannot
+    /// take the connections (and their buffers) of many. 1 to `max_connections`; default 4.
+    pub max_connections_per_peer: u32,
 }
 
 impl Default for SwarmConfig {
@@ -128,6 +131,7 @@ impl Default for SwarmConfig {
             announce: Vec::new(),
             idle_connection_timeout_secs: 60,
             max_connections: 1024,
+            max_connections_per_peer: 4,
         }
     }
 }
@@ -631,6 +635,13 @@ impl Config {
                 "swarm.max_connections",
                 &0,
                 "zero connections would accept nothing; use at least 1 (default 1024)",
+            ));
+        }
+        if !(1..=self.swarm.max_connections).contains(&self.swarm.max_connections_per_peer) {
+            return Err(refuse(
+                "swarm.max_connections_per_peer",
+                &self.swarm.max_connections_per_peer,
+                "use 1 to swarm.max_connections (default 4): zero accepts nothing",
             ));
         }
         if !self.api.listen.ip().is_loopback() && self.api.token_file.as_os_str().is_empty() {
@@ -1190,6 +1201,16 @@ mod tests {
                 "[swarm]\nmax_connections = 0",
                 "swarm.max_connections",
                 "zero connections would accept nothing",
+            ),
+            (
+                "[swarm]\nmax_connections_per_peer = 0",
+                "swarm.max_connections_per_peer",
+                "use 1 to swarm.max_connections",
+            ),
+            (
+                "[swarm]\nmax_connections = 8\nmax_connections_per_peer = 16",
+                "swarm.max_connections_per_peer",
+                "use 1 to swarm.max_connections",
             ),
         ];
         for (toml, field, reason) in cases {

@@ -2,10 +2,10 @@
 //! what it bound, and runs until told to stop.
 
 use futures::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::core::transport::ListenerId;
@@ -149,7 +149,7 @@ pub async fn run(
         ))
     });
     let (dialer, dials) = hydrant_dht::network::ChannelDialer::new();
-    let connected = Arc::new(Mutex::new(HashSet::new()));
+    let connected = services.main_peers.clone();
     let me = ProviderInfo {
         peer: peer_id,
         addrs: dht::provider_addrs(&repo.config.swarm.announce, &swarm_addrs),

@@ -11,6 +11,7 @@
 //! | `hydrant_bitswap_wants_total` | counter | `type` (block, have), `outcome` (found, not_found, shed, error) |
 //! | `hydrant_bitswap_{streams_shed,peers_dropped}_total`, `hydrant_bitswap_wants_pending` | counter, gauge | |
 //! | `hydrant_streams` | gauge | `protocol` (bitswap), `direction` (inbound, outbound) |
+//! | `hydrant_connected_peers` | gauge | `swarm` (main, dht_heads) |
 //! | `hydrant_budget_{limit,in_use}_bytes` | gauge | the shared memory budget (`[limits]`) |
 //! | `hydrant_budget_holder_bytes`, `hydrant_budget_refused_total` | gauge, counter | `holder` (bitswap_messages, bitswap_wantlists, bitswap_responses, gateway, dht) |
 //! | `hydrant_dht_inbound_shed_total` | counter | DHT requests reset for a full budget |
@@ -173,6 +174,28 @@ pub fn render(state: &ApiState) -> String {
         "bitswap_peers",
         "Peers with an active wantlist",
         b.peers,
+    );
+    let connected = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+    let main_peers = crate::dht::lock(&state.services().main_peers).len();
+    connected
+        .get_or_create(&vec![("swarm", "main")])
+        .set(i64::try_from(main_peers).unwrap_or(i64::MAX));
+    if let Some(dht) = &state.dht {
+        let heads: usize = dht
+            .members
+            .iter()
+            .filter(|m| m.index.is_some())
+            .map(|m| crate::dht::lock(&m.connected).len())
+            .sum();
+        connected
+            .get_or_create(&vec![("swarm", "dht_heads")])
+            .set(i64::try_from(heads).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "connected_peers",
+        "Peers with at least one connection, per swarm (main: Bitswap and identify; dht_heads: \
+         the DHT heads together)",
+        connected,
     );
 
     if let Some(dht) = &state.dht {

@@ -45,6 +45,8 @@ pub struct Services {
     pub index_stats: Arc<IndexStats>,
     /// Ingests through the API: results, failures, the ones running.
     pub ingest_stats: Arc<IngestStats>,
+    /// Peers connected to the main (Bitswap) swarm, kept by the daemon's swarm loop.
+    pub main_peers: Arc<std::sync::Mutex<std::collections::HashSet<libp2p::PeerId>>>,
 }
 
 impl Services {
@@ -118,6 +120,7 @@ impl Services {
             http: Arc::default(),
             index_stats,
             ingest_stats: Arc::default(),
+            main_peers: Arc::default(),
         })
     }
 

@@ -16,7 +16,7 @@ pub const PROTOCOL_VERSION: &str = "ipfs/0.1.0";
 /// The composed network behaviour.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Refuses connections past `swarm.max_connections`.
+    /// Refuses connections past `swarm.max_connections` and `swarm.max_connections_per_peer`.
     pub limits: connection_limits::Behaviour,
     /// Identify (`/ipfs/id/1.0.0`): tells peers our addresses and protocols.
     pub identify: identify::Behaviour,
@@ -66,6 +66,7 @@ pub async fn build(keypair: Keypair, config: &SwarmConfig) -> Result<Swarm<Behav
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(max))
+                    .with_max_established_per_peer(Some(config.max_connections_per_peer))
                     .with_max_pending_incoming(Some(max.min(256))),
             ),
             identify: identify::Behaviour::new(
