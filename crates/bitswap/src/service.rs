@@ -21,7 +21,8 @@
 //! - *sender*: one per peer while it has answers: opens the outbound stream, writes frames
 //!   (each within [`BitswapConfig::write_timeout`]), reopens once if a write fails, closes the
 //!   stream after [`BitswapConfig::outbound_idle_timeout`] idle. A peer whose write times out or
-//!   fails twice is forgotten (its wants are dropped).
+//!   fails twice is forgotten (its wants are dropped); one whose write times out is also
+//!   reported on [`BitswapHandle::take_unresponsive_peers`] so that the swarm disconnects it.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -61,6 +62,11 @@ const PEER_OUTBOX_CAPACITY: usize = MAX_UNSENT_MESSAGES_PER_PEER + MAX_MESSAGES_
 
 /// Buffer of a reader in front of its stream, in bytes.
 const READ_BUFFER_SIZE: usize = 16 * 1024;
+
+/// Capacity, in peer IDs, of the queue of unresponsive peers ([`BitswapHandle::take_unresponsive_peers`]).
+/// When it is full (nobody reads it), further peers are not reported; their wants are dropped
+/// all the same.
+const UNRESPONSIVE_QUEUE_CAPACITY: usize = 64;
 
 /// How often the engine task forgets the queues of senders that have exited.
 const SENDER_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -358,12 +364,22 @@ pub struct BitswapHandle {
     stats: Arc<Stats>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    unresponsive: Option<mpsc::Receiver<PeerId>>,
 }
 
 impl BitswapHandle {
     /// Counters since start.
     pub fn stats(&self) -> BitswapStats {
         self.stats.snapshot()
+    }
+
+    /// The peers dropped because they stopped reading: opening the answer stream or writing one
+    /// message took longer than [`BitswapConfig::write_timeout`]. The swarm that owns the
+    /// connections should close them, which frees the muxer's buffers held for the peer (they
+    /// are outside the budget). `None` after the first call. The queue holds
+    /// [`UNRESPONSIVE_QUEUE_CAPACITY`] peers; past that, peers are not reported.
+    pub fn take_unresponsive_peers(&mut self) -> Option<mpsc::Receiver<PeerId>> {
+        self.unresponsive.take()
     }
 
     /// Stops accepting streams (the protocols are deregistered), stops every reader, lookup
@@ -443,6 +459,7 @@ impl Bitswap {
         let stats = Arc::new(Stats::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+        let (unresponsive_tx, unresponsive_rx) = mpsc::channel(UNRESPONSIVE_QUEUE_CAPACITY);
         let config = Arc::new(config);
 
         let accept = Acceptor {
@@ -468,6 +485,7 @@ impl Bitswap {
             stats: stats.clone(),
             events_tx,
             events_rx,
+            unresponsive: unresponsive_tx,
             senders: HashMap::new(),
             lookups_in_flight: 0,
             shutdown: shutdown_rx,
@@ -480,6 +498,7 @@ impl Bitswap {
             stats,
             shutdown: shutdown_tx,
             tasks,
+            unresponsive: Some(unresponsive_rx),
         })
     }
 }
@@ -682,6 +701,8 @@ struct EngineTask {
     stats: Arc<Stats>,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
+    /// Where senders report peers that stopped reading.
+    unresponsive: mpsc::Sender<PeerId>,
     senders: HashMap<PeerId, mpsc::Sender<(Outgoing, Grant)>>,
     lookups_in_flight: usize,
     /// The wants kept, charged at [`WANT_ENTRY_BYTES`] each.
@@ -837,6 +858,7 @@ impl EngineTask {
                     config: self.config.clone(),
                     stats: self.stats.clone(),
                     events: self.events_tx.clone(),
+                    unresponsive: self.unresponsive.clone(),
                     shutdown: self.shutdown.clone(),
                 };
                 tokio::spawn(sender.run(rx));
@@ -946,6 +968,13 @@ enum SendError {
     WriteTimeout { peer: PeerId },
 }
 
+impl SendError {
+    /// Whether the peer stopped reading (as opposed to refusing or closing the stream).
+    fn is_timeout(&self) -> bool {
+        matches!(self, Self::OpenTimeout { .. } | Self::WriteTimeout { .. })
+    }
+}
+
 /// Writes one peer's answers on the outbound stream it opens.
 struct Sender {
     peer: PeerId,
@@ -954,6 +983,7 @@ struct Sender {
     config: Arc<BitswapConfig>,
     stats: Arc<Stats>,
     events: mpsc::Sender<Event>,
+    unresponsive: mpsc::Sender<PeerId>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -992,6 +1022,9 @@ impl Sender {
                     bump(&self.stats.stream_errors, 1);
                     bump(&self.stats.peers_dropped, 1);
                     tracing::debug!(%error, "bitswap: dropping peer");
+                    if error.is_timeout() {
+                        let _ = self.unresponsive.try_send(peer);
+                    }
                 }
             }
             let event = match outcome {

@@ -133,6 +133,7 @@ struct Received {
 
 struct Setup {
     server: PeerId,
+    client_peer: PeerId,
     client: libp2p_stream::Control,
     received: mpsc::Receiver<Received>,
     handle: BitswapHandle,
@@ -164,6 +165,7 @@ async fn setup(
     let mut server = swarm();
     let mut client = swarm();
     let server_peer = *server.local_peer_id();
+    let client_peer = *client.local_peer_id();
     let handle = Bitswap::spawn(server.behaviour().new_control(), store, config).unwrap();
 
     server
@@ -237,6 +239,7 @@ async fn setup(
 
     Setup {
         server: server_peer,
+        client_peer,
         client: control,
         received,
         handle,
@@ -661,6 +664,11 @@ async fn peer_without_bitswap_inbound_is_dropped() {
         .stats_until(|st| st.stream_errors >= 1 && st.peers == 0)
         .await;
     assert_eq!(stats.messages_sent, 0);
+    let mut unresponsive = s.handle.take_unresponsive_peers().unwrap();
+    assert!(
+        unresponsive.try_recv().is_err(),
+        "a peer that refuses the stream is not reported as unresponsive"
+    );
 }
 
 #[tokio::test]
@@ -703,6 +711,13 @@ async fn peer_not_reading_is_dropped_after_write_timeout() {
         "the stalled frames were charged: {responses:?}"
     );
     assert_eq!(budget.in_use(), 0, "dropping the peer released its memory");
+    let mut unresponsive = s.handle.take_unresponsive_peers().unwrap();
+    assert_eq!(
+        unresponsive.try_recv().ok(),
+        Some(s.client_peer),
+        "the peer is reported so that the swarm disconnects it"
+    );
+    assert!(s.handle.take_unresponsive_peers().is_none());
     holder.abort();
 }
 

@@ -414,7 +414,8 @@ pub struct BitswapConfig {
     /// Seconds an inbound stream may go without a complete message before it is closed.
     pub inbound_idle_timeout_secs: u64,
     /// Seconds to open the outbound stream or write one message; a peer slower than this
-    /// (e.g. one that stopped reading) is dropped and its memory released.
+    /// (e.g. one that stopped reading) is dropped, its memory released and, on a timeout, its
+    /// connection closed.
     pub write_timeout_secs: u64,
     /// Milliseconds the outbound stream stays open without an answer to send (below Helia's
     /// 5 s receive timeout).

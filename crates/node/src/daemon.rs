@@ -131,11 +131,12 @@ pub async fn run(
     for addr in &repo.config.swarm.announce {
         swarm.add_external_address(addr.clone());
     }
-    let bitswap = hydrant_bitswap::Bitswap::spawn(
+    let mut bitswap = hydrant_bitswap::Bitswap::spawn(
         swarm.behaviour().stream.new_control(),
         services.blockstore.clone(),
         services.bitswap_config(&repo.config),
     )?;
+    let disconnect = bitswap.take_unresponsive_peers();
     let bitswap = Arc::new(bitswap);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -183,12 +184,15 @@ pub async fn run(
     };
     let main_swarm = tokio::spawn(dht::drive_swarm(
         swarm,
-        dials,
-        dialer,
-        connected,
-        stop_rx.clone(),
-        drain_rx.clone(),
-        listeners,
+        dht::SwarmLoop {
+            dials,
+            dialer,
+            connected,
+            disconnect,
+            stop: stop_rx.clone(),
+            drain: drain_rx.clone(),
+            listeners,
+        },
     ));
 
     let gateway_listener = bind(repo.config.gateway.listen).await?;

@@ -229,18 +229,39 @@ fn open_store(
     })
 }
 
-/// Drives one swarm: dial requests from the DHT, identify results into the dialer's address
-/// book, the connected-peer set, until `stop` is set. When `drain` is set, the swarm's
-/// listeners close (no new inbound connection) while its connections keep being served.
-pub async fn drive_swarm(
-    mut swarm: Swarm<Behaviour>,
-    mut dials: mpsc::Receiver<DialRequest>,
-    dialer: ChannelDialer,
-    connected: Arc<Mutex<HashSet<PeerId>>>,
-    mut stop: watch::Receiver<bool>,
-    mut drain: watch::Receiver<bool>,
-    mut listeners: Vec<libp2p::core::transport::ListenerId>,
-) {
+/// What [`drive_swarm`] serves besides the swarm's own events.
+pub struct SwarmLoop {
+    /// Dial requests from the DHT.
+    pub dials: mpsc::Receiver<DialRequest>,
+    /// The dialer whose address book identify results fill.
+    pub dialer: ChannelDialer,
+    /// The connected-peer set to keep.
+    pub connected: Arc<Mutex<HashSet<PeerId>>>,
+    /// Peers to disconnect (Bitswap peers that stopped reading); `None` for a swarm without
+    /// Bitswap.
+    pub disconnect: Option<mpsc::Receiver<PeerId>>,
+    /// Set to stop the loop.
+    pub stop: watch::Receiver<bool>,
+    /// Set to close `listeners` (no new inbound connection) while connections keep being
+    /// served.
+    pub drain: watch::Receiver<bool>,
+    /// The listeners `drain` closes.
+    pub listeners: Vec<libp2p::core::transport::ListenerId>,
+}
+
+/// Drives one swarm until `stop` is set: dial requests, identify results into the dialer's
+/// address book, the connected-peer set, disconnections and draining (see [`SwarmLoop`]).
+pub async fn drive_swarm(mut swarm: Swarm<Behaviour>, tasks: SwarmLoop) {
+    let SwarmLoop {
+        mut dials,
+        dialer,
+        connected,
+        disconnect,
+        mut stop,
+        mut drain,
+        mut listeners,
+    } = tasks;
+    let mut disconnect = disconnect.unwrap_or_else(|| mpsc::channel(1).1);
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
@@ -250,6 +271,10 @@ pub async fn drive_swarm(
                 }
             }
             Some(request) = dials.recv() => handle_dial_request(&mut swarm, request),
+            Some(peer) = disconnect.recv() => {
+                tracing::debug!(%peer, "disconnecting a peer that stopped reading Bitswap answers");
+                let _ = swarm.disconnect_peer_id(peer);
+            }
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                     peer_id, info, ..
@@ -336,12 +361,15 @@ pub async fn start(
         });
         tasks.push(tokio::spawn(drive_swarm(
             head,
-            dials,
-            dialer,
-            connected,
-            stop.clone(),
-            stop.clone(),
-            Vec::new(),
+            SwarmLoop {
+                dials,
+                dialer,
+                connected,
+                disconnect: None,
+                stop: stop.clone(),
+                drain: stop.clone(),
+                listeners: Vec::new(),
+            },
         )));
     }
     handles.push(HeadHandle {

@@ -75,12 +75,15 @@ async fn client() -> Client {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(hydrant_node::dht::drive_swarm(
         swarm,
-        dials,
-        dialer,
-        Arc::new(Mutex::new(HashSet::new())),
-        stop_rx.clone(),
-        stop_rx,
-        Vec::new(),
+        hydrant_node::dht::SwarmLoop {
+            dials,
+            dialer,
+            connected: Arc::new(Mutex::new(HashSet::new())),
+            disconnect: None,
+            stop: stop_rx.clone(),
+            drain: stop_rx,
+            listeners: Vec::new(),
+        },
     ));
     Client {
         peer,
