@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 use cid::{Cid, Version};
-use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use futures::{AsyncWrite, AsyncWriteExt as _};
+pub use hydrant_frame::{FrameError, read_frame, read_frame_body, read_frame_len};
 use libp2p::StreamProtocol;
 use multihash::Multihash;
 use multihash_codetable::{Code, MultihashDigest as _};
@@ -282,28 +283,6 @@ pub enum DecodeError {
         /// The value received.
         value: i32,
     },
-}
-
-/// Errors of [`read_frame`].
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The length prefix announces more than the maximum; nothing was allocated.
-    #[error("message of {len} bytes is over the {max}-byte limit")]
-    TooLarge {
-        /// Announced body length in bytes.
-        len: u64,
-        /// The limit in bytes.
-        max: usize,
-    },
-    /// The length prefix is not a varint of at most 9 bytes.
-    #[error("malformed length prefix")]
-    InvalidLength,
-    /// The stream ended inside a length prefix or body.
-    #[error("stream ended inside a message")]
-    Truncated,
-    /// The stream failed.
-    #[error("stream error: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// The protobuf schema of specs/bitswap-protocol.md, 1.2.0 (a superset of 1.0.0 and 1.1.0).
@@ -623,94 +602,6 @@ fn frame(message: &pb::Message) -> Vec<u8> {
     out
 }
 
-/// Reads one length-prefixed message body from `reader` (specs/bitswap-protocol.md,
-/// "Protocol Format"). Returns `Ok(None)` when the stream ends cleanly between messages.
-///
-/// The length is checked against `max_len` (bytes; [`MAX_MESSAGE_SIZE`] for Bitswap) before
-/// anything is allocated, and the buffer then grows only as bytes arrive.
-///
-/// # Errors
-/// [`FrameError::TooLarge`] for an announced length over `max_len`, [`FrameError::InvalidLength`]
-/// for a malformed prefix, [`FrameError::Truncated`] when the stream ends mid-message,
-/// [`FrameError::Io`] when the stream fails.
-///
-/// # Cancel safety
-/// Not cancel safe: dropping the future mid-message loses the bytes read so far.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max_len: usize,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    let Some(len) = read_frame_len(reader, max_len).await? else {
-        return Ok(None);
-    };
-    read_frame_body(reader, len).await.map(Some)
-}
-
-/// Reads the length prefix of the next message (the first half of [`read_frame`]), so that the
-/// caller can reserve memory for the body before reading it. Returns `Ok(None)` when the stream
-/// ends cleanly between messages.
-///
-/// # Errors
-/// As [`read_frame`].
-///
-/// # Cancel safety
-/// Not cancel safe: dropping the future mid-prefix loses the bytes read so far.
-pub async fn read_frame_len<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max_len: usize,
-) -> Result<Option<usize>, FrameError> {
-    // A u64 varint has at most 10 bytes; lengths of interest fit in 9 (63 bits).
-    const MAX_PREFIX_BYTES: usize = 9;
-    let mut len: u64 = 0;
-    let mut read = 0usize;
-    loop {
-        let mut byte = [0u8; 1];
-        if reader.read(&mut byte).await? == 0 {
-            return if read == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
-        }
-        len |= u64::from(byte[0] & 0x7f) << (7 * read);
-        read += 1;
-        if byte[0] & 0x80 == 0 {
-            break;
-        }
-        if read == MAX_PREFIX_BYTES {
-            return Err(FrameError::InvalidLength);
-        }
-    }
-    if len > max_len as u64 {
-        return Err(FrameError::TooLarge { len, max: max_len });
-    }
-    Ok(Some(len as usize))
-}
-
-/// Reads a message body of `len` bytes announced by [`read_frame_len`].
-///
-/// # Errors
-/// [`FrameError::Truncated`] when the stream ends first, [`FrameError::Io`] when it fails.
-///
-/// # Cancel safety
-/// Not cancel safe: dropping the future loses the bytes read so far.
-pub async fn read_frame_body<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    len: usize,
-) -> Result<Vec<u8>, FrameError> {
-    // The initial capacity stays small so a peer that announces a large message but sends
-    // nothing holds little memory.
-    let mut body = Vec::with_capacity(len.min(64 * 1024));
-    (&mut *reader)
-        .take(len as u64)
-        .read_to_end(&mut body)
-        .await?;
-    if body.len() < len {
-        return Err(FrameError::Truncated);
-    }
-    Ok(body)
-}
-
 /// Writes `frame` (a length-prefixed message from [`Message::encode_frame`]) and flushes.
 ///
 /// # Errors
@@ -1008,7 +899,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn frame_limits() {
+    async fn messages_of_exactly_the_size_limit_are_read() {
         // Announces MAX + 1 bytes but sends none: refused without reading further.
         let mut prefix = unsigned_varint::encode::usize_buffer();
         let prefix = unsigned_varint::encode::usize(MAX_MESSAGE_SIZE + 1, &mut prefix).to_vec();
@@ -1039,22 +930,6 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        // Truncated body and prefix.
-        let mut reader = futures::io::Cursor::new(vec![5u8, 1, 2]);
-        assert!(matches!(
-            read_frame(&mut reader, 100).await,
-            Err(FrameError::Truncated)
-        ));
-        let mut reader = futures::io::Cursor::new(vec![0x80u8]);
-        assert!(matches!(
-            read_frame(&mut reader, 100).await,
-            Err(FrameError::Truncated)
-        ));
-        let mut reader = futures::io::Cursor::new(vec![0xffu8; 12]);
-        assert!(matches!(
-            read_frame(&mut reader, 100).await,
-            Err(FrameError::InvalidLength)
-        ));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! addresses per peer are kept (the rest is ignored), and frames of at most
 //! [`MAX_FRAME_SIZE`] bytes are read.
 
-use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use futures::{AsyncWrite, AsyncWriteExt as _};
+pub use hydrant_frame::{FrameError, frame, read_frame};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use prost::Message as _;
 
@@ -304,28 +305,6 @@ pub enum Response {
     Ping,
 }
 
-/// Errors of [`read_frame`].
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The length prefix announces more than the maximum; nothing was allocated.
-    #[error("message of {len} bytes is over the {max}-byte limit")]
-    TooLarge {
-        /// Announced body length in bytes.
-        len: u64,
-        /// The limit in bytes.
-        max: usize,
-    },
-    /// The length prefix is not a varint of at most 9 bytes.
-    #[error("malformed length prefix")]
-    InvalidLength,
-    /// The stream ended inside a length prefix or body.
-    #[error("stream ended inside a message")]
-    Truncated,
-    /// The stream failed.
-    #[error("stream error: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 /// Errors of [`decode_request`] and [`decode_response`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -365,49 +344,6 @@ pub enum DecodeError {
     InvalidPeerId,
 }
 
-/// Reads one length-prefixed frame body of at most `max_len` bytes.
-///
-/// Returns `Ok(None)` when the stream ends cleanly before a frame starts.
-///
-/// # Errors
-/// [`FrameError::TooLarge`] (nothing allocated), [`FrameError::InvalidLength`],
-/// [`FrameError::Truncated`] or [`FrameError::Io`].
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max_len: usize,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    const MAX_PREFIX_BYTES: usize = 9;
-    let mut len: u64 = 0;
-    let mut read = 0usize;
-    loop {
-        let mut byte = [0u8; 1];
-        if reader.read(&mut byte).await? == 0 {
-            return if read == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
-        }
-        len |= u64::from(byte[0] & 0x7f) << (7 * read);
-        read += 1;
-        if byte[0] & 0x80 == 0 {
-            break;
-        }
-        if read == MAX_PREFIX_BYTES {
-            return Err(FrameError::InvalidLength);
-        }
-    }
-    if len > max_len as u64 {
-        return Err(FrameError::TooLarge { len, max: max_len });
-    }
-    let mut body = Vec::with_capacity((len as usize).min(16 * 1024));
-    (&mut *reader).take(len).read_to_end(&mut body).await?;
-    if (body.len() as u64) < len {
-        return Err(FrameError::Truncated);
-    }
-    Ok(Some(body))
-}
-
 /// Writes `body` with its unsigned-varint length prefix and flushes.
 ///
 /// # Errors
@@ -416,39 +352,8 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     body: &[u8],
 ) -> std::io::Result<()> {
-    let mut prefix = unsigned_varint_buf();
-    let prefix = encode_varint(body.len() as u64, &mut prefix);
-    writer.write_all(prefix).await?;
-    writer.write_all(body).await?;
+    writer.write_all(&frame(body)).await?;
     writer.flush().await
-}
-
-fn unsigned_varint_buf() -> [u8; 10] {
-    [0u8; 10]
-}
-
-fn encode_varint(mut value: u64, buf: &mut [u8; 10]) -> &[u8] {
-    let mut i = 0;
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            buf[i] = byte;
-            return &buf[..=i];
-        }
-        buf[i] = byte | 0x80;
-        i += 1;
-    }
-}
-
-/// `body` with its unsigned-varint length prefix (one frame, as [`write_frame`] writes it).
-pub fn frame(body: &[u8]) -> Vec<u8> {
-    let mut prefix = unsigned_varint_buf();
-    let prefix = encode_varint(body.len() as u64, &mut prefix);
-    let mut out = Vec::with_capacity(prefix.len() + body.len());
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(body);
-    out
 }
 
 fn peer_to_proto(info: &PeerInfo, max_addrs: usize) -> proto::Peer {
@@ -796,19 +701,6 @@ mod tests {
             }
         }
 
-        #[test]
-        fn frames_roundtrip(body in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let framed = frame(&body);
-            let mut reader = futures::io::Cursor::new(framed);
-            let got = futures::executor::block_on(read_frame(&mut reader, MAX_FRAME_SIZE)).unwrap();
-            prop_assert_eq!(got, Some(body));
-        }
-
-        #[test]
-        fn read_frame_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let mut reader = futures::io::Cursor::new(bytes);
-            let _ = futures::executor::block_on(read_frame(&mut reader, 32));
-        }
     }
 
     #[test]
@@ -907,14 +799,6 @@ mod tests {
             decode_response(&body, MessageType::FindNode),
             Err(DecodeError::UnexpectedType { .. })
         ));
-    }
-
-    #[test]
-    fn oversized_frame_is_refused_before_reading() {
-        let framed = frame(&[0u8; 100]);
-        let mut reader = futures::io::Cursor::new(framed);
-        let err = futures::executor::block_on(read_frame(&mut reader, 99)).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { len: 100, max: 99 }));
     }
 
     #[test]
