@@ -147,10 +147,27 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", explain(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `error` and its causes joined by `: `, leaving out a cause whose text the message already
+/// holds (most of Hydrant's errors include their source in their own message).
+fn explain(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -317,7 +334,7 @@ async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
             Ok(key) => key,
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}: {e:#}", file.display());
+                eprintln!("error: {}: {}", file.display(), explain(&e));
                 continue;
             }
         };
@@ -350,7 +367,7 @@ async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
             ),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}: {e:#}", file.display());
+                eprintln!("error: {}: {}", file.display(), explain(&e));
             }
         }
     }
