@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use hydrant_node::api::ApiToken;
 use hydrant_node::config::StorageConfig;
 use hydrant_node::daemon::{DaemonInfo, Overrides};
-use hydrant_node::repo::{API_FILE, Repo};
+use hydrant_node::repo::{API_FILE, Repo, RepoError};
 use hydrant_node::services::Services;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -110,8 +110,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Check config.toml; explains any refused value. Exit status 0 when valid.
-    Check,
+    /// Check config.toml; explains any refused value. Exit status 0 when valid, 1 when not.
+    Check {
+        /// Print one JSON object: `{"config", "valid"}`, and for a refused value also
+        /// `{"field", "value", "reason"}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective configuration as TOML.
     Show,
 }
@@ -255,14 +260,38 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Ingest { files, json } => ingest(&repo_dir, &files, json).await,
         Command::Export { cid, output } => export(&repo_dir, cid, output.as_deref()).await,
-        Command::Config { command } => {
-            let repo = Repo::open(&repo_dir)?;
-            match command {
-                ConfigCommand::Check => {
-                    println!("{}: valid", repo_dir.join("config.toml").display())
-                }
-                ConfigCommand::Show => print!("{}", toml::to_string(&repo.config.redacted())?),
+        Command::Config {
+            command: ConfigCommand::Check { json },
+        } => {
+            let path = repo_dir.join("config.toml");
+            let opened = Repo::open(&repo_dir);
+            if json {
+                let report = match &opened {
+                    Ok(_) => serde_json::json!({"config": path, "valid": true}),
+                    Err(RepoError::Refused { source, .. }) => serde_json::json!({
+                        "config": path,
+                        "valid": false,
+                        "field": source.field,
+                        "value": source.value,
+                        "reason": source.reason,
+                    }),
+                    Err(e) => {
+                        serde_json::json!({"config": path, "valid": false, "reason": e.to_string()})
+                    }
+                };
+                println!("{report}");
             }
+            opened?;
+            if !json {
+                println!("{}: valid", path.display());
+            }
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => {
+            let repo = Repo::open(&repo_dir)?;
+            print!("{}", toml::to_string(&repo.config.redacted())?);
             Ok(())
         }
     }

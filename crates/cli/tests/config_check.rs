@@ -26,6 +26,10 @@ fn refused_values_are_explained_once_by_config_check_and_at_daemon_start() {
     let check = hydrant(&["config", "check"], &repo);
     assert!(check.status.success(), "{check:?}");
     assert!(String::from_utf8_lossy(&check.stdout).contains("valid"));
+    let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).unwrap() };
+    let check = hydrant(&["config", "check", "--json"], &repo);
+    assert!(check.status.success());
+    assert_eq!(json(&check)["valid"], true);
 
     for (config, field, range) in [
         (
@@ -57,5 +61,19 @@ fn refused_values_are_explained_once_by_config_check_and_at_daemon_start() {
             assert_eq!(stderr.matches(field).count(), 1, "said once: {stderr}");
             assert!(stderr.contains(range), "gives the safe range: {stderr}");
         }
+        let check = hydrant(&["config", "check", "--json"], &repo);
+        assert_eq!(check.status.code(), Some(1));
+        let report = json(&check);
+        assert_eq!(report["valid"], false);
+        let refused = format!(
+            "{} = {} is refused",
+            report["field"].as_str().unwrap(),
+            report["value"].as_str().unwrap()
+        );
+        assert_eq!(refused, field, "{report}");
+        assert!(
+            report["reason"].as_str().unwrap().contains(range),
+            "{report}"
+        );
     }
 }

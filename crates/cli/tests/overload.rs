@@ -124,8 +124,10 @@ async fn fetch_all(addr: Multiaddr, cids: Arc<Vec<Cid>>, resend_after: Duration)
 }
 
 /// A peer that asks for every block and never reads the answers: it accepts the server's
-/// stream and holds it, so the server's writes stall once the stream's window is full. The
-/// task ends when the server closes the connection.
+/// stream and holds it, so the server's writes stall once the stream's window is full. Returns
+/// once the server has started answering, so its wants are kept before other peers fill the
+/// wantlists' share (it never re-sends them). The task ends when the server closes the
+/// connection.
 async fn never_read(addr: Multiaddr, cids: Arc<Vec<Cid>>) -> tokio::task::JoinHandle<()> {
     let ClientSwarm {
         server,
@@ -133,7 +135,9 @@ async fn never_read(addr: Multiaddr, cids: Arc<Vec<Cid>>) -> tokio::task::JoinHa
         mut control,
         mut incoming,
     } = ClientSwarm::connect(&addr, Duration::from_secs(600)).await;
-    tokio::spawn(async move {
+    let (answered_tx, answered) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut answered_tx = Some(answered_tx);
         let mut held = Vec::new();
         let message = Message {
             wantlist: cids
@@ -164,10 +168,20 @@ async fn never_read(addr: Multiaddr, cids: Arc<Vec<Cid>>) -> tokio::task::JoinHa
                         return;
                     }
                 }
-                Some((_, stream)) = incoming.next() => held.push(stream),
+                Some((_, stream)) = incoming.next() => {
+                    held.push(stream);
+                    if let Some(tx) = answered_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
             }
         }
-    })
+    });
+    tokio::time::timeout(Duration::from_secs(60), answered)
+        .await
+        .expect("the server answers the non-reading peer")
+        .unwrap();
+    task
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
