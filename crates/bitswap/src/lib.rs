@@ -1,5 +1,5 @@
 //! Bitswap server: answers other peers' wantlists with blocks, HAVE and DONT_HAVE from a
-//! [`hydrant_blockstore::Blockstore`], over libp2p streams.
+//! [`hydrant_blocks::Blockstore`], over libp2p streams.
 //!
 //! Implements specs/bitswap-protocol.md: Bitswap 1.0.0, 1.1.0 and 1.2.0 as a server (this crate
 //! never asks for blocks). It interoperates with boxo (Go) and Helia (JS): wants arrive on
@@ -23,7 +23,7 @@
 //!
 //! ```no_run
 //! # async fn run(swarm: &libp2p::Swarm<libp2p_stream::Behaviour>,
-//! #              store: std::sync::Arc<dyn hydrant_blockstore::Blockstore>) {
+//! #              store: std::sync::Arc<dyn hydrant_blocks::Blockstore>) {
 //! use hydrant_bitswap::{Bitswap, BitswapConfig};
 //! let handle = Bitswap::spawn(swarm.behaviour().new_control(), store, BitswapConfig::default())
 //!     .expect("bitswap protocols free");

@@ -7,8 +7,6 @@ use cid::{Cid, Version};
 use futures::{AsyncWrite, AsyncWriteExt as _};
 pub use hydrant_frame::{FrameError, read_frame, read_frame_body, read_frame_len};
 use libp2p::StreamProtocol;
-use multihash::Multihash;
-use multihash_codetable::{Code, MultihashDigest as _};
 use prost::Message as _;
 use prost::encoding::encoded_len_varint;
 
@@ -200,19 +198,10 @@ pub enum PrefixError {
     /// Bytes follow the four varints.
     #[error("{0} trailing bytes after the CID prefix")]
     TrailingBytes(usize),
-    /// The multihash function is not one this crate can compute.
-    #[error("unsupported multihash code {0:#x}")]
-    UnsupportedHash(u64),
-    /// The digest length does not match what the hash function produces.
-    #[error("digest length {requested} does not fit multihash {code:#x} ({available} bytes)")]
-    DigestLength {
-        /// The multihash code.
-        code: u64,
-        /// Digest length the prefix asks for.
-        requested: u8,
-        /// Digest length available (hash output size, or data length for identity).
-        available: usize,
-    },
+    /// The block cannot be hashed as the prefix asks (unsupported function, or a digest
+    /// length outside the rule of [`hydrant_blocks::verify`]).
+    #[error(transparent)]
+    Digest(#[from] hydrant_blocks::DigestError),
 }
 
 /// A CID field that is not exactly one valid CID.
@@ -417,34 +406,15 @@ impl CidPrefix {
         })
     }
 
-    /// The CID of `data` under this prefix: hashes `data` with the prefix's multihash function
-    /// (identity, and the sha2, blake2b and blake3 families of `multihash-codetable`), truncating
-    /// to the digest length when it is shorter than the hash output.
+    /// The CID of `data` under this prefix: hashes `data` with the prefix's multihash function,
+    /// truncated to the prefix's digest length, by the same rule that ingest and block reads
+    /// verify with ([`hydrant_blocks::digest`]).
     ///
     /// # Errors
-    /// [`PrefixError::UnsupportedHash`] for other hash functions, [`PrefixError::DigestLength`]
-    /// when the digest length is longer than the hash output (or, for identity, differs from the
-    /// data length).
+    /// [`PrefixError::Digest`] for an unsupported function or a digest length outside the
+    /// rule (for identity: other than the data's length).
     pub fn to_cid(&self, data: &[u8]) -> Result<Cid, PrefixError> {
-        let length_error = |available| PrefixError::DigestLength {
-            code: self.multihash_code,
-            requested: self.digest_len,
-            available,
-        };
-        let hash = if self.multihash_code == 0x00 {
-            if data.len() != usize::from(self.digest_len) {
-                return Err(length_error(data.len()));
-            }
-            Multihash::<64>::wrap(0x00, data).map_err(|_| length_error(data.len()))?
-        } else {
-            let code = Code::try_from(self.multihash_code)
-                .map_err(|_| PrefixError::UnsupportedHash(self.multihash_code))?;
-            let full = code.digest(data);
-            if self.digest_len > full.size() {
-                return Err(length_error(usize::from(full.size())));
-            }
-            full.truncate(self.digest_len)
-        };
+        let hash = hydrant_blocks::digest(self.multihash_code, usize::from(self.digest_len), data)?;
         Cid::new(self.version, self.codec, hash).map_err(|_| PrefixError::InvalidV0)
     }
 }
@@ -742,6 +712,9 @@ impl ResponseBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hydrant_blocks::DigestError;
+    use multihash::Multihash;
+    use multihash_codetable::{Code, MultihashDigest as _};
     use proptest::prelude::*;
 
     fn sha256_cid(codec: u64, data: &[u8]) -> Cid {
@@ -804,26 +777,36 @@ mod tests {
         );
         assert!(matches!(
             cid_from_prefix(&[0x01, 0x55, 0x12, 0x21], b"x"),
-            Err(PrefixError::DigestLength {
-                requested: 33,
-                available: 32,
+            Err(PrefixError::Digest(DigestError::Length {
+                len: 33,
+                max: 32,
                 ..
-            })
+            }))
         ));
         assert_eq!(
             cid_from_prefix(&[0x01, 0x55, 0x99, 0x01, 0x20], b"x"),
-            Err(PrefixError::UnsupportedHash(0x99))
+            Err(PrefixError::Digest(DigestError::UnsupportedHash(0x99)))
         );
         // Identity: digest is the data.
         let cid = cid_from_prefix(&[0x01, 0x55, 0x00, 0x03], b"abc").unwrap();
         assert_eq!(cid.hash().digest(), b"abc");
         assert!(cid_from_prefix(&[0x01, 0x55, 0x00, 0x04], b"abc").is_err());
-        // Truncated sha2-256.
-        let cid = cid_from_prefix(&[0x01, 0x55, 0x12, 0x10], b"abc").unwrap();
+        // Truncated sha2-256: 20 bytes and more, as ingest and reads accept
+        // (hydrant_blocks::verify); shorter is refused on every path.
+        let cid = cid_from_prefix(&[0x01, 0x55, 0x12, 0x14], b"abc").unwrap();
         assert_eq!(
             cid.hash().digest(),
-            &Code::Sha2_256.digest(b"abc").digest()[..16]
+            &Code::Sha2_256.digest(b"abc").digest()[..20]
         );
+        assert_eq!(hydrant_blocks::verify_block(&cid, b"abc"), Ok(()));
+        assert!(matches!(
+            cid_from_prefix(&[0x01, 0x55, 0x12, 0x10], b"abc"),
+            Err(PrefixError::Digest(DigestError::Length {
+                len: 16,
+                min: 20,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use cid::Cid;
 use futures::{FutureExt as _, StreamExt as _};
-use hydrant_blockstore::Blockstore;
+use hydrant_blocks::Blockstore;
 use hydrant_budget::{Grant, Holder, MemoryBudget};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};

@@ -15,7 +15,7 @@ use hydrant_bitswap::{
     PresenceType, ProtocolVersion, WANT_ENTRY_BYTES, WantType, WantlistEntry, cid_from_prefix,
     decode_message, read_frame, write_frame,
 };
-use hydrant_blockstore::{Blockstore, BlockstoreError};
+use hydrant_blocks::{Blockstore, BlockstoreError};
 use hydrant_budget::{Holder, MemoryBudget};
 use libp2p::{Multiaddr, PeerId, Swarm, multiaddr::Protocol, swarm::SwarmEvent};
 use multihash_codetable::{Code, MultihashDigest as _};

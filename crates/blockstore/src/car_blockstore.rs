@@ -3,7 +3,7 @@
 //! `get_many` plan, per batch of CIDs:
 //! 1. identity CIDs are answered from their digest;
 //! 2. the other CIDs' multihashes (deduplicated) are looked up in one
-//!    [`BlockIndex::locations_many`] call;
+//!    [`BlockLookup::locations_many`] call;
 //! 3. one location is chosen per block, preferring a CAR already being read in this batch;
 //! 4. per CAR, wanted blocks sorted by offset are merged into ranges (gap between neighbours at
 //!    most [`ReadConfig::max_gap`], range at most [`ReadConfig::max_range`]);
@@ -24,17 +24,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
-use hydrant_index::{BlockIndex, BlockLocation, IndexError, Multihash};
-use multihash_codetable::{Code, MultihashDigest};
+use hydrant_blocks::codes::IDENTITY;
+use hydrant_blocks::{Blockstore, BlockstoreError, DigestError, Multihash, identity_block};
+use hydrant_index::{BlockLocation, BlockLookup, IndexError};
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
-
-use crate::{Blockstore, BlockstoreError};
 
 /// Most ranged reads one `get_many` call has in flight at once (per call, not per process).
 pub const MAX_CONCURRENT_RANGE_READS: usize = 8;
-
-/// Multihash code of the identity hash: the digest is the block itself.
-const IDENTITY: u64 = 0x00;
 
 /// How [`CarBlockstore`] reads blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +103,11 @@ struct Counters {
     cache_misses: AtomicU64,
 }
 
-/// A [`Blockstore`] over CAR files in an object store, located through a [`BlockIndex`].
+/// A [`Blockstore`] over CAR files in an object store, located through a [`BlockLookup`].
 ///
 /// The object key of a location is `object_store::path::Path::from(location.car)`.
 pub struct CarBlockstore {
-    index: Arc<dyn BlockIndex>,
+    index: Arc<dyn BlockLookup>,
     store: Arc<dyn ObjectStore>,
     config: ReadConfig,
     counters: Counters,
@@ -139,7 +135,7 @@ enum Outcome {
 /// A failure, kept CID-free so it can be reported for every CID over the same multihash.
 #[derive(Debug, Clone)]
 enum Failure {
-    Index(IndexErrorCopy),
+    Index(String),
     Storage {
         key: String,
         range: Range<u64>,
@@ -149,47 +145,13 @@ enum Failure {
         key: String,
         offset: u64,
     },
-    UnsupportedHash,
-}
-
-/// A clonable copy of an [`IndexError`] (one index failure answers every CID of the batch).
-#[derive(Debug, Clone)]
-enum IndexErrorCopy {
-    Storage(String),
-    Corrupt { what: String, detail: String },
-    NotStaged(String),
-}
-
-impl From<&IndexError> for IndexErrorCopy {
-    fn from(e: &IndexError) -> Self {
-        match e {
-            IndexError::Storage(s) => Self::Storage(s.clone()),
-            IndexError::Corrupt { what, detail } => Self::Corrupt {
-                what: what.clone(),
-                detail: detail.clone(),
-            },
-            IndexError::NotStaged(k) => Self::NotStaged(k.clone()),
-        }
-    }
-}
-
-impl From<IndexErrorCopy> for IndexError {
-    fn from(e: IndexErrorCopy) -> Self {
-        match e {
-            IndexErrorCopy::Storage(s) => Self::Storage(s),
-            IndexErrorCopy::Corrupt { what, detail } => Self::Corrupt { what, detail },
-            IndexErrorCopy::NotStaged(k) => Self::NotStaged(k),
-        }
-    }
+    Unverifiable(DigestError),
 }
 
 impl Failure {
     fn into_error(self, cid: Cid) -> BlockstoreError {
         match self {
-            Self::Index(source) => BlockstoreError::Index {
-                cid,
-                source: source.into(),
-            },
+            Self::Index(detail) => BlockstoreError::Index { cid, detail },
             Self::Storage { key, range, detail } => BlockstoreError::Storage {
                 key,
                 start: range.start,
@@ -197,11 +159,7 @@ impl Failure {
                 detail,
             },
             Self::Corrupt { key, offset } => BlockstoreError::Corrupt { cid, key, offset },
-            Self::UnsupportedHash => BlockstoreError::UnsupportedHash {
-                cid,
-                code: cid.hash().code(),
-                size: cid.hash().size(),
-            },
+            Self::Unverifiable(reason) => BlockstoreError::Unverifiable { cid, reason },
         }
     }
 }
@@ -226,7 +184,7 @@ struct RangeRead {
 impl CarBlockstore {
     /// A blockstore reading CARs from `store`, located through `index`.
     pub fn new(
-        index: Arc<dyn BlockIndex>,
+        index: Arc<dyn BlockLookup>,
         store: Arc<dyn ObjectStore>,
         config: ReadConfig,
     ) -> Self {
@@ -280,15 +238,15 @@ impl CarBlockstore {
         let candidates = match self.index.locations_many(mhs).await {
             Ok(c) if c.len() == mhs.len() => c,
             Ok(c) => {
-                let e = IndexErrorCopy::Storage(format!(
+                let e = format!(
                     "locations_many answered {} of {} blocks",
                     c.len(),
                     mhs.len()
-                ));
+                );
                 return vec![Outcome::Failed(Failure::Index(e)); mhs.len()];
             }
             Err(e) => {
-                return vec![Outcome::Failed(Failure::Index((&e).into())); mhs.len()];
+                return vec![Outcome::Failed(Failure::Index(e.to_string())); mhs.len()];
             }
         };
         let chosen = choose_locations(&candidates);
@@ -356,7 +314,7 @@ impl CarBlockstore {
             let (Outcome::Failed(first), Some(choice)) = (&*outcome, chosen[block]) else {
                 continue;
             };
-            if matches!(first, Failure::UnsupportedHash) {
+            if matches!(first, Failure::Unverifiable(_)) {
                 continue;
             }
             for (i, location) in candidates[block].iter().enumerate() {
@@ -424,13 +382,13 @@ impl CarBlockstore {
         if !self.config.verify {
             return Outcome::Found(data);
         }
-        match verify(mh, &data) {
-            Verified::Match => Outcome::Found(data),
-            Verified::Mismatch => Outcome::Failed(Failure::Corrupt {
+        match hydrant_blocks::matches(mh, &data) {
+            Ok(true) => Outcome::Found(data),
+            Ok(false) => Outcome::Failed(Failure::Corrupt {
                 key: car.to_owned(),
                 offset,
             }),
-            Verified::Unsupported => Outcome::Failed(Failure::UnsupportedHash),
+            Err(reason) => Outcome::Failed(Failure::Unverifiable(reason)),
         }
     }
 }
@@ -438,18 +396,18 @@ impl CarBlockstore {
 #[async_trait]
 impl Blockstore for CarBlockstore {
     async fn has(&self, cid: &Cid) -> Result<bool, BlockstoreError> {
-        if cid.hash().code() == IDENTITY {
+        if identity_block(cid).is_some() {
             return Ok(true);
         }
         self.index
             .contains(cid.hash())
             .await
-            .map_err(|source| BlockstoreError::Index { cid: *cid, source })
+            .map_err(|e| index_error(cid, &e))
     }
 
     async fn size(&self, cid: &Cid) -> Result<Option<u32>, BlockstoreError> {
-        if cid.hash().code() == IDENTITY {
-            return Ok(Some(u32::from(cid.hash().size())));
+        if let Some(block) = identity_block(cid) {
+            return Ok(Some(block.len() as u32));
         }
         if let Some(block) = self.cached(cid.hash()) {
             return Ok(Some(block.len() as u32));
@@ -458,7 +416,7 @@ impl Blockstore for CarBlockstore {
             .index
             .locations(cid.hash())
             .await
-            .map_err(|source| BlockstoreError::Index { cid: *cid, source })?;
+            .map_err(|e| index_error(cid, &e))?;
         Ok(locations.first().map(|l| l.length))
     }
 
@@ -477,7 +435,7 @@ impl Blockstore for CarBlockstore {
             .map(|cid| {
                 let mh = cid.hash();
                 if mh.code() == IDENTITY {
-                    return None;
+                    return None; // answered from the CID below
                 }
                 Some(*slot_of.entry(*mh).or_insert_with(|| {
                     distinct.push(*mh);
@@ -510,7 +468,7 @@ impl Blockstore for CarBlockstore {
         let mut results = Vec::with_capacity(cids.len());
         for (cid, slot) in cids.iter().zip(slots) {
             results.push(match slot {
-                None => Ok(Some(Bytes::copy_from_slice(cid.hash().digest()))),
+                None => Ok(identity_block(cid)),
                 Some(slot) => match outcomes
                     .get(slot)
                     .cloned()
@@ -608,25 +566,11 @@ fn coalesce(mut wants: Vec<Want>, max_gap: u64, max_range: u64) -> Vec<RangeRead
     reads
 }
 
-enum Verified {
-    Match,
-    Mismatch,
-    Unsupported,
-}
-
-/// Whether `data` hashes to `mh` (same function, full-length digest).
-fn verify(mh: &Multihash, data: &[u8]) -> Verified {
-    let Ok(code) = Code::try_from(mh.code()) else {
-        return Verified::Unsupported;
-    };
-    let computed = code.digest(data);
-    if computed.size() != mh.size() {
-        return Verified::Unsupported;
-    }
-    if computed.digest() == mh.digest() {
-        Verified::Match
-    } else {
-        Verified::Mismatch
+/// A [`BlockstoreError::Index`] for `cid` from an index failure.
+fn index_error(cid: &Cid, e: &IndexError) -> BlockstoreError {
+    BlockstoreError::Index {
+        cid: *cid,
+        detail: e.to_string(),
     }
 }
 
@@ -666,23 +610,6 @@ mod tests {
         ];
         // "y" serves both blocks: picked for the first, then reused.
         assert_eq!(choose_locations(&candidates), vec![Some(1), Some(1)]);
-    }
-
-    #[test]
-    fn verify_detects_mismatch_and_unsupported() {
-        let mh = Code::Sha2_256.digest(b"hello");
-        assert!(matches!(verify(&mh, b"hello"), Verified::Match));
-        assert!(matches!(verify(&mh, b"hellO"), Verified::Mismatch));
-        for code in [Code::Sha2_512, Code::Blake2b256, Code::Blake3_256] {
-            assert!(matches!(verify(&code.digest(b"x"), b"x"), Verified::Match));
-        }
-        let unknown = Multihash::wrap(0x1234, &[0; 32]).expect("fits");
-        assert!(matches!(verify(&unknown, b"x"), Verified::Unsupported));
-        let truncated = Multihash::wrap(0x12, &mh.digest()[..20]).expect("fits");
-        assert!(matches!(
-            verify(&truncated, b"hello"),
-            Verified::Unsupported
-        ));
     }
 
     fn wants() -> impl Strategy<Value = Vec<Want>> {

@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cid::Cid;
-use hydrant_blockstore::{Blockstore, BlockstoreError, CarBlockstore, ReadConfig, ReadStats};
+use hydrant_blocks::{Blockstore, BlockstoreError, DigestError};
+use hydrant_blockstore::{CarBlockstore, ReadConfig, ReadStats};
 use hydrant_index::{
-    BlockIndex, BlockLocation, CarRecord, FjallIndex, IndexError, Multihash, StagedBlock,
+    BlockLocation, BlockLookup, CarCatalog, CarRecord, FjallIndex, IndexError, Multihash,
+    StagedBlock,
 };
 use multihash_codetable::{Code, MultihashDigest};
 use object_store::local::LocalFileSystem;
@@ -409,35 +411,9 @@ struct FailingIndex {
 }
 
 #[async_trait]
-impl BlockIndex for FailingIndex {
+impl BlockLookup for FailingIndex {
     async fn locations(&self, _: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        Err(IndexError::Storage("disk on fire".into()))
-    }
-    async fn car(&self, _: &str) -> Result<Option<CarRecord>, IndexError> {
-        Err(IndexError::Storage("disk on fire".into()))
-    }
-    async fn list_cars(&self, _: Option<&str>, _: usize) -> Result<Vec<CarRecord>, IndexError> {
-        Err(IndexError::Storage("disk on fire".into()))
-    }
-    async fn car_multihashes(
-        &self,
-        _: &str,
-        _: Option<&Multihash>,
-        _: usize,
-    ) -> Result<Vec<Multihash>, IndexError> {
-        Err(IndexError::Storage("disk on fire".into()))
-    }
-    async fn stage_blocks(&self, _: &str, _: &[StagedBlock]) -> Result<(), IndexError> {
-        Err(IndexError::Storage("disk on fire".into()))
-    }
-    async fn commit_car(&self, _: &CarRecord) -> Result<(), IndexError> {
-        Err(IndexError::Storage("disk on fire".into()))
-    }
-    async fn abort_car(&self, _: &str) -> Result<(), IndexError> {
-        Err(IndexError::Storage("disk on fire".into()))
-    }
-    async fn recover(&self) -> Result<Vec<String>, IndexError> {
         Err(IndexError::Storage("disk on fire".into()))
     }
 }
@@ -468,11 +444,9 @@ async fn identity_cids_need_no_index_and_index_errors_are_errors() {
         Some(&b"hello"[..])
     );
     match &got[1] {
-        Err(BlockstoreError::Index {
-            cid,
-            source: IndexError::Storage(_),
-        }) => {
+        Err(BlockstoreError::Index { cid, detail }) => {
             assert_eq!(*cid, missing);
+            assert!(detail.contains("disk on fire"), "{detail}");
         }
         other => panic!("expected an index error, got {other:?}"),
     }
@@ -529,9 +503,8 @@ async fn unsupported_hash_is_an_error_when_verifying() {
     let bs = env.blockstore(ReadConfig::default());
     assert!(matches!(
         bs.get(&cid).await,
-        Err(BlockstoreError::UnsupportedHash {
-            code: 0x16,
-            size: 32,
+        Err(BlockstoreError::Unverifiable {
+            reason: DigestError::UnsupportedHash(0x16),
             ..
         })
     ));

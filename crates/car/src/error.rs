@@ -1,4 +1,4 @@
-//! Error types: [`CarError`] for decoding, [`VerifyError`] for block hash checks.
+//! Error types: [`CarError`] for decoding.
 
 use cid::Cid;
 
@@ -202,34 +202,4 @@ impl CarError {
             | CarError::UndrainedInput { offset } => *offset,
         }
     }
-}
-
-/// Why [`crate::verify_block`] refused a block.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum VerifyError {
-    /// The block's hash does not match the digest in its CID.
-    #[error("block data does not match the hash in {cid}")]
-    Mismatch {
-        /// The CID the block was stored under.
-        cid: Cid,
-    },
-    /// The CID's multihash function is not one this crate can compute.
-    #[error("unsupported multihash code {code:#x} in {cid}")]
-    UnsupportedHash {
-        /// The CID the block was stored under.
-        cid: Cid,
-        /// The multihash code.
-        code: u64,
-    },
-    /// The CID's digest is empty, or longer than the hash function produces.
-    #[error("digest of {len} bytes in {cid} does not fit its hash function ({max} bytes)")]
-    DigestLength {
-        /// The CID the block was stored under.
-        cid: Cid,
-        /// Digest length in the CID, bytes.
-        len: usize,
-        /// Digest length the function produces, bytes.
-        max: usize,
-    },
 }

@@ -59,14 +59,14 @@ mod error;
 mod header;
 mod reader;
 mod varint;
-mod verify;
 
 pub use decoder::{CarDecoder, Event, Section};
 pub use encode::encode_section;
-pub use error::{CarError, Part, VerifyError};
+pub use error::{CarError, Part};
 pub use header::{CarHeader, V2Header, encode_v1_header};
+/// The block verifier, re-exported from the block seam so CAR readers find it here too.
+pub use hydrant_blocks::{VerifyError, verify_block};
 pub use reader::{CarReader, READ_CHUNK_SIZE, ReadError};
-pub use verify::verify_block;
 
 /// Largest block accepted by default, bytes: 2 MiB (bitswap-protocol.md "Block Sizes").
 pub const MAX_BLOCK_SIZE: usize = 2 * 1024 * 1024;

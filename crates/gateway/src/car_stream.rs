@@ -10,11 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cid::Cid;
 use futures::Stream;
-use hydrant_unixfs::{
-    DagError, DagScope, DagWalker, EntityBytes, MULTIHASH_IDENTITY, WalkerLimits,
-};
-
-use crate::backend::{BackendError, GatewayBackend};
+use hydrant_blocks::codes::IDENTITY;
+use hydrant_blocks::{Blockstore, BlockstoreError};
+use hydrant_unixfs::{DagError, DagScope, DagWalker, EntityBytes, WalkerLimits};
 
 /// Default prefetch window, in blocks: at most this many blocks are read ahead of the one
 /// being sent, so a stream holds at most `window × 2 MiB` of block data whatever the DAG size.
@@ -74,16 +72,16 @@ impl Default for CarStreamOptions {
 /// Why a CAR stream stopped early. The bytes sent before it form a valid but incomplete CAR.
 #[derive(Debug, thiserror::Error)]
 pub enum CarStreamError {
-    /// A block of the DAG is not in the backend (trustless-gateway.md § "Streaming and
+    /// A block of the DAG is not in the store (trustless-gateway.md § "Streaming and
     /// Missing Child Blocks": the stream is terminated).
     #[error("block {cid} is missing")]
     MissingBlock {
         /// The missing block.
         cid: Cid,
     },
-    /// The backend failed.
+    /// The block store failed.
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Store(#[from] BlockstoreError),
     /// A block could not be walked (undecodable under its codec, limits reached).
     #[error(transparent)]
     Dag(#[from] DagError),
@@ -93,18 +91,18 @@ pub enum CarStreamError {
 /// block, path blocks first, then the walk of `request.terminus` in DFS order. Each item is
 /// the header or one section (`varint | CID | block`).
 ///
-/// Reads go through [`GatewayBackend::get_blocks`] a window of upcoming blocks at a time
+/// Reads go through [`Blockstore::get_many`] a window of upcoming blocks at a time
 /// ([`CarStreamOptions::prefetch_window`]); memory stays bounded by that window plus the
 /// walker's bounds, whatever the DAG size. Nothing is read until the stream is polled.
 ///
 /// # Errors
-/// The stream yields one `Err` and then ends when a block is missing, the backend fails, or
+/// The stream yields one `Err` and then ends when a block is missing, the store fails, or
 /// the walk fails ([`CarStreamError`]); the client then holds an incomplete CAR.
 ///
 /// # Cancel safety
 /// Dropping the stream stops all work; nothing is left behind.
 pub fn car_stream(
-    backend: Arc<dyn GatewayBackend>,
+    blocks: Arc<dyn Blockstore>,
     request: CarRequest,
     options: CarStreamOptions,
 ) -> impl Stream<Item = Result<Bytes, CarStreamError>> + Send + 'static {
@@ -114,7 +112,7 @@ pub fn car_stream(
     }
     .with_limits(options.walker_limits);
     let state = State {
-        backend,
+        blocks,
         header: Some(Bytes::from(hydrant_car::encode_v1_header(&[request.root]))),
         path: request.path_blocks.into(),
         walker,
@@ -133,7 +131,7 @@ pub fn car_stream(
 }
 
 struct State {
-    backend: Arc<dyn GatewayBackend>,
+    blocks: Arc<dyn Blockstore>,
     header: Option<Bytes>,
     path: VecDeque<Cid>,
     walker: DagWalker,
@@ -157,10 +155,10 @@ impl State {
             return Some(Err(err));
         }
         while let Some(cid) = self.path.pop_front() {
-            if cid.hash().code() == MULTIHASH_IDENTITY {
+            if cid.hash().code() == IDENTITY {
                 continue;
             }
-            return Some(match self.backend.get_block(&cid).await {
+            return Some(match self.blocks.get(&cid).await {
                 Ok(Some(data)) => Ok(section(&cid, &data)),
                 Ok(None) => Err(CarStreamError::MissingBlock { cid }),
                 Err(e) => Err(e.into()),
@@ -197,7 +195,7 @@ impl State {
             .into_iter()
             .filter(|c| !self.buffer.contains_key(c))
             .collect();
-        let results = self.backend.get_blocks(&to_read).await;
+        let results = self.blocks.get_many(&to_read).await;
         let mut wanted = None;
         for (c, result) in to_read.iter().zip(results) {
             if *c == cid {
@@ -211,10 +209,10 @@ impl State {
             Some(Ok(Some(data))) => Ok(data),
             Some(Ok(None)) => Err(CarStreamError::MissingBlock { cid }),
             Some(Err(e)) => Err(e.into()),
-            // A backend that answered fewer results than asked.
-            None => Err(CarStreamError::Backend(BackendError::Internal {
+            // A store that answered fewer results than asked.
+            None => Err(CarStreamError::Store(BlockstoreError::Index {
                 cid,
-                reason: "get_blocks returned too few results".into(),
+                detail: "get_many returned too few results".into(),
             })),
         }
     }

@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hydrant_unixfs::DagError;
 
-use crate::backend::BackendError;
 use crate::request::RequestError;
+use hydrant_blocks::BlockstoreError;
 
 /// Seconds a client is asked to wait (`Retry-After`) after a 502, 503 or 504.
 pub const RETRY_AFTER_SECS: u64 = 30;
@@ -40,9 +40,10 @@ pub enum GatewayError {
     /// A block on the content path could not be decoded (500).
     #[error("cannot traverse content path: {0}")]
     Traversal(#[from] DagError),
-    /// The backend failed (500, 502, 503 or 504, see [`BackendError`]).
+    /// The block store failed: 502 when it could not be reached (index or object store,
+    /// [`BlockstoreError::is_unavailable`]), 500 when its data is wrong.
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Store(#[from] BlockstoreError),
     /// `/ipns/` is not served by this gateway (501).
     #[error("IPNS is not supported")]
     IpnsUnsupported,
@@ -60,12 +61,8 @@ impl GatewayError {
             Self::RootNotFound { .. } | Self::PathNotFound => StatusCode::NOT_FOUND,
             Self::PathUnsupported | Self::IpnsUnsupported => StatusCode::NOT_IMPLEMENTED,
             Self::Traversal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Backend(e) => match e {
-                BackendError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
-                BackendError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                BackendError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-                BackendError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            Self::Store(e) if e.is_unavailable() => StatusCode::BAD_GATEWAY,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -93,10 +90,10 @@ impl GatewayError {
                  crosses a block whose codec has no pathing\n"
             }
             Self::PathTooDeep => "content path too deep\n",
-            Self::Traversal(_) | Self::Backend(BackendError::Internal { .. }) => {
-                "internal server error\n"
+            Self::Store(e) if e.is_unavailable() => {
+                "storage temporarily unavailable, retry later\n"
             }
-            Self::Backend(_) => "storage temporarily unavailable, retry later\n",
+            Self::Traversal(_) | Self::Store(_) => "internal server error\n",
             Self::IpnsUnsupported => "IPNS is not supported by this gateway\n",
         }
     }
@@ -160,21 +157,26 @@ mod tests {
             (GatewayError::PathNotFound, 404),
             (GatewayError::PathUnsupported, 501),
             (
-                GatewayError::Backend(BackendError::Unavailable {
-                    cid,
-                    reason: secret.clone(),
+                GatewayError::Store(BlockstoreError::Storage {
+                    key: secret.clone(),
+                    start: 0,
+                    end: 1,
+                    detail: secret.clone(),
                 }),
                 502,
             ),
-            (GatewayError::Backend(BackendError::Overloaded { cid }), 503),
             (
-                GatewayError::Backend(BackendError::Timeout { cid, after_secs: 5 }),
-                504,
+                GatewayError::Store(BlockstoreError::Index {
+                    cid,
+                    detail: secret.clone(),
+                }),
+                502,
             ),
             (
-                GatewayError::Backend(BackendError::Internal {
+                GatewayError::Store(BlockstoreError::Corrupt {
                     cid,
-                    reason: secret.clone(),
+                    key: secret.clone(),
+                    offset: 0,
                 }),
                 500,
             ),

@@ -17,19 +17,19 @@ use futures::StreamExt;
 use hydrant_unixfs::{DagError, HamtCursor, PathStep, resolve_path};
 
 use crate::GatewayConfig;
-use crate::backend::{GatewayBackend, load_block};
 use crate::car_stream::{CarRequest, CarStreamOptions, car_stream};
 use crate::error::GatewayError;
 use crate::request::{
     CarParams, Format, MEDIA_RAW, Negotiated, RequestError, content_disposition, negotiate,
     parse_content_path,
 };
+use hydrant_blocks::Blockstore;
 
 /// `Cache-Control` of every `/ipfs/` response (path-gateway.md § "`Cache-Control`").
 const IMMUTABLE: &str = "public, max-age=29030400, immutable";
 
 pub(crate) struct AppState {
-    pub(crate) backend: Arc<dyn GatewayBackend>,
+    pub(crate) blocks: Arc<dyn Blockstore>,
     pub(crate) config: GatewayConfig,
 }
 
@@ -113,7 +113,9 @@ impl Ctx<'_> {
     }
 
     async fn load_root(&self, cid: &Cid) -> Result<Bytes, GatewayError> {
-        load_block(self.state.backend.as_ref(), cid)
+        self.state
+            .blocks
+            .get(cid)
             .await?
             .ok_or(GatewayError::RootNotFound {
                 only_if_cached: self.only_if_cached,
@@ -195,7 +197,7 @@ async fn serve_car(
         walker_limits: ctx.state.config.walker_limits,
     };
     let stream =
-        car_stream(ctx.state.backend.clone(), request, options).then(move |item| async move {
+        car_stream(ctx.state.blocks.clone(), request, options).then(move |item| async move {
             if let Err(e) = &item {
                 // trustless-gateway.md § "Streaming and Missing Child Blocks": the status is
                 // sent, so the body is cut short (hyper aborts the response: no final chunk).
@@ -247,7 +249,9 @@ async fn resolve(
             }
             PathStep::EndsInsideBlock => return Err(GatewayError::PathUnsupported),
         };
-        data = load_block(state.backend.as_ref(), &next)
+        data = state
+            .blocks
+            .get(&next)
             .await?
             .ok_or(GatewayError::PathNotFound)?;
         cur = next;

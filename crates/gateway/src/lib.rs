@@ -1,5 +1,6 @@
-//! hydrant-gateway: the trustless HTTP gateway (raw blocks and CAR streams) over a
-//! [`GatewayBackend`] trait, and the CAR streaming that `hydrant export` reuses.
+//! hydrant-gateway: the trustless HTTP gateway (raw blocks and CAR streams) over the
+//! [`Blockstore`] seam that Bitswap reads through too, and the CAR streaming that
+//! `hydrant export` reuses.
 //!
 //! Spec: `trustless-gateway.md` (the whole document: `GET`/`HEAD /ipfs/{cid}[/{path}]`,
 //! `format`, `Accept`, `dag-scope`, `entity-bytes`, `car-version`/`car-order`/`car-dups`,
@@ -29,19 +30,17 @@
 //!   (a path below one is 404).
 //! - CAR ETags are strong (`"<cid>.car.<scope>.<hash of path and parameters>"`): the output is
 //!   deterministic. `If-None-Match` is answered from the request alone, before any read.
-//! - Blocks are served as the backend returns them, without re-hashing (ingest verified them).
+//! - Blocks are served as the blockstore returns them (it verifies them when `read.verify`).
 //! - `Cache-Control: only-if-cached` turns a missing root into 412 instead of 404.
 //!
 //! Public API:
-//! - [`router`]`(Arc<dyn GatewayBackend>, GatewayConfig) -> axum::Router`
-//! - [`GatewayBackend`] (`get_block`, `get_blocks`), [`BackendError`]
-//! - [`car_stream`]`(Arc<dyn GatewayBackend>, CarRequest, CarStreamOptions) -> impl
+//! - [`router`]`(Arc<dyn Blockstore>, GatewayConfig) -> axum::Router`
+//! - [`car_stream`]`(Arc<dyn Blockstore>, CarRequest, CarStreamOptions) -> impl
 //!   Stream<Item = Result<Bytes, CarStreamError>>`, [`CarRequest`], [`CarStreamOptions`],
 //!   [`CarStreamError`]
 //! - [`GatewayConfig`], [`GatewayError`], [`RequestError`]
 //! - outside-input parsers (fuzz targets): [`negotiate`], [`parse_content_path`]
 
-mod backend;
 mod car_stream;
 mod error;
 mod handlers;
@@ -51,9 +50,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{MethodFilter, any, on};
+use hydrant_blocks::Blockstore;
 use hydrant_unixfs::WalkerLimits;
 
-pub use backend::{BackendError, GatewayBackend};
 pub use car_stream::{
     CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PREFETCH_WINDOW, car_stream,
 };
@@ -104,8 +103,8 @@ impl Default for GatewayConfig {
 /// `/ipns/…`. Other paths are left to the caller's router (merge this one into it).
 ///
 /// Spec: trustless-gateway.md § "HTTP API".
-pub fn router(backend: Arc<dyn GatewayBackend>, config: GatewayConfig) -> Router {
-    let state = Arc::new(handlers::AppState { backend, config });
+pub fn router(blocks: Arc<dyn Blockstore>, config: GatewayConfig) -> Router {
+    let state = Arc::new(handlers::AppState { blocks, config });
     Router::new()
         .route(
             "/ipfs/{*path}",

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
+use hydrant_blocks::{Blockstore, BlockstoreError, identity_block};
 use hydrant_car::{CarDecoder, Event, Limits, verify_block};
 use hydrant_gateway::{
-    BackendError, CarRequest, CarStreamError, CarStreamOptions, GatewayBackend, GatewayConfig,
-    car_stream, router,
+    CarRequest, CarStreamError, CarStreamOptions, GatewayConfig, car_stream, router,
 };
 use hydrant_unixfs::{DagScope, DataType, PbLink, PbNode, UnixFsData};
 use multihash_codetable::{Code, MultihashDigest};
@@ -37,28 +37,40 @@ const MULTIBLOCK: &str = "bafybeigcisqd7m5nf3qmuvjdbakl5bdnh4ocrmacaqkpuh77qjvgg
 const ASCII: &str = "bafkreifkam6ns4aoolg3wedr4uzrs3kvq66p4pecirz6y2vlrngla62mxm";
 const HELLO: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
-/// Blocks in a HashMap; records the size of every `get_blocks` batch.
+/// Blocks in a HashMap; records the size of every `get_many` batch; `fail_with` injects a
+/// store failure for every block.
 #[derive(Default)]
 struct MemBackend {
     blocks: HashMap<Cid, Bytes>,
     batches: Mutex<Vec<usize>>,
-    fail_with: Option<fn(Cid) -> BackendError>,
+    fail_with: Option<fn(Cid) -> BlockstoreError>,
 }
 
 #[async_trait]
-impl GatewayBackend for MemBackend {
-    async fn get_block(&self, cid: &Cid) -> Result<Option<Bytes>, BackendError> {
+impl Blockstore for MemBackend {
+    async fn has(&self, cid: &Cid) -> Result<bool, BlockstoreError> {
+        Ok(self.get(cid).await?.is_some())
+    }
+
+    async fn size(&self, cid: &Cid) -> Result<Option<u32>, BlockstoreError> {
+        Ok(self.get(cid).await?.map(|b| b.len() as u32))
+    }
+
+    async fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockstoreError> {
+        if let Some(block) = identity_block(cid) {
+            return Ok(Some(block));
+        }
         if let Some(f) = self.fail_with {
             return Err(f(*cid));
         }
         Ok(self.blocks.get(cid).cloned())
     }
 
-    async fn get_blocks(&self, cids: &[Cid]) -> Vec<Result<Option<Bytes>, BackendError>> {
+    async fn get_many(&self, cids: &[Cid]) -> Vec<Result<Option<Bytes>, BlockstoreError>> {
         self.batches.lock().unwrap().push(cids.len());
         let mut out = Vec::new();
         for cid in cids {
-            out.push(self.get_block(cid).await);
+            out.push(self.get(cid).await);
         }
         out
     }
@@ -370,21 +382,29 @@ async fn status_codes() {
 
 #[tokio::test]
 async fn backend_errors_are_5xx_with_retry_after_and_no_leak() {
-    type Failure = fn(Cid) -> BackendError;
-    let cases: [(Failure, u16); 4] = [
+    type Failure = fn(Cid) -> BlockstoreError;
+    let cases: [(Failure, u16); 3] = [
         (
-            |cid| BackendError::Unavailable {
-                cid,
-                reason: "s3 secret-bucket unreachable".into(),
+            |_| BlockstoreError::Storage {
+                key: "cars/secret.car".into(),
+                start: 0,
+                end: 1,
+                detail: "s3 secret-bucket unreachable".into(),
             },
             502,
         ),
-        (|cid| BackendError::Overloaded { cid }, 503),
-        (|cid| BackendError::Timeout { cid, after_secs: 3 }, 504),
         (
-            |cid| BackendError::Internal {
+            |cid| BlockstoreError::Index {
                 cid,
-                reason: "secret-bucket index corrupt".into(),
+                detail: "secret-db down".into(),
+            },
+            502,
+        ),
+        (
+            |cid| BlockstoreError::Corrupt {
+                cid,
+                key: "cars/secret.car".into(),
+                offset: 7,
             },
             500,
         ),

@@ -1,6 +1,7 @@
-//! The [`BlockIndex`] contract as executable checks, shared by every backend.
+//! The index contract as executable checks, shared by every backend: one suite per half,
+//! [`lookup_suite`] and [`catalog_suite`].
 //!
-//! A backend's test calls [`run_all`] with a factory that returns a fresh, *empty* index each
+//! A backend's test calls both with a factory that returns a fresh, *empty* index each
 //! time (a new temporary directory, a new database schema, ...). Every check panics with a
 //! message naming the broken contract; each is also public so a backend can run one alone.
 //!
@@ -8,12 +9,13 @@
 //! # async fn demo() {
 //! let parent = std::env::temp_dir().join("hydrant-conformance");
 //! let counter = std::sync::atomic::AtomicU32::new(0);
-//! hydrant_index::conformance::run_all(|| {
+//! let make = || {
 //!     let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 //!     let dir = parent.join(n.to_string());
 //!     async move { hydrant_index::FjallIndex::open(&dir).expect("open") }
-//! })
-//! .await;
+//! };
+//! hydrant_index::conformance::lookup_suite(make).await;
+//! hydrant_index::conformance::catalog_suite(make).await;
 //! # }
 //! ```
 //!
@@ -40,11 +42,13 @@ const DAG_CBOR: u64 = 0x71;
 /// Multihash code of sha2-256.
 const SHA2_256: u64 = 0x12;
 
-/// Runs every check of this module, each on a fresh index from `make`.
+/// The lookup half's suite ([`crate::BlockLookup`]): what `locations`, `locations_many` and
+/// `contains` answer as CARs are staged and committed. Each check runs on a fresh index from
+/// `make` (the catalogue half sets the data up).
 ///
 /// # Panics
 /// When the backend breaks a contract (the message says which), or `make` panics.
-pub async fn run_all<I, F, Fut>(make: F)
+pub async fn lookup_suite<I, F, Fut>(make: F)
 where
     I: BlockIndex,
     F: Fn() -> Fut,
@@ -52,19 +56,32 @@ where
 {
     staged_rows_are_invisible_until_commit(make().await).await;
     commit_makes_all_rows_visible_at_once(make().await).await;
+    block_in_two_cars_has_two_locations(make().await).await;
+    staged_rows_do_not_leak_into_committed_lookups(make().await).await;
+    same_multihash_is_one_block_whatever_the_codec(make().await).await;
+    locations_many_answers_in_order(make().await).await;
+    locations_are_capped(make().await).await;
+}
+
+/// The catalogue half's suite ([`crate::CarCatalog`]): staging, commit, abort, recovery and
+/// the CAR listings. Each check runs on a fresh index from `make`.
+///
+/// # Panics
+/// As [`lookup_suite`].
+pub async fn catalog_suite<I, F, Fut>(make: F)
+where
+    I: BlockIndex,
+    F: Fn() -> Fut,
+    Fut: Future<Output = I>,
+{
     abort_removes_staged_rows(make().await).await;
     abort_leaves_committed_car_alone(make().await).await;
     recover_removes_abandoned_staging(make().await).await;
     commit_without_staging_is_refused(make().await).await;
     empty_car_commits_without_staging(make().await).await;
-    block_in_two_cars_has_two_locations(make().await).await;
-    staged_rows_do_not_leak_into_committed_lookups(make().await).await;
     restaging_a_committed_car_replaces_its_rows(make().await).await;
     list_cars_pages_in_key_order(make().await).await;
     car_returns_the_committed_record(make().await).await;
-    same_multihash_is_one_block_whatever_the_codec(make().await).await;
-    locations_many_answers_in_order(make().await).await;
-    locations_are_capped(make().await).await;
     car_multihashes_pages_in_byte_order(make().await).await;
 }
 

@@ -5,10 +5,11 @@
 //! - [`PresenceFilter`]: the filter itself. It starts *unbuilt*, answering "maybe" for every
 //!   multihash (lookups pass through: never a false "absent"), until the first
 //!   [`FilteredIndex::rebuild`] has loaded every committed multihash.
-//! - [`FilteredIndex`]: a [`BlockIndex`] wrapper that answers `locations`, `locations_many` and
-//!   `contains` from the filter when it says "absent", adds every staged multihash to the filter
-//!   *before* the rows are staged (so a block is in the filter before its CAR can become
-//!   visible), and rebuilds the filter at twice the size when it fills up.
+//! - [`FilteredIndex`]: a [`BlockLookup`] wrapper that answers `locations`, `locations_many` and
+//!   `contains` from the filter when it says "absent"; as the ingest pipeline's
+//!   [`StagingObserver`] it adds every staged multihash to the filter *before* the rows are
+//!   staged (so a block is in the filter before its CAR can become visible); it rebuilds the
+//!   filter from the [`CarCatalog`] at twice the size when it fills up.
 //!
 //! Blocks added from elsewhere (another replica committing to a shared index) are added with
 //! [`PresenceFilter::insert`] by whoever learns of them (the node polls the shared index).
@@ -26,7 +27,8 @@ use async_trait::async_trait;
 use fastbloom::AtomicBloomFilter;
 
 use crate::{
-    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, Multihash, StagedBlock,
+    BlockLocation, BlockLookup, CarCatalog, IndexError, MAX_LIST_CARS, Multihash, StagedBlock,
+    StagingObserver,
 };
 
 /// Sizing of a [`PresenceFilter`].
@@ -203,11 +205,12 @@ impl PresenceFilter {
     }
 }
 
-/// A [`BlockIndex`] that consults a [`PresenceFilter`] before every lookup (see the module
-/// docs). Cheap to clone.
+/// A [`BlockLookup`] that consults a [`PresenceFilter`] before every lookup (see the module
+/// docs), and the [`StagingObserver`] that keeps the filter ahead of the index. Cheap to clone.
 #[derive(Clone)]
 pub struct FilteredIndex {
-    inner: Arc<dyn BlockIndex>,
+    inner: Arc<dyn BlockLookup>,
+    catalog: Arc<dyn CarCatalog>,
     filter: Arc<PresenceFilter>,
     /// Filter epoch at the first `stage_blocks` of each open staging: a rebuild that started
     /// after it may have missed the staged rows, so the commit adds them again.
@@ -226,11 +229,17 @@ impl std::fmt::Debug for FilteredIndex {
 }
 
 impl FilteredIndex {
-    /// `inner` behind `filter`. The filter answers "maybe" until [`rebuild`](Self::rebuild)
-    /// has run once.
-    pub fn new(inner: Arc<dyn BlockIndex>, filter: Arc<PresenceFilter>) -> Self {
+    /// The lookups of `inner` behind `filter`, which is built from `catalog`'s CARs. The
+    /// filter answers "maybe" until [`rebuild`](Self::rebuild) has run once. Give it to the
+    /// ingest pipeline as its [`StagingObserver`].
+    pub fn new(
+        inner: Arc<dyn BlockLookup>,
+        catalog: Arc<dyn CarCatalog>,
+        filter: Arc<PresenceFilter>,
+    ) -> Self {
         Self {
             inner,
+            catalog,
             filter,
             staging_epochs: Arc::default(),
             lookups: Arc::default(),
@@ -284,7 +293,7 @@ impl FilteredIndex {
         let mut after: Option<String> = None;
         loop {
             let cars = self
-                .inner
+                .catalog
                 .list_cars(after.as_deref(), MAX_LIST_CARS)
                 .await?;
             let Some(last) = cars.last() else {
@@ -303,7 +312,7 @@ impl FilteredIndex {
         let mut after: Option<Multihash> = None;
         loop {
             let page = self
-                .inner
+                .catalog
                 .car_multihashes(key, after.as_ref(), crate::MAX_LIST_MULTIHASHES)
                 .await?;
             let Some(last) = page.last() else {
@@ -325,7 +334,7 @@ impl FilteredIndex {
 }
 
 #[async_trait]
-impl BlockIndex for FilteredIndex {
+impl BlockLookup for FilteredIndex {
     async fn locations(&self, multihash: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
         if !self.filter.may_contain(multihash) {
             return Ok(Vec::new());
@@ -369,29 +378,11 @@ impl BlockIndex for FilteredIndex {
         }
         Ok(out)
     }
+}
 
-    async fn car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
-        self.inner.car(key).await
-    }
-
-    async fn list_cars(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<CarRecord>, IndexError> {
-        self.inner.list_cars(after, limit).await
-    }
-
-    async fn car_multihashes(
-        &self,
-        key: &str,
-        after: Option<&Multihash>,
-        limit: usize,
-    ) -> Result<Vec<Multihash>, IndexError> {
-        self.inner.car_multihashes(key, after, limit).await
-    }
-
-    async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
+#[async_trait]
+impl StagingObserver for FilteredIndex {
+    fn staged(&self, car_key: &str, rows: &[StagedBlock]) {
         self.staging_epochs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -400,21 +391,19 @@ impl BlockIndex for FilteredIndex {
         for row in rows {
             self.filter.insert(&row.multihash);
         }
-        self.inner.stage_blocks(car_key, rows).await
     }
 
-    async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError> {
-        self.inner.commit_car(record).await?;
+    async fn committed(&self, car_key: &str) {
         let staged_at = self
             .staging_epochs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&record.key);
+            .remove(car_key);
         if staged_at.is_some_and(|epoch| epoch != self.filter.epoch()) {
             // A rebuild started after these rows were staged and may have listed the CARs
             // before this one was committed: add them again.
-            if let Err(e) = self.add_committed_car(&record.key).await {
-                tracing::warn!(car = %record.key, error = %e, "re-adding a CAR to the presence filter failed; rebuilding");
+            if let Err(e) = self.add_committed_car(car_key).await {
+                tracing::warn!(car = %car_key, error = %e, "re-adding a CAR to the presence filter failed; rebuilding");
                 self.filter
                     .current
                     .write()
@@ -422,25 +411,20 @@ impl BlockIndex for FilteredIndex {
                     .take();
             }
         }
-        Ok(())
     }
 
-    async fn abort_car(&self, car_key: &str) -> Result<(), IndexError> {
+    fn aborted(&self, car_key: &str) {
         self.staging_epochs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(car_key);
-        self.inner.abort_car(car_key).await
-    }
-
-    async fn recover(&self) -> Result<Vec<String>, IndexError> {
-        self.inner.recover().await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CarRecord;
     use crate::conformance::test_multihash;
 
     fn staged(seed: u32) -> StagedBlock {
@@ -463,13 +447,25 @@ mod tests {
         }
     }
 
-    async fn commit(index: &dyn BlockIndex, key: &str, seeds: std::ops::Range<u32>) {
+    /// Commits a CAR of the blocks `seeds`, telling `observer` as the ingest pipeline does.
+    async fn commit(
+        index: &dyn crate::BlockIndex,
+        observer: Option<&FilteredIndex>,
+        key: &str,
+        seeds: std::ops::Range<u32>,
+    ) {
         let rows: Vec<_> = seeds.map(staged).collect();
+        if let Some(o) = observer {
+            o.staged(key, &rows);
+        }
         index.stage_blocks(key, &rows).await.unwrap();
         index
             .commit_car(&record(key, rows.len() as u64))
             .await
             .unwrap();
+        if let Some(o) = observer {
+            o.committed(key).await;
+        }
     }
 
     fn filtered(
@@ -481,14 +477,14 @@ mod tests {
             expected_blocks,
             false_positive_rate: 0.01,
         }));
-        let index = FilteredIndex::new(inner.clone(), filter);
+        let index = FilteredIndex::new(inner.clone(), inner.clone(), filter);
         (dir, inner, index)
     }
 
     #[tokio::test]
     async fn unbuilt_filter_passes_every_lookup_through() {
         let (_dir, inner, index) = filtered(100);
-        commit(inner.as_ref(), "cars/a.car", 0..10).await;
+        commit(inner.as_ref(), None, "cars/a.car", 0..10).await;
         assert!(index.contains(&test_multihash(3)).await.unwrap());
         assert!(!index.contains(&test_multihash(99)).await.unwrap());
         assert_eq!(index.lookups(), 2);
@@ -498,7 +494,7 @@ mod tests {
     #[tokio::test]
     async fn absent_blocks_cost_no_index_lookup_once_built() {
         let (_dir, inner, index) = filtered(1000);
-        commit(inner.as_ref(), "cars/a.car", 0..200).await;
+        commit(inner.as_ref(), None, "cars/a.car", 0..200).await;
         assert_eq!(index.rebuild().await.unwrap(), 200);
         assert!(!index.filter().needs_rebuild());
         // Every present block is found.
@@ -528,10 +524,10 @@ mod tests {
     async fn ingested_and_remote_blocks_are_added() {
         let (_dir, inner, index) = filtered(1000);
         index.rebuild().await.unwrap();
-        // Through the wrapper: staged rows enter the filter.
-        commit(&index, "cars/local.car", 0..50).await;
+        // Observed: staged rows enter the filter.
+        commit(inner.as_ref(), Some(&index), "cars/local.car", 0..50).await;
         // Behind its back (another replica): absent until added.
-        commit(inner.as_ref(), "cars/remote.car", 100..150).await;
+        commit(inner.as_ref(), None, "cars/remote.car", 100..150).await;
         assert!(index.contains(&test_multihash(10)).await.unwrap());
         let misses = (100..150)
             .filter(|&s| !index.filter().may_contain(&test_multihash(s)))
@@ -548,9 +544,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_filter_asks_for_a_rebuild_and_grows() {
-        let (_dir, _inner, index) = filtered(10);
+        let (_dir, inner, index) = filtered(10);
         index.rebuild().await.unwrap();
-        commit(&index, "cars/a.car", 0..40).await;
+        commit(inner.as_ref(), Some(&index), "cars/a.car", 0..40).await;
         assert!(index.filter().needs_rebuild());
         let small = index.filter().stats().bytes;
         assert_eq!(index.rebuild().await.unwrap(), 40);

@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::{
-    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LIST_MULTIHASHES,
-    MAX_LOCATIONS, Multihash, StagedBlock,
+    BlockLocation, BlockLookup, CarCatalog, CarRecord, IndexError, MAX_LIST_CARS,
+    MAX_LIST_MULTIHASHES, MAX_LOCATIONS, Multihash, StagedBlock,
 };
 
 /// Rows written per fjall write batch by `stage_blocks` (a larger call is split; the rows are
@@ -199,7 +199,7 @@ impl FjallIndex {
 }
 
 #[async_trait]
-impl BlockIndex for FjallIndex {
+impl BlockLookup for FjallIndex {
     async fn locations(&self, multihash: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
         let multihash = *multihash;
         self.blocking("locations", move |inner| inner.locations(&multihash))
@@ -216,7 +216,10 @@ impl BlockIndex for FjallIndex {
         })
         .await
     }
+}
 
+#[async_trait]
+impl CarCatalog for FjallIndex {
     async fn car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
         let key = key.to_owned();
         self.blocking("car", move |inner| {

@@ -1,11 +1,17 @@
 //! The block index: multihash -> where the block's bytes sit inside stored CAR files.
 //!
-//! Every block Hydrant serves is found through a [`BlockIndex`]: one row per (block, CAR) pair
+//! Every block Hydrant serves is found through a [`BlockLookup`]: one row per (block, CAR) pair
 //! giving the object-store key of the CAR, the byte offset of the block *data* (after the
-//! section's varint and CID) and its length in bytes. A CAR's rows are staged while it streams
-//! in and become visible all at once when the CAR is committed ("atomic per CAR"): readers never
-//! see a half-ingested CAR, and a crash leaves only staged rows that [`BlockIndex::recover`]
+//! section's varint and CID) and its length in bytes. The [`CarCatalog`] keeps the CARs: their
+//! records, and their rows while they are staged. A CAR's rows are staged while it streams in
+//! and become visible all at once when the CAR is committed ("atomic per CAR"): readers never
+//! see a half-ingested CAR, and a crash leaves only staged rows that [`CarCatalog::recover`]
 //! removes.
+//!
+//! The two halves are separate traits because their users are: Bitswap, the gateway and the
+//! DHT only look up (and the presence filter and the metrics wrap only lookups), while the
+//! ingest pipeline, the API and the filter's rebuild only use the catalogue. A backend
+//! implements both ([`BlockIndex`] names the pair).
 //!
 //! Spec: the offsets are those of the block data inside CAR sections
 //! (`../shared/specs/carv1.md`, "Data"; `carv2.md` for the inner CARv1 payload); the key is the
@@ -13,22 +19,27 @@
 //! (`../shared/specs/bitswap-protocol.md`: blocks are exchanged by multihash).
 //!
 //! Public API:
-//! - [`BlockIndex`]: the trait (`locations`, `locations_many`, `contains`, `car`, `list_cars`,
-//!   `car_multihashes`, `stage_blocks`, `commit_car`, `abort_car`, `recover`);
+//! - [`BlockLookup`] (`locations`, `locations_many`, `contains`) and [`CarCatalog`] (`car`,
+//!   `list_cars`, `car_multihashes`, `stage_blocks`, `commit_car`, `abort_car`, `recover`);
+//!   [`BlockIndex`], both; [`StagingObserver`], told of stagings by the ingest pipeline;
 //! - [`BlockLocation`], [`StagedBlock`], [`CarRecord`], [`IndexError`], [`Multihash`];
 //! - limits [`MAX_LOCATIONS`], [`MAX_LIST_CARS`], [`MAX_LIST_MULTIHASHES`];
-//! - [`FjallIndex`]: the embedded backend (the default);
-//! - [`filter`]: the in-memory presence filter ([`filter::PresenceFilter`]) and the index wrapper
-//!   that consults it before every lookup ([`filter::FilteredIndex`]);
-//! - [`conformance`]: the contract suite every backend passes.
+//! - `FjallIndex`: the embedded backend (the default), behind the `fjall` feature so that
+//!   crates using only the traits do not build an embedded database;
+//! - [`filter`]: the in-memory presence filter ([`filter::PresenceFilter`]) and the lookup
+//!   wrapper that consults it first ([`filter::FilteredIndex`]);
+//! - [`conformance`]: the contract suites every backend passes, one per half.
 
 use async_trait::async_trait;
 
 pub mod conformance;
 pub mod filter;
+#[cfg(feature = "fjall")]
 mod fjall_index;
 
+#[cfg(feature = "fjall")]
 pub use fjall_index::FjallIndex;
+pub use hydrant_blocks::Multihash;
 
 /// Most locations [`BlockIndex::locations`] returns for one block (the first ones in the
 /// backend's order). A block present in more CARs is still served; the rest are not listed,
@@ -40,9 +51,6 @@ pub const MAX_LIST_CARS: usize = 1000;
 
 /// Most multihashes [`BlockIndex::car_multihashes`] returns per call, whatever `limit` asks for.
 pub const MAX_LIST_MULTIHASHES: usize = 10_000;
-
-/// A multihash as used throughout Hydrant (digests up to 64 bytes: sha2-512 fits).
-pub type Multihash = multihash::Multihash<64>;
 
 /// Where one block's bytes are: `length` bytes at absolute byte `offset` in the object `car`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,7 +95,7 @@ pub struct CarRecord {
 }
 
 /// Errors of index operations. An error means "could not tell", never "absent".
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum IndexError {
     /// The storage engine failed.
     #[error("index storage error: {0}")]
@@ -101,22 +109,14 @@ pub enum IndexError {
         detail: String,
     },
     /// `commit_car` for a CAR with blocks but neither a staging nor a prior record (never
-    /// staged, aborted, or removed by [`BlockIndex::recover`]). Carries the CAR key.
+    /// staged, aborted, or removed by [`CarCatalog::recover`]). Carries the CAR key.
     #[error("CAR {0} is not staged")]
     NotStaged(String),
 }
 
-/// The multihash -> locations index, plus CAR records.
-///
-/// Staging protocol for one CAR (the ingest pipeline's side):
-/// 1. [`stage_blocks`](Self::stage_blocks) any number of times, in batches (bounded memory);
-/// 2. then exactly one of [`commit_car`](Self::commit_car) (all rows visible at once) or
-///    [`abort_car`](Self::abort_car) (all staged rows removed).
-///
-/// A process crash between 1 and 2 leaves staged rows that [`recover`](Self::recover) removes.
-/// Callers must not stage the same CAR key from two tasks at once.
+/// The lookup half of the index: multihash -> locations of committed blocks.
 #[async_trait]
-pub trait BlockIndex: Send + Sync + 'static {
+pub trait BlockLookup: Send + Sync + 'static {
     /// All committed locations of the block with this multihash (empty when absent), at most
     /// [`MAX_LOCATIONS`] of them. Rows of CARs that are staged but not committed are never
     /// returned.
@@ -148,7 +148,19 @@ pub trait BlockIndex: Send + Sync + 'static {
         }
         Ok(out)
     }
+}
 
+/// The catalogue half of the index: committed CARs, and the rows of CARs being ingested.
+///
+/// Staging protocol for one CAR (the ingest pipeline's side):
+/// 1. [`stage_blocks`](Self::stage_blocks) any number of times, in batches (bounded memory);
+/// 2. then exactly one of [`commit_car`](Self::commit_car) (all rows visible at once) or
+///    [`abort_car`](Self::abort_car) (all staged rows removed).
+///
+/// A process crash between 1 and 2 leaves staged rows that [`recover`](Self::recover) removes.
+/// Callers must not stage the same CAR key from two tasks at once.
+#[async_trait]
+pub trait CarCatalog: Send + Sync + 'static {
     /// The committed record of the CAR stored under `key`, if any.
     ///
     /// # Errors
@@ -219,4 +231,23 @@ pub trait BlockIndex: Send + Sync + 'static {
     /// # Errors
     /// [`IndexError::Storage`] when the removal fails (it can be retried).
     async fn recover(&self) -> Result<Vec<String>, IndexError>;
+}
+
+/// Both halves of the index: what a backend (embedded, PostgreSQL) implements.
+pub trait BlockIndex: BlockLookup + CarCatalog {}
+
+impl<T: BlockLookup + CarCatalog + ?Sized> BlockIndex for T {}
+
+/// Told by the ingest pipeline of each CAR it stages, commits or aborts, so that a cache of
+/// the lookups (the presence filter) knows a block before it becomes visible.
+#[async_trait]
+pub trait StagingObserver: Send + Sync + 'static {
+    /// Rows about to be staged for `car_key` (called before [`CarCatalog::stage_blocks`]).
+    fn staged(&self, car_key: &str, rows: &[StagedBlock]);
+
+    /// `car_key` was committed ([`CarCatalog::commit_car`] returned `Ok`).
+    async fn committed(&self, car_key: &str);
+
+    /// `car_key`'s staging was given up (aborted, or its commit failed).
+    fn aborted(&self, car_key: &str);
 }

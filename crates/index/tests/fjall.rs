@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use hydrant_index::conformance::{self, test_multihash};
-use hydrant_index::{BlockIndex, BlockLocation, CarRecord, FjallIndex, IndexError, StagedBlock};
+use hydrant_index::{
+    BlockLocation, BlockLookup, CarCatalog, CarRecord, FjallIndex, IndexError, StagedBlock,
+};
 use proptest::prelude::*;
 
 fn record(key: &str, blocks: u64) -> CarRecord {
@@ -30,16 +32,17 @@ fn row(seed: u32, offset: u64) -> StagedBlock {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fjall_passes_the_conformance_suite() {
+async fn fjall_passes_both_conformance_suites() {
     let parent = tempfile::tempdir().expect("tempdir");
     let counter = AtomicU32::new(0);
-    conformance::run_all(|| {
+    let make = || {
         let dir = parent
             .path()
             .join(counter.fetch_add(1, Ordering::Relaxed).to_string());
         async move { FjallIndex::open(&dir).expect("open") }
-    })
-    .await;
+    };
+    conformance::lookup_suite(make).await;
+    conformance::catalog_suite(make).await;
 }
 
 #[tokio::test]

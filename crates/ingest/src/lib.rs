@@ -14,9 +14,9 @@
 //! - **Idempotent**: the object key is derived from the CAR's content (`cars/<blake3-hex>.car`), so the
 //!   same CAR ingested twice is stored and indexed once.
 //! - **Atomic per CAR**: no block of a CAR is visible before the whole CAR is verified, stored and
-//!   indexed ([`hydrant_index::BlockIndex::commit_car`]); a CAR that fails leaves no object and no
+//!   indexed ([`hydrant_index::CarCatalog::commit_car`]); a CAR that fails leaves no object and no
 //!   index rows behind. A crash leaves a `staging/` object (removed by [`Ingester::sweep_staging`])
-//!   and staged rows (removed by [`hydrant_index::BlockIndex::recover`]); the CAR can be ingested again.
+//!   and staged rows (removed by [`hydrant_index::CarCatalog::recover`]); the CAR can be ingested again.
 //!
 //! Zero-length sections and other format edge cases are decided by [`hydrant_car`].
 
@@ -29,7 +29,7 @@ use bytes::{Bytes, BytesMut};
 use cid::Cid;
 use futures::TryStreamExt;
 use hydrant_car::{CarDecoder, CarError, CarHeader, Event, Limits, VerifyError};
-use hydrant_index::{BlockIndex, CarRecord, IndexError, Multihash, StagedBlock};
+use hydrant_index::{CarCatalog, CarRecord, IndexError, Multihash, StagedBlock, StagingObserver};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -49,7 +49,7 @@ pub const CARS_PREFIX: &str = "cars";
 pub struct IngestConfig {
     /// CAR decoding limits (largest block, largest header), in bytes.
     pub limits: Limits,
-    /// Index rows handed to [`BlockIndex::stage_blocks`] per call. Default 8192.
+    /// Index rows handed to [`CarCatalog::stage_blocks`] per call. Default 8192.
     pub stage_batch: usize,
     /// Bytes buffered before the object-store upload switches to multipart. Default 8 MiB.
     pub upload_buffer: usize,
@@ -175,7 +175,9 @@ fn storage_err(key: &Path, e: impl std::fmt::Display) -> IngestError {
 /// Ingests CARs into an object store and a block index.
 pub struct Ingester {
     store: Arc<dyn ObjectStore>,
-    index: Arc<dyn BlockIndex>,
+    index: Arc<dyn CarCatalog>,
+    /// Told of every staging, commit and abort (the presence filter).
+    observer: Option<Arc<dyn StagingObserver>>,
     config: IngestConfig,
     /// Serialises the short commit phase, so that two uploads of the same CAR never stage the
     /// same key at once.
@@ -196,15 +198,24 @@ impl Ingester {
     /// An ingester writing CARs to `store` and rows to `index`.
     pub fn new(
         store: Arc<dyn ObjectStore>,
-        index: Arc<dyn BlockIndex>,
+        index: Arc<dyn CarCatalog>,
         config: IngestConfig,
     ) -> Self {
         Self {
             store,
             index,
+            observer: None,
             config,
             commit_lock: Mutex::new(()),
         }
+    }
+
+    /// Tells `observer` of every CAR this ingester stages, commits or aborts (the presence
+    /// filter, so that it knows a block before its CAR becomes visible).
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn StagingObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Reads a CARv1 or CARv2 from `reader` to its end, verifies every block, stores the CAR
@@ -296,10 +307,17 @@ impl Ingester {
     /// Stages the spilled `rows` and commits `record`; on failure the staged rows are aborted.
     async fn commit(&self, record: &CarRecord, rows: std::fs::File) -> Result<(), IngestError> {
         let result = self.stage_and_commit(record, rows).await;
-        if result.is_err()
-            && let Err(abort) = self.index.abort_car(&record.key).await
-        {
-            tracing::warn!(car = %record.key, error = %abort, "aborting staged rows failed; recover() removes them");
+        match (&result, &self.observer) {
+            (Ok(()), Some(observer)) => observer.committed(&record.key).await,
+            (Err(_), observer) => {
+                if let Some(observer) = observer {
+                    observer.aborted(&record.key);
+                }
+                if let Err(abort) = self.index.abort_car(&record.key).await {
+                    tracing::warn!(car = %record.key, error = %abort, "aborting staged rows failed; recover() removes them");
+                }
+            }
+            (Ok(()), None) => {}
         }
         result
     }
@@ -388,7 +406,11 @@ impl Ingester {
         let (tx, mut rx) = mpsc::channel::<Result<Vec<StagedBlock>, IngestError>>(2);
         let reader = tokio::task::spawn_blocking(move || read_rows(rows, batch_size, &tx));
         while let Some(batch) = rx.recv().await {
-            self.index.stage_blocks(&record.key, &batch?).await?;
+            let batch = batch?;
+            if let Some(observer) = &self.observer {
+                observer.staged(&record.key, &batch);
+            }
+            self.index.stage_blocks(&record.key, &batch).await?;
         }
         reader.await.map_err(|e| IngestError::Spill(e.into()))?;
         self.index.commit_car(record).await?;

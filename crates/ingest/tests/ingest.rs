@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use hydrant_car::{CarDecoder, Event, Limits};
-use hydrant_index::{BlockIndex, FjallIndex};
+use hydrant_index::{BlockLookup, CarCatalog, FjallIndex};
 use hydrant_ingest::{IngestConfig, IngestError, Ingester};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};

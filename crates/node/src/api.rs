@@ -378,7 +378,7 @@ async fn list_cars(State(state): State<ApiState>, Query(q): Query<ListQuery>) ->
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIST_LIMIT);
     match state
         .services
-        .index
+        .catalog
         .list_cars(q.after.as_deref(), limit)
         .await
     {

@@ -163,16 +163,7 @@ pub async fn run(
             addrs: swarm_addrs.clone(),
             connected: connected.clone(),
         };
-        let service = dht::start(
-            &repo,
-            services.index.clone(),
-            services.store.clone(),
-            services.pg.as_ref().map(|pg| pg.pool().clone()),
-            &services.budget,
-            main,
-            stop_rx.clone(),
-        )
-        .await?;
+        let service = dht::start(&repo, &services, main, stop_rx.clone()).await?;
         for m in &service.members {
             if let Some(i) = m.index {
                 tracing::info!(head = i, peer_id = %m.peer_id, addrs = ?m.addrs, "DHT head listening");

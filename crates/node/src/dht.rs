@@ -23,7 +23,7 @@ use hydrant_dht::network::{
     ChannelDialer, DhtHandle, DialRequest, HeadHandle, LookupError, ProviderInfo, ProviderLookup,
     ProviderSink, ValueStore, handle_dial_request,
 };
-use hydrant_index::{BlockIndex, Multihash};
+use hydrant_index::{BlockLookup, CarCatalog, Multihash};
 use hydrant_providers::{
     GcHandle, ProviderRecord, ProviderStore, ProviderWriter, WriterConfig, unix_now,
 };
@@ -313,10 +313,7 @@ pub struct MainPeer {
 /// [`NodeError`] when a head cannot be derived, built or bound, or a store cannot be opened.
 pub async fn start(
     repo: &Repo,
-    index: Arc<dyn BlockIndex>,
-    objects: Arc<dyn ObjectStore>,
-    pg: Option<hydrant_pg::PgPool>,
-    budget: &hydrant_budget::MemoryBudget,
+    services: &crate::services::Services,
     main: MainPeer,
     stop: watch::Receiver<bool>,
 ) -> Result<DhtService, NodeError> {
@@ -389,7 +386,7 @@ pub async fn start(
         addrs: self_addrs,
     };
 
-    let store = open_store(repo, pg)?;
+    let store = open_store(repo, services.pg.as_ref().map(|pg| pg.pool().clone()))?;
     let p = &config.providers;
     let (writer, writer_task) = ProviderWriter::spawn(
         store.clone(),
@@ -411,13 +408,13 @@ pub async fn start(
     let records = RecordStore::default();
 
     let lookup = Arc::new(LocalProviders {
-        index: index.clone(),
+        index: services.index.clone(),
         store: store.clone(),
         self_provider: self_provider.clone(),
     });
     let handle = hydrant_dht::network::Dht::spawn(
         hydrant_dht::network::DhtConfig {
-            budget: budget.clone(),
+            budget: services.budget.clone(),
             ..Default::default()
         },
         handles,
@@ -444,11 +441,11 @@ pub async fn start(
             _ => None,
         })
         .collect();
-    let all_blocks = d.announce_all_blocks.then_some(objects);
+    let all_blocks = d.announce_all_blocks.then(|| services.store.clone());
     tasks.push(tokio::spawn(reprovider(
         handle.clone(),
         bootstrap,
-        index,
+        services.catalog.clone(),
         all_blocks.clone(),
         announce_tx.clone(),
         d.announce_roots,
@@ -523,7 +520,7 @@ fn tokio_stream_from<T: Send + 'static>(
 async fn reprovider(
     handle: Arc<DhtHandle>,
     bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
-    index: Arc<dyn BlockIndex>,
+    catalog: Arc<dyn CarCatalog>,
     all_blocks: Option<Arc<dyn ObjectStore>>,
     announce: mpsc::Sender<Vec<u8>>,
     announce_roots: bool,
@@ -550,7 +547,7 @@ async fn reprovider(
             continue;
         }
         next_pass += interval;
-        match reprovide_pass(&*index, all_blocks.as_deref(), &announce).await {
+        match reprovide_pass(&*catalog, all_blocks.as_deref(), &announce).await {
             Some(queued) => tracing::info!(keys = queued, "reprovide pass queued"),
             None => return,
         }
@@ -560,14 +557,14 @@ async fn reprovider(
 /// Queues the roots (or with `all_blocks` every block) of every committed CAR; returns how many
 /// keys, or `None` when the announcer is gone. Waits when the queue is full: background work.
 async fn reprovide_pass(
-    index: &dyn BlockIndex,
+    catalog: &dyn CarCatalog,
     all_blocks: Option<&dyn ObjectStore>,
     announce: &mpsc::Sender<Vec<u8>>,
 ) -> Option<u64> {
     let mut after: Option<String> = None;
     let mut queued = 0u64;
     loop {
-        let page = match index.list_cars(after.as_deref(), 1000).await {
+        let page = match catalog.list_cars(after.as_deref(), 1000).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "reprovide: listing CARs failed");
@@ -599,7 +596,7 @@ async fn reprovide_pass(
 /// GET_PROVIDERS answers from Hydrant's data: our Bitswap peer for every block in the index,
 /// then the provider store's live records that still have addresses.
 struct LocalProviders {
-    index: Arc<dyn BlockIndex>,
+    index: Arc<dyn BlockLookup>,
     store: Arc<dyn ProviderStore>,
     self_provider: ProviderInfo,
 }
@@ -616,7 +613,7 @@ impl ProviderLookup for LocalProviders {
 /// # Errors
 /// [`LookupError`] when the index or the provider store cannot answer (never "not found").
 pub async fn local_providers(
-    index: &dyn BlockIndex,
+    index: &dyn BlockLookup,
     store: &dyn ProviderStore,
     me: &ProviderInfo,
     key: &[u8],

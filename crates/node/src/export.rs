@@ -20,7 +20,7 @@ pub fn car_stream(
     root: Cid,
 ) -> impl Stream<Item = Result<Bytes, CarStreamError>> + Send + 'static {
     hydrant_gateway::car_stream(
-        services.gateway_backend(),
+        services.blockstore.clone(),
         CarRequest::new(root, DagScope::All, false),
         CarStreamOptions::default(),
     )

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use hydrant_index::{BlockIndex, BlockLocation, CarRecord, IndexError, Multihash, StagedBlock};
+use hydrant_index::{BlockLocation, BlockLookup, IndexError, Multihash};
 use hydrant_ingest::{IngestError, IngestProgress, IngestSummary};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -54,22 +54,22 @@ impl IndexStats {
     }
 }
 
-/// A [`BlockIndex`] that forwards every call to `inner` and times the lookups
-/// (`locations`, `contains`: `single`; `locations_many`: `batch`), failed ones included.
+/// A [`BlockLookup`] that times the lookups of `inner` (`locations`, `contains`: `single`;
+/// `locations_many`: `batch`), failed ones included.
 pub struct MeteredIndex {
-    inner: Arc<dyn BlockIndex>,
+    inner: Arc<dyn BlockLookup>,
     stats: Arc<IndexStats>,
 }
 
 impl MeteredIndex {
     /// `inner`, timed into `stats`.
-    pub fn new(inner: Arc<dyn BlockIndex>, stats: Arc<IndexStats>) -> Self {
+    pub fn new(inner: Arc<dyn BlockLookup>, stats: Arc<IndexStats>) -> Self {
         Self { inner, stats }
     }
 }
 
 #[async_trait]
-impl BlockIndex for MeteredIndex {
+impl BlockLookup for MeteredIndex {
     async fn locations(&self, multihash: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
         let started = Instant::now();
         let result = self.inner.locations(multihash).await;
@@ -92,43 +92,6 @@ impl BlockIndex for MeteredIndex {
         let result = self.inner.locations_many(multihashes).await;
         self.stats.observe("batch", started);
         result
-    }
-
-    async fn car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
-        self.inner.car(key).await
-    }
-
-    async fn list_cars(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<CarRecord>, IndexError> {
-        self.inner.list_cars(after, limit).await
-    }
-
-    async fn car_multihashes(
-        &self,
-        key: &str,
-        after: Option<&Multihash>,
-        limit: usize,
-    ) -> Result<Vec<Multihash>, IndexError> {
-        self.inner.car_multihashes(key, after, limit).await
-    }
-
-    async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
-        self.inner.stage_blocks(car_key, rows).await
-    }
-
-    async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError> {
-        self.inner.commit_car(record).await
-    }
-
-    async fn abort_car(&self, car_key: &str) -> Result<(), IndexError> {
-        self.inner.abort_car(car_key).await
-    }
-
-    async fn recover(&self) -> Result<Vec<String>, IndexError> {
-        self.inner.recover().await
     }
 }
 

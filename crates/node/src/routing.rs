@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cid::Cid;
 use hydrant_dht::network::{DhtError, ProviderInfo};
-use hydrant_index::{BlockIndex, Multihash};
+use hydrant_index::{BlockLookup, Multihash};
 use hydrant_routing::{ContentRouter, PeerRecord, Record, RouterError};
 use libp2p::PeerId;
 
@@ -22,7 +22,7 @@ const BITSWAP: &str = "transport-bitswap";
 /// index answers.
 pub struct NodeRouter {
     /// The block index.
-    pub index: Arc<dyn BlockIndex>,
+    pub index: Arc<dyn BlockLookup>,
     /// The DHT, when enabled.
     pub dht: Option<Arc<DhtService>>,
     /// Our Bitswap peer and the addresses it is reachable at.

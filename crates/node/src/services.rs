@@ -4,12 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use cid::Cid;
-use hydrant_blockstore::{Blockstore, CarBlockstore};
+use hydrant_blockstore::CarBlockstore;
 use hydrant_index::filter::{FilteredIndex, PresenceFilter};
-use hydrant_index::{BlockIndex, FjallIndex};
+use hydrant_index::{BlockIndex, BlockLookup, CarCatalog, FjallIndex};
 use hydrant_ingest::{IngestConfig, Ingester};
 use hydrant_pg::{PgIndex, PgPool, PoolConfig};
 use object_store::ObjectStore;
@@ -23,8 +20,10 @@ use crate::storage::{self, StoreStats};
 /// Everything that serves and ingests blocks, shared by the daemon's tasks. Cheap to clone.
 #[derive(Clone)]
 pub struct Services {
-    /// The block index, behind the presence filter when `[filter]` is enabled.
-    pub index: Arc<dyn BlockIndex>,
+    /// Block lookups: the index, timed, behind the presence filter when `[filter]` is enabled.
+    pub index: Arc<dyn BlockLookup>,
+    /// The CAR catalogue of the index (records, staging), unfiltered.
+    pub catalog: Arc<dyn CarCatalog>,
     /// The presence filter and its index wrapper (`None` when `[filter]` is disabled).
     pub filtered: Option<FilteredIndex>,
     /// The PostgreSQL index when `[index] kind = "postgres"` (for its commit feed and pool).
@@ -61,7 +60,7 @@ impl Services {
         let metered = storage::open(repo)?;
         let store_stats = metered.stats();
         let store: Arc<dyn ObjectStore> = Arc::new(metered);
-        let (raw, pg): (Arc<dyn BlockIndex>, Option<PgIndex>) = match &repo.config.index {
+        let (catalog, pg): (Arc<dyn BlockIndex>, Option<PgIndex>) = match &repo.config.index {
             IndexConfig::Fjall { path } => {
                 let dir = repo.resolve(path);
                 let index = FjallIndex::open(&dir).map_err(|e| NodeError::Index {
@@ -77,20 +76,22 @@ impl Services {
         };
         // Timed under the filter: only the lookups that reach the index.
         let index_stats = Arc::new(IndexStats::default());
-        let raw: Arc<dyn BlockIndex> = Arc::new(MeteredIndex::new(raw, index_stats.clone()));
+        let metered: Arc<dyn BlockLookup> =
+            Arc::new(MeteredIndex::new(catalog.clone(), index_stats.clone()));
         let filter = &repo.config.filter;
         let filtered = filter.enabled.then(|| {
             FilteredIndex::new(
-                raw.clone(),
+                metered.clone(),
+                catalog.clone(),
                 Arc::new(PresenceFilter::new(hydrant_index::filter::FilterConfig {
                     expected_blocks: filter.expected_blocks,
                     false_positive_rate: filter.false_positive_rate,
                 })),
             )
         });
-        let index: Arc<dyn BlockIndex> = match &filtered {
+        let index: Arc<dyn BlockLookup> = match &filtered {
             Some(f) => Arc::new(f.clone()),
-            None => raw,
+            None => metered,
         };
         let read = &repo.config.read;
         let blockstore = Arc::new(CarBlockstore::new(
@@ -103,13 +104,14 @@ impl Services {
                 cache_bytes: read.cache_bytes,
             },
         ));
-        let ingester = Arc::new(Ingester::new(
-            store.clone(),
-            index.clone(),
-            IngestConfig::default(),
-        ));
+        let mut ingester = Ingester::new(store.clone(), catalog.clone(), IngestConfig::default());
+        if let Some(filtered) = &filtered {
+            ingester = ingester.with_observer(Arc::new(filtered.clone()));
+        }
+        let ingester = Arc::new(ingester);
         Ok(Self {
             index,
+            catalog,
             filtered,
             pg,
             store,
@@ -144,52 +146,9 @@ impl Services {
     /// The trustless gateway's HTTP router over this node's blocks.
     pub fn gateway_router(&self, _config: &Config) -> axum::Router {
         hydrant_gateway::router(
-            self.gateway_backend(),
+            self.blockstore.clone(),
             hydrant_gateway::GatewayConfig::default(),
         )
-    }
-
-    /// The blockstore seen through the gateway's backend trait (also used by `export`).
-    pub fn gateway_backend(&self) -> Arc<dyn hydrant_gateway::GatewayBackend> {
-        Arc::new(GatewayBlocks(self.blockstore.clone()))
-    }
-}
-
-/// Adapts a [`Blockstore`] to [`hydrant_gateway::GatewayBackend`].
-struct GatewayBlocks(Arc<CarBlockstore>);
-
-fn backend_err(cid: &Cid, e: hydrant_blockstore::BlockstoreError) -> hydrant_gateway::BackendError {
-    use hydrant_blockstore::BlockstoreError as E;
-    tracing::warn!(error = %e, "block read failed");
-    match e {
-        E::Corrupt { .. } => hydrant_gateway::BackendError::Internal {
-            cid: *cid,
-            reason: e.to_string(),
-        },
-        _ => hydrant_gateway::BackendError::Unavailable {
-            cid: *cid,
-            reason: e.to_string(),
-        },
-    }
-}
-
-#[async_trait]
-impl hydrant_gateway::GatewayBackend for GatewayBlocks {
-    async fn get_block(&self, cid: &Cid) -> Result<Option<Bytes>, hydrant_gateway::BackendError> {
-        self.0.get(cid).await.map_err(|e| backend_err(cid, e))
-    }
-
-    async fn get_blocks(
-        &self,
-        cids: &[Cid],
-    ) -> Vec<Result<Option<Bytes>, hydrant_gateway::BackendError>> {
-        self.0
-            .get_many(cids)
-            .await
-            .into_iter()
-            .zip(cids)
-            .map(|(r, cid)| r.map_err(|e| backend_err(cid, e)))
-            .collect()
     }
 }
 

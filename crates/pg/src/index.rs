@@ -4,8 +4,8 @@ use std::pin::pin;
 
 use async_trait::async_trait;
 use hydrant_index::{
-    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LIST_MULTIHASHES,
-    MAX_LOCATIONS, Multihash, StagedBlock,
+    BlockLocation, BlockLookup, CarCatalog, CarRecord, IndexError, MAX_LIST_CARS,
+    MAX_LIST_MULTIHASHES, MAX_LOCATIONS, Multihash, StagedBlock,
 };
 use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -213,7 +213,7 @@ const LOCATIONS_MANY_SQL: &str = "SELECT q.i, b.car, b.\"offset\", b.length \
 const CAR_COLUMNS: &str = "key, version, roots, size, blocks, block_bytes, ingested_at";
 
 #[async_trait]
-impl BlockIndex for PgIndex {
+impl BlockLookup for PgIndex {
     async fn locations(&self, multihash: &Multihash) -> Result<Vec<BlockLocation>, IndexError> {
         const WHAT: &str = "locations";
         let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
@@ -264,7 +264,10 @@ impl BlockIndex for PgIndex {
         }
         Ok(out)
     }
+}
 
+#[async_trait]
+impl CarCatalog for PgIndex {
     async fn car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
         const WHAT: &str = "car";
         let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;

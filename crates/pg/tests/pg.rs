@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hydrant_index::conformance::test_multihash;
-use hydrant_index::{BlockIndex, BlockLocation, CarRecord, IndexError, StagedBlock};
+use hydrant_index::{BlockLocation, BlockLookup, CarCatalog, CarRecord, IndexError, StagedBlock};
 use hydrant_pg::testing::{TestServer, test_server, unique_schema};
 use hydrant_pg::{PgError, PgIndex, PgPool, PgProviderStore, PoolConfig, SCHEMA_VERSION};
 use hydrant_providers::ProviderStore;
@@ -28,15 +28,16 @@ fn config(schema: &str) -> PoolConfig {
 async fn index_conformance() {
     let server = server();
     let url = server.url();
-    hydrant_index::conformance::run_all(|| {
+    let make = || {
         let url = url.clone();
         async move {
             PgIndex::connect(&url, &config(&unique_schema("idx")))
                 .await
                 .expect("connect")
         }
-    })
-    .await;
+    };
+    hydrant_index::conformance::lookup_suite(make).await;
+    hydrant_index::conformance::catalog_suite(make).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,10 +34,12 @@ use async_trait::async_trait;
 pub use libp2p::{Multiaddr, PeerId};
 
 pub mod conformance;
+#[cfg(feature = "fjall")]
 mod fjall_store;
 mod memory_store;
 mod writer;
 
+#[cfg(feature = "fjall")]
 pub use fjall_store::FjallProviderStore;
 pub use memory_store::MemoryProviderStore;
 pub use writer::{

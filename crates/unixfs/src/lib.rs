@@ -33,10 +33,7 @@ mod pb;
 mod walker;
 
 pub use error::DagError;
-pub use links::{
-    CODEC_CBOR, CODEC_DAG_CBOR, CODEC_DAG_JSON, CODEC_DAG_PB, CODEC_JSON, CODEC_LIBP2P_KEY,
-    CODEC_RAW, MULTIHASH_IDENTITY, links,
-};
+pub use links::links;
 pub use path::{HAMT_HASH_BITS, HamtCursor, PathStep, resolve_path};
 pub use pb::{DataType, MAX_HAMT_FANOUT, PbLink, PbNode, UnixFsData};
 pub use walker::{

@@ -11,22 +11,11 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use crate::error::DagError;
 use crate::pb::PbNode;
 
-/// Multicodec of raw blocks (no links).
-pub const CODEC_RAW: u64 = 0x55;
-/// Multicodec of DAG-PB.
-pub const CODEC_DAG_PB: u64 = 0x70;
-/// Multicodec of DAG-CBOR.
-pub const CODEC_DAG_CBOR: u64 = 0x71;
-/// Multicodec of DAG-JSON.
-pub const CODEC_DAG_JSON: u64 = 0x0129;
-/// Multicodec of plain CBOR (no links: tag 42 has no meaning there).
-pub const CODEC_CBOR: u64 = 0x51;
-/// Multicodec of plain JSON (no links).
-pub const CODEC_JSON: u64 = 0x0200;
-/// Multicodec of `libp2p-key` (a public key, no links).
-pub const CODEC_LIBP2P_KEY: u64 = 0x72;
-/// Multihash code of the identity "hash" (the digest is the data itself).
-pub const MULTIHASH_IDENTITY: u64 = 0x00;
+pub(crate) use hydrant_blocks::codes::{
+    CBOR as CODEC_CBOR, DAG_CBOR as CODEC_DAG_CBOR, DAG_JSON as CODEC_DAG_JSON,
+    DAG_PB as CODEC_DAG_PB, IDENTITY as MULTIHASH_IDENTITY, JSON as CODEC_JSON,
+    LIBP2P_KEY as CODEC_LIBP2P_KEY, RAW as CODEC_RAW,
+};
 
 /// The CIDs a block links to, in the order they appear in the block (the order a DFS walk
 /// follows: "car-order=dfs", trustless-gateway.md § "CAR `order`").
