@@ -10,8 +10,23 @@ use hydrant_unixfs::DagError;
 use crate::request::RequestError;
 use hydrant_blocks::BlockstoreError;
 
-/// Seconds a client is asked to wait (`Retry-After`) after a 502, 503 or 504.
-pub const RETRY_AFTER_SECS: u64 = 30;
+/// The one `Retry-After` policy of both HTTP listeners: how many seconds a client is asked to
+/// wait after `status`, or `None` when retrying later is no answer (everything but 429 and
+/// 502 to 504).
+///
+/// - 429 and 503, load shed by us (a full memory budget, a client over its share): capacity
+///   frees within a request's time, so 1 s.
+/// - 502 and 504, storage unreachable or too slow: an outage is not over in a second, and
+///   clients retrying at once only add to it, so 30 s.
+///
+/// Spec: RFC 9110 § 10.2.3 (`Retry-After` on 503 and 3xx; 429 in RFC 6585 § 4).
+pub fn retry_after(status: StatusCode) -> Option<u64> {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Some(1),
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => Some(30),
+        _ => None,
+    }
+}
 
 /// Why a request failed before its response started.
 #[derive(Debug, thiserror::Error)]
@@ -120,11 +135,8 @@ impl IntoResponse for GatewayError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(
-            status,
-            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-        ) {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        if let Some(secs) = retry_after(status) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -134,6 +146,20 @@ impl IntoResponse for GatewayError {
 mod tests {
     use super::*;
     use cid::Cid;
+
+    #[test]
+    fn one_retry_after_policy() {
+        let secs = |code: u16| retry_after(StatusCode::from_u16(code).unwrap());
+        assert_eq!((secs(429), secs(503)), (Some(1), Some(1)), "shed load");
+        assert_eq!(
+            (secs(502), secs(504)),
+            (Some(30), Some(30)),
+            "storage outage"
+        );
+        for code in [200, 400, 404, 500, 501] {
+            assert_eq!(secs(code), None, "{code}");
+        }
+    }
 
     #[test]
     fn statuses_and_no_leaks() {

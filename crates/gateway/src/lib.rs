@@ -56,7 +56,7 @@ use hydrant_unixfs::WalkerLimits;
 pub use car_stream::{
     CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PREFETCH_WINDOW, car_stream,
 };
-pub use error::{GatewayError, RETRY_AFTER_SECS};
+pub use error::{GatewayError, retry_after};
 pub use request::{
     CarParams, ContentPath, Format, MEDIA_CAR, MEDIA_RAW, Negotiated, RequestError, negotiate,
     parse_content_path,

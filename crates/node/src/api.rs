@@ -162,14 +162,7 @@ async fn require_token(State(token): State<Arc<ApiToken>>, req: Request, next: N
     if open || token.accepts(req.headers().get(header::AUTHORIZATION)) {
         return next.run(req).await;
     }
-    let mut response = error(
-        StatusCode::UNAUTHORIZED,
-        "this API needs `Authorization: Bearer <token>` with the token of api.token_file",
-    );
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+    ApiError::Unauthorized.into_response()
 }
 
 /// What the API handlers share. Cheap to clone.
@@ -261,8 +254,88 @@ pub fn router(state: ApiState) -> axum::Router {
     )
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+/// Every failure of the admin API. Its status, headers and body are decided here and nowhere
+/// else: the body is `{"error": "<message>"}` (the HTTP middleware adds `request_id`), server
+/// faults are logged here with their detail and answered with a fixed text.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// 400: the request (a query value, an uploaded CAR) is at fault; the message says how.
+    BadRequest(String),
+    /// 401 with `WWW-Authenticate: Bearer`: no or a wrong API token.
+    Unauthorized,
+    /// 404: what the request names does not exist (or that part of the node is off).
+    NotFound(String),
+    /// 413: an upload past `api.max_upload_bytes` (the limit, bytes).
+    TooLarge(u64),
+    /// 504 with `Retry-After`: a bounded operation did not finish (what, and the bound).
+    Timeout(String),
+    /// 500: our own fault; `detail` goes to the log, `public` to the client.
+    Internal {
+        /// The fixed text sent to the client.
+        public: &'static str,
+        /// What failed, for the log only.
+        detail: String,
+    },
+}
+
+impl ApiError {
+    /// A server fault: `detail` is logged, `public` answered.
+    fn internal(public: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Internal {
+            public,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The answer to a failed ingest (upload or in-place indexing): the one mapping of
+    /// [`IngestError`] to a status. `max_upload_bytes` names the limit in a 413.
+    fn ingest(e: IngestError, max_upload_bytes: u64) -> Self {
+        match e {
+            IngestError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::FileTooLarge =>
+            {
+                Self::TooLarge(max_upload_bytes)
+            }
+            e if e.is_bad_input() => Self::BadRequest(e.to_string()),
+            IngestError::Read { offset, .. } => {
+                Self::BadRequest(format!("the upload was interrupted after {offset} bytes"))
+            }
+            e @ IngestError::NotFound { .. } => Self::NotFound(e.to_string()),
+            e => Self::internal("ingest failed on the server; see its log", e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "this API needs `Authorization: Bearer <token>` with the token of api.token_file"
+                    .to_owned(),
+            ),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Self::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the CAR is larger than api.max_upload_bytes ({limit} bytes)"),
+            ),
+            Self::Timeout(m) => (StatusCode::GATEWAY_TIMEOUT, m),
+            Self::Internal { public, detail } => {
+                tracing::error!(error = %detail, "API request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, public.to_owned())
+            }
+        };
+        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        let headers = response.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = hydrant_gateway::retry_after(status) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
 }
 
 async fn id(State(state): State<ApiState>) -> Json<DaemonInfo> {
@@ -299,15 +372,7 @@ async fn index_stored(State(state): State<ApiState>, Query(q): Query<IndexQuery>
             }
             (StatusCode::OK, Json(summary)).into_response()
         }
-        Err(e) if e.is_bad_input() => error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ IngestError::NotFound { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e) => {
-            tracing::error!(error = %e, "indexing a stored CAR failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "indexing failed on the server; see its log",
-            )
-        }
+        Err(e) => ApiError::ingest(e, state.max_upload_bytes).into_response(),
     }
 }
 
@@ -345,26 +410,7 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
             }
             (StatusCode::OK, Json(summary)).into_response()
         }
-        Err(IngestError::Read { source, .. })
-            if source.kind() == std::io::ErrorKind::FileTooLarge =>
-        {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the CAR is larger than api.max_upload_bytes ({limit} bytes)"),
-            )
-        }
-        Err(e) if e.is_bad_input() => error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(IngestError::Read { offset, .. }) => error(
-            StatusCode::BAD_REQUEST,
-            format!("the upload was interrupted after {offset} bytes"),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "ingest failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ingest failed on the server; see its log",
-            )
-        }
+        Err(e) => ApiError::ingest(e, limit).into_response(),
     }
 }
 
@@ -383,22 +429,13 @@ async fn list_cars(State(state): State<ApiState>, Query(q): Query<ListQuery>) ->
         .await
     {
         Ok(cars) => Json(cars).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "listing CARs failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "index error; see the server log",
-            )
-        }
+        Err(e) => ApiError::internal("index error; see the server log", e).into_response(),
     }
 }
 
 fn dht_of(state: &ApiState) -> Result<&Arc<DhtService>, Response> {
     state.dht.as_ref().ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            "the DHT is disabled (dht.enabled = false)",
-        )
+        ApiError::NotFound("the DHT is disabled (dht.enabled = false)".into()).into_response()
     })
 }
 
@@ -443,10 +480,7 @@ async fn dht_head_peers(State(state): State<ApiState>, Path(peer_id): Path<Strin
         .iter()
         .find(|m| m.peer_id.to_string() == peer_id)
     else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no head with peer ID {peer_id}"),
-        );
+        return ApiError::NotFound(format!("no head with peer ID {peer_id}")).into_response();
     };
     let peers: Vec<String> = member
         .connected_peers()
@@ -503,10 +537,10 @@ async fn dht_providers(State(state): State<ApiState>, Query(q): Query<ProvidersQ
         None => None,
         Some(Some(c)) => Some(c),
         Some(None) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "after: expected the `next` value of a previous page (<key hex>.<peer ID>)",
-            );
+            return ApiError::BadRequest(
+                "after: expected the `next` value of a previous page (<key hex>.<peer ID>)".into(),
+            )
+            .into_response();
         }
     };
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIST_LIMIT);
@@ -532,13 +566,7 @@ async fn dht_providers(State(state): State<ApiState>, Query(q): Query<ProvidersQ
             }))
             .into_response()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "listing provider records failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "provider store error; see the server log",
-            )
-        }
+        Err(e) => ApiError::internal("provider store error; see the server log", e).into_response(),
     }
 }
 
@@ -555,7 +583,9 @@ async fn dht_lookup(State(state): State<ApiState>, Path(cid): Path<String>) -> R
     };
     let cid: cid::Cid = match cid.parse() {
         Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid CID {cid:?}: {e}")),
+        Err(e) => {
+            return ApiError::BadRequest(format!("invalid CID {cid:?}: {e}")).into_response();
+        }
     };
     let key = cid.hash().to_bytes();
     let lookup = tokio::time::timeout(
@@ -567,16 +597,12 @@ async fn dht_lookup(State(state): State<ApiState>, Path(cid): Path<String>) -> R
         Ok(Ok(p)) => p,
         Ok(Err(hydrant_dht::network::DhtError::NoPeers)) => Vec::new(),
         Ok(Err(e)) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("lookup failed: {e}"),
-            );
+            return ApiError::internal("the DHT lookup failed; see the server log", e)
+                .into_response();
         }
         Err(_) => {
-            return error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "lookup did not finish within 30 s",
-            );
+            return ApiError::Timeout("the DHT lookup did not finish within 30 s".into())
+                .into_response();
         }
     };
     let out: Vec<serde_json::Value> = providers

@@ -271,23 +271,21 @@ fn timeout_response(config: &LayerConfig, limit: Duration) -> Response {
     );
     match config.listener {
         Listener::Gateway => {
-            let mut response = (
-                StatusCode::GATEWAY_TIMEOUT,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            let status = StatusCode::GATEWAY_TIMEOUT;
+            let retry = hydrant_gateway::retry_after(status)
+                .map(|secs| (header::RETRY_AFTER, HeaderValue::from(secs)));
+            (
+                status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                )],
+                retry.into_iter().collect::<axum::http::HeaderMap>(),
                 format!("{message}\n"),
             )
-                .into_response();
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(hydrant_gateway::RETRY_AFTER_SECS),
-            );
-            response
+                .into_response()
         }
-        Listener::Api => (
-            StatusCode::GATEWAY_TIMEOUT,
-            axum::Json(serde_json::json!({ "error": message })),
-        )
-            .into_response(),
+        Listener::Api => crate::api::ApiError::Timeout(message).into_response(),
     }
 }
 

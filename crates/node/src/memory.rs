@@ -16,9 +16,6 @@ use serde::Serialize;
 
 use crate::api::ApiState;
 
-/// Seconds a client is asked to wait after a 503 for a full memory budget.
-pub const RETRY_AFTER_SECS: u32 = 1;
-
 /// The state of [`shed`]: the budget and the bytes reserved per request.
 #[derive(Clone)]
 pub struct GatewayShare {
@@ -30,21 +27,18 @@ pub struct GatewayShare {
 
 /// Middleware for the gateway listener: reserves [`GatewayShare::request_bytes`] of the budget
 /// for each request until its response body is finished or dropped; when the budget is full,
-/// answers `503 Service Unavailable` with `Retry-After: 1` at once.
+/// answers `503 Service Unavailable` with `Retry-After` ([`hydrant_gateway::retry_after`]) at
+/// once.
 pub async fn shed(State(share): State<GatewayShare>, request: Request, next: Next) -> Response {
     let Ok(grant) = share
         .budget
         .try_acquire(Holder::Gateway, share.request_bytes)
     else {
-        let mut response = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "memory budget full: retry later\n",
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        return response;
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let retry = hydrant_gateway::retry_after(status)
+            .map(|secs| (header::RETRY_AFTER, HeaderValue::from(secs)));
+        let headers: axum::http::HeaderMap = retry.into_iter().collect();
+        return (status, headers, "memory budget full: retry later\n").into_response();
     };
     next.run(request).await.map(|body| {
         Body::new(HeldBody {
