@@ -42,7 +42,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError, MIN_API_TOKEN_LEN};
-use crate::daemon::DaemonInfo;
+use crate::repo::DaemonInfo;
 use crate::dht::DhtService;
 use crate::health::Health;
 use crate::services::Services;

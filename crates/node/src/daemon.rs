@@ -11,7 +11,6 @@ use std::time::Duration;
 use libp2p::core::transport::ListenerId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::dht;
@@ -23,22 +22,7 @@ use crate::{NodeError, swarm};
 use hydrant_dht::network::ProviderInfo;
 use hydrant_routing::RoutingConfig;
 
-/// What a running daemon bound: printed as one JSON line on stdout at start-up and written to
-/// `<repo>/api.json`, so scripts and the CLI can find it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DaemonInfo {
-    /// The node's peer ID (base58btc, `12D3Koo...`).
-    pub peer_id: String,
-    /// Swarm multiaddrs actually listened on, each ending in `/p2p/<peer_id>`.
-    pub swarm_addrs: Vec<String>,
-    /// Base URL of the trustless gateway, e.g. `http://127.0.0.1:8080`.
-    pub gateway_url: String,
-    /// Base URL of the API, e.g. `http://127.0.0.1:5001`.
-    pub api_url: String,
-    /// Multiaddrs of the DHT heads (each ending in `/p2p/<head peer ID>`); empty without DHT.
-    #[serde(default)]
-    pub dht_heads: Vec<String>,
-}
+pub use crate::repo::DaemonInfo;
 
 /// Listener addresses given on the command line or in the environment; they replace the config's.
 #[derive(Debug, Clone, Default)]

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use libp2p::identity::Keypair;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{Config, DEFAULT_CONFIG};
 
 /// File names inside the repository.
@@ -204,4 +206,21 @@ mod tests {
         let err = Repo::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("read.max_range_bytes"), "{err}");
     }
+}
+
+/// What a running daemon bound: printed as one JSON line on stdout at start-up and written to
+/// `<repo>/api.json` ([`API_FILE`]), so scripts and the CLI can find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// The node's peer ID (base58btc, `12D3Koo...`).
+    pub peer_id: String,
+    /// Swarm multiaddrs actually listened on, each ending in `/p2p/<peer_id>`.
+    pub swarm_addrs: Vec<String>,
+    /// Base URL of the trustless gateway, e.g. `http://127.0.0.1:8080`.
+    pub gateway_url: String,
+    /// Base URL of the API, e.g. `http://127.0.0.1:5001`.
+    pub api_url: String,
+    /// Multiaddrs of the DHT heads (each ending in `/p2p/<head peer ID>`); empty without DHT.
+    #[serde(default)]
+    pub dht_heads: Vec<String>,
 }
