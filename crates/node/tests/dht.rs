@@ -16,11 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::AsyncWriteExt;
-use hydrant_dht::network::{
-    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, NoProviders, RejectAllValues,
-};
-use hydrant_dht::protocol::{
-    MessageType, PROTOCOL, PeerInfo, Record, Request, decode_response, encode_request, read_frame,
+use hydrant_dht::{
+    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, MessageType, NoProviders, PROTOCOL,
+    PeerInfo, Record, RejectAllValues, Request, decode_response, encode_request, read_frame,
 };
 use hydrant_node::config::SwarmConfig;
 use libp2p::{Multiaddr, PeerId};
@@ -124,7 +122,7 @@ async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
 }
 
 fn framed(body: &[u8]) -> Vec<u8> {
-    hydrant_dht::protocol::frame(body)
+    hydrant_dht::frame(body)
 }
 
 async fn metric(http: &reqwest::Client, api: &str, line_prefix: &str) -> u64 {
