@@ -21,12 +21,8 @@ use hydrant_dht::{
     PeerInfo, Record, RejectAllValues, Request, decode_response, encode_request, read_frame,
 };
 use hydrant_node::config::SwarmConfig;
+use hydrant_testkit::fixture;
 use libp2p::{Multiaddr, PeerId};
-
-const CAR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../testdata/fixtures/go-car/sample-v1.car"
-);
 
 struct Client {
     peer: PeerId,
@@ -156,7 +152,7 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     // Ingest: the daemon announces roots, but it has no DHT peers, so nothing leaves it.
     let summary: serde_json::Value = http
         .put(format!("{}/api/v1/cars", info.api_url))
-        .body(std::fs::read(CAR).unwrap())
+        .body(fixture("go-car/sample-v1.car"))
         .send()
         .await
         .unwrap()
