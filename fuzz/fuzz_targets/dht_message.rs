@@ -12,7 +12,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use hydrant_dht::protocol::{
+use hydrant_dht::{
     MessageType, decode_request, decode_response, encode_request, read_frame,
 };
 use libfuzzer_sys::fuzz_target;

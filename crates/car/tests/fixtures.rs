@@ -7,24 +7,9 @@ use hydrant_car::{
     CarDecoder, CarError, CarHeader, Event, Limits, Part, Section, encode_section,
     encode_v1_header, verify_block,
 };
+use hydrant_testkit::{BAD_FIXTURE_CARS, fixture, valid_fixture_cars};
 use multihash_codetable::{Code, MultihashDigest};
 use proptest::prelude::*;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures");
-
-/// Known-bad inputs listed in SOURCES.md. (The two "missing block" CARs are valid CARs.)
-const BAD: &[&str] = &[
-    "go-car/cmd-badheaderlength.car",
-    "go-car/cmd-badsectionlength.car",
-    "go-car/sample-corrupt-pragma.car",
-    "go-car/sample-v1-tailing-corrupt-section.car",
-    "go-car/sample-v2-corrupt-data-and-index.car",
-    "go-car/sample-rootless-v42.car",
-];
-
-fn read(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// Everything a decode produced: the events before the end, and how it ended.
 #[derive(Debug, PartialEq)]
@@ -82,37 +67,12 @@ fn header_and_sections(outcome: &Outcome) -> (&CarHeader, Vec<&Section>) {
     (h, sections)
 }
 
-fn all_fixtures() -> Vec<String> {
-    let mut out = Vec::new();
-    for dir in ["go-car", "gateway-conformance", "ipld"] {
-        for entry in std::fs::read_dir(format!("{FIXTURES}/{dir}")).expect("fixture dir") {
-            let name = entry
-                .expect("entry")
-                .file_name()
-                .into_string()
-                .expect("utf-8");
-            if name.ends_with(".car") {
-                out.push(format!("{dir}/{name}"));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn valid_fixtures() -> Vec<String> {
-    all_fixtures()
-        .into_iter()
-        .filter(|f| !BAD.contains(&f.as_str()))
-        .collect()
-}
-
 #[test]
 fn every_valid_fixture_decodes_fully_and_verifies() {
-    let valid = valid_fixtures();
+    let valid = valid_fixture_cars();
     assert_eq!(valid.len(), 41, "fixture set changed: {valid:?}");
     for f in &valid {
-        let bytes = read(f);
+        let bytes = fixture(f);
         let whole = decode(&bytes, bytes.len());
         assert_eq!(whole.result, Ok(()), "{f}");
         let (header, sections) = header_and_sections(&whole);
@@ -135,8 +95,8 @@ fn every_valid_fixture_decodes_fully_and_verifies() {
 
 #[test]
 fn section_offsets_frame_the_cid_exactly() {
-    for f in valid_fixtures() {
-        let bytes = read(&f);
+    for f in valid_fixture_cars() {
+        let bytes = fixture(&f);
         let outcome = decode(&bytes, 1 << 20);
         for s in header_and_sections(&outcome).1 {
             let start = s.section_offset as usize;
@@ -155,8 +115,8 @@ fn section_offsets_frame_the_cid_exactly() {
 
 #[test]
 fn v1_headers_re_encode_byte_for_byte() {
-    for f in valid_fixtures() {
-        let bytes = read(&f);
+    for f in valid_fixture_cars() {
+        let bytes = fixture(&f);
         let outcome = decode(&bytes, 1 << 20);
         let (header, sections) = header_and_sections(&outcome);
         if header.v2.is_some() {
@@ -173,7 +133,7 @@ fn missing_block_fixtures_are_valid_cars() {
         "go-car/cmd-simple-unixfs-missing-blocks.car",
         "gateway-conformance/trustless_gateway_car-file-3k-and-3-blocks-missing-block.car",
     ] {
-        assert_eq!(decode(&read(f), 100).result, Ok(()), "{f}");
+        assert_eq!(decode(&fixture(f), 100).result, Ok(()), "{f}");
     }
 }
 
@@ -189,8 +149,8 @@ fn json_cid(v: &serde_json::Value) -> Cid {
 fn ipld_fixtures_match_their_json_description() {
     for name in ["carv1-basic", "carv2-basic"] {
         let json: serde_json::Value =
-            serde_json::from_slice(&read(&format!("ipld/{name}.json"))).expect("json");
-        let outcome = decode(&read(&format!("ipld/{name}.car")), 100);
+            serde_json::from_slice(&fixture(&format!("ipld/{name}.json"))).expect("json");
+        let outcome = decode(&fixture(&format!("ipld/{name}.car")), 100);
         assert_eq!(outcome.result, Ok(()), "{name}");
         let (header, sections) = header_and_sections(&outcome);
 
@@ -233,8 +193,8 @@ fn ipld_fixtures_match_their_json_description() {
 #[test]
 fn known_bad_fixtures_fail_with_the_expected_error() {
     let bad = |f: &str| {
-        let outcome = decode(&read(f), 4096);
-        let again = decode(&read(f), 1);
+        let outcome = decode(&fixture(f), 4096);
+        let again = decode(&fixture(f), 1);
         assert_eq!(outcome, again, "{f}: chunking changed the outcome");
         outcome
     };
@@ -297,8 +257,8 @@ fn known_bad_fixtures_fail_with_the_expected_error() {
     );
 
     // Every error message names its offset.
-    for f in BAD {
-        let err = decode(&read(f), 4096).result.expect_err(f);
+    for f in BAD_FIXTURE_CARS {
+        let err = decode(&fixture(f), 4096).result.expect_err(f);
         assert!(
             err.to_string().contains(&err.offset().to_string()),
             "{f}: {err}"
@@ -312,7 +272,7 @@ fn zero_length_section_ends_data_only_before_zero_padding() {
         ("go-car/sample-v1-with-zero-len-section.car", 1049, 479_907),
         ("go-car/sample-v1-with-zero-len-section2.car", 20, 20_819),
     ] {
-        let mut bytes = read(f);
+        let mut bytes = fixture(f);
         let o = decode(&bytes, 1000);
         assert_eq!(o.result, Ok(()), "{f}");
         assert_eq!(o.events.len(), 1 + sections, "{f}");
@@ -362,7 +322,7 @@ proptest! {
         which in 0..SPLIT_FIXTURES.len(),
         lens in proptest::collection::vec(1usize..700, 1..40),
     ) {
-        let bytes = read(SPLIT_FIXTURES[which]);
+        let bytes = fixture(SPLIT_FIXTURES[which]);
         prop_assert_eq!(decode_split(&bytes, &lens), decode(&bytes, bytes.len()));
     }
 
@@ -374,7 +334,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         lens in proptest::collection::vec(1usize..300, 1..10),
     ) {
-        let mut bytes = read(SPLIT_FIXTURES[which]);
+        let mut bytes = fixture(SPLIT_FIXTURES[which]);
         for (at, value) in flips {
             let i = at.index(bytes.len());
             bytes[i] = value;

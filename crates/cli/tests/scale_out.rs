@@ -9,15 +9,12 @@ use std::time::{Duration, Instant};
 use cid::Cid;
 use common::{Backends, BitswapClient, Ports, Replica, make_repo, metric, store_requests};
 use hydrant_bitswap::WantType;
+use hydrant_testkit::fixture;
 use multihash_codetable::{Code, MultihashDigest};
 use object_store::ObjectStoreExt;
 
 const RAW: u64 = 0x55;
 const DAG_PB: u64 = 0x70;
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/{name}", common::FIXTURES)).unwrap()
-}
 
 /// Every (CID, block) of a CAR.
 fn sections(car: &[u8]) -> Vec<(Cid, Vec<u8>)> {

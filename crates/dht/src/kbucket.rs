@@ -35,8 +35,8 @@
 //! evict a good peer, two in a row do; any answer resets the count). A failed liveness probe
 //! ([`RoutingTable::evict`]) removes the peer at once (spec, "Routing Table Refresh": "Any
 //! peer that fails to respond MUST be removed"). The network layer also evicts at once a peer
-//! whose lookup request timed out or whose stream failed on both tries (network.rs, module
-//! doc, "Admission"); `record_failure` is left for the other failures.
+//! whose lookup request timed out or whose stream failed on both tries (the doc of
+//! [`Dht`](crate::Dht), "Admission"); `record_failure` is left for the other failures.
 //!
 //! Full bucket ("Replacement Policy", seniority): a verified newcomer does not replace
 //! anybody directly. [`InsertOutcome::ProbeOldest`] asks the network layer to probe the

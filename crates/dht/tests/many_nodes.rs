@@ -19,14 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use hydrant_dht::heads::head_keypair;
-use hydrant_dht::kbucket::TableConfig;
-use hydrant_dht::network::{
-    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, LookupError, ProviderInfo,
-    ProviderLookup, ProviderSink, RejectAllValues, handle_dial_request,
+use hydrant_dht::{
+    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, LookupError, PROTOCOL, ProviderInfo,
+    ProviderLookup, ProviderSink, QueryConfig, RejectAllValues, Request, TableConfig,
+    encode_request, handle_dial_request, head_keypair, read_frame, write_frame,
 };
-use hydrant_dht::protocol::{PROTOCOL, Request, encode_request, read_frame, write_frame};
-use hydrant_dht::query::QueryConfig;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, identify, noise, yamux};
 
@@ -228,9 +225,7 @@ async fn turn_bad(node: &mut Node, silent_to: Arc<HashSet<PeerId>>) {
 async fn pester(bad: &HeadSwarm, target: &HeadSwarm) {
     bad.dialer
         .set_listen_addrs(target.peer, vec![target.addr.clone()]);
-    let _ =
-        hydrant_dht::network::Dialer::dial(&*bad.dialer, target.peer, vec![target.addr.clone()])
-            .await;
+    let _ = hydrant_dht::Dialer::dial(&*bad.dialer, target.peer, vec![target.addr.clone()]).await;
     let mut control = bad.control.clone();
     if let Ok(Ok(mut s)) = tokio::time::timeout(
         Duration::from_secs(5),

@@ -77,11 +77,7 @@ impl Blockstore for MemBackend {
 }
 
 fn fixture(name: &str) -> (Cid, HashMap<Cid, Bytes>) {
-    let path = format!(
-        "{}/../../testdata/fixtures/gateway-conformance/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::read(path).expect("fixture present");
+    let bytes = hydrant_testkit::fixture(&format!("gateway-conformance/{name}"));
     let (roots, blocks) = parse_car(&bytes).expect("fixture is a valid CAR");
     (roots[0], blocks.into_iter().collect())
 }

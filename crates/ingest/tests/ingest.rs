@@ -7,19 +7,9 @@ use futures::TryStreamExt;
 use hydrant_car::{CarDecoder, Event, Limits};
 use hydrant_index::{BlockLookup, CarCatalog, FjallIndex};
 use hydrant_ingest::{IngestConfig, IngestError, Ingester};
+use hydrant_testkit::{BAD_FIXTURE_CARS, fixture, valid_fixture_cars};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures");
-
-const BAD: &[&str] = &[
-    "go-car/cmd-badheaderlength.car",
-    "go-car/cmd-badsectionlength.car",
-    "go-car/sample-corrupt-pragma.car",
-    "go-car/sample-v1-tailing-corrupt-section.car",
-    "go-car/sample-v2-corrupt-data-and-index.car",
-    "go-car/sample-rootless-v42.car",
-];
 
 struct Repo {
     _dir: tempfile::TempDir,
@@ -41,24 +31,6 @@ fn repo() -> Repo {
         index,
         ingester,
     }
-}
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{path}")).unwrap()
-}
-
-fn fixtures() -> Vec<String> {
-    let mut out = Vec::new();
-    for dir in ["go-car", "gateway-conformance", "ipld"] {
-        for entry in std::fs::read_dir(format!("{FIXTURES}/{dir}")).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            if name.ends_with(".car") {
-                out.push(format!("{dir}/{name}"));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Every (CID, data) of a CAR, read with the decoder as far as it goes.
@@ -86,10 +58,7 @@ async fn objects(store: &Arc<dyn ObjectStore>) -> Vec<String> {
 #[tokio::test]
 async fn every_valid_fixture_is_stored_unaltered_and_indexed() {
     let r = repo();
-    let valid: Vec<String> = fixtures()
-        .into_iter()
-        .filter(|f| !BAD.contains(&f.as_str()))
-        .collect();
+    let valid = valid_fixture_cars();
     for f in &valid {
         let bytes = fixture(f);
         let summary = r
@@ -172,7 +141,7 @@ async fn assert_nothing_left(r: &Repo, what: &str, blocks: &[(cid::Cid, Vec<u8>)
 #[tokio::test]
 async fn known_bad_fixtures_leave_nothing_behind() {
     let r = repo();
-    for f in BAD {
+    for f in BAD_FIXTURE_CARS {
         let bytes = fixture(f);
         let err = r.ingester.ingest(&bytes[..], None).await.unwrap_err();
         assert!(err.is_bad_input(), "{f}: {err}");

@@ -595,7 +595,7 @@ async fn dht_lookup(State(state): State<ApiState>, Path(cid): Path<String>) -> R
     .await;
     let providers = match lookup {
         Ok(Ok(p)) => p,
-        Ok(Err(hydrant_dht::network::DhtError::NoPeers)) => Vec::new(),
+        Ok(Err(hydrant_dht::DhtError::NoPeers)) => Vec::new(),
         Ok(Err(e)) => {
             return ApiError::internal("the DHT lookup failed; see the server log", e)
                 .into_response();

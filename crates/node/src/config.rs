@@ -902,7 +902,7 @@ impl Config {
         if !d.enabled {
             return Ok(());
         }
-        let max = hydrant_dht::heads::MAX_FLEET_SIZE;
+        let max = hydrant_dht::MAX_FLEET_SIZE;
         if d.heads == 0 || d.heads > max {
             return Err(refuse(
                 "dht.heads",

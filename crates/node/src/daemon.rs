@@ -19,7 +19,7 @@ use crate::repo::{API_FILE, Repo, write_atomic};
 use crate::routing::NodeRouter;
 use crate::services::Services;
 use crate::{NodeError, swarm};
-use hydrant_dht::network::ProviderInfo;
+use hydrant_dht::ProviderInfo;
 use hydrant_routing::RoutingConfig;
 
 pub use crate::repo::DaemonInfo;
@@ -133,7 +133,7 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
-    let (dialer, dials) = hydrant_dht::network::ChannelDialer::new();
+    let (dialer, dials) = hydrant_dht::ChannelDialer::new();
     let connected = services.main_peers.clone();
     let me = ProviderInfo {
         peer: peer_id,

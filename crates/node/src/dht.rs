@@ -8,7 +8,7 @@
 //!   main swarm  ──┘                       └─ RecordValues -> RecordStore (IPNS, /pk/)
 //! ```
 //!
-//! Head `i` of the fleet gets the identity `hydrant_dht::heads::head_keypair(seed, i, fleet)`:
+//! Head `i` of the fleet gets the identity `hydrant_dht::head_keypair(seed, i, fleet)`:
 //! the same IDs after a restart, balanced over the keyspace, and disjoint ranges of one fleet on
 //! several machines. The main (Bitswap) swarm joins the service as one more member so that
 //! ADD_PROVIDER for our own content is sent by the peer that serves it (kad-dht.md, "Content
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use hydrant_dht::network::{
+use hydrant_dht::{
     ChannelDialer, DhtHandle, DialRequest, HeadHandle, LookupError, ProviderInfo, ProviderLookup,
     ProviderSink, ValueStore, handle_dial_request,
 };
@@ -324,7 +324,7 @@ pub async fn start(
     let mut members = Vec::new();
     let mut handles = Vec::new();
     for i in d.first_head..d.first_head + d.heads {
-        let keypair = hydrant_dht::heads::head_keypair(&seed, i, d.fleet())
+        let keypair = hydrant_dht::head_keypair(&seed, i, d.fleet())
             .map_err(|e| NodeError::Dht(format!("deriving head {i}: {e}")))?;
         let peer_id = keypair.public().to_peer_id();
         let port = if d.port_base == 0 {
@@ -412,8 +412,8 @@ pub async fn start(
         store: store.clone(),
         self_provider: self_provider.clone(),
     });
-    let handle = hydrant_dht::network::Dht::spawn(
-        hydrant_dht::network::DhtConfig {
+    let handle = hydrant_dht::Dht::spawn(
+        hydrant_dht::DhtConfig {
             budget: services.budget.clone(),
             ..Default::default()
         },

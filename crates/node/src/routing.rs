@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cid::Cid;
-use hydrant_dht::network::{DhtError, ProviderInfo};
+use hydrant_dht::{DhtError, ProviderInfo};
 use hydrant_index::{BlockLookup, Multihash};
 use hydrant_routing::{ContentRouter, PeerRecord, Record, RouterError};
 use libp2p::PeerId;

@@ -12,31 +12,7 @@ use futures::StreamExt;
 use hydrant_car::{CarDecoder, Event, Limits, verify_block};
 use hydrant_node::daemon::DaemonInfo;
 use hydrant_node::repo::Repo;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures");
-
-const BAD: &[&str] = &[
-    "go-car/cmd-badheaderlength.car",
-    "go-car/cmd-badsectionlength.car",
-    "go-car/sample-corrupt-pragma.car",
-    "go-car/sample-v1-tailing-corrupt-section.car",
-    "go-car/sample-v2-corrupt-data-and-index.car",
-    "go-car/sample-rootless-v42.car",
-];
-
-fn fixtures() -> Vec<String> {
-    let mut out = Vec::new();
-    for dir in ["go-car", "gateway-conformance", "ipld"] {
-        for entry in std::fs::read_dir(format!("{FIXTURES}/{dir}")).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            if name.ends_with(".car") {
-                out.push(format!("{dir}/{name}"));
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use hydrant_testkit::{BAD_FIXTURE_CARS, fixture, valid_fixture_cars};
 
 struct Car {
     roots: Vec<Cid>,
@@ -88,8 +64,8 @@ async fn fixtures_round_trip_through_api_gateway_and_export() {
     let http = reqwest::Client::new();
 
     // Known-bad CARs: 400 with an offset, nothing indexed.
-    for f in BAD {
-        let body = std::fs::read(format!("{FIXTURES}/{f}")).unwrap();
+    for f in BAD_FIXTURE_CARS {
+        let body = fixture(f);
         let response = http
             .put(format!("{}/api/v1/cars", info.api_url))
             .body(body)
@@ -114,10 +90,7 @@ async fn fixtures_round_trip_through_api_gateway_and_export() {
         .unwrap();
     assert!(listed.is_empty(), "a refused CAR was recorded: {listed:?}");
 
-    let valid: Vec<String> = fixtures()
-        .into_iter()
-        .filter(|f| !BAD.contains(&f.as_str()))
-        .collect();
+    let valid = valid_fixture_cars();
     // The store holds the union of all CARs: a DAG incomplete in one CAR may be completed by
     // another (cmd-simple-unixfs-missing-blocks.car and cmd-simple-unixfs.car).
     let mut all = Car {
@@ -125,13 +98,12 @@ async fn fixtures_round_trip_through_api_gateway_and_export() {
         blocks: HashMap::new(),
     };
     for f in &valid {
-        all.blocks
-            .extend(read_car(&std::fs::read(format!("{FIXTURES}/{f}")).unwrap()).blocks);
+        all.blocks.extend(read_car(&fixture(f)).blocks);
     }
     let mut complete_dags = 0;
     let mut exports = Vec::new();
     for f in &valid {
-        let bytes = std::fs::read(format!("{FIXTURES}/{f}")).unwrap();
+        let bytes = fixture(f);
         let response = http
             .put(format!("{}/api/v1/cars", info.api_url))
             .body(bytes.clone())
@@ -141,7 +113,7 @@ async fn fixtures_round_trip_through_api_gateway_and_export() {
         assert_eq!(response.status(), 200, "{f}");
     }
     for f in &valid {
-        let car = read_car(&std::fs::read(format!("{FIXTURES}/{f}")).unwrap());
+        let car = read_car(&fixture(f));
 
         // Every block through the raw gateway: the bytes hash to the CID.
         for cid in car.blocks.keys() {
@@ -197,10 +169,7 @@ async fn fixtures_round_trip_through_api_gateway_and_export() {
         .json()
         .await
         .unwrap();
-    let distinct: HashSet<Vec<u8>> = valid
-        .iter()
-        .map(|f| std::fs::read(format!("{FIXTURES}/{f}")).unwrap())
-        .collect();
+    let distinct: HashSet<Vec<u8>> = valid.iter().map(|f| fixture(f)).collect();
     assert_eq!(listed.len(), distinct.len(), "one record per distinct CAR");
 
     stop.send(()).unwrap();

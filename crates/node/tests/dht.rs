@@ -16,19 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::AsyncWriteExt;
-use hydrant_dht::network::{
-    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, NoProviders, RejectAllValues,
-};
-use hydrant_dht::protocol::{
-    MessageType, PROTOCOL, PeerInfo, Record, Request, decode_response, encode_request, read_frame,
+use hydrant_dht::{
+    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, MessageType, NoProviders, PROTOCOL,
+    PeerInfo, Record, RejectAllValues, Request, decode_response, encode_request, read_frame,
 };
 use hydrant_node::config::SwarmConfig;
+use hydrant_testkit::fixture;
 use libp2p::{Multiaddr, PeerId};
-
-const CAR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../testdata/fixtures/go-car/sample-v1.car"
-);
 
 struct Client {
     peer: PeerId,
@@ -124,7 +118,7 @@ async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
 }
 
 fn framed(body: &[u8]) -> Vec<u8> {
-    hydrant_dht::protocol::frame(body)
+    hydrant_dht::frame(body)
 }
 
 async fn metric(http: &reqwest::Client, api: &str, line_prefix: &str) -> u64 {
@@ -158,7 +152,7 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     // Ingest: the daemon announces roots, but it has no DHT peers, so nothing leaves it.
     let summary: serde_json::Value = http
         .put(format!("{}/api/v1/cars", info.api_url))
-        .body(std::fs::read(CAR).unwrap())
+        .body(fixture("go-car/sample-v1.car"))
         .send()
         .await
         .unwrap()

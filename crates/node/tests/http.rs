@@ -8,10 +8,10 @@ mod common;
 
 use std::time::Duration;
 
+use hydrant_testkit::fixture;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures");
 /// A root of go-car/sample-v1.car (a DAG-CBOR block with links).
 const ROOT: &str = "bafy2bzaced4ueelaegfs5fqu4tzsh6ywbbpfk3cxppupmxfdhbpbhzawfw5oy";
 /// A raw-leaf CID whose block is in no fixture.
@@ -175,7 +175,7 @@ fn request_id(answer: &Answer, what: &str) -> String {
 async fn ingest(api_url: &str, file: &str, token: Option<&str>) {
     let mut put = reqwest::Client::new()
         .put(format!("{api_url}/api/v1/cars"))
-        .body(std::fs::read(format!("{FIXTURES}/{file}")).unwrap());
+        .body(fixture(file));
     if let Some(token) = token {
         put = put.bearer_auth(token);
     }

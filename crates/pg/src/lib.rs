@@ -5,8 +5,7 @@
 //! - [`PgProviderStore`] implements [`hydrant_providers::ProviderStore`];
 //! - [`PgPool`] is the connection pool they share (one per process is enough), opened by
 //!   [`PgPool::connect`] with a [`PoolConfig`]; opening it applies the schema migrations;
-//! - [`PgError`]: what can fail while connecting or migrating;
-//! - [`testing`]: a private throw-away PostgreSQL cluster for tests ([`testing::TempCluster`]).
+//! - [`PgError`]: what can fail while connecting or migrating.
 //!
 //! Both backends pass their trait's conformance suite (`tests/pg.rs`) against a real server.
 //!
@@ -87,7 +86,6 @@ use tokio_postgres::NoTls;
 
 mod index;
 mod providers;
-pub mod testing;
 
 pub use index::PgIndex;
 pub use providers::PgProviderStore;

@@ -1,17 +1,17 @@
 //! Both conformance suites, replica visibility, migrations and error reporting against a real
-//! PostgreSQL: a private cluster per test (`hydrant_pg::testing`), or `HYDRANT_PG_URL`.
+//! PostgreSQL: a private cluster per test (`hydrant_testkit::TempPostgres`), or `HYDRANT_PG_URL`.
 //! Without server binaries and without `HYDRANT_PG_URL` these tests fail with the install hint.
 
 use std::time::Duration;
 
 use hydrant_index::conformance::test_multihash;
 use hydrant_index::{BlockLocation, BlockLookup, CarCatalog, CarRecord, IndexError, StagedBlock};
-use hydrant_pg::testing::{TestServer, test_server, unique_schema};
 use hydrant_pg::{PgError, PgIndex, PgPool, PgProviderStore, PoolConfig, SCHEMA_VERSION};
 use hydrant_providers::ProviderStore;
+use hydrant_testkit::{PostgresServer, postgres_server, unique_schema};
 
-fn server() -> TestServer {
-    test_server().unwrap_or_else(|e| panic!("no PostgreSQL server for the tests: {e}"))
+fn server() -> PostgresServer {
+    postgres_server().unwrap_or_else(|e| panic!("no PostgreSQL server for the tests: {e}"))
 }
 
 fn config(schema: &str) -> PoolConfig {

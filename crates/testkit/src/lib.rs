@@ -1,4 +1,5 @@
-//! Test support only: real servers started privately by integration tests, no mocks.
+//! Test support only: real servers started privately by integration tests, no mocks, and the
+//! workspace's shared test data.
 //!
 //! - [`TempGarage`]: a single-node [Garage](https://garagehq.deuxfleurs.fr) (the
 //!   S3-compatible object store) with one bucket and one access key, on free loopback ports,
@@ -6,17 +7,27 @@
 //!   (fault tests). The binary comes from `scripts/garage.sh` (see [`GARAGE_HINT`]).
 //! - [`Haproxy`]: a TCP load balancer (Debian's `haproxy`) in front of [`Backend`]s, with HTTP
 //!   readiness checks (`GET /readyz`), on a free loopback port (see [`HAPROXY_HINT`]).
+//! - [`TempPostgres`]: a PostgreSQL cluster (`initdb` + `pg_ctl`) on a Unix socket in a
+//!   temporary directory, which can be stopped and restarted (fault tests); or, through
+//!   [`postgres_server`], the external server named by `HYDRANT_PG_URL` (see [`POSTGRES_HINT`]),
+//!   with [`unique_schema`] to keep tests sharing it apart.
+//! - [`fixture`], [`valid_fixture_cars`], [`BAD_FIXTURE_CARS`]: the CAR files under
+//!   `testdata/fixtures` (made by other projects), read from the workspace root.
 //!
-//! Both run as child processes of the test, log to a file in their temporary directory (its
-//! tail is part of every error) and are stopped and cleaned up on drop. Starting them blocks
-//! the calling thread. When a server cannot be found the harness fails with a hint on how to
-//! install it: tests that need a server fail rather than silently skip.
+//! The servers run as child processes of the test, log to a file in their temporary directory
+//! (its tail is part of every error) and are stopped and cleaned up on drop. Starting them
+//! blocks the calling thread. When a server cannot be found the harness fails with a hint on
+//! how to install it: tests that need a server fail rather than silently skip.
 
+mod fixtures;
 mod garage;
 mod haproxy;
+mod postgres;
 
+pub use fixtures::{BAD_FIXTURE_CARS, fixture, fixtures_dir, valid_fixture_cars};
 pub use garage::{GARAGE_HINT, TempGarage};
 pub use haproxy::{Backend, HAPROXY_HINT, Haproxy};
+pub use postgres::{POSTGRES_HINT, PostgresServer, TempPostgres, postgres_server, unique_schema};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

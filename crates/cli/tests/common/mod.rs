@@ -18,20 +18,18 @@ use hydrant_bitswap::{
 };
 use hydrant_node::daemon::DaemonInfo;
 use hydrant_node::memory::ProcessMemory;
-use hydrant_pg::testing::TempCluster;
-use hydrant_testkit::TempGarage;
+use hydrant_testkit::{TempGarage, TempPostgres};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
 pub const HYDRANT: &str = env!("CARGO_BIN_EXE_hydrant");
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures");
 
 /// One S3 server and one PostgreSQL cluster, shared by every replica of a test.
 pub struct Backends {
     pub garage: TempGarage,
-    pub pg: TempCluster,
+    pub pg: TempPostgres,
     /// A schema of its own, so tests sharing a server never see each other's rows.
     pub schema: String,
 }
@@ -39,11 +37,11 @@ pub struct Backends {
 impl Backends {
     pub fn start() -> Self {
         let garage = TempGarage::start().unwrap_or_else(|e| panic!("Garage: {e}"));
-        let pg = TempCluster::start().unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+        let pg = TempPostgres::start().unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
         Self {
             garage,
             pg,
-            schema: hydrant_pg::testing::unique_schema("scale"),
+            schema: hydrant_testkit::unique_schema("scale"),
         }
     }
 

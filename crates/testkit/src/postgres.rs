@@ -1,24 +1,24 @@
-//! A private, throw-away PostgreSQL cluster for tests, and the choice between it and an
-//! external server.
+//! [`TempPostgres`]: a private, throw-away PostgreSQL cluster for tests, and the choice
+//! between it and an external server.
 //!
-//! [`test_server`] returns the server named by the `HYDRANT_PG_URL` environment variable when
-//! it is set, else starts a [`TempCluster`]: `initdb` + `pg_ctl start` from the PostgreSQL
+//! [`postgres_server`] returns the server named by the `HYDRANT_PG_URL` environment variable when
+//! it is set, else starts a [`TempPostgres`]: `initdb` + `pg_ctl start` from the PostgreSQL
 //! server binaries (`/usr/lib/postgresql/<version>/bin`, the newest version, or the directory
 //! in `HYDRANT_PG_BIN`), data and Unix socket in a temporary directory, `trust` auth, no TCP
 //! listener, stopped and deleted on drop. When the process runs as root (PostgreSQL refuses
 //! root) the binaries run as the `postgres` system user through `runuser`. Without binaries
-//! and without `HYDRANT_PG_URL` it fails with [`INSTALL_HINT`]: tests that need PostgreSQL
+//! and without `HYDRANT_PG_URL` it fails with [`POSTGRES_HINT`]: tests that need PostgreSQL
 //! fail rather than silently skip.
 //!
 //! Tests isolate themselves with a fresh schema per store ([`unique_schema`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What to do when no PostgreSQL server can be found.
-pub const INSTALL_HINT: &str = "PostgreSQL server binaries not found under \
+pub const POSTGRES_HINT: &str = "PostgreSQL server binaries not found under \
     /usr/lib/postgresql/*/bin: install them (Debian/Ubuntu: `apt-get install -y postgresql`; \
     scripts/test.sh does it when run as root), or set HYDRANT_PG_BIN to the directory holding \
     initdb and pg_ctl, or set HYDRANT_PG_URL to the connection string of a server to use";
@@ -30,14 +30,14 @@ const PORT: u16 = 5432;
 /// A PostgreSQL cluster private to the test that started it; stopped (fast shutdown) and its
 /// directory deleted on drop.
 #[derive(Debug)]
-pub struct TempCluster {
+pub struct TempPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     as_postgres: bool,
     running: bool,
 }
 
-impl TempCluster {
+impl TempPostgres {
     /// The directory of the server binaries: `HYDRANT_PG_BIN` if set, else the newest
     /// `/usr/lib/postgresql/<version>/bin` holding `initdb`; `None` when there is none.
     pub fn find_bin_dir() -> Option<PathBuf> {
@@ -60,8 +60,8 @@ impl TempCluster {
     /// Creates and starts a cluster (takes a second or two; blocks the calling thread).
     ///
     /// # Errors
-    /// A message when the binaries are missing ([`INSTALL_HINT`]) or `initdb`/`pg_ctl` fail
-    /// (with their output and the server log).
+    /// A message when the binaries are missing ([`POSTGRES_HINT`]) or `initdb`/`pg_ctl` fail
+    /// (with their output and the tail of the server log).
     pub fn start() -> Result<Self, String> {
         Self::start_from(Self::find_bin_dir())
     }
@@ -70,14 +70,14 @@ impl TempCluster {
     fn start_from(bin: Option<PathBuf>) -> Result<Self, String> {
         let bin = bin
             .filter(|bin| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-            .ok_or_else(|| INSTALL_HINT.to_owned())?;
+            .ok_or_else(|| POSTGRES_HINT.to_owned())?;
         let dir = tempfile::Builder::new()
             .prefix("hydrant-pg-")
             .tempdir()
             .map_err(|e| format!("creating a temporary directory: {e}"))?;
         let as_postgres = is_root();
         if as_postgres {
-            run(Command::new("chown").arg("postgres:").arg(dir.path()))
+            crate::run(Command::new("chown").arg("postgres:").arg(dir.path()))
                 .map_err(|e| format!("chown of the cluster directory to postgres: {e}"))?;
         }
         let mut cluster = Self {
@@ -87,7 +87,7 @@ impl TempCluster {
             running: false,
         };
         let data = cluster.data_dir();
-        run(cluster.command("initdb").arg("-D").arg(&data).args([
+        crate::run(cluster.command("initdb").arg("-D").arg(&data).args([
             "-U",
             "postgres",
             "-A",
@@ -106,7 +106,7 @@ impl TempCluster {
     /// when running). Fault tests take the database away and bring it back with this.
     ///
     /// # Errors
-    /// A message with `pg_ctl`'s output and the server log when it does not start.
+    /// A message with `pg_ctl`'s output and the tail of the server log when it does not start.
     pub fn restart(&mut self) -> Result<(), String> {
         if self.running {
             return Ok(());
@@ -116,16 +116,17 @@ impl TempCluster {
             self.socket_dir().display()
         );
         let log = self.dir.path().join("server.log");
-        let started = run(self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "60", "-o", &options, "start"]));
+        let started = crate::run(
+            self.command("pg_ctl")
+                .arg("-D")
+                .arg(self.data_dir())
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o", &options, "start"]),
+        );
         if let Err(e) = started {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!("pg_ctl start: {e}\nserver log:\n{log}"));
+            let tail = crate::log_tail(&log, 50);
+            return Err(format!("pg_ctl start: {e}\n{}:\n{tail}", log.display()));
         }
         self.running = true;
         Ok(())
@@ -159,11 +160,12 @@ impl TempCluster {
         if !self.running {
             return Ok(());
         }
-        run(self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(["-m", "fast", "-w", "-t", "60", "stop"]))
+        crate::run(
+            self.command("pg_ctl")
+                .arg("-D")
+                .arg(self.data_dir())
+                .args(["-m", "fast", "-w", "-t", "60", "stop"]),
+        )
         .map_err(|e| format!("pg_ctl stop: {e}"))?;
         self.running = false;
         Ok(())
@@ -181,25 +183,25 @@ impl TempCluster {
     }
 }
 
-impl Drop for TempCluster {
+impl Drop for TempPostgres {
     fn drop(&mut self) {
         if let Err(e) = self.stop() {
-            eprintln!("hydrant-pg test cluster: {e}");
+            eprintln!("hydrant-testkit postgres: {e}");
         }
     }
 }
 
-/// The server a test uses: external (`HYDRANT_PG_URL`) or a private [`TempCluster`].
+/// The server a test uses: external (`HYDRANT_PG_URL`) or a private [`TempPostgres`].
 #[derive(Debug)]
-pub enum TestServer {
+pub enum PostgresServer {
     /// The server named by `HYDRANT_PG_URL` (its connection string).
     External(String),
     /// A cluster started for this test.
-    Cluster(TempCluster),
+    Cluster(TempPostgres),
 }
 
-impl TestServer {
-    /// The connection string to pass to [`PgPool::connect`](crate::PgPool::connect).
+impl PostgresServer {
+    /// The connection string to pass to `hydrant_pg::PgPool::connect`.
     pub fn url(&self) -> String {
         match self {
             Self::External(url) => url.clone(),
@@ -208,7 +210,7 @@ impl TestServer {
     }
 
     /// The private cluster, if this is one (tests that stop the server need it).
-    pub fn cluster(&mut self) -> Option<&mut TempCluster> {
+    pub fn cluster(&mut self) -> Option<&mut TempPostgres> {
         match self {
             Self::External(_) => None,
             Self::Cluster(cluster) => Some(cluster),
@@ -216,14 +218,14 @@ impl TestServer {
     }
 }
 
-/// `HYDRANT_PG_URL` if set and not empty, else a freshly started [`TempCluster`].
+/// `HYDRANT_PG_URL` if set and not empty, else a freshly started [`TempPostgres`].
 ///
 /// # Errors
-/// As [`TempCluster::start`] (with [`INSTALL_HINT`] when no binaries are found).
-pub fn test_server() -> Result<TestServer, String> {
+/// As [`TempPostgres::start`] (with [`POSTGRES_HINT`] when no binaries are found).
+pub fn postgres_server() -> Result<PostgresServer, String> {
     match std::env::var("HYDRANT_PG_URL") {
-        Ok(url) if !url.is_empty() => Ok(TestServer::External(url)),
-        _ => TempCluster::start().map(TestServer::Cluster),
+        Ok(url) if !url.is_empty() => Ok(PostgresServer::External(url)),
+        _ => TempPostgres::start().map(PostgresServer::Cluster),
     }
 }
 
@@ -248,24 +250,6 @@ fn is_root() -> bool {
         .is_ok_and(|out| out.status.success() && out.stdout.trim_ascii() == b"0")
 }
 
-/// Runs `command`; an error carries its status and output.
-fn run(command: &mut Command) -> Result<Output, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
-    if output.status.success() {
-        Ok(output)
-    } else {
-        Err(format!(
-            "{:?} failed ({}): {}{}",
-            command,
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,7 +257,7 @@ mod tests {
     #[test]
     fn missing_binaries_fail_with_the_install_hint() {
         for bin in [None, Some(PathBuf::from("/nonexistent/hydrant-pg-bin"))] {
-            let err = TempCluster::start_from(bin).expect_err("no binaries");
+            let err = TempPostgres::start_from(bin).expect_err("no binaries");
             assert!(err.contains("apt-get install -y postgresql"), "{err}");
         }
     }
