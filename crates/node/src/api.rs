@@ -42,9 +42,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError, MIN_API_TOKEN_LEN};
-use crate::repo::DaemonInfo;
 use crate::dht::DhtService;
 use crate::health::Health;
+use crate::repo::DaemonInfo;
 use crate::services::Services;
 use hydrant_bitswap::BitswapHandle;
 

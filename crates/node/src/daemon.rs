@@ -1,16 +1,12 @@
 //! The daemon: opens the stores, starts the swarm, Bitswap, the gateway and the API, announces
 //! what it bound, and runs until told to stop.
 
-use futures::StreamExt;
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::core::transport::ListenerId;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::Multiaddr;
 use tokio::net::TcpListener;
 
 use crate::dht;
@@ -44,8 +40,6 @@ pub struct Overrides {
 /// Age past which a staging object or index staging is taken for a crashed ingest's leftover
 /// and removed at start-up (an ingest running longer would fail at its commit).
 const STALE_STAGING: Duration = Duration::from_secs(3600);
-/// How long listeners may take to report their addresses at start-up.
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight HTTP responses may take to finish after a stop signal.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -111,7 +105,7 @@ pub async fn run(
     let peer_id = repo.keypair.public().to_peer_id();
     let mut swarm = swarm::build(repo.keypair.clone(), &repo.config.swarm).await?;
     let (swarm_addrs, listeners) =
-        listen_all(&mut swarm, &repo.config.swarm.listen, peer_id).await?;
+        swarm::listen_all(&mut swarm, &repo.config.swarm.listen, peer_id).await?;
     for addr in &repo.config.swarm.announce {
         swarm.add_external_address(addr.clone());
     }
@@ -157,9 +151,9 @@ pub async fn run(
     } else {
         None
     };
-    let main_swarm = tokio::spawn(dht::drive_swarm(
+    let main_swarm = tokio::spawn(swarm::drive_swarm(
         swarm,
-        dht::SwarmLoop {
+        swarm::SwarmLoop {
             dials,
             dialer,
             connected,
@@ -263,68 +257,6 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-/// Listens on every address and waits until each listener reports at least one bound address.
-/// Returns the bound addresses and the listeners' IDs.
-pub(crate) async fn listen_all(
-    swarm: &mut libp2p::Swarm<swarm::Behaviour>,
-    addrs: &[Multiaddr],
-    peer_id: PeerId,
-) -> Result<(Vec<Multiaddr>, Vec<ListenerId>), NodeError> {
-    let mut pending = HashMap::new();
-    let mut ids = Vec::new();
-    for addr in addrs {
-        let id = swarm
-            .listen_on(addr.clone())
-            .map_err(|e| swarm::SwarmError::Listen {
-                addr: addr.clone(),
-                detail: e.to_string(),
-            })?;
-        pending.insert(id, addr.clone());
-        ids.push(id);
-    }
-    let mut bound = Vec::new();
-    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
-    while !pending.is_empty() {
-        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-            .await
-            .map_err(|_| swarm::SwarmError::Listen {
-                addr: pending.values().next().cloned().expect("not empty"),
-                detail: "no address reported in time".into(),
-            })?;
-        match event {
-            SwarmEvent::NewListenAddr {
-                listener_id,
-                address,
-            } => {
-                pending.remove(&listener_id);
-                bound.push(swarm::with_peer(&address, peer_id));
-            }
-            SwarmEvent::ListenerClosed {
-                listener_id,
-                reason,
-                ..
-            } if pending.contains_key(&listener_id) => {
-                return Err(swarm::SwarmError::Listen {
-                    addr: pending.remove(&listener_id).expect("checked"),
-                    detail: format!("{reason:?}"),
-                }
-                .into());
-            }
-            SwarmEvent::ListenerError { listener_id, error }
-                if pending.contains_key(&listener_id) =>
-            {
-                return Err(swarm::SwarmError::Listen {
-                    addr: pending.remove(&listener_id).expect("checked"),
-                    detail: error.to_string(),
-                }
-                .into());
-            }
-            other => swarm::log_event(&other),
-        }
-    }
-    Ok((bound, ids))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {

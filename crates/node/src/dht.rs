@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use hydrant_dht::{
-    ChannelDialer, DhtHandle, DialRequest, HeadHandle, LookupError, ProviderInfo, ProviderLookup,
-    ProviderSink, ValueStore, handle_dial_request,
+    ChannelDialer, DhtHandle, HeadHandle, LookupError, ProviderInfo, ProviderLookup, ProviderSink,
+    ValueStore,
 };
 use hydrant_index::{BlockLookup, CarCatalog, Multihash};
 use hydrant_providers::{
@@ -29,15 +29,14 @@ use hydrant_providers::{
 };
 use hydrant_records::RecordStore;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use libp2p::{Multiaddr, PeerId};
 use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::Digest;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::SwarmConfig;
-use crate::swarm::{self, Behaviour, BehaviourEvent};
+use crate::swarm::{self};
 use crate::{NodeError, repo::Repo};
 
 /// Most providers taken from the provider store for one key.
@@ -67,7 +66,7 @@ pub struct Member {
 impl Member {
     /// The connected peers, sorted.
     pub fn connected_peers(&self) -> Vec<PeerId> {
-        let mut peers: Vec<PeerId> = lock(&self.connected).iter().copied().collect();
+        let mut peers: Vec<PeerId> = crate::lock(&self.connected).iter().copied().collect();
         peers.sort();
         peers
     }
@@ -229,69 +228,6 @@ fn open_store(
     })
 }
 
-/// What [`drive_swarm`] serves besides the swarm's own events.
-pub struct SwarmLoop {
-    /// Dial requests from the DHT.
-    pub dials: mpsc::Receiver<DialRequest>,
-    /// The dialer whose address book identify results fill.
-    pub dialer: ChannelDialer,
-    /// The connected-peer set to keep.
-    pub connected: Arc<Mutex<HashSet<PeerId>>>,
-    /// Peers to disconnect (Bitswap peers that stopped reading); `None` for a swarm without
-    /// Bitswap.
-    pub disconnect: Option<mpsc::Receiver<PeerId>>,
-    /// Set to stop the loop.
-    pub stop: watch::Receiver<bool>,
-    /// Set to close `listeners` (no new inbound connection) while connections keep being
-    /// served.
-    pub drain: watch::Receiver<bool>,
-    /// The listeners `drain` closes.
-    pub listeners: Vec<libp2p::core::transport::ListenerId>,
-}
-
-/// Drives one swarm until `stop` is set: dial requests, identify results into the dialer's
-/// address book, the connected-peer set, disconnections and draining (see [`SwarmLoop`]).
-pub async fn drive_swarm(mut swarm: Swarm<Behaviour>, tasks: SwarmLoop) {
-    let SwarmLoop {
-        mut dials,
-        dialer,
-        connected,
-        disconnect,
-        mut stop,
-        mut drain,
-        mut listeners,
-    } = tasks;
-    let mut disconnect = disconnect.unwrap_or_else(|| mpsc::channel(1).1);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            _ = drain.wait_for(|d| *d), if !listeners.is_empty() => {
-                for id in listeners.drain(..) {
-                    swarm.remove_listener(id);
-                }
-            }
-            Some(request) = dials.recv() => handle_dial_request(&mut swarm, request),
-            Some(peer) = disconnect.recv() => {
-                tracing::debug!(%peer, "disconnecting a peer that stopped reading Bitswap answers");
-                let _ = swarm.disconnect_peer_id(peer);
-            }
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                    peer_id, info, ..
-                })) => dialer.set_listen_addrs(peer_id, info.listen_addrs),
-                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                    lock(&connected).insert(peer_id);
-                }
-                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
-                    tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");
-                    lock(&connected).remove(&peer_id);
-                }
-                other => swarm::log_event(&other),
-            },
-        }
-    }
-}
-
 /// What [`start`] needs of the main (Bitswap) swarm.
 pub struct MainPeer {
     /// The main swarm's peer ID.
@@ -341,8 +277,7 @@ pub async fn start(
             ..config.swarm.clone()
         };
         let mut head = swarm::build(keypair, &swarm_config).await?;
-        let (addrs, _) =
-            crate::daemon::listen_all(&mut head, &swarm_config.listen, peer_id).await?;
+        let (addrs, _) = crate::swarm::listen_all(&mut head, &swarm_config.listen, peer_id).await?;
         let (dialer, dials) = ChannelDialer::new();
         let connected = Arc::new(Mutex::new(HashSet::new()));
         handles.push(HeadHandle {
@@ -356,9 +291,9 @@ pub async fn start(
             addrs,
             connected: connected.clone(),
         });
-        tasks.push(tokio::spawn(drive_swarm(
+        tasks.push(tokio::spawn(crate::swarm::drive_swarm(
             head,
-            SwarmLoop {
+            crate::swarm::SwarmLoop {
                 dials,
                 dialer,
                 connected,
@@ -670,10 +605,6 @@ impl ValueStore for RecordValues {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

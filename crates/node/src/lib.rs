@@ -32,6 +32,7 @@ pub mod storage;
 pub mod swarm;
 
 use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
 
 /// Errors of the node as a whole. Each carries what failed and where.
 #[derive(Debug, thiserror::Error)]
@@ -76,4 +77,10 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Locks `m`, taking the value of a poisoned lock as it is (every critical section here leaves
+/// the value consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

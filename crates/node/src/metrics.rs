@@ -176,7 +176,7 @@ pub fn render(state: &ApiState) -> String {
         b.peers,
     );
     let connected = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
-    let main_peers = crate::dht::lock(&state.services().main_peers).len();
+    let main_peers = crate::lock(&state.services().main_peers).len();
     connected
         .get_or_create(&vec![("swarm", "main")])
         .set(i64::try_from(main_peers).unwrap_or(i64::MAX));
@@ -185,7 +185,7 @@ pub fn render(state: &ApiState) -> String {
             .members
             .iter()
             .filter(|m| m.index.is_some())
-            .map(|m| crate::dht::lock(&m.connected).len())
+            .map(|m| crate::lock(&m.connected).len())
             .sum();
         connected
             .get_or_create(&vec![("swarm", "dht_heads")])

@@ -1,7 +1,15 @@
 //! The libp2p swarm: TCP and WebSocket transports, Noise, Yamux, identify, ping, a connection
 //! limit, and `libp2p-stream` for the protocols Hydrant speaks itself (Bitswap).
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures::StreamExt;
+use hydrant_dht::{ChannelDialer, DialRequest, handle_dial_request};
+use libp2p::core::transport::ListenerId;
+use libp2p::swarm::SwarmEvent;
+use tokio::sync::{mpsc, watch};
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
@@ -94,7 +102,6 @@ pub fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
 
 /// Logs the swarm events worth a line (listening at debug and info, connections at debug).
 pub fn log_event(event: &libp2p::swarm::SwarmEvent<BehaviourEvent>) {
-    use libp2p::swarm::SwarmEvent;
     match event {
         SwarmEvent::NewListenAddr { address, .. } => {
             tracing::info!(%address, "listening");
@@ -111,5 +118,131 @@ pub fn log_event(event: &libp2p::swarm::SwarmEvent<BehaviourEvent>) {
             tracing::debug!(error = %error, "incoming connection failed");
         }
         _ => {}
+    }
+}
+
+/// How long listeners may take to report their addresses at start-up.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Listens on every address and waits until each listener reports at least one bound address.
+/// Returns the bound addresses and the listeners' IDs.
+pub(crate) async fn listen_all(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+    peer_id: PeerId,
+) -> Result<(Vec<Multiaddr>, Vec<ListenerId>), SwarmError> {
+    let mut pending = HashMap::new();
+    let mut ids = Vec::new();
+    for addr in addrs {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| SwarmError::Listen {
+                addr: addr.clone(),
+                detail: e.to_string(),
+            })?;
+        pending.insert(id, addr.clone());
+        ids.push(id);
+    }
+    let mut bound = Vec::new();
+    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+    while !pending.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| SwarmError::Listen {
+                addr: pending.values().next().cloned().expect("not empty"),
+                detail: "no address reported in time".into(),
+            })?;
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                pending.remove(&listener_id);
+                bound.push(with_peer(&address, peer_id));
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } if pending.contains_key(&listener_id) => {
+                return Err(SwarmError::Listen {
+                    addr: pending.remove(&listener_id).expect("checked"),
+                    detail: format!("{reason:?}"),
+                });
+            }
+            SwarmEvent::ListenerError { listener_id, error }
+                if pending.contains_key(&listener_id) =>
+            {
+                return Err(SwarmError::Listen {
+                    addr: pending.remove(&listener_id).expect("checked"),
+                    detail: error.to_string(),
+                });
+            }
+            other => log_event(&other),
+        }
+    }
+    Ok((bound, ids))
+}
+
+/// What [`drive_swarm`] serves besides the swarm's own events.
+pub struct SwarmLoop {
+    /// Dial requests from the DHT.
+    pub dials: mpsc::Receiver<DialRequest>,
+    /// The dialer whose address book identify results fill.
+    pub dialer: ChannelDialer,
+    /// The connected-peer set to keep.
+    pub connected: Arc<Mutex<HashSet<PeerId>>>,
+    /// Peers to disconnect (Bitswap peers that stopped reading); `None` for a swarm without
+    /// Bitswap.
+    pub disconnect: Option<mpsc::Receiver<PeerId>>,
+    /// Set to stop the loop.
+    pub stop: watch::Receiver<bool>,
+    /// Set to close `listeners` (no new inbound connection) while connections keep being
+    /// served.
+    pub drain: watch::Receiver<bool>,
+    /// The listeners `drain` closes.
+    pub listeners: Vec<libp2p::core::transport::ListenerId>,
+}
+
+/// Drives one swarm until `stop` is set: dial requests, identify results into the dialer's
+/// address book, the connected-peer set, disconnections and draining (see [`SwarmLoop`]).
+pub async fn drive_swarm(mut swarm: Swarm<Behaviour>, tasks: SwarmLoop) {
+    let SwarmLoop {
+        mut dials,
+        dialer,
+        connected,
+        disconnect,
+        mut stop,
+        mut drain,
+        mut listeners,
+    } = tasks;
+    let mut disconnect = disconnect.unwrap_or_else(|| mpsc::channel(1).1);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = drain.wait_for(|d| *d), if !listeners.is_empty() => {
+                for id in listeners.drain(..) {
+                    swarm.remove_listener(id);
+                }
+            }
+            Some(request) = dials.recv() => handle_dial_request(&mut swarm, request),
+            Some(peer) = disconnect.recv() => {
+                tracing::debug!(%peer, "disconnecting a peer that stopped reading Bitswap answers");
+                let _ = swarm.disconnect_peer_id(peer);
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                    peer_id, info, ..
+                })) => dialer.set_listen_addrs(peer_id, info.listen_addrs),
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    crate::lock(&connected).insert(peer_id);
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                    tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");
+                    crate::lock(&connected).remove(&peer_id);
+                }
+                other => log_event(&other),
+            },
+        }
     }
 }

@@ -67,9 +67,9 @@ async fn client() -> Client {
     )
     .unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(hydrant_node::dht::drive_swarm(
+    tokio::spawn(hydrant_node::swarm::drive_swarm(
         swarm,
-        hydrant_node::dht::SwarmLoop {
+        hydrant_node::swarm::SwarmLoop {
             dials,
             dialer,
             connected: Arc::new(Mutex::new(HashSet::new())),
