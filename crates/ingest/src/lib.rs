@@ -15,15 +15,16 @@
 //!   same CAR ingested twice is stored and indexed once.
 //! - **Atomic per CAR**: no block of a CAR is visible before the whole CAR is verified, stored and
 //!   indexed ([`hydrant_index::BlockIndex::commit_car`]); a CAR that fails leaves no object and no
-//!   index rows behind. A crash leaves a `staging/` object (removed by [`Ingester::sweep_staging`])
-//!   and staged rows (removed by [`hydrant_index::BlockIndex::recover`]); the CAR can be ingested again.
+//!   index rows behind. A crash leaves at most a `staging/` object, an object store temporary file
+//!   or an uncommitted `cars/` object (all removed by [`Ingester::sweep`], see [`sweep`]) and
+//!   staged rows (removed by [`hydrant_index::BlockIndex::recover`]); the CAR can be ingested again.
 //!
 //! Zero-length sections and other format edge cases are decided by [`hydrant_car`].
 
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use cid::Cid;
@@ -34,6 +35,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, mpsc};
+
+pub mod sweep;
+pub use sweep::{ORPHAN_AGE, STALE_STAGING, SweepConfig, SweepReport};
 
 /// Bytes read from the input per chunk.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
@@ -156,6 +160,18 @@ pub enum IngestError {
     /// The local temporary file for index rows failed.
     #[error("temporary row file: {0}")]
     Spill(std::io::Error),
+    /// The index commit could not start within [`STALE_STAGING`] of the upload's end (staging
+    /// the rows took too long); the CAR was not committed and can be ingested again. Past that
+    /// age a sweep may take the stored object for a leftover ([`sweep`]).
+    #[error(
+        "the index commit could not start within {limit_secs} s of the upload (took {elapsed_secs} s); nothing was committed"
+    )]
+    CommitTooLate {
+        /// Seconds from the end of the upload to the commit.
+        elapsed_secs: u64,
+        /// [`STALE_STAGING`] in seconds.
+        limit_secs: u64,
+    },
 }
 
 impl IngestError {
@@ -214,8 +230,9 @@ impl Ingester {
     /// [`IngestError`]; on any error nothing of this CAR stays visible or stored.
     ///
     /// # Cancel safety
-    /// Not cancel safe: a dropped future may leave a `staging/` object (see
-    /// [`sweep_staging`](Self::sweep_staging)) but never a visible half-indexed CAR.
+    /// Not cancel safe: a dropped future may leave a `staging/` object, a store temporary file or
+    /// an uncommitted `cars/` object (see [`sweep`](Self::sweep)) but never a visible
+    /// half-indexed CAR.
     pub async fn ingest<R>(
         &self,
         reader: R,
@@ -235,6 +252,7 @@ impl Ingester {
                 return Err(e);
             }
         };
+        let uploaded = Instant::now();
         let car_key = format!("{CARS_PREFIX}/{}.car", verified.blake3.to_hex());
         let _guard = self.commit_lock.lock().await;
         if let Some(existing) = self.index.car(&car_key).await? {
@@ -247,7 +265,7 @@ impl Ingester {
             return Err(storage_err(&final_path, e));
         }
         let record = verified.record(car_key);
-        if let Err(e) = self.commit(&record, verified.rows).await {
+        if let Err(e) = self.commit(&record, verified.rows, Some(uploaded)).await {
             self.delete_quietly(&final_path).await;
             return Err(e);
         }
@@ -288,14 +306,21 @@ impl Ingester {
         let verified = self.upload(reader, &path, None, progress).await?;
         let record = verified.record(key.to_owned());
         let _guard = self.commit_lock.lock().await;
-        self.commit(&record, verified.rows).await?;
+        self.commit(&record, verified.rows, None).await?;
         tracing::info!(car = %key, blocks = record.blocks, bytes = record.size, "stored CAR indexed in place");
         Ok(IngestSummary::of(&record, false))
     }
 
     /// Stages the spilled `rows` and commits `record`; on failure the staged rows are aborted.
-    async fn commit(&self, record: &CarRecord, rows: std::fs::File) -> Result<(), IngestError> {
-        let result = self.stage_and_commit(record, rows).await;
+    /// With `uploaded` (when the object was stored), the commit does not start later than
+    /// [`STALE_STAGING`] after it.
+    async fn commit(
+        &self,
+        record: &CarRecord,
+        rows: std::fs::File,
+        uploaded: Option<Instant>,
+    ) -> Result<(), IngestError> {
+        let result = self.stage_and_commit(record, rows, uploaded).await;
         if result.is_err()
             && let Err(abort) = self.index.abort_car(&record.key).await
         {
@@ -383,6 +408,7 @@ impl Ingester {
         &self,
         record: &CarRecord,
         rows: std::fs::File,
+        uploaded: Option<Instant>,
     ) -> Result<(), IngestError> {
         let batch_size = self.config.stage_batch.max(1);
         let (tx, mut rx) = mpsc::channel::<Result<Vec<StagedBlock>, IngestError>>(2);
@@ -391,37 +417,27 @@ impl Ingester {
             self.index.stage_blocks(&record.key, &batch?).await?;
         }
         reader.await.map_err(|e| IngestError::Spill(e.into()))?;
+        if let Some(elapsed) = uploaded.map(|t| t.elapsed())
+            && elapsed > STALE_STAGING
+        {
+            return Err(IngestError::CommitTooLate {
+                elapsed_secs: elapsed.as_secs(),
+                limit_secs: STALE_STAGING.as_secs(),
+            });
+        }
         self.index.commit_car(record).await?;
         Ok(())
     }
 
-    async fn delete_quietly(&self, path: &Path) {
+    /// Deletes `path`; true when it was deleted (or already gone), false after logging a failure.
+    async fn delete_quietly(&self, path: &Path) -> bool {
         match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(key = %path, error = %e, "could not delete object"),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
+            Err(e) => {
+                tracing::warn!(key = %path, error = %e, "could not delete object");
+                false
+            }
         }
-    }
-
-    /// Deletes `staging/` objects older than `min_age`, left by interrupted ingests. Returns how
-    /// many were deleted. Uploads in progress are younger than any sensible `min_age`.
-    ///
-    /// # Errors
-    /// [`IngestError::Storage`] when listing fails.
-    pub async fn sweep_staging(&self, min_age: Duration) -> Result<usize, IngestError> {
-        let prefix = Path::from(STAGING_PREFIX);
-        let cutoff = SystemTime::now() - min_age;
-        let old: Vec<Path> = self
-            .store
-            .list(Some(&prefix))
-            .try_filter(|meta| std::future::ready(SystemTime::from(meta.last_modified) <= cutoff))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .map_err(|e| storage_err(&prefix, e))?;
-        for path in &old {
-            self.delete_quietly(path).await;
-        }
-        Ok(old.len())
     }
 }
 
