@@ -2,14 +2,18 @@
 //!
 //! ```text
 //! reader ──chunks──▶ object store upload (staging/<id>.car)
-//!    └──────chunks──▶ verifier thread: BLAKE3 of the whole CAR, CAR decode (carv1.md, carv2.md),
-//!                     every block re-hashed against its CID, index rows spilled to a temp file
+//!    ├──────chunks──▶ hasher thread: BLAKE3 of the whole CAR (the content key)
+//!    └──────chunks──▶ verifier thread: CAR decode (carv1.md, carv2.md), every block re-hashed
+//!                     against its CID, index rows spilled to a temp file
 //! then: staging/<id>.car ──rename──▶ cars/<blake3>.car, rows staged in batches, CAR committed
 //! ```
 //!
+//! The chunks are reference-counted buffers: the upload, the hasher and the verifier share one
+//! copy of each, and the two hashes run on two cores.
+//!
 //! Guarantees:
 //! - **Streaming, bounded memory**: at most [`CHUNK_QUEUE`] chunks of [`CHUNK_SIZE`] bytes wait for
-//!   the verifier, the upload buffers at most `upload_buffer` bytes, and index rows go to a temp file
+//!   the verifier (and as many for the hasher), the upload buffers at most `upload_buffer` bytes, and index rows go to a temp file
 //!   so a CAR with millions of blocks costs no memory per block.
 //! - **Idempotent**: the object key is derived from the CAR's content (`cars/<blake3-hex>.car`), so the
 //!   same CAR ingested twice is stored and indexed once.
@@ -41,7 +45,8 @@ pub use sweep::{ORPHAN_AGE, STALE_STAGING, SweepConfig, SweepReport};
 
 /// Bytes read from the input per chunk.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
-/// Chunks that may wait for the verifier thread (so at most `CHUNK_QUEUE * CHUNK_SIZE` bytes).
+/// Chunks that may wait for the verifier thread, and for the hasher thread (so at most
+/// `CHUNK_QUEUE * CHUNK_SIZE` bytes each).
 pub const CHUNK_QUEUE: usize = 8;
 /// Object-store prefix of CARs being uploaded, not yet verified.
 pub const STAGING_PREFIX: &str = "staging";
@@ -204,7 +209,8 @@ struct Verified {
     blocks: u64,
     block_bytes: u64,
     size: u64,
-    blake3: blake3::Hash,
+    /// BLAKE3 of the whole CAR, from the hasher thread (only when the CAR was uploaded).
+    blake3: Option<blake3::Hash>,
     rows: std::fs::File,
 }
 
@@ -253,7 +259,8 @@ impl Ingester {
             }
         };
         let uploaded = Instant::now();
-        let car_key = format!("{CARS_PREFIX}/{}.car", verified.blake3.to_hex());
+        let blake3 = verified.blake3.expect("uploads are hashed");
+        let car_key = format!("{CARS_PREFIX}/{}.car", blake3.to_hex());
         let _guard = self.commit_lock.lock().await;
         if let Some(existing) = self.index.car(&car_key).await? {
             self.delete_quietly(&staging).await;
@@ -329,9 +336,11 @@ impl Ingester {
         result
     }
 
-    /// Streams the input to `staging` while the verifier thread checks it.
+    /// Streams the input to `staging` while the verifier thread checks it and the hasher thread
+    /// computes its BLAKE3 (on another core).
     ///
-    /// `staging: None` only verifies (the CAR is already stored; `key` names it in errors).
+    /// `staging: None` only verifies (the CAR is already stored; `key` names it in errors) and
+    /// computes no BLAKE3.
     async fn upload<R>(
         &self,
         mut reader: R,
@@ -346,18 +355,25 @@ impl Ingester {
         let limits = self.config.limits;
         let verifier = tokio::task::spawn_blocking(move || verify(rx, limits, progress));
         let mut upload = staging.map(|staging| {
-            object_store::buffered::BufWriter::with_capacity(
+            let (hash_tx, hash_rx) = mpsc::channel::<Bytes>(CHUNK_QUEUE);
+            let writer = object_store::buffered::BufWriter::with_capacity(
                 self.store.clone(),
                 staging.clone(),
                 self.config.upload_buffer,
+            );
+            (
+                writer,
+                Some(hash_tx),
+                tokio::task::spawn_blocking(move || hash(hash_rx)),
             )
         });
 
         let mut read = 0u64;
+        let mut recycled = Recycler::default();
         let pumped: Result<(), IngestError> =
             async {
                 loop {
-                    let mut buf = BytesMut::with_capacity(CHUNK_SIZE);
+                    let mut buf = recycled.buffer();
                     while buf.len() < CHUNK_SIZE {
                         let n = reader.read_buf(&mut buf).await.map_err(|source| {
                             IngestError::Read {
@@ -373,33 +389,41 @@ impl Ingester {
                         return Ok(());
                     }
                     read += buf.len() as u64;
-                    let chunk = buf.freeze();
-                    if let Some(upload) = upload.as_mut() {
-                        upload
-                            .write_all(&chunk)
-                            .await
-                            .map_err(|e| storage_err(key, e))?;
-                    }
-                    if tx.send(chunk).await.is_err() {
+                    let chunk = recycled.keep(buf.freeze());
+                    // Both hashes start before the write, which may wait for the store.
+                    if tx.send(chunk.clone()).await.is_err() {
                         // The verifier stopped early: its error is the one to report.
                         return Ok(());
+                    }
+                    if let Some((writer, Some(hash_tx), _)) = upload.as_mut() {
+                        // The hasher only stops when this sender is dropped.
+                        let _ = hash_tx.send(chunk.clone()).await;
+                        writer.put(chunk).await.map_err(|e| storage_err(key, e))?;
                     }
                 }
             }
             .await;
         drop(tx);
         let verified = verifier.await.map_err(|e| IngestError::Spill(e.into()));
-        let verified = match (pumped, verified) {
+        let mut verified = match (pumped, verified) {
             (Err(e), _) | (Ok(()), Ok(Err(e)) | Err(e)) => {
-                if let Some(mut upload) = upload {
-                    let _ = upload.abort().await;
+                if let Some((mut writer, _, _)) = upload {
+                    let _ = writer.abort().await;
                 }
                 return Err(e);
             }
             (Ok(()), Ok(Ok(v))) => v,
         };
-        if let Some(mut upload) = upload {
-            upload.shutdown().await.map_err(|e| storage_err(key, e))?;
+        let upload = match upload {
+            Some((writer, hash_tx, hasher)) => {
+                drop(hash_tx);
+                verified.blake3 = Some(hasher.await.map_err(|e| IngestError::Spill(e.into()))?);
+                Some(writer)
+            }
+            None => None,
+        };
+        if let Some(mut writer) = upload {
+            writer.shutdown().await.map_err(|e| storage_err(key, e))?;
         }
         Ok(verified)
     }
@@ -493,13 +517,57 @@ impl Tally {
     }
 }
 
-/// Runs on a blocking thread: hashes, decodes and verifies the CAR, spilling index rows.
+/// Chunk buffers handed out, oldest first, reused once every consumer (verifier, hasher,
+/// upload) dropped its copy: a fresh 1 MiB allocation per chunk costs page faults and zeroing
+/// of new pages, about as much CPU as hashing the chunk with BLAKE3.
+#[derive(Default)]
+struct Recycler(std::collections::VecDeque<Bytes>);
+
+impl Recycler {
+    /// Chunks kept for reuse at most (more than the pipeline holds at once: both queues, the
+    /// upload's buffer and its parts in flight).
+    const MAX: usize = 128;
+
+    /// An empty buffer of [`CHUNK_SIZE`]: the oldest chunk if no one holds it any more.
+    fn buffer(&mut self) -> BytesMut {
+        if let Some(oldest) = self.0.pop_front() {
+            match oldest.try_into_mut() {
+                Ok(mut buf) if buf.capacity() >= CHUNK_SIZE => {
+                    buf.clear();
+                    return buf;
+                }
+                Ok(_) => {}
+                Err(oldest) => self.0.push_front(oldest),
+            }
+        }
+        BytesMut::with_capacity(CHUNK_SIZE)
+    }
+
+    /// Remembers `chunk` for reuse and gives it back.
+    fn keep(&mut self, chunk: Bytes) -> Bytes {
+        if self.0.len() == Self::MAX {
+            self.0.pop_front();
+        }
+        self.0.push_back(chunk.clone());
+        chunk
+    }
+}
+
+/// Runs on a blocking thread: BLAKE3 of every chunk received, in order.
+fn hash(mut rx: mpsc::Receiver<Bytes>) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+    }
+    hasher.finalize()
+}
+
+/// Runs on a blocking thread: decodes and verifies the CAR, spilling index rows.
 fn verify(
     mut rx: mpsc::Receiver<Bytes>,
     limits: Limits,
     progress: Option<Arc<IngestProgress>>,
 ) -> Result<Verified, IngestError> {
-    let mut hasher = blake3::Hasher::new();
     let mut decoder = CarDecoder::new(limits);
     let mut size = 0u64;
     let mut tally = Tally {
@@ -509,7 +577,6 @@ fn verify(
         rows: BufWriter::new(tempfile::tempfile().map_err(IngestError::Spill)?),
     };
     while let Some(chunk) = rx.blocking_recv() {
-        hasher.update(&chunk);
         size += chunk.len() as u64;
         decoder.push(&chunk);
         while let Some(event) = decoder.next_event()? {
@@ -532,7 +599,7 @@ fn verify(
         blocks: tally.blocks,
         block_bytes: tally.block_bytes,
         size,
-        blake3: hasher.finalize(),
+        blake3: None,
         rows,
     })
 }
