@@ -2,28 +2,33 @@
 //!
 //! ```text
 //! reader ──chunks──▶ object store upload (staging/<id>.car)
-//!    └──────chunks──▶ verifier thread: BLAKE3 of the whole CAR, CAR decode (carv1.md, carv2.md),
-//!                     every block re-hashed against its CID, index rows spilled to a temp file
+//!    ├──────chunks──▶ hasher thread: BLAKE3 of the whole CAR (the content key)
+//!    └──────chunks──▶ verifier thread: CAR decode (carv1.md, carv2.md), every block re-hashed
+//!                     against its CID, index rows spilled to a temp file
 //! then: staging/<id>.car ──rename──▶ cars/<blake3>.car, rows staged in batches, CAR committed
 //! ```
 //!
+//! The chunks are reference-counted buffers: the upload, the hasher and the verifier share one
+//! copy of each, and the two hashes run on two cores.
+//!
 //! Guarantees:
 //! - **Streaming, bounded memory**: at most [`CHUNK_QUEUE`] chunks of [`CHUNK_SIZE`] bytes wait for
-//!   the verifier, the upload buffers at most `upload_buffer` bytes, and index rows go to a temp file
+//!   the verifier (and as many for the hasher), the upload buffers at most `upload_buffer` bytes, and index rows go to a temp file
 //!   so a CAR with millions of blocks costs no memory per block.
 //! - **Idempotent**: the object key is derived from the CAR's content (`cars/<blake3-hex>.car`), so the
 //!   same CAR ingested twice is stored and indexed once.
 //! - **Atomic per CAR**: no block of a CAR is visible before the whole CAR is verified, stored and
 //!   indexed ([`hydrant_index::CarCatalog::commit_car`]); a CAR that fails leaves no object and no
-//!   index rows behind. A crash leaves a `staging/` object (removed by [`Ingester::sweep_staging`])
-//!   and staged rows (removed by [`hydrant_index::CarCatalog::recover`]); the CAR can be ingested again.
+//!   index rows behind. A crash leaves at most a `staging/` object, an object store temporary file
+//!   or an uncommitted `cars/` object (all removed by [`Ingester::sweep`], see [`sweep`]) and
+//!   staged rows (removed by [`hydrant_index::CarCatalog::recover`]); the CAR can be ingested again.
 //!
 //! Zero-length sections and other format edge cases are decided by [`hydrant_car`].
 
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use cid::Cid;
@@ -35,9 +40,13 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, mpsc};
 
+pub mod sweep;
+pub use sweep::{ORPHAN_AGE, STALE_STAGING, SweepConfig, SweepReport};
+
 /// Bytes read from the input per chunk.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
-/// Chunks that may wait for the verifier thread (so at most `CHUNK_QUEUE * CHUNK_SIZE` bytes).
+/// Chunks that may wait for the verifier thread, and for the hasher thread (so at most
+/// `CHUNK_QUEUE * CHUNK_SIZE` bytes each).
 pub const CHUNK_QUEUE: usize = 8;
 /// Object-store prefix of CARs being uploaded, not yet verified.
 pub const STAGING_PREFIX: &str = "staging";
@@ -156,6 +165,18 @@ pub enum IngestError {
     /// The local temporary file for index rows failed.
     #[error("temporary row file: {0}")]
     Spill(std::io::Error),
+    /// The index commit could not start within [`STALE_STAGING`] of the upload's end (staging
+    /// the rows took too long); the CAR was not committed and can be ingested again. Past that
+    /// age a sweep may take the stored object for a leftover ([`sweep`]).
+    #[error(
+        "the index commit could not start within {limit_secs} s of the upload (took {elapsed_secs} s); nothing was committed"
+    )]
+    CommitTooLate {
+        /// Seconds from the end of the upload to the commit.
+        elapsed_secs: u64,
+        /// [`STALE_STAGING`] in seconds.
+        limit_secs: u64,
+    },
 }
 
 impl IngestError {
@@ -190,7 +211,8 @@ struct Verified {
     blocks: u64,
     block_bytes: u64,
     size: u64,
-    blake3: blake3::Hash,
+    /// BLAKE3 of the whole CAR, from the hasher thread (only when the CAR was uploaded).
+    blake3: Option<blake3::Hash>,
     rows: std::fs::File,
 }
 
@@ -225,8 +247,9 @@ impl Ingester {
     /// [`IngestError`]; on any error nothing of this CAR stays visible or stored.
     ///
     /// # Cancel safety
-    /// Not cancel safe: a dropped future may leave a `staging/` object (see
-    /// [`sweep_staging`](Self::sweep_staging)) but never a visible half-indexed CAR.
+    /// Not cancel safe: a dropped future may leave a `staging/` object, a store temporary file or
+    /// an uncommitted `cars/` object (see [`sweep`](Self::sweep)) but never a visible
+    /// half-indexed CAR.
     pub async fn ingest<R>(
         &self,
         reader: R,
@@ -246,7 +269,9 @@ impl Ingester {
                 return Err(e);
             }
         };
-        let car_key = format!("{CARS_PREFIX}/{}.car", verified.blake3.to_hex());
+        let uploaded = Instant::now();
+        let blake3 = verified.blake3.expect("uploads are hashed");
+        let car_key = format!("{CARS_PREFIX}/{}.car", blake3.to_hex());
         let _guard = self.commit_lock.lock().await;
         if let Some(existing) = self.index.car(&car_key).await? {
             self.delete_quietly(&staging).await;
@@ -258,7 +283,7 @@ impl Ingester {
             return Err(storage_err(&final_path, e));
         }
         let record = verified.record(car_key);
-        if let Err(e) = self.commit(&record, verified.rows).await {
+        if let Err(e) = self.commit(&record, verified.rows, Some(uploaded)).await {
             self.delete_quietly(&final_path).await;
             return Err(e);
         }
@@ -299,14 +324,21 @@ impl Ingester {
         let verified = self.upload(reader, &path, None, progress).await?;
         let record = verified.record(key.to_owned());
         let _guard = self.commit_lock.lock().await;
-        self.commit(&record, verified.rows).await?;
+        self.commit(&record, verified.rows, None).await?;
         tracing::info!(car = %key, blocks = record.blocks, bytes = record.size, "stored CAR indexed in place");
         Ok(IngestSummary::of(&record, false))
     }
 
     /// Stages the spilled `rows` and commits `record`; on failure the staged rows are aborted.
-    async fn commit(&self, record: &CarRecord, rows: std::fs::File) -> Result<(), IngestError> {
-        let result = self.stage_and_commit(record, rows).await;
+    /// With `uploaded` (when the object was stored), the commit does not start later than
+    /// [`STALE_STAGING`] after it.
+    async fn commit(
+        &self,
+        record: &CarRecord,
+        rows: std::fs::File,
+        uploaded: Option<Instant>,
+    ) -> Result<(), IngestError> {
+        let result = self.stage_and_commit(record, rows, uploaded).await;
         match (&result, &self.observer) {
             (Ok(()), Some(observer)) => observer.committed(&record.key).await,
             (Err(_), observer) => {
@@ -322,9 +354,11 @@ impl Ingester {
         result
     }
 
-    /// Streams the input to `staging` while the verifier thread checks it.
+    /// Streams the input to `staging` while the verifier thread checks it and the hasher thread
+    /// computes its BLAKE3 (on another core).
     ///
-    /// `staging: None` only verifies (the CAR is already stored; `key` names it in errors).
+    /// `staging: None` only verifies (the CAR is already stored; `key` names it in errors) and
+    /// computes no BLAKE3.
     async fn upload<R>(
         &self,
         mut reader: R,
@@ -339,18 +373,25 @@ impl Ingester {
         let limits = self.config.limits;
         let verifier = tokio::task::spawn_blocking(move || verify(rx, limits, progress));
         let mut upload = staging.map(|staging| {
-            object_store::buffered::BufWriter::with_capacity(
+            let (hash_tx, hash_rx) = mpsc::channel::<Bytes>(CHUNK_QUEUE);
+            let writer = object_store::buffered::BufWriter::with_capacity(
                 self.store.clone(),
                 staging.clone(),
                 self.config.upload_buffer,
+            );
+            (
+                writer,
+                Some(hash_tx),
+                tokio::task::spawn_blocking(move || hash(hash_rx)),
             )
         });
 
         let mut read = 0u64;
+        let mut recycled = Recycler::default();
         let pumped: Result<(), IngestError> =
             async {
                 loop {
-                    let mut buf = BytesMut::with_capacity(CHUNK_SIZE);
+                    let mut buf = recycled.buffer();
                     while buf.len() < CHUNK_SIZE {
                         let n = reader.read_buf(&mut buf).await.map_err(|source| {
                             IngestError::Read {
@@ -366,33 +407,41 @@ impl Ingester {
                         return Ok(());
                     }
                     read += buf.len() as u64;
-                    let chunk = buf.freeze();
-                    if let Some(upload) = upload.as_mut() {
-                        upload
-                            .write_all(&chunk)
-                            .await
-                            .map_err(|e| storage_err(key, e))?;
-                    }
-                    if tx.send(chunk).await.is_err() {
+                    let chunk = recycled.keep(buf.freeze());
+                    // Both hashes start before the write, which may wait for the store.
+                    if tx.send(chunk.clone()).await.is_err() {
                         // The verifier stopped early: its error is the one to report.
                         return Ok(());
+                    }
+                    if let Some((writer, Some(hash_tx), _)) = upload.as_mut() {
+                        // The hasher only stops when this sender is dropped.
+                        let _ = hash_tx.send(chunk.clone()).await;
+                        writer.put(chunk).await.map_err(|e| storage_err(key, e))?;
                     }
                 }
             }
             .await;
         drop(tx);
         let verified = verifier.await.map_err(|e| IngestError::Spill(e.into()));
-        let verified = match (pumped, verified) {
+        let mut verified = match (pumped, verified) {
             (Err(e), _) | (Ok(()), Ok(Err(e)) | Err(e)) => {
-                if let Some(mut upload) = upload {
-                    let _ = upload.abort().await;
+                if let Some((mut writer, _, _)) = upload {
+                    let _ = writer.abort().await;
                 }
                 return Err(e);
             }
             (Ok(()), Ok(Ok(v))) => v,
         };
-        if let Some(mut upload) = upload {
-            upload.shutdown().await.map_err(|e| storage_err(key, e))?;
+        let upload = match upload {
+            Some((writer, hash_tx, hasher)) => {
+                drop(hash_tx);
+                verified.blake3 = Some(hasher.await.map_err(|e| IngestError::Spill(e.into()))?);
+                Some(writer)
+            }
+            None => None,
+        };
+        if let Some(mut writer) = upload {
+            writer.shutdown().await.map_err(|e| storage_err(key, e))?;
         }
         Ok(verified)
     }
@@ -401,6 +450,7 @@ impl Ingester {
         &self,
         record: &CarRecord,
         rows: std::fs::File,
+        uploaded: Option<Instant>,
     ) -> Result<(), IngestError> {
         let batch_size = self.config.stage_batch.max(1);
         let (tx, mut rx) = mpsc::channel::<Result<Vec<StagedBlock>, IngestError>>(2);
@@ -413,37 +463,27 @@ impl Ingester {
             self.index.stage_blocks(&record.key, &batch).await?;
         }
         reader.await.map_err(|e| IngestError::Spill(e.into()))?;
+        if let Some(elapsed) = uploaded.map(|t| t.elapsed())
+            && elapsed > STALE_STAGING
+        {
+            return Err(IngestError::CommitTooLate {
+                elapsed_secs: elapsed.as_secs(),
+                limit_secs: STALE_STAGING.as_secs(),
+            });
+        }
         self.index.commit_car(record).await?;
         Ok(())
     }
 
-    async fn delete_quietly(&self, path: &Path) {
+    /// Deletes `path`; true when it was deleted (or already gone), false after logging a failure.
+    async fn delete_quietly(&self, path: &Path) -> bool {
         match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(key = %path, error = %e, "could not delete object"),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
+            Err(e) => {
+                tracing::warn!(key = %path, error = %e, "could not delete object");
+                false
+            }
         }
-    }
-
-    /// Deletes `staging/` objects older than `min_age`, left by interrupted ingests. Returns how
-    /// many were deleted. Uploads in progress are younger than any sensible `min_age`.
-    ///
-    /// # Errors
-    /// [`IngestError::Storage`] when listing fails.
-    pub async fn sweep_staging(&self, min_age: Duration) -> Result<usize, IngestError> {
-        let prefix = Path::from(STAGING_PREFIX);
-        let cutoff = SystemTime::now() - min_age;
-        let old: Vec<Path> = self
-            .store
-            .list(Some(&prefix))
-            .try_filter(|meta| std::future::ready(SystemTime::from(meta.last_modified) <= cutoff))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .map_err(|e| storage_err(&prefix, e))?;
-        for path in &old {
-            self.delete_quietly(path).await;
-        }
-        Ok(old.len())
     }
 }
 
@@ -499,13 +539,57 @@ impl Tally {
     }
 }
 
-/// Runs on a blocking thread: hashes, decodes and verifies the CAR, spilling index rows.
+/// Chunk buffers handed out, oldest first, reused once every consumer (verifier, hasher,
+/// upload) dropped its copy: a fresh 1 MiB allocation per chunk costs page faults and zeroing
+/// of new pages, about as much CPU as hashing the chunk with BLAKE3.
+#[derive(Default)]
+struct Recycler(std::collections::VecDeque<Bytes>);
+
+impl Recycler {
+    /// Chunks kept for reuse at most (more than the pipeline holds at once: both queues, the
+    /// upload's buffer and its parts in flight).
+    const MAX: usize = 128;
+
+    /// An empty buffer of [`CHUNK_SIZE`]: the oldest chunk if no one holds it any more.
+    fn buffer(&mut self) -> BytesMut {
+        if let Some(oldest) = self.0.pop_front() {
+            match oldest.try_into_mut() {
+                Ok(mut buf) if buf.capacity() >= CHUNK_SIZE => {
+                    buf.clear();
+                    return buf;
+                }
+                Ok(_) => {}
+                Err(oldest) => self.0.push_front(oldest),
+            }
+        }
+        BytesMut::with_capacity(CHUNK_SIZE)
+    }
+
+    /// Remembers `chunk` for reuse and gives it back.
+    fn keep(&mut self, chunk: Bytes) -> Bytes {
+        if self.0.len() == Self::MAX {
+            self.0.pop_front();
+        }
+        self.0.push_back(chunk.clone());
+        chunk
+    }
+}
+
+/// Runs on a blocking thread: BLAKE3 of every chunk received, in order.
+fn hash(mut rx: mpsc::Receiver<Bytes>) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+    }
+    hasher.finalize()
+}
+
+/// Runs on a blocking thread: decodes and verifies the CAR, spilling index rows.
 fn verify(
     mut rx: mpsc::Receiver<Bytes>,
     limits: Limits,
     progress: Option<Arc<IngestProgress>>,
 ) -> Result<Verified, IngestError> {
-    let mut hasher = blake3::Hasher::new();
     let mut decoder = CarDecoder::new(limits);
     let mut size = 0u64;
     let mut tally = Tally {
@@ -515,7 +599,6 @@ fn verify(
         rows: BufWriter::new(tempfile::tempfile().map_err(IngestError::Spill)?),
     };
     while let Some(chunk) = rx.blocking_recv() {
-        hasher.update(&chunk);
         size += chunk.len() as u64;
         decoder.push(&chunk);
         while let Some(event) = decoder.next_event()? {
@@ -538,7 +621,7 @@ fn verify(
         blocks: tally.blocks,
         block_bytes: tally.block_bytes,
         size,
-        blake3: hasher.finalize(),
+        blake3: None,
         rows,
     })
 }

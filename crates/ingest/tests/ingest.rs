@@ -6,13 +6,13 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use hydrant_car::{CarDecoder, Event, Limits};
 use hydrant_index::{BlockLookup, CarCatalog, FjallIndex};
-use hydrant_ingest::{IngestConfig, IngestError, Ingester};
+use hydrant_ingest::{IngestConfig, IngestError, Ingester, SweepConfig, SweepReport};
 use hydrant_testkit::{BAD_FIXTURE_CARS, fixture, valid_fixture_cars};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 struct Repo {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store: Arc<dyn ObjectStore>,
     index: Arc<FjallIndex>,
     ingester: Ingester,
@@ -26,7 +26,7 @@ fn repo() -> Repo {
     let index = Arc::new(FjallIndex::open(&dir.path().join("index")).unwrap());
     let ingester = Ingester::new(store.clone(), index.clone(), IngestConfig::default());
     Repo {
-        _dir: dir,
+        dir,
         store,
         index,
         ingester,
@@ -300,4 +300,78 @@ async fn a_car_already_in_the_store_is_indexed_in_place() {
         matches!(missing, Err(IngestError::NotFound { .. })),
         "{missing:?}"
     );
+}
+
+/// Every regular file under `root`, relative to it, with its size.
+fn files_under(root: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                let name = entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .display()
+                    .to_string();
+                out.push((name, entry.metadata().unwrap().len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn the_sweep_removes_every_kind_of_leftover_and_nothing_committed() {
+    let r = repo();
+    let root = r.dir.path().join("objects");
+    let bytes = fixture("go-car/sample-v1.car");
+    let kept = r.ingester.ingest(&bytes[..], None).await.unwrap();
+    // What a killed ingest leaves: a finished upload not yet renamed, the local store's
+    // in-progress files (which its `list` does not return), and a renamed CAR never committed.
+    r.store
+        .put(&"staging/killed.car".into(), vec![1u8; 1000].into())
+        .await
+        .unwrap();
+    std::fs::write(root.join("staging/uploading.car#1"), vec![2u8; 3000]).unwrap();
+    std::fs::write(root.join("cars/copying.car#2"), vec![3u8; 500]).unwrap();
+    let orphan = fixture("go-car/sample-wrapped-v2.car");
+    r.store
+        .put(&"cars/never-committed.car".into(), orphan.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(files_under(&root).len(), 5);
+
+    // Shared store: all of them are too young to be taken for leftovers.
+    let shared = SweepConfig::for_store(Some(root.clone()), true);
+    assert_eq!(
+        r.ingester.sweep(&shared).await.unwrap(),
+        SweepReport::default()
+    );
+    assert_eq!(files_under(&root).len(), 5);
+
+    // This process alone, before ingesting: every leftover goes, the committed CAR stays.
+    let exclusive = SweepConfig::for_store(Some(root.clone()), false);
+    let report = r.ingester.sweep(&exclusive).await.unwrap();
+    assert_eq!(
+        report,
+        SweepReport {
+            staging: 1,
+            temporaries: 2,
+            orphans: 1,
+            bytes: 1000 + 3000 + 500 + orphan.len() as u64,
+        }
+    );
+    assert_eq!(
+        files_under(&root),
+        vec![(kept.car_key.clone(), bytes.len() as u64)]
+    );
+    assert!(r.index.car(&kept.car_key).await.unwrap().is_some());
+    let again = r.ingester.ingest(&bytes[..], None).await.unwrap();
+    assert!(again.already_present);
 }

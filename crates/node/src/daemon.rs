@@ -37,9 +37,6 @@ pub struct Overrides {
     pub bootstrap: Vec<Multiaddr>,
 }
 
-/// Age past which a staging object or index staging is taken for a crashed ingest's leftover
-/// and removed at start-up (an ingest running longer would fail at its commit).
-const STALE_STAGING: Duration = Duration::from_secs(3600);
 /// How long in-flight HTTP responses may take to finish after a stop signal.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,17 +79,31 @@ pub async fn run(
         services.pg.clone(),
         services.filtered.clone(),
     ));
-    match services.ingester.sweep_staging(STALE_STAGING).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            objects = n,
-            "removed staging objects of interrupted ingests"
-        ),
-        Err(e) => tracing::warn!(error = %e, "could not sweep staging objects"),
+    let local_store = match &repo.config.storage {
+        crate::config::StorageConfig::Local { path } => Some(repo.resolve(path)),
+        crate::config::StorageConfig::S3(_) => None,
+    };
+    let sweep = hydrant_ingest::SweepConfig::for_store(local_store, services.pg.is_some());
+    let (ingester, wait) = (services.ingester.clone(), sweep.removes_everything());
+    let swept = tokio::spawn(async move {
+        match ingester.sweep(&sweep).await {
+            Ok(r) if r.removed() == 0 => {}
+            Ok(r) => tracing::info!(
+                removed = r.removed(),
+                bytes = r.bytes,
+                "swept leftovers of interrupted ingests"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not sweep leftovers of interrupted ingests")
+            }
+        }
+    });
+    if wait {
+        let _ = swept.await; // it removes leftovers of any age: before any ingest starts
     }
     if let Some(pg) = &services.pg {
         // Only stagings older than any live ingest: other replicas may be ingesting now.
-        match pg.recover_stale(STALE_STAGING).await {
+        match pg.recover_stale(hydrant_ingest::STALE_STAGING).await {
             Ok(keys) if keys.is_empty() => {}
             Ok(keys) => tracing::info!(
                 cars = keys.len(),
