@@ -364,6 +364,16 @@ async fn index_stored(State(state): State<ApiState>, Query(q): Query<IndexQuery>
         .ingester
         .index_stored(&q.key, Some(ticket.progress()))
         .await;
+    ingested(&state, ticket, result)
+}
+
+/// The answer to an ingest through the API, for both routes: counted, roots announced, the
+/// summary (200) or the [`ApiError`].
+fn ingested(
+    state: &ApiState,
+    ticket: crate::meters::IngestTicket,
+    result: Result<hydrant_ingest::IngestSummary, IngestError>,
+) -> Response {
     ticket.finish(&result);
     match result {
         Ok(summary) => {
@@ -402,16 +412,7 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
         .ingester
         .ingest(reader, Some(ticket.progress()))
         .await;
-    ticket.finish(&result);
-    match result {
-        Ok(summary) => {
-            if let (Some(dht), true) = (&state.dht, state.announce_roots) {
-                dht.announce_car(&summary.car_key, &summary.roots);
-            }
-            (StatusCode::OK, Json(summary)).into_response()
-        }
-        Err(e) => ApiError::ingest(e, limit).into_response(),
-    }
+    ingested(&state, ticket, result)
 }
 
 #[derive(Deserialize)]
