@@ -100,7 +100,7 @@ impl Services {
                 max_gap: read.max_gap_bytes,
                 max_range: read.max_range_bytes,
                 verify: read.verify,
-                cache_bytes: read.cache_bytes,
+                cache_bytes: repo.config.read_cache_bytes(),
             },
         ));
         let ingester = Arc::new(Ingester::new(
