@@ -71,7 +71,7 @@ async fn serving_memory_benchmark() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     common::run_json(
-        std::process::Command::new(common::HYDRANT)
+        std::process::Command::new(common::hydrant_bin())
             .arg("--repo")
             .arg(&repo)
             .args(["init", "--json"]),
@@ -87,7 +87,7 @@ async fn serving_memory_benchmark() {
     std::fs::write(&car_path, &car).unwrap();
     drop(car);
     common::run_json(
-        std::process::Command::new(common::HYDRANT)
+        std::process::Command::new(common::hydrant_bin())
             .arg("--repo")
             .arg(&repo)
             .args(["ingest", "--json"])

@@ -97,7 +97,7 @@ async fn stalled_car_readers_cost_others_nothing_and_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     common::run_json(
-        std::process::Command::new(common::HYDRANT)
+        std::process::Command::new(common::hydrant_bin())
             .arg("--repo")
             .arg(&repo)
             .args(["init", "--json"]),
@@ -116,7 +116,7 @@ async fn stalled_car_readers_cost_others_nothing_and_are_cut_off() {
     std::fs::write(&car_path, &car).unwrap();
     // Ingested before the daemon starts, so that its peak RSS is the serving's alone.
     common::run_json(
-        std::process::Command::new(common::HYDRANT)
+        std::process::Command::new(common::hydrant_bin())
             .arg("--repo")
             .arg(&repo)
             .args(["ingest", "--json"])
@@ -153,7 +153,10 @@ async fn stalled_car_readers_cost_others_nothing_and_are_cut_off() {
     while stalled_at.elapsed() < WRITE_TIMEOUT + Duration::from_secs(2) {
         let leaf = leaves[answers % leaves.len()];
         let block = other
-            .get(format!("{}/ipfs/{leaf}?format=raw", daemon.info.gateway_url))
+            .get(format!(
+                "{}/ipfs/{leaf}?format=raw",
+                daemon.info.gateway_url
+            ))
             .send()
             .await
             .unwrap();
@@ -166,7 +169,11 @@ async fn stalled_car_readers_cost_others_nothing_and_are_cut_off() {
             .await
             .unwrap();
         assert_eq!(dag.status(), 200, "CAR {answers}");
-        assert_eq!(dag.bytes().await.unwrap().len(), car.len(), "a complete CAR");
+        assert_eq!(
+            dag.bytes().await.unwrap().len(),
+            car.len(),
+            "a complete CAR"
+        );
         answers += 1;
         if stalled_at.elapsed() < WRITE_TIMEOUT {
             held_while_stalled = held_while_stalled.max(gateway_in_use(&daemon.info.api_url).await);
@@ -199,7 +206,10 @@ async fn stalled_car_readers_cost_others_nothing_and_are_cut_off() {
                 refused += 1;
             }
             200 => {
-                assert!(closed, "stalled client {i}: the server closed the connection");
+                assert!(
+                    closed,
+                    "stalled client {i}: the server closed the connection"
+                );
                 assert!(
                     received.len() < car.len(),
                     "stalled client {i}: its CAR was cut off ({} bytes)",
@@ -226,7 +236,10 @@ async fn stalled_car_readers_cost_others_nothing_and_are_cut_off() {
         "{cut_off} stalled responses were started; at most {PER_IP} per address"
     );
     assert_eq!(refused + cut_off, STALLED);
-    assert_eq!(held_after, 0, "the cut-off responses gave their budget back");
+    assert_eq!(
+        held_after, 0,
+        "the cut-off responses gave their budget back"
+    );
     assert!(
         peak < BUDGET + FIXED_OVERHEAD,
         "peak RSS {peak} over budget + overhead"
