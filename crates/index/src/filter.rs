@@ -17,7 +17,9 @@
 //! until the next rebuild.
 //!
 //! Memory: about `-ln(p) / ln(2)^2` bits per expected block (14.4 bits at p = 0.001, so 18 MB
-//! for 10 million blocks); twice that while a rebuild builds the next generation.
+//! for 10 million blocks); twice that while a rebuild builds the next generation. Each build is
+//! sized from the index itself ([`FilteredIndex::rebuild`]): twice the blocks its CARs hold, at
+//! least [`FilterConfig::expected_blocks`], so a small repository gets a small filter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,8 +36,9 @@ use crate::{
 /// Sizing of a [`PresenceFilter`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FilterConfig {
-    /// Blocks the first generation is sized for; it grows (by a rebuild at twice the count)
-    /// when more are inserted. Default 10 million.
+    /// Fewest blocks a generation is sized for (the floor under twice the index's block
+    /// count); it grows (by a rebuild at twice the count) when more are inserted. Default
+    /// 100,000 (about 176 KiB at p = 0.001).
     pub expected_blocks: u64,
     /// Target false-positive rate at `expected_blocks`, in (0, 1). Default 0.001.
     pub false_positive_rate: f64,
@@ -44,7 +47,7 @@ pub struct FilterConfig {
 impl Default for FilterConfig {
     fn default() -> Self {
         Self {
-            expected_blocks: 10_000_000,
+            expected_blocks: 100_000,
             false_positive_rate: 0.001,
         }
     }
@@ -258,9 +261,11 @@ impl FilteredIndex {
     }
 
     /// Builds a new generation from every committed CAR's multihashes, sized for
-    /// `max(expected_blocks, 2 × insertions so far)`, and makes it current. Inserts made while
-    /// it runs go to both generations. Returns the multihashes loaded. Only one rebuild runs at
-    /// a time: a call while another runs returns `Ok(0)` at once.
+    /// `max(expected_blocks, 2 × blocks of the committed CARs, 2 × insertions so far)` (the
+    /// blocks are counted from the CAR records first, [`CarRecord::blocks`], duplicates
+    /// included), and makes it current. Inserts made while it runs go to both generations.
+    /// Returns the multihashes loaded. Only one rebuild runs at a time: a call while another
+    /// runs returns `Ok(0)` at once.
     ///
     /// # Errors
     /// The inner index's error; the current generation then stays in place.
@@ -272,7 +277,18 @@ impl FilteredIndex {
         let inserted = f
             .current()
             .map_or(0, |g| g.inserted.load(Ordering::Relaxed));
-        let capacity = f.config.expected_blocks.max(inserted.saturating_mul(2));
+        let counted = match self.count_blocks().await {
+            Ok(n) => n,
+            Err(e) => {
+                f.rebuilding.store(false, Ordering::Release);
+                return Err(e);
+            }
+        };
+        let capacity = f
+            .config
+            .expected_blocks
+            .max(inserted.saturating_mul(2))
+            .max(counted.saturating_mul(2));
         let next = Arc::new(Generation::new(capacity, f.config.false_positive_rate));
         *f.next.write().unwrap_or_else(PoisonError::into_inner) = Some(next.clone());
         f.epoch.fetch_add(1, Ordering::AcqRel);
@@ -286,6 +302,25 @@ impl FilteredIndex {
         drop(next_slot);
         f.rebuilding.store(false, Ordering::Release);
         loaded
+    }
+
+    /// Blocks of every committed CAR, from their records (no row is read).
+    async fn count_blocks(&self) -> Result<u64, IndexError> {
+        let mut blocks = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let cars = self
+                .catalog
+                .list_cars(after.as_deref(), MAX_LIST_CARS)
+                .await?;
+            let Some(last) = cars.last() else {
+                return Ok(blocks);
+            };
+            after = Some(last.key.clone());
+            blocks = cars
+                .iter()
+                .fold(blocks, |n, car| n.saturating_add(car.blocks));
+        }
     }
 
     async fn load_all(&self, into: &Generation) -> Result<u64, IndexError> {
@@ -557,5 +592,24 @@ mod tests {
         for seed in 0..40 {
             assert!(index.contains(&test_multihash(seed)).await.unwrap());
         }
+    }
+
+    /// The first build is sized from the index (twice its blocks), not only from the floor:
+    /// a large index never starts with a filter that is full at once, a small one never gets
+    /// a large filter.
+    #[tokio::test]
+    async fn a_build_is_sized_from_the_index_block_count() {
+        let (_dir, inner, index) = filtered(10);
+        commit(inner.as_ref(), None, "cars/a.car", 0..300).await;
+        commit(inner.as_ref(), None, "cars/b.car", 300..500).await;
+        assert_eq!(index.rebuild().await.unwrap(), 500);
+        let stats = index.filter().stats();
+        assert_eq!(stats.capacity, 1000, "twice the 500 blocks of the records");
+        assert!(!index.filter().needs_rebuild());
+        // The floor holds when the index is small.
+        let (_dir, inner, index) = filtered(4096);
+        commit(inner.as_ref(), None, "cars/a.car", 0..3).await;
+        index.rebuild().await.unwrap();
+        assert_eq!(index.filter().stats().capacity, 4096);
     }
 }

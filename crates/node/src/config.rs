@@ -145,6 +145,15 @@ pub struct GatewayConfig {
     /// Seconds a request may take until its response head is ready (a CAR body may stream for
     /// longer); past it the answer is 504 with `Retry-After`. 1 to 3600.
     pub request_timeout_secs: u64,
+    /// Seconds a response may wait for its client to accept any byte; past it the connection
+    /// is closed and the response's memory released (a client that stopped reading). 1 to
+    /// 3600; default 30.
+    pub write_timeout_secs: u64,
+    /// Responses in progress from one client address (an IPv6 /64) at once; more are answered
+    /// 429 with `Retry-After`. One address holds at most this many times
+    /// `limits.gateway_request_bytes` of the budget. Behind a reverse proxy every client has
+    /// the proxy's address: raise it there. 1 to 65536; default 16.
+    pub max_requests_per_ip: u32,
 }
 
 impl Default for GatewayConfig {
@@ -152,6 +161,8 @@ impl Default for GatewayConfig {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             request_timeout_secs: 60,
+            write_timeout_secs: 30,
+            max_requests_per_ip: 16,
         }
     }
 }
@@ -337,9 +348,15 @@ pub struct ReadConfig {
     pub max_range_bytes: u64,
     /// Re-hash every block read from storage before serving it.
     pub verify: bool,
-    /// Bytes of recently read blocks kept in memory; 0 turns the read cache off.
-    pub cache_bytes: u64,
+    /// Bytes of recently read blocks kept in memory; 0 turns the read cache off. Unset (the
+    /// default): by storage kind, [`Config::read_cache_bytes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_bytes: Option<u64>,
 }
+
+/// Default read cache for an object store over the network (`storage.kind = "s3"`), in bytes:
+/// a hit saves a ranged GET (tens of milliseconds and a billed request).
+pub const S3_READ_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for ReadConfig {
     fn default() -> Self {
@@ -347,7 +364,7 @@ impl Default for ReadConfig {
             max_gap_bytes: 64 * 1024,
             max_range_bytes: 8 * 1024 * 1024,
             verify: true,
-            cache_bytes: 256 * 1024 * 1024,
+            cache_bytes: None,
         }
     }
 }
@@ -359,7 +376,8 @@ impl Default for ReadConfig {
 pub struct FilterConfig {
     /// Use the filter (built from the index at start-up, before the node reports ready).
     pub enabled: bool,
-    /// Blocks the filter is first sized for; it is rebuilt twice as large when it fills.
+    /// Fewest blocks the filter is sized for: each build sizes it for twice the blocks in the
+    /// index, at least this many, and it is rebuilt twice as large when it fills.
     pub expected_blocks: u64,
     /// Fraction of absent blocks the filter lets through to the index, in (0, 0.5].
     pub false_positive_rate: f64,
@@ -596,6 +614,17 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// Bytes of the read cache: `read.cache_bytes` when set, else by storage kind: none for
+    /// `local` (the OS page cache already holds recently read CAR bytes, and a second copy in
+    /// the process would only double the memory; a miss costs a `pread` and a re-hash), and
+    /// [`S3_READ_CACHE_BYTES`] for `s3`, where a miss costs a ranged GET over the network.
+    pub fn read_cache_bytes(&self) -> u64 {
+        self.read.cache_bytes.unwrap_or(match self.storage {
+            StorageConfig::Local { .. } => 0,
+            StorageConfig::S3(_) => S3_READ_CACHE_BYTES,
+        })
+    }
+
     /// This configuration with secrets replaced by `***` (the password in a PostgreSQL
     /// connection string), for display.
     pub fn redacted(&self) -> Self {
@@ -669,6 +698,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_gateway()?;
         if self.read.max_range_bytes < hydrant_car::MAX_BLOCK_SIZE as u64 {
             return Err(refuse(
                 "read.max_range_bytes",
@@ -693,6 +723,28 @@ impl Config {
         }
         self.validate_limits()?;
         self.validate_dht()
+    }
+
+    fn validate_gateway(&self) -> Result<(), ConfigError> {
+        let g = &self.gateway;
+        if !(1..=MAX_TIMEOUT_SECS).contains(&g.write_timeout_secs) {
+            return Err(ConfigError {
+                field: "gateway.write_timeout_secs",
+                value: g.write_timeout_secs.to_string(),
+                reason: "use 1 to 3600 seconds (default 30): 0 would cut off every response that \
+                         fills the socket, and a longer wait lets a client that stopped reading \
+                         hold its memory"
+                    .into(),
+            });
+        }
+        if !(1..=65_536).contains(&g.max_requests_per_ip) {
+            return Err(ConfigError {
+                field: "gateway.max_requests_per_ip",
+                value: g.max_requests_per_ip.to_string(),
+                reason: "use 1 to 65536 (default 16): 0 would answer every request 429".into(),
+            });
+        }
+        Ok(())
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
@@ -871,7 +923,7 @@ impl Config {
                 return Err(refuse(
                     "filter.expected_blocks",
                     &0,
-                    "use at least 1 (default 10000000); the filter grows as needed",
+                    "use at least 1 (default 100000); the filter grows as needed",
                 ));
             }
             if f.poll_interval_ms < 100 {
@@ -1016,6 +1068,23 @@ mod tests {
         let parsed = Config::from_toml(DEFAULT_CONFIG).expect("default config parses");
         assert_eq!(parsed, Config::default());
         parsed.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn the_read_cache_defaults_by_storage_kind_and_an_explicit_value_wins() {
+        let local = Config::default();
+        assert_eq!(local.read_cache_bytes(), 0, "local storage: the page cache");
+        let s3 = Config::from_toml("[storage]\nkind = \"s3\"\nbucket = \"b\"\n").unwrap();
+        assert_eq!(s3.read_cache_bytes(), S3_READ_CACHE_BYTES);
+        for (toml, bytes) in [
+            ("[read]\ncache_bytes = 1048576\n", 1_048_576),
+            (
+                "[read]\ncache_bytes = 0\n[storage]\nkind = \"s3\"\nbucket = \"b\"\n",
+                0,
+            ),
+        ] {
+            assert_eq!(Config::from_toml(toml).unwrap().read_cache_bytes(), bytes);
+        }
     }
 
     #[test]
@@ -1197,6 +1266,26 @@ mod tests {
                 "[bitswap]\noutbound_idle_timeout_ms = 10",
                 "bitswap.outbound_idle_timeout_ms",
                 "use 100 to 60000 ms",
+            ),
+            (
+                "[gateway]\nwrite_timeout_secs = 0",
+                "gateway.write_timeout_secs",
+                "use 1 to 3600 seconds (default 30): 0 would cut off",
+            ),
+            (
+                "[gateway]\nwrite_timeout_secs = 3601",
+                "gateway.write_timeout_secs",
+                "use 1 to 3600 seconds",
+            ),
+            (
+                "[gateway]\nmax_requests_per_ip = 0",
+                "gateway.max_requests_per_ip",
+                "use 1 to 65536 (default 16)",
+            ),
+            (
+                "[gateway]\nmax_requests_per_ip = 65537",
+                "gateway.max_requests_per_ip",
+                "use 1 to 65536",
             ),
             (
                 "[swarm]\nmax_connections = 0",

@@ -205,6 +205,9 @@ pub async fn run(
                 crate::memory::GatewayShare {
                     budget: services.budget.clone(),
                     request_bytes: repo.config.limits.gateway_request_bytes,
+                    per_client: Some(crate::slow_clients::ClientLimit::new(
+                        repo.config.gateway.max_requests_per_ip,
+                    )),
                 },
                 crate::memory::shed,
             )),
@@ -218,8 +221,15 @@ pub async fn run(
         },
         services.http.clone(),
     );
-    let gateway = axum::serve(gateway_listener, gateway_app)
-        .with_graceful_shutdown(stopped(drain_rx.clone()));
+    let gateway_listener = crate::slow_clients::GatewayListener::new(
+        gateway_listener,
+        Duration::from_secs(repo.config.gateway.write_timeout_secs),
+    );
+    let gateway = axum::serve(
+        gateway_listener,
+        gateway_app.into_make_service_with_connect_info::<crate::slow_clients::ClientAddr>(),
+    )
+    .with_graceful_shutdown(stopped(drain_rx.clone()));
     let api_state = crate::api::ApiState::new(
         services.clone(),
         info.clone(),

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod repo;
 pub mod routing;
 pub mod services;
+pub mod slow_clients;
 pub mod storage;
 #[allow(missing_docs)] // the NetworkBehaviour derive generates an undocumented event enum
 pub mod swarm;

@@ -3,10 +3,11 @@
 //! that an operator can find growth without a debugger.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +16,7 @@ use hydrant_budget::{BudgetStats, Grant, Holder, MemoryBudget};
 use serde::Serialize;
 
 use crate::api::ApiState;
+use crate::slow_clients::{ClientAddr, ClientLimit, ClientSlot};
 
 /// The state of [`shed`]: the budget and the bytes reserved per request.
 #[derive(Clone)]
@@ -23,35 +25,70 @@ pub struct GatewayShare {
     pub budget: MemoryBudget,
     /// Bytes reserved per request while it is answered (`limits.gateway_request_bytes`).
     pub request_bytes: u64,
+    /// Responses in progress per client address (`gateway.max_requests_per_ip`); applied when
+    /// the connection's [`ClientAddr`] is known (the daemon's listener provides it).
+    pub per_client: Option<Arc<ClientLimit>>,
 }
 
-/// Middleware for the gateway listener: reserves [`GatewayShare::request_bytes`] of the budget
-/// for each request until its response body is finished or dropped; when the budget is full,
-/// answers `503 Service Unavailable` with `Retry-After` ([`hydrant_gateway::retry_after`]) at
-/// once.
+/// Middleware for the gateway listener: an address with `gateway.max_requests_per_ip`
+/// responses in progress is answered `429 Too Many Requests` with `Retry-After`; otherwise
+/// reserves [`GatewayShare::request_bytes`] of the budget for the request until its response
+/// body is finished or dropped; when the budget is full, answers `503 Service Unavailable` with
+/// `Retry-After` at once (both from [`hydrant_gateway::retry_after`]).
 pub async fn shed(State(share): State<GatewayShare>, request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|ConnectInfo(addr)| addr.0.ip());
+    let slot = match (&share.per_client, client) {
+        (Some(limit), Some(ip)) => match limit.try_acquire(ip) {
+            Some(slot) => Some(slot),
+            None => {
+                return refusal(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "{} responses to this address in progress (gateway.max_requests_per_ip): \
+                         retry later\n",
+                        limit.max()
+                    ),
+                );
+            }
+        },
+        _ => None,
+    };
     let Ok(grant) = share
         .budget
         .try_acquire(Holder::Gateway, share.request_bytes)
     else {
-        let status = StatusCode::SERVICE_UNAVAILABLE;
-        let retry = hydrant_gateway::retry_after(status)
-            .map(|secs| (header::RETRY_AFTER, HeaderValue::from(secs)));
-        let headers: axum::http::HeaderMap = retry.into_iter().collect();
-        return (status, headers, "memory budget full: retry later\n").into_response();
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "memory budget full: retry later\n".into(),
+        );
     };
     next.run(request).await.map(|body| {
         Body::new(HeldBody {
             body,
             _grant: grant,
+            _slot: slot,
         })
     })
 }
 
-/// A response body that keeps its request's grant until it is finished or dropped.
+/// A load-shedding answer: `status` with the policy's `Retry-After`
+/// ([`hydrant_gateway::retry_after`]) and a one-line text body.
+fn refusal(status: StatusCode, text: String) -> Response {
+    let retry = hydrant_gateway::retry_after(status)
+        .map(|secs| (header::RETRY_AFTER, HeaderValue::from(secs)));
+    let headers: axum::http::HeaderMap = retry.into_iter().collect();
+    (status, headers, text).into_response()
+}
+
+/// A response body that keeps its request's grant (and its client's slot) until it is
+/// finished or dropped.
 struct HeldBody {
     body: Body,
     _grant: Grant,
+    _slot: Option<ClientSlot>,
 }
 
 impl http_body::Body for HeldBody {

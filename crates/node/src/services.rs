@@ -101,7 +101,7 @@ impl Services {
                 max_gap: read.max_gap_bytes,
                 max_range: read.max_range_bytes,
                 verify: read.verify,
-                cache_bytes: read.cache_bytes,
+                cache_bytes: repo.config.read_cache_bytes(),
             },
         ));
         let mut ingester = Ingester::new(store.clone(), catalog.clone(), IngestConfig::default());
@@ -143,11 +143,17 @@ impl Services {
         }
     }
 
-    /// The trustless gateway's HTTP router over this node's blocks.
-    pub fn gateway_router(&self, _config: &Config) -> axum::Router {
+    /// The trustless gateway's HTTP router over this node's blocks. A CAR stream reads ahead
+    /// as many blocks as its request's share of the budget holds (`limits.gateway_request_bytes`
+    /// / 2 MiB, at least 1): the share is then what the stream can really hold.
+    pub fn gateway_router(&self, config: &Config) -> axum::Router {
+        let window = config.limits.gateway_request_bytes / hydrant_car::MAX_BLOCK_SIZE as u64;
         hydrant_gateway::router(
             self.blockstore.clone(),
-            hydrant_gateway::GatewayConfig::default(),
+            hydrant_gateway::GatewayConfig {
+                prefetch_window: usize::try_from(window).unwrap_or(usize::MAX).max(1),
+                ..Default::default()
+            },
         )
     }
 }

@@ -25,6 +25,12 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
 pub const HYDRANT: &str = env!("CARGO_BIN_EXE_hydrant");
+/// The `hydrant` binary the daemon tests run: `HYDRANT_BIN` when set (where several checkouts
+/// share one target directory, another checkout's build can replace the binary Cargo linked
+/// for these tests), else [`HYDRANT`].
+pub fn hydrant_bin() -> String {
+    std::env::var("HYDRANT_BIN").unwrap_or_else(|_| HYDRANT.to_owned())
+}
 
 /// One S3 server and one PostgreSQL cluster, shared by every replica of a test.
 pub struct Backends {
@@ -183,7 +189,7 @@ impl Replica {
             std::process::id(),
             REPLICA_NUMBER.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut child = Command::new(HYDRANT)
+        let mut child = Command::new(hydrant_bin())
             .arg("--repo")
             .arg(repo)
             .arg("daemon")
