@@ -16,12 +16,12 @@ use crate::{PgError, PgPool, PoolConfig, describe};
 /// Most multihashes one `locations_many` query carries; longer requests take several queries.
 const LOCATIONS_MANY_CHUNK: usize = 1000;
 
-/// The [`BlockIndex`] in a PostgreSQL database (tables and commit protocol in the crate docs).
+/// The block index ([`BlockLookup`] and [`CarCatalog`]) in a PostgreSQL database (tables and commit protocol in the crate docs).
 ///
 /// Several handles — in one process or in several replicas — over the same database and schema
 /// see one index: a CAR committed through any of them is visible to all at once, a staged CAR
 /// to none. The rule of the trait still holds across replicas: one CAR key is staged by one
-/// writer at a time, and [`recover`](BlockIndex::recover) removes *every* open staging, so it
+/// writer at a time, and [`recover`](CarCatalog::recover) removes *every* open staging, so it
 /// must run only while no replica is ingesting.
 #[derive(Debug, Clone)]
 pub struct PgIndex {
@@ -95,7 +95,7 @@ impl PgIndex {
     }
 
     /// Removes the stagings opened more than `older_than` ago and their staged rows: what
-    /// crashed ingests of any replica left behind. Unlike [`BlockIndex::recover`] it spares
+    /// crashed ingests of any replica left behind. Unlike [`CarCatalog::recover`] it spares
     /// younger stagings, so a replica can run it at start-up while others ingest (give it more
     /// than the longest ingest). Returns the CAR keys removed.
     ///

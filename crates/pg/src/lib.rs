@@ -1,7 +1,7 @@
 //! PostgreSQL backends of Hydrant's storage traits, so several Hydrant replicas can share one
 //! block index and one provider store.
 //!
-//! - [`PgIndex`] implements [`hydrant_index::BlockIndex`];
+//! - [`PgIndex`] implements [`hydrant_index::BlockLookup`] and [`hydrant_index::CarCatalog`];
 //! - [`PgProviderStore`] implements [`hydrant_providers::ProviderStore`];
 //! - [`PgPool`] is the connection pool they share (one per process is enough), opened by
 //!   [`PgPool::connect`] with a [`PoolConfig`]; opening it applies the schema migrations;
