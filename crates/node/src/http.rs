@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tracing::Instrument;
 
-use crate::metrics::{Buckets, LATENCY_BUCKETS};
+use crate::meters::{Buckets, LATENCY_BUCKETS};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -285,7 +285,7 @@ fn timeout_response(config: &LayerConfig, limit: Duration) -> Response {
             )
                 .into_response()
         }
-        Listener::Api => crate::api::ApiError::Timeout(message).into_response(),
+        Listener::Api => crate::api_error::ApiError::Timeout(message).into_response(),
     }
 }
 

@@ -15,6 +15,7 @@
 //!   Delegated Routing V1 answers.
 
 pub mod api;
+mod api_error;
 pub mod config;
 pub mod daemon;
 pub mod dht;

@@ -2,6 +2,7 @@
 //!
 //! - [`MeteredIndex`] wraps the block index (under the presence filter, so only the lookups
 //!   that reach the index are timed) and times every lookup into [`IndexStats`];
+//! - [`Buckets`] and the bucket bounds every latency histogram uses;
 //! - [`IngestStats`] counts ingests through the API: CARs, blocks and bytes ingested, failures
 //!   by reason, and the ingests running with the bytes they verified so far.
 
@@ -19,7 +20,29 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{Buckets, FINE_LATENCY_BUCKETS};
+use prometheus_client::metrics::family::MetricConstructor;
+
+/// Upper bounds of the latency histograms, in seconds: 1 ms to 60 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Upper bounds of the latency histograms of the stores (index lookups, object-store calls),
+/// in seconds: 100 µs to 30 s.
+pub const FINE_LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Builds the histograms of a [`Family`] with fixed bucket bounds (seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Buckets(pub &'static [f64]);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
 
 /// Latency of index lookups, by `kind`: `single` (one multihash) or `batch` (many in one call).
 #[derive(Debug)]

@@ -47,9 +47,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::api::ApiState;
@@ -64,28 +63,6 @@ const MESSAGE_TYPES: [&str; 6] = [
     "FIND_NODE",
     "PING",
 ];
-
-/// Upper bounds of the latency histograms, in seconds: 1 ms to 60 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-
-/// Upper bounds of the latency histograms of the stores (index lookups, object-store calls),
-/// in seconds: 100 µs to 30 s.
-pub const FINE_LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0,
-];
-
-/// Builds the histograms of a [`Family`] with fixed bucket bounds (seconds).
-#[derive(Debug, Clone, Copy)]
-pub struct Buckets(pub &'static [f64]);
-
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
-    }
-}
 
 fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     let c: Counter = Counter::default();

@@ -27,7 +27,7 @@ use prometheus_client::registry::Registry;
 
 use crate::NodeError;
 use crate::config::{S3Config, StorageConfig};
-use crate::metrics::{Buckets, FINE_LATENCY_BUCKETS};
+use crate::meters::{Buckets, FINE_LATENCY_BUCKETS};
 use crate::repo::Repo;
 
 /// Kinds of object-store request, as counted by [`MeteredStore`].
