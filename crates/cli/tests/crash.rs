@@ -258,14 +258,7 @@ async fn killed_ingests_leave_no_stray_bytes_and_lose_nothing_acknowledged() {
     // Recovery: a daemon start sweeps before it prints its info line.
     leftovers += unacknowledged(&acknowledged);
     let (mut daemon, info) = start_daemon(&repo);
-    let committed: Vec<serde_json::Value> = client
-        .get(format!("{}/api/v1/cars?limit=1000", info.api_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let committed = common::committed_cars(&info.api_url).await;
     let committed: HashMap<String, u64> = committed
         .iter()
         .map(|c| {

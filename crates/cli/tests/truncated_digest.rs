@@ -62,14 +62,7 @@ async fn truncated_digests_are_refused_or_served_alike_on_every_path() {
         message.contains("16-byte digest") && message.contains("20 to 32 bytes"),
         "{message}"
     );
-    let listed: Vec<serde_json::Value> = http
-        .get(format!("{api}/api/v1/cars"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = common::committed_cars(api).await;
     assert!(listed.is_empty(), "a refused CAR was recorded: {listed:?}");
 
     // 20 bytes: accepted, and served on every path.

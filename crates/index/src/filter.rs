@@ -29,8 +29,8 @@ use async_trait::async_trait;
 use fastbloom::AtomicBloomFilter;
 
 use crate::{
-    BlockLocation, BlockLookup, CarCatalog, IndexError, MAX_LIST_CARS, Multihash, StagedBlock,
-    StagingObserver,
+    BlockLocation, BlockLookup, CarCatalog, CarRecord, IndexError, MAX_LIST_CARS, Multihash,
+    StagedBlock, StagingObserver,
 };
 
 /// Sizing of a [`PresenceFilter`].
@@ -307,16 +307,12 @@ impl FilteredIndex {
     /// Blocks of every committed CAR, from their records (no row is read).
     async fn count_blocks(&self) -> Result<u64, IndexError> {
         let mut blocks = 0u64;
-        let mut after: Option<String> = None;
+        let mut after = None;
         loop {
-            let cars = self
-                .catalog
-                .list_cars(after.as_deref(), MAX_LIST_CARS)
-                .await?;
-            let Some(last) = cars.last() else {
+            let cars = self.next_cars(&mut after).await?;
+            if cars.is_empty() {
                 return Ok(blocks);
-            };
-            after = Some(last.key.clone());
+            }
             blocks = cars
                 .iter()
                 .fold(blocks, |n, car| n.saturating_add(car.blocks));
@@ -325,20 +321,28 @@ impl FilteredIndex {
 
     async fn load_all(&self, into: &Generation) -> Result<u64, IndexError> {
         let mut loaded = 0;
-        let mut after: Option<String> = None;
+        let mut after = None;
         loop {
-            let cars = self
-                .catalog
-                .list_cars(after.as_deref(), MAX_LIST_CARS)
-                .await?;
-            let Some(last) = cars.last() else {
+            let cars = self.next_cars(&mut after).await?;
+            if cars.is_empty() {
                 return Ok(loaded);
-            };
-            after = Some(last.key.clone());
+            }
             for car in &cars {
                 loaded += self.add_car(&car.key, |mh| into.insert(mh)).await?;
             }
         }
+    }
+
+    /// The page of committed CARs after `after` (empty at the end), moving `after` past it.
+    async fn next_cars(&self, after: &mut Option<String>) -> Result<Vec<CarRecord>, IndexError> {
+        let cars = self
+            .catalog
+            .list_cars(after.as_deref(), MAX_LIST_CARS)
+            .await?;
+        if let Some(last) = cars.last() {
+            *after = Some(last.key.clone());
+        }
+        Ok(cars)
     }
 
     /// Feeds every committed multihash of the CAR `key` to `add`; returns how many.
@@ -459,7 +463,6 @@ impl StagingObserver for FilteredIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CarRecord;
     use crate::conformance::test_multihash;
 
     fn staged(seed: u32) -> StagedBlock {

@@ -92,6 +92,18 @@ impl Ports {
     }
 }
 
+/// The committed CARs a daemon's API lists (`GET /api/v1/cars`, up to 1000).
+pub async fn committed_cars(api_url: &str) -> Vec<serde_json::Value> {
+    reqwest::Client::new()
+        .get(format!("{api_url}/api/v1/cars?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Runs `command`, asserts it succeeded (showing its stderr otherwise) and parses the one JSON
 /// value it printed on stdout.
 pub fn run_json(command: &mut Command) -> serde_json::Value {
