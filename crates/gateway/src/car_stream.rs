@@ -53,9 +53,18 @@ impl CarRequest {
 /// Tuning of [`car_stream`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CarStreamOptions {
-    /// Blocks read ahead of the one being sent (default [`DEFAULT_PREFETCH_WINDOW`]); at
+    /// Most blocks read ahead of the one being sent (default [`DEFAULT_PREFETCH_WINDOW`]); at
     /// least 1 is used.
     pub prefetch_window: usize,
+    /// Bytes of block data to read ahead, when bounded (`None`: the window alone bounds it).
+    /// Block sizes are unknown until read, so the window ramps up: the first read asks for
+    /// `prefetch_bytes / 2 MiB` blocks (the largest a block can be), each later read for twice
+    /// the one before, but never more than `prefetch_bytes / largest block seen so far`, and
+    /// always 1 to `prefetch_window`. With the default 4 MiB and 16: a stream of 1 MiB blocks
+    /// reads 4 at a time, one of 256 KiB blocks ramps to 16 (one coalesced range each), and a
+    /// stream holds about `prefetch_bytes`; blocks growing mid-stream can overshoot it once, up
+    /// to `prefetch_window × 2 MiB`.
+    pub prefetch_bytes: Option<u64>,
     /// Memory bounds of the DAG walk.
     pub walker_limits: WalkerLimits,
 }
@@ -64,6 +73,7 @@ impl Default for CarStreamOptions {
     fn default() -> Self {
         CarStreamOptions {
             prefetch_window: DEFAULT_PREFETCH_WINDOW,
+            prefetch_bytes: None,
             walker_limits: WalkerLimits::default(),
         }
     }
@@ -118,6 +128,11 @@ pub fn car_stream(
         walker,
         buffer: HashMap::new(),
         window: options.prefetch_window.max(1),
+        prefetch_bytes: options.prefetch_bytes,
+        largest_seen: 0,
+        ramp: options.prefetch_bytes.map_or(usize::MAX, |b| {
+            usize::try_from(b / hydrant_car::MAX_BLOCK_SIZE as u64).map_or(usize::MAX, |n| n.max(1))
+        }),
         pending_error: None,
         done: false,
     };
@@ -138,6 +153,11 @@ struct State {
     /// Prefetched blocks; at most `window` entries, all among the walker's upcoming CIDs.
     buffer: HashMap<Cid, Bytes>,
     window: usize,
+    prefetch_bytes: Option<u64>,
+    /// Largest block read so far, bytes (0 before the first).
+    largest_seen: u64,
+    /// Blocks the next read may ask for at most, doubling after each read.
+    ramp: usize,
     /// An error found after the block that caused it was sent; yielded next.
     pending_error: Option<CarStreamError>,
     done: bool,
@@ -175,20 +195,31 @@ impl State {
         Some(Ok(section(&cid, &data)))
     }
 
+    /// Blocks to read at once: see [`CarStreamOptions::prefetch_bytes`].
+    fn read_ahead(&self) -> usize {
+        let by_size = match (self.prefetch_bytes, self.largest_seen) {
+            (Some(bytes), seen) if seen > 0 => usize::try_from(bytes / seen).unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        };
+        self.ramp.min(by_size).clamp(1, self.window)
+    }
+
     /// The bytes of `cid`, from the prefetch buffer or by reading the next window.
     async fn take_block(&mut self, cid: Cid) -> Result<Bytes, CarStreamError> {
         if let Some(data) = self.buffer.remove(&cid) {
             return Ok(data);
         }
-        let mut upcoming: Vec<Cid> = Vec::with_capacity(self.window);
-        for c in self.walker.upcoming(self.window) {
+        let window = self.read_ahead();
+        self.ramp = self.ramp.saturating_mul(2);
+        let mut upcoming: Vec<Cid> = Vec::with_capacity(window);
+        for c in self.walker.upcoming(window) {
             if !upcoming.contains(&c) {
                 upcoming.push(c);
             }
         }
         if !upcoming.contains(&cid) {
             upcoming.insert(0, cid);
-            upcoming.truncate(self.window);
+            upcoming.truncate(window);
         }
         self.buffer.retain(|c, _| upcoming.contains(c));
         let to_read: Vec<Cid> = upcoming
@@ -198,6 +229,9 @@ impl State {
         let results = self.blocks.get_many(&to_read).await;
         let mut wanted = None;
         for (c, result) in to_read.iter().zip(results) {
+            if let Ok(Some(data)) = &result {
+                self.largest_seen = self.largest_seen.max(data.len() as u64);
+            }
             if *c == cid {
                 wanted = Some(result);
             } else if let Ok(Some(data)) = result {

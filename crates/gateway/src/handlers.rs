@@ -194,6 +194,7 @@ async fn serve_car(
     };
     let options = CarStreamOptions {
         prefetch_window: ctx.state.config.prefetch_window,
+        prefetch_bytes: ctx.state.config.prefetch_bytes,
         walker_limits: ctx.state.config.walker_limits,
     };
     let stream =

@@ -73,10 +73,13 @@ pub const DEFAULT_MAX_PATH_BLOCKS: usize = 256;
 /// Settings of the gateway. Built by the node crate from its config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GatewayConfig {
-    /// Blocks read ahead of the one being sent in a CAR stream (default
+    /// Most blocks read ahead of the one being sent in a CAR stream (default
     /// [`DEFAULT_PREFETCH_WINDOW`] = 16). Memory per stream is at most this many blocks
     /// (2 MiB each at most).
     pub prefetch_window: usize,
+    /// Bytes a CAR stream reads ahead, when bounded (default `None`); see
+    /// [`CarStreamOptions::prefetch_bytes`].
+    pub prefetch_bytes: Option<u64>,
     /// Memory bounds of each CAR stream's DAG walk (pending CIDs, distinct blocks for
     /// `dups=n`).
     pub walker_limits: WalkerLimits,
@@ -92,6 +95,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             prefetch_window: DEFAULT_PREFETCH_WINDOW,
+            prefetch_bytes: None,
             walker_limits: WalkerLimits::default(),
             max_path_segments: DEFAULT_MAX_PATH_SEGMENTS,
             max_path_blocks: DEFAULT_MAX_PATH_BLOCKS,

@@ -786,10 +786,16 @@ async fn missing_block_mid_stream_truncates_the_response() {
 
 /// A file of `n` raw leaves under one dag-pb node, in a MemBackend.
 fn big_file(n: usize) -> (Cid, Vec<Cid>, MemBackend) {
+    file_of(n, 0)
+}
+
+/// A UnixFS file of `n` raw leaves, each padded to at least `leaf_size` bytes.
+fn file_of(n: usize, leaf_size: usize) -> (Cid, Vec<Cid>, MemBackend) {
     let mut blocks = HashMap::new();
     let mut leaves = Vec::new();
     for i in 0..n {
-        let data = format!("leaf {i}").into_bytes();
+        let mut data = format!("leaf {i}").into_bytes();
+        data.resize(data.len().max(leaf_size), b'.');
         let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
         blocks.insert(cid, Bytes::from(data));
         leaves.push(cid);
@@ -846,6 +852,31 @@ async fn car_stream_reads_a_bounded_window() {
         batches.len() >= 2000 / 7,
         "windows were used: {}",
         batches.len()
+    );
+
+    // Bounded in bytes: 4 leaves' worth of 4 KiB leaves per read once their size is known
+    // (the first read, of the root, assumes the largest block and asks for one; then the window
+    // doubles but never past what the largest block seen allows).
+    let (root, leaves, backend) = file_of(64, 4096);
+    let backend = Arc::new(backend);
+    let options = CarStreamOptions {
+        prefetch_bytes: Some(4 * 4096),
+        ..Default::default()
+    };
+    let stream = car_stream(
+        backend.clone(),
+        CarRequest::new(root, DagScope::All, false),
+        options,
+    );
+    let chunks: Vec<Bytes> = stream.map(|r| r.unwrap()).collect().await;
+    let (_, blocks) = parse_car(&chunks.concat()).unwrap();
+    assert_eq!(blocks.len(), 1 + leaves.len());
+    let batches = backend.batches.lock().unwrap().clone();
+    assert_eq!(batches[0], 1, "{batches:?}");
+    assert!(batches[2..].iter().all(|b| *b <= 4), "{batches:?}");
+    assert!(
+        batches.iter().filter(|b| **b == 4).count() >= 10,
+        "leaves still read several at a time: {batches:?}"
     );
 
     // a missing block ends the stream with an error naming it

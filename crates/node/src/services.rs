@@ -144,14 +144,14 @@ impl Services {
     }
 
     /// The trustless gateway's HTTP router over this node's blocks. A CAR stream reads ahead
-    /// as many blocks as its request's share of the budget holds (`limits.gateway_request_bytes`
-    /// / 2 MiB, at least 1): the share is then what the stream can really hold.
+    /// as many bytes as its request's share of the budget holds (`limits.gateway_request_bytes`,
+    /// in blocks of the largest size it has seen): the share is then what the stream holds, and
+    /// small blocks are still read many to a coalesced range.
     pub fn gateway_router(&self, config: &Config) -> axum::Router {
-        let window = config.limits.gateway_request_bytes / hydrant_car::MAX_BLOCK_SIZE as u64;
         hydrant_gateway::router(
             self.blockstore.clone(),
             hydrant_gateway::GatewayConfig {
-                prefetch_window: usize::try_from(window).unwrap_or(usize::MAX).max(1),
+                prefetch_bytes: Some(config.limits.gateway_request_bytes),
                 ..Default::default()
             },
         )
