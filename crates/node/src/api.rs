@@ -32,22 +32,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures::TryStreamExt;
 use hydrant_ingest::IngestError;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::api_error::ApiError;
-use crate::config::{Config, ConfigError, MIN_API_TOKEN_LEN};
+pub use crate::api_state::{ApiState, ApiToken};
 use crate::dht::DhtService;
-use crate::health::Health;
 use crate::repo::DaemonInfo;
-use crate::services::Services;
-use hydrant_bitswap::BitswapHandle;
 
 /// Most CAR records one `GET /api/v1/cars` returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -62,98 +58,6 @@ const UNTIMED_ROUTES: &[(Method, &str)] = &[
 /// Routes answered without the token: load balancers probe them.
 const OPEN_ROUTES: [&str; 2] = ["/healthz", "/readyz"];
 
-/// The API's bearer token, read from `api.token_file` at start-up. Neither `Debug` nor any
-/// error message shows it.
-#[derive(Clone)]
-pub struct ApiToken {
-    token: Arc<str>,
-    digest: [u8; 32],
-}
-
-impl std::fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiToken(<redacted>)")
-    }
-}
-
-impl ApiToken {
-    /// The token of `api.token_file` of `repo` (resolved against the repository directory),
-    /// or `None` when no file is configured.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] for `api.token_file` when the file cannot be read or its first line
-    /// is not a usable token (see [`ApiToken::parse`]).
-    pub fn load(repo: &crate::repo::Repo) -> Result<Option<Self>, ConfigError> {
-        let file = &repo.config.api.token_file;
-        if file.as_os_str().is_empty() {
-            return Ok(None);
-        }
-        let path = repo.resolve(file);
-        let refuse = |reason: String| ConfigError {
-            field: "api.token_file",
-            value: path.display().to_string(),
-            reason,
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| refuse(format!("cannot read the token file: {e}")))?;
-        Self::parse(&text).map(Some).map_err(refuse)
-    }
-
-    /// The token on the first line of `text` (surrounding whitespace removed).
-    ///
-    /// # Errors
-    /// A message (never containing the token) when the line is shorter than
-    /// [`MIN_API_TOKEN_LEN`] characters or holds anything but visible ASCII.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let token = text.lines().next().unwrap_or_default().trim();
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "the token (first line) must be visible ASCII characters without \
-                 spaces, e.g. the output of `openssl rand -hex 32`"
-                    .into(),
-            );
-        }
-        if token.len() < MIN_API_TOKEN_LEN {
-            return Err(format!(
-                "the token (first line) has {} characters, fewer than {MIN_API_TOKEN_LEN}; \
-                 write a longer one, e.g. the output of `openssl rand -hex 32`",
-                token.len()
-            ));
-        }
-        Ok(Self {
-            digest: Sha256::digest(token.as_bytes()).into(),
-            token: token.into(),
-        })
-    }
-
-    /// The `Authorization` header value a client sends: `Bearer <token>`, marked sensitive.
-    pub fn authorization(&self) -> HeaderValue {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token))
-            .expect("the token is visible ASCII");
-        value.set_sensitive(true);
-        value
-    }
-
-    /// Whether an `Authorization` header value carries this token (`Bearer`, any case). The
-    /// comparison takes the same time wherever the values differ.
-    pub fn accepts(&self, authorization: Option<&HeaderValue>) -> bool {
-        let Some(presented) = authorization
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-        else {
-            return false;
-        };
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let diff = digest
-            .iter()
-            .zip(&self.digest)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
-    }
-}
-
 /// Middleware: 401 unless the request carries the token, except on [`OPEN_ROUTES`].
 async fn require_token(State(token): State<Arc<ApiToken>>, req: Request, next: Next) -> Response {
     let open = req
@@ -164,59 +68,6 @@ async fn require_token(State(token): State<Arc<ApiToken>>, req: Request, next: N
         return next.run(req).await;
     }
     ApiError::Unauthorized.into_response()
-}
-
-/// What the API handlers share. Cheap to clone.
-#[derive(Clone)]
-pub struct ApiState {
-    services: Services,
-    info: Arc<DaemonInfo>,
-    max_upload_bytes: u64,
-    request_timeout: std::time::Duration,
-    announce_roots: bool,
-    /// The DHT, when enabled.
-    pub dht: Option<Arc<DhtService>>,
-    /// The Bitswap server (for its counters).
-    pub bitswap: Arc<BitswapHandle>,
-    /// Liveness and readiness.
-    pub health: Arc<Health>,
-    /// The bearer token every route but `/healthz` and `/readyz` requires, when configured.
-    token: Option<Arc<ApiToken>>,
-}
-
-impl ApiState {
-    /// The state of a daemon's API.
-    pub fn new(
-        services: Services,
-        info: DaemonInfo,
-        config: &Config,
-        dht: Option<Arc<DhtService>>,
-        bitswap: Arc<BitswapHandle>,
-        health: Arc<Health>,
-    ) -> Self {
-        ApiState {
-            services,
-            info: Arc::new(info),
-            max_upload_bytes: config.api.max_upload_bytes,
-            request_timeout: std::time::Duration::from_secs(config.api.request_timeout_secs),
-            announce_roots: config.dht.announce_roots,
-            dht,
-            bitswap,
-            health,
-            token: None,
-        }
-    }
-
-    /// Requires `token` on every route but `/healthz` and `/readyz` (`None`: no token).
-    pub fn with_token(mut self, token: Option<ApiToken>) -> Self {
-        self.token = token.map(Arc::new);
-        self
-    }
-
-    /// The services the API serves from.
-    pub fn services(&self) -> &Services {
-        &self.services
-    }
 }
 
 /// The API router.
@@ -544,84 +395,4 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         crate::metrics::render(&state),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_is_checked_and_never_shown() {
-        let token = ApiToken::parse("0123456789abcdef0123\nsecond line ignored\n").unwrap();
-        assert_eq!(format!("{token:?}"), "ApiToken(<redacted>)");
-        let good = HeaderValue::from_static("Bearer 0123456789abcdef0123");
-        assert!(token.accepts(Some(&good)));
-        assert!(token.accepts(Some(&HeaderValue::from_static(
-            "bearer 0123456789abcdef0123"
-        ))));
-        for bad in [
-            "Bearer 0123456789abcdef012",
-            "Bearer 0123456789abcdef01234",
-            "Basic 0123456789abcdef0123",
-            "0123456789abcdef0123",
-            "Bearer",
-        ] {
-            assert!(
-                !token.accepts(Some(&HeaderValue::from_static(bad))),
-                "{bad}"
-            );
-        }
-        assert!(!token.accepts(None));
-        assert_eq!(token.authorization(), good);
-        assert!(token.authorization().is_sensitive());
-
-        let short = ApiToken::parse("tooshort\n").unwrap_err();
-        assert!(short.contains("fewer than 16"), "{short}");
-        assert!(
-            !short.contains("tooshort"),
-            "the message must not show the token"
-        );
-        let spaced = ApiToken::parse("has a space inside it\n").unwrap_err();
-        assert!(spaced.contains("visible ASCII"), "{spaced}");
-        assert!(ApiToken::parse("").is_err());
-    }
-
-    #[test]
-    fn token_file_problems_are_refused_config_values() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut repo = crate::repo::Repo {
-            dir: dir.path().to_owned(),
-            config: Config::default(),
-            keypair: libp2p::identity::Keypair::generate_ed25519(),
-        };
-        assert!(
-            ApiToken::load(&repo).unwrap().is_none(),
-            "no file, no token"
-        );
-
-        repo.config.api.token_file = "missing-token".into();
-        let err = ApiToken::load(&repo).unwrap_err();
-        assert_eq!(err.field, "api.token_file");
-        assert!(
-            err.to_string()
-                .contains("missing-token is refused: cannot read the token file"),
-            "{err}"
-        );
-
-        std::fs::write(dir.path().join("short"), "s3cret\n").unwrap();
-        repo.config.api.token_file = "short".into();
-        let err = ApiToken::load(&repo).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("the token (first line) has 6 characters, fewer than 16"),
-            "{err}"
-        );
-        assert!(!err.to_string().contains("s3cret"), "{err}");
-
-        let absolute = dir.path().join("good");
-        std::fs::write(&absolute, "  0123456789abcdef  \n").unwrap();
-        repo.config.api.token_file = absolute;
-        let token = ApiToken::load(&repo).unwrap().expect("a token");
-        assert!(token.accepts(Some(&HeaderValue::from_static("Bearer 0123456789abcdef"))));
-    }
 }

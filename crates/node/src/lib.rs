@@ -16,6 +16,7 @@
 
 pub mod api;
 mod api_error;
+mod api_state;
 pub mod config;
 pub mod daemon;
 pub mod dht;

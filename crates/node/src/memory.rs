@@ -15,7 +15,7 @@ use bytes::Bytes;
 use hydrant_budget::{BudgetStats, Grant, Holder, MemoryBudget};
 use serde::Serialize;
 
-use crate::api::ApiState;
+use crate::api_state::ApiState;
 use crate::slow_clients::{ClientAddr, ClientLimit, ClientSlot};
 
 /// The state of [`shed`]: the budget and the bytes reserved per request.

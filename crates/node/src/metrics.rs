@@ -51,7 +51,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::api::ApiState;
+use crate::api_state::ApiState;
 use crate::storage::Op;
 
 /// The DHT message types in `DhtStats` array order (kad-dht.md, "RPC Messages").
