@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use common::{HYDRANT, free_port};
+use common::HYDRANT;
 use hydrant_node::daemon::DaemonInfo;
 use multihash_codetable::{Code, MultihashDigest};
 
@@ -100,7 +100,8 @@ impl Drop for Daemon {
     }
 }
 
-/// A daemon on `repo` (no DHT, loopback ports); returns once it printed its info line, which
+/// A daemon on `repo` (no DHT, loopback ports the OS picks, so tests running at once never
+/// collide); returns once it printed its info line, which
 /// it does after the start-up sweep.
 fn start_daemon(repo: &Path) -> (Daemon, DaemonInfo) {
     let mut child = hydrant(repo)
@@ -111,8 +112,8 @@ fn start_daemon(repo: &Path) -> (Daemon, DaemonInfo) {
             "--swarm-listen",
             "/ip4/127.0.0.1/tcp/0",
         ])
-        .args(["--gateway-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--api-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--gateway-listen", "127.0.0.1:0"])
+        .args(["--api-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
