@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use cid::Cid;
 use common::HYDRANT;
 use hydrant_node::daemon::DaemonInfo;
+use hydrant_testkit::files_under;
 use multihash_codetable::{Code, MultihashDigest};
 
 /// Bytes of each generated CAR, in raw blocks of `BLOCK` bytes.
@@ -124,31 +125,6 @@ fn start_daemon(repo: &Path) -> (Daemon, DaemonInfo) {
         .unwrap();
     let info = serde_json::from_str(&line).unwrap_or_else(|e| panic!("daemon: {e}: {line:?}"));
     (Daemon(child), info)
-}
-
-/// Every regular file under `root` (relative path) with its size.
-fn files_under(root: &Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.map(Result::unwrap) {
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            } else {
-                let name = entry
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .display()
-                    .to_string();
-                out.push((name, entry.metadata().unwrap().len()));
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

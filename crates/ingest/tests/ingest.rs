@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use hydrant_car::{CarDecoder, Event, Limits};
 use hydrant_index::{BlockLookup, CarCatalog, FjallIndex};
 use hydrant_ingest::{IngestConfig, IngestError, Ingester, SweepConfig, SweepReport};
-use hydrant_testkit::{BAD_FIXTURE_CARS, fixture, valid_fixture_cars};
+use hydrant_testkit::{BAD_FIXTURE_CARS, files_under, fixture, valid_fixture_cars};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -300,30 +300,6 @@ async fn a_car_already_in_the_store_is_indexed_in_place() {
         matches!(missing, Err(IngestError::NotFound { .. })),
         "{missing:?}"
     );
-}
-
-/// Every regular file under `root`, relative to it, with its size.
-fn files_under(root: &std::path::Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            } else {
-                let name = entry
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .display()
-                    .to_string();
-                out.push((name, entry.metadata().unwrap().len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[tokio::test]

@@ -129,6 +129,37 @@ fn terminate(child: &mut Child, grace: Duration) -> Result<(), String> {
         .map_err(|e| format!("killing pid {}: {e}", child.id()))
 }
 
+/// Every regular file under `root`, as (path relative to `root`, size in bytes), sorted by
+/// path; a directory that does not exist (yet) holds nothing. For tests that look for stray
+/// bytes in an object store's directory.
+///
+/// # Panics
+/// When a directory entry cannot be read.
+pub fn files_under(root: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.map(Result::unwrap) {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                let name = entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .display()
+                    .to_string();
+                out.push((name, entry.metadata().unwrap().len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Runs `command`; an error carries its status and output.
 fn run(command: &mut Command) -> Result<Output, String> {
     let output = command
