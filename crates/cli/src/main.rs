@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use hydrant_node::api::ApiToken;
+use hydrant_node::ApiToken;
+use hydrant_node::Services;
 use hydrant_node::config::StorageConfig;
-use hydrant_node::daemon::{DaemonInfo, Overrides};
-use hydrant_node::repo::{API_FILE, Repo, RepoError};
-use hydrant_node::services::Services;
+use hydrant_node::{API_FILE, Repo, RepoError};
+use hydrant_node::{DaemonInfo, Overrides};
 use indicatif::{ProgressBar, ProgressStyle};
 
 fn peer_id_text(repo: &Repo) -> String {
@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> Result<()> {
                 dht_port_base,
                 bootstrap,
             };
-            hydrant_node::daemon::run(repo, overrides, stop_signal()).await?;
+            hydrant_node::run(repo, overrides, stop_signal()).await?;
             Ok(())
         }
         Command::Id { json } => {
@@ -547,7 +547,7 @@ async fn export(repo_dir: &Path, cid: cid::Cid, output: Option<&Path>) -> Result
         }
         None => {
             let services = Services::open(&Repo::open(repo_dir)?).await?;
-            hydrant_node::export::car_stream(&services, cid)
+            hydrant_node::car_stream(&services, cid)
                 .map(|r| r.map_err(anyhow::Error::from))
                 .boxed()
         }

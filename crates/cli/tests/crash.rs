@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use cid::Cid;
 use common::HYDRANT;
-use hydrant_node::daemon::DaemonInfo;
+use hydrant_node::DaemonInfo;
 use hydrant_testkit::files_under;
 use multihash_codetable::{Code, MultihashDigest};
 

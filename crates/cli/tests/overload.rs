@@ -474,7 +474,7 @@ async fn overload_benchmark() {
             let start = Instant::now();
             let mut samples = Vec::new();
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                let rss = hydrant_node::memory::ProcessMemory::of(pid).rss_bytes;
+                let rss = hydrant_node::ProcessMemory::of(pid).rss_bytes;
                 let budget = memory_report(&api_url).await["budget"]["in_use"]
                     .as_u64()
                     .unwrap();

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use cid::Cid;
 use common::{BitswapClient, Ports, Replica};
 use hydrant_bitswap::WantType;
-use hydrant_node::memory::ProcessMemory;
+use hydrant_node::ProcessMemory;
 use multihash_codetable::{Code, MultihashDigest};
 
 const MIB: f64 = 1024.0 * 1024.0;

@@ -1,22 +1,34 @@
 //! The daemon: opens the stores, starts the swarm, Bitswap, the gateway and the API, announces
 //! what it bound, and runs until told to stop.
+//!
+//! [`run`] reads as its steps: apply the overrides and validate, open the stores
+//! ([`Services::open`]), clear what an interrupted ingest left ([`recover_interrupted_ingests`]),
+//! start the libp2p floor ([`start_p2p`]), bind and serve both HTTP listeners ([`start_http`]),
+//! announce readiness, wait for the stop signal, then drain and stop ([`Running::stop`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::Multiaddr;
-use tokio::net::TcpListener;
-
-use crate::dht;
-use crate::health::Health;
-use crate::repo::{API_FILE, Repo, write_atomic};
-use crate::routing::NodeRouter;
-use crate::services::Services;
-use crate::{NodeError, swarm};
+use hydrant_bitswap::BitswapHandle;
 use hydrant_dht::ProviderInfo;
 use hydrant_routing::RoutingConfig;
+use libp2p::{Multiaddr, PeerId};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::NodeError;
+use crate::config::{Config, StorageConfig};
+use crate::http::health::Health;
+use crate::http::state::{ApiState, ApiToken};
+use crate::http::{memory, slow_clients};
+use crate::p2p::dht::{self, DhtService};
+use crate::p2p::routing::NodeRouter;
+use crate::p2p::swarm;
+use crate::repo::{API_FILE, Repo, write_atomic};
+use crate::stores::services::Services;
 
 pub use crate::repo::DaemonInfo;
 
@@ -37,6 +49,32 @@ pub struct Overrides {
     pub bootstrap: Vec<Multiaddr>,
 }
 
+impl Overrides {
+    /// Writes the overrides into `config` (validate it afterwards).
+    fn apply(&self, config: &mut Config) {
+        if !self.swarm_listen.is_empty() {
+            config.swarm.listen = self.swarm_listen.clone();
+        }
+        if let Some(addr) = self.gateway_listen {
+            config.gateway.listen = addr;
+        }
+        if let Some(addr) = self.api_listen {
+            config.api.listen = addr;
+        }
+        match self.heads {
+            Some(0) => config.dht.enabled = false,
+            Some(n) => config.dht.heads = n,
+            None => {}
+        }
+        if let Some(port) = self.dht_port_base {
+            config.dht.port_base = port;
+        }
+        if !self.bootstrap.is_empty() {
+            config.dht.bootstrap = self.bootstrap.clone();
+        }
+    }
+}
+
 /// How long in-flight HTTP responses may take to finish after a stop signal.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,44 +82,46 @@ const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// once every listener is bound, and removes `api.json` on the way out.
 ///
 /// # Errors
-/// [`NodeError`] when a store cannot be opened or a listener cannot be bound.
+/// [`NodeError`] when the configuration is refused, a store cannot be opened or a listener cannot
+/// be bound.
 pub async fn run(
     mut repo: Repo,
     overrides: Overrides,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    if !overrides.swarm_listen.is_empty() {
-        repo.config.swarm.listen = overrides.swarm_listen.clone();
-    }
-    if let Some(addr) = overrides.gateway_listen {
-        repo.config.gateway.listen = addr;
-    }
-    if let Some(addr) = overrides.api_listen {
-        repo.config.api.listen = addr;
-    }
-    match overrides.heads {
-        Some(0) => repo.config.dht.enabled = false,
-        Some(n) => repo.config.dht.heads = n,
-        None => {}
-    }
-    if let Some(port) = overrides.dht_port_base {
-        repo.config.dht.port_base = port;
-    }
-    if !overrides.bootstrap.is_empty() {
-        repo.config.dht.bootstrap = overrides.bootstrap.clone();
-    }
+    overrides.apply(&mut repo.config);
     repo.config.validate().map_err(NodeError::Config)?;
-    let api_token = crate::api::ApiToken::load(&repo).map_err(NodeError::Config)?;
+    let api_token = ApiToken::load(&repo).map_err(NodeError::Config)?;
 
     let services = Services::open(&repo).await?;
-    let health = Arc::new(Health::new(
-        services.store.clone(),
-        services.pg.clone(),
-        services.filtered.clone(),
-    ));
+    recover_interrupted_ingests(&repo, &services).await;
+    let signals = Signals::new();
+    let p2p = start_p2p(&repo, &services, &signals).await?;
+    let http = start_http(&repo, &services, &p2p, api_token, &signals).await?;
+
+    let json = serde_json::to_string(&http.info).expect("DaemonInfo serialises");
+    write_atomic(&repo.dir.join(API_FILE), json.as_bytes())?;
+    println!("{json}");
+    tracing::info!(
+        peer_id = %p2p.peer_id,
+        gateway = %http.info.gateway_url,
+        api = %http.info.api_url,
+        "daemon ready"
+    );
+
+    shutdown.await;
+    Running { signals, p2p, http }.stop(&repo).await;
+    Ok(())
+}
+
+/// Removes what interrupted ingests left: stray objects of the store (all of them before any
+/// ingest starts when nothing else can be ingesting, see [`hydrant_ingest::SweepConfig`]) and,
+/// with PostgreSQL, index stagings older than any live ingest. Failures are logged: a replica
+/// that cannot sweep still serves.
+async fn recover_interrupted_ingests(repo: &Repo, services: &Services) {
     let local_store = match &repo.config.storage {
-        crate::config::StorageConfig::Local { path } => Some(repo.resolve(path)),
-        crate::config::StorageConfig::S3(_) => None,
+        StorageConfig::Local { path } => Some(repo.resolve(path)),
+        StorageConfig::S3(_) => None,
     };
     let sweep = hydrant_ingest::SweepConfig::for_store(local_store, services.pg.is_some());
     let (ingester, wait) = (services.ingester.clone(), sweep.removes_everything());
@@ -112,39 +152,62 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "could not remove stale index stagings"),
         }
     }
+}
 
+/// The two stop signals every task watches: `drain` (stop taking new work) comes first, `stop`
+/// (end now) after the drain timeout.
+struct Signals {
+    stop: watch::Sender<bool>,
+    drain: watch::Sender<bool>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            stop: watch::channel(false).0,
+            drain: watch::channel(false).0,
+        }
+    }
+
+    /// Completes when `rx` turns true.
+    async fn fired(mut rx: watch::Receiver<bool>) {
+        let _ = rx.wait_for(|fired| *fired).await;
+    }
+}
+
+/// The running libp2p floor.
+struct P2p {
+    peer_id: PeerId,
+    /// Bound addresses of the main swarm.
+    swarm_addrs: Vec<Multiaddr>,
+    bitswap: Arc<BitswapHandle>,
+    dht: Option<Arc<DhtService>>,
+    /// Our Bitswap peer as a provider (for the Delegated Routing answers).
+    me: ProviderInfo,
+    main_swarm: JoinHandle<()>,
+}
+
+/// Builds the main swarm and binds `swarm.listen`, starts Bitswap on it, the DHT heads when
+/// enabled, and the task that drives the main swarm.
+async fn start_p2p(repo: &Repo, services: &Services, signals: &Signals) -> Result<P2p, NodeError> {
+    let config = &repo.config;
     let peer_id = repo.keypair.public().to_peer_id();
-    let mut swarm = swarm::build(repo.keypair.clone(), &repo.config.swarm).await?;
+    let mut swarm = swarm::build(repo.keypair.clone(), &config.swarm).await?;
     let (swarm_addrs, listeners) =
-        swarm::listen_all(&mut swarm, &repo.config.swarm.listen, peer_id).await?;
-    for addr in &repo.config.swarm.announce {
+        swarm::listen_all(&mut swarm, &config.swarm.listen, peer_id).await?;
+    for addr in &config.swarm.announce {
         swarm.add_external_address(addr.clone());
     }
     let mut bitswap = hydrant_bitswap::Bitswap::spawn(
         swarm.behaviour().stream.new_control(),
         services.blockstore.clone(),
-        services.bitswap_config(&repo.config),
+        services.bitswap_config(config),
     )?;
     let disconnect = bitswap.take_unresponsive_peers();
-    let bitswap = Arc::new(bitswap);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let filter_worker = services.filtered.clone().map(|filtered| {
-        tokio::spawn(crate::health::run_filter(
-            filtered,
-            services.pg.clone(),
-            Duration::from_millis(repo.config.filter.poll_interval_ms),
-            stop_rx.clone(),
-        ))
-    });
     let (dialer, dials) = hydrant_dht::ChannelDialer::new();
     let connected = services.main_peers.clone();
-    let me = ProviderInfo {
-        peer: peer_id,
-        addrs: dht::provider_addrs(&repo.config.swarm.announce, &swarm_addrs),
-    };
-    let dht = if repo.config.dht.enabled {
+    let dht = if config.dht.enabled {
         let main = dht::MainPeer {
             peer_id,
             control: swarm.behaviour().stream.new_control(),
@@ -152,7 +215,7 @@ pub async fn run(
             addrs: swarm_addrs.clone(),
             connected: connected.clone(),
         };
-        let service = dht::start(&repo, &services, main, stop_rx.clone()).await?;
+        let service = dht::start(repo, services, main, signals.stop.subscribe()).await?;
         for m in &service.members {
             if let Some(i) = m.index {
                 tracing::info!(head = i, peer_id = %m.peer_id, addrs = ?m.addrs, "DHT head listening");
@@ -169,115 +232,173 @@ pub async fn run(
             dialer,
             connected,
             disconnect,
-            stop: stop_rx.clone(),
-            drain: drain_rx.clone(),
+            stop: signals.stop.subscribe(),
+            drain: signals.drain.subscribe(),
             listeners,
         },
     ));
+    Ok(P2p {
+        peer_id,
+        me: ProviderInfo {
+            peer: peer_id,
+            addrs: dht::provider_addrs(&config.swarm.announce, &swarm_addrs),
+        },
+        swarm_addrs,
+        bitswap: Arc::new(bitswap),
+        dht,
+        main_swarm,
+    })
+}
 
-    let gateway_listener = bind(repo.config.gateway.listen).await?;
-    let api_listener = bind(repo.config.api.listen).await?;
+/// The running HTTP floor.
+struct Http {
+    info: DaemonInfo,
+    health: Arc<Health>,
+    /// Builds the presence filter and keeps it current (when `[filter]` is enabled).
+    filter_worker: Option<JoinHandle<()>>,
+    gateway: JoinHandle<std::io::Result<()>>,
+    api: JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds both listeners and serves them: the gateway (trustless gateway and Delegated Routing,
+/// behind the budget share, the per-address cap and the write timeout) and the API. Starts the
+/// presence-filter worker whose progress `/readyz` reports.
+async fn start_http(
+    repo: &Repo,
+    services: &Services,
+    p2p: &P2p,
+    api_token: Option<ApiToken>,
+    signals: &Signals,
+) -> Result<Http, NodeError> {
+    let config = &repo.config;
+    let health = Arc::new(Health::new(
+        services.store.clone(),
+        services.pg.clone(),
+        services.filtered.clone(),
+    ));
+    let filter_worker = services.filtered.clone().map(|filtered| {
+        tokio::spawn(crate::http::health::run_filter(
+            filtered,
+            services.pg.clone(),
+            Duration::from_millis(config.filter.poll_interval_ms),
+            signals.stop.subscribe(),
+        ))
+    });
+
+    let gateway_listener = bind(config.gateway.listen).await?;
+    let api_listener = bind(config.api.listen).await?;
     let info = DaemonInfo {
-        peer_id: peer_id.to_string(),
-        swarm_addrs: swarm_addrs.iter().map(ToString::to_string).collect(),
+        peer_id: p2p.peer_id.to_string(),
+        swarm_addrs: p2p.swarm_addrs.iter().map(ToString::to_string).collect(),
         gateway_url: url(&gateway_listener)?,
         api_url: url(&api_listener)?,
-        dht_heads: dht
+        dht_heads: p2p
+            .dht
             .iter()
             .flat_map(|d| d.members.iter().filter(|m| m.index.is_some()))
             .flat_map(|m| m.addrs.iter().map(ToString::to_string))
             .collect(),
     };
-
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let router = Arc::new(NodeRouter {
-        index: services.index.clone(),
-        dht: dht.clone(),
-        me,
-    });
-    let gateway_app = crate::http::layer(
-        services
-            .gateway_router(&repo.config)
-            .merge(hydrant_routing::router(router, RoutingConfig::default()))
-            .layer(axum::middleware::from_fn_with_state(
-                crate::memory::GatewayShare {
-                    budget: services.budget.clone(),
-                    request_bytes: repo.config.limits.gateway_request_bytes,
-                    per_client: Some(crate::slow_clients::ClientLimit::new(
-                        repo.config.gateway.max_requests_per_ip,
-                    )),
-                },
-                crate::memory::shed,
-            )),
-        crate::http::LayerConfig {
-            listener: crate::http::Listener::Gateway,
-            timeout: Some(Duration::from_secs(
-                repo.config.gateway.request_timeout_secs,
-            )),
-            timeout_exempt: &[],
-            timeout_field: "gateway.request_timeout_secs",
-        },
-        services.http.clone(),
-    );
-    let gateway_listener = crate::slow_clients::GatewayListener::new(
-        gateway_listener,
-        Duration::from_secs(repo.config.gateway.write_timeout_secs),
-    );
-    let gateway = axum::serve(
-        gateway_listener,
-        gateway_app.into_make_service_with_connect_info::<crate::slow_clients::ClientAddr>(),
-    )
-    .with_graceful_shutdown(stopped(drain_rx.clone()));
-    let api_state = crate::api::ApiState::new(
+    let api_state = ApiState::new(
         services.clone(),
         info.clone(),
-        &repo.config,
-        dht.clone(),
-        bitswap.clone(),
+        config,
+        p2p.dht.clone(),
+        p2p.bitswap.clone(),
         health.clone(),
     )
     .with_token(api_token);
-    let api = axum::serve(api_listener, crate::api::router(api_state))
-        .with_graceful_shutdown(stopped(stop_rx));
-    let gateway = tokio::spawn(async move { gateway.await });
-    let api = tokio::spawn(async move { api.await });
 
-    let json = serde_json::to_string(&info).expect("DaemonInfo serialises");
-    write_atomic(&repo.dir.join(API_FILE), json.as_bytes())?;
-    println!("{json}");
-    tracing::info!(peer_id = %peer_id, gateway = %info.gateway_url, api = %info.api_url, "daemon ready");
+    let router = Arc::new(NodeRouter {
+        index: services.index.clone(),
+        dht: p2p.dht.clone(),
+        me: p2p.me.clone(),
+    });
+    let gateway_app = crate::http::layer(
+        services
+            .gateway_router(config)
+            .merge(hydrant_routing::router(router, RoutingConfig::default()))
+            .layer(axum::middleware::from_fn_with_state(
+                memory::GatewayShare {
+                    budget: services.budget.clone(),
+                    request_bytes: config.limits.gateway_request_bytes,
+                    per_client: Some(slow_clients::ClientLimit::new(
+                        config.gateway.max_requests_per_ip,
+                    )),
+                },
+                memory::shed,
+            )),
+        crate::http::LayerConfig {
+            listener: crate::http::Listener::Gateway,
+            timeout: Some(Duration::from_secs(config.gateway.request_timeout_secs)),
+            timeout_exempt: &[],
+            timeout_field: "gateway.request_timeout_secs",
+        },
+        api_state.http.clone(),
+    );
+    let gateway_listener = slow_clients::GatewayListener::new(
+        gateway_listener,
+        Duration::from_secs(config.gateway.write_timeout_secs),
+    );
+    let gateway = axum::serve(
+        gateway_listener,
+        gateway_app.into_make_service_with_connect_info::<slow_clients::ClientAddr>(),
+    )
+    .with_graceful_shutdown(Signals::fired(signals.drain.subscribe()));
+    let api = axum::serve(api_listener, crate::http::api::router(api_state))
+        .with_graceful_shutdown(Signals::fired(signals.stop.subscribe()));
+    Ok(Http {
+        info,
+        health,
+        filter_worker,
+        gateway: tokio::spawn(async move { gateway.await }),
+        api: tokio::spawn(async move { api.await }),
+    })
+}
 
-    shutdown.await;
-    // Drain: not ready, no new connection (swarm listeners and the gateway close), in-flight
-    // Bitswap answers get up to drain_timeout_secs; the API keeps answering /readyz meanwhile.
-    let drain_timeout = Duration::from_secs(repo.config.shutdown.drain_timeout_secs);
-    tracing::info!(timeout = ?drain_timeout, "draining");
-    health.start_draining();
-    let _ = drain_tx.send(true);
-    let deadline = tokio::time::Instant::now() + drain_timeout;
-    while bitswap.stats().peers > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tracing::info!(peers_left = bitswap.stats().peers, "stopping");
-    let _ = std::fs::remove_file(repo.dir.join(API_FILE));
-    let _ = stop_tx.send(true);
-    drop(bitswap);
-    drop(dht);
-    let _ = main_swarm.await;
-    if let Some(worker) = filter_worker {
-        let _ = worker.await;
-    }
-    for (name, task) in [("gateway", gateway), ("api", api)] {
-        match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(listener = name, error = %e, "HTTP server error"),
-            Ok(Err(e)) => tracing::warn!(listener = name, error = %e, "HTTP server task failed"),
-            Err(_) => tracing::warn!(listener = name, "in-flight requests did not finish in time"),
+/// Everything [`run`] started, stopped in order by [`Running::stop`].
+struct Running {
+    signals: Signals,
+    p2p: P2p,
+    http: Http,
+}
+
+impl Running {
+    /// Drains, then stops: not ready, no new connection (swarm listeners and the gateway
+    /// close), in-flight Bitswap answers get up to `shutdown.drain_timeout_secs`, the API keeps
+    /// answering `/readyz` meanwhile; then every task stops and `api.json` is removed.
+    async fn stop(self, repo: &Repo) {
+        let Running { signals, p2p, http } = self;
+        let drain_timeout = Duration::from_secs(repo.config.shutdown.drain_timeout_secs);
+        tracing::info!(timeout = ?drain_timeout, "draining");
+        http.health.start_draining();
+        signals.drain.send_replace(true);
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        while p2p.bitswap.stats().peers > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!(peers_left = p2p.bitswap.stats().peers, "stopping");
+        let _ = std::fs::remove_file(repo.dir.join(API_FILE));
+        signals.stop.send_replace(true);
+        drop(p2p.bitswap);
+        drop(p2p.dht);
+        let _ = p2p.main_swarm.await;
+        if let Some(worker) = http.filter_worker {
+            let _ = worker.await;
+        }
+        for (name, task) in [("gateway", http.gateway), ("api", http.api)] {
+            match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(listener = name, error = %e, "HTTP server error"),
+                Ok(Err(e)) => {
+                    tracing::warn!(listener = name, error = %e, "HTTP server task failed")
+                }
+                Err(_) => {
+                    tracing::warn!(listener = name, "in-flight requests did not finish in time")
+                }
+            }
         }
     }
-    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {

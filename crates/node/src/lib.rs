@@ -1,38 +1,42 @@
 //! The Hydrant node: configuration, repository, identity, the libp2p swarm, and the wiring of the
 //! stores (object store, block index) to the servers (Bitswap, trustless gateway, API).
 //!
-//! Public API:
-//! - [`repo::Repo`]: `init` and `open` a repository (config + Ed25519 identity);
-//! - [`config::Config`]: the documented `config.toml`, with [`config::Config::validate`];
-//! - [`services::Services`]: opened stores and the ingest pipeline, for the daemon and the CLI;
-//! - [`daemon::run`]: runs the daemon until a shutdown future completes;
-//! - [`export::export_car`]: writes a CARv1 of a DAG from the local store;
-//! - [`storage`]: the object store of `[storage]` (local or S3), with request counters;
-//! - [`health`]: liveness, readiness, draining, and the presence-filter worker;
-//! - [`http`]: request IDs, spans, timeouts and metrics around both HTTP listeners;
-//! - [`meters`]: index lookup latency and ingest progress, for [`metrics`];
-//! - [`dht::start`]: the DHT heads, provider store and announcer; [`routing::NodeRouter`]: the
-//!   Delegated Routing V1 answers.
+//! The crate has three floors, each a private module; a floor uses the ones below it, never one
+//! above:
+//!
+//! | floor | holds |
+//! | --- | --- |
+//! | `stores` | the object store, the index meters, [`Services`] (every store and the ingest pipeline, opened from the configuration), `export` |
+//! | `p2p` | the libp2p swarm, the DHT heads and provider store, the Delegated Routing answers |
+//! | `http` | both HTTP listeners: the middleware, the admin API and its one error type, metrics, memory report and shedding, health, slow-client limits |
+//!
+//! with [`config`], [`repo`] (repository, identity, [`DaemonInfo`]) under them all and
+//! [`daemon`] on top, which starts the floors in order.
+//!
+//! Public surface (for `hydrant-cli` and the tests): [`Repo`], [`Config`](config::Config),
+//! [`Services`], [`run`] with [`Overrides`], [`DaemonInfo`], [`car_stream`], [`ApiToken`],
+//! [`ProcessMemory`], and for the DHT tests the swarm pieces in [`p2p_testing`].
 
-pub mod api;
-mod api_error;
-mod api_state;
 pub mod config;
 pub mod daemon;
-pub mod dht;
-pub mod export;
-pub mod health;
-pub mod http;
-pub mod memory;
-pub mod meters;
-pub mod metrics;
+mod http;
+mod p2p;
 pub mod repo;
-pub mod routing;
-pub mod services;
-pub mod slow_clients;
-pub mod storage;
-#[allow(missing_docs)] // the NetworkBehaviour derive generates an undocumented event enum
-pub mod swarm;
+mod stores;
+
+pub use daemon::{Overrides, run};
+pub use http::memory::ProcessMemory;
+pub use http::state::ApiToken;
+pub use p2p::swarm::SwarmError;
+pub use repo::{API_FILE, DaemonInfo, Repo, RepoError};
+pub use stores::export::car_stream;
+pub use stores::services::Services;
+
+/// The swarm pieces the node's DHT tests drive directly (a bare swarm with the node's
+/// transports, and the loop that runs it). Not for production callers.
+pub mod p2p_testing {
+    pub use crate::p2p::swarm::{SwarmLoop, build, drive_swarm};
+}
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -64,7 +68,7 @@ pub enum NodeError {
     },
     /// The swarm could not be built or could not listen.
     #[error(transparent)]
-    Swarm(#[from] swarm::SwarmError),
+    Swarm(#[from] p2p::swarm::SwarmError),
     /// The Bitswap server could not be started.
     #[error("Bitswap: {0}")]
     Bitswap(#[from] hydrant_bitswap::BitswapError),

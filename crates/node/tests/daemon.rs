@@ -10,8 +10,8 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
 use hydrant_car::{CarDecoder, Event, Limits, verify_block};
-use hydrant_node::daemon::DaemonInfo;
-use hydrant_node::repo::Repo;
+use hydrant_node::DaemonInfo;
+use hydrant_node::Repo;
 use hydrant_testkit::{BAD_FIXTURE_CARS, fixture, valid_fixture_cars};
 
 struct Car {
@@ -181,11 +181,11 @@ async fn fixtures_round_trip_through_api_gateway_and_export() {
 
     // `hydrant export` without a daemon reads the local store: byte-identical to the gateway's
     // CAR, and an incomplete DAG fails naming a block that is not stored.
-    let services = hydrant_node::services::Services::open(&Repo::open(&repo_dir).unwrap())
+    let services = hydrant_node::Services::open(&Repo::open(&repo_dir).unwrap())
         .await
         .unwrap();
     for (root, expected) in exports {
-        let mut stream = Box::pin(hydrant_node::export::car_stream(&services, root));
+        let mut stream = Box::pin(hydrant_node::car_stream(&services, root));
         let mut raw = Vec::new();
         let mut failure = None;
         while let Some(item) = stream.next().await {

@@ -39,7 +39,9 @@ async fn client() -> Client {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         ..SwarmConfig::default()
     };
-    let mut swarm = hydrant_node::swarm::build(keypair, &config).await.unwrap();
+    let mut swarm = hydrant_node::p2p_testing::build(keypair, &config)
+        .await
+        .unwrap();
     swarm.listen_on(config.listen[0].clone()).unwrap();
     let addrs = loop {
         use futures::StreamExt;
@@ -67,9 +69,9 @@ async fn client() -> Client {
     )
     .unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(hydrant_node::swarm::drive_swarm(
+    tokio::spawn(hydrant_node::p2p_testing::drive_swarm(
         swarm,
-        hydrant_node::swarm::SwarmLoop {
+        hydrant_node::p2p_testing::SwarmLoop {
             dials,
             dialer,
             connected: Arc::new(Mutex::new(HashSet::new())),

@@ -403,8 +403,8 @@ async fn api_token_is_required_on_the_same_connection() {
     assert_eq!(conn.sent, 18);
 
     // The CLI's way in: the token from the repository.
-    let repo = hydrant_node::repo::Repo::open(&repo_dir).unwrap();
-    let token = hydrant_node::api::ApiToken::load(&repo).unwrap().unwrap();
+    let repo = hydrant_node::Repo::open(&repo_dir).unwrap();
+    let token = hydrant_node::ApiToken::load(&repo).unwrap().unwrap();
     assert_eq!(token.authorization(), bearer.as_str());
     ingest(&info.api_url, "ipld/carv1-basic.car", Some(TOKEN)).await;
 

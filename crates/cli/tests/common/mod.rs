@@ -16,8 +16,8 @@ use hydrant_bitswap::{
     MAX_MESSAGE_SIZE, Message, PresenceType, ProtocolVersion, WantType, WantlistEntry,
     decode_message, read_frame, write_frame,
 };
-use hydrant_node::daemon::DaemonInfo;
-use hydrant_node::memory::ProcessMemory;
+use hydrant_node::DaemonInfo;
+use hydrant_node::ProcessMemory;
 use hydrant_testkit::{TempGarage, TempPostgres};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hydrant_node::daemon::{DaemonInfo, Overrides};
-use hydrant_node::repo::Repo;
+use hydrant_node::Repo;
+use hydrant_node::{DaemonInfo, Overrides};
 
 /// A running daemon: what it bound, the sender that stops it, and its task.
 pub type Running = (
@@ -34,7 +34,7 @@ pub async fn start_daemon(
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        hydrant_node::daemon::run(repo, overrides, async {
+        hydrant_node::run(repo, overrides, async {
             let _ = stopped.await;
         })
         .await

@@ -51,8 +51,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::api_state::ApiState;
-use crate::storage::Op;
+use crate::http::state::ApiState;
+use crate::stores::storage::Op;
 
 /// The DHT message types in `DhtStats` array order (kad-dht.md, "RPC Messages").
 const MESSAGE_TYPES: [&str; 6] = [
@@ -418,7 +418,7 @@ fn budget_metrics(r: &mut Registry, state: &ApiState) {
 /// Both HTTP listeners, index lookup latency, and ingests.
 fn http_and_ingest_metrics(r: &mut Registry, state: &ApiState) {
     let services = state.services();
-    services.http.register(r);
+    state.http.register(r);
     services.index_stats.register(r);
     services.ingest_stats.register(r);
 }

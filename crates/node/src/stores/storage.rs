@@ -27,8 +27,8 @@ use prometheus_client::registry::Registry;
 
 use crate::NodeError;
 use crate::config::{S3Config, StorageConfig};
-use crate::meters::{Buckets, FINE_LATENCY_BUCKETS};
 use crate::repo::Repo;
+use crate::stores::meters::{Buckets, FINE_LATENCY_BUCKETS};
 
 /// Kinds of object-store request, as counted by [`MeteredStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

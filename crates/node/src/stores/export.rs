@@ -9,7 +9,7 @@ use futures::Stream;
 use hydrant_gateway::{CarRequest, CarStreamError, CarStreamOptions};
 use hydrant_unixfs::DagScope;
 
-use crate::services::Services;
+use crate::stores::services::Services;
 
 /// The CARv1 of the whole DAG under `root`: header first, then one section per block.
 ///

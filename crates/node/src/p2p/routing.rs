@@ -11,7 +11,7 @@ use hydrant_index::{BlockLookup, Multihash};
 use hydrant_routing::{ContentRouter, PeerRecord, Record, RouterError};
 use libp2p::PeerId;
 
-use crate::dht::{DhtService, local_providers};
+use crate::p2p::dht::{DhtService, local_providers};
 
 /// Longest DHT walk behind one routing request.
 const WALK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -98,7 +98,7 @@ impl ContentRouter for NodeRouter {
             return Ok(Vec::new());
         };
         if let Some(m) = dht.members.iter().find(|m| m.peer_id == *peer) {
-            let addrs = crate::dht::provider_addrs(&[], &m.addrs);
+            let addrs = crate::p2p::dht::provider_addrs(&[], &m.addrs);
             return Ok(vec![record(
                 ProviderInfo { peer: *peer, addrs },
                 Vec::new(),

@@ -8,10 +8,10 @@ use axum::http::HeaderValue;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError, MIN_API_TOKEN_LEN};
-use crate::dht::DhtService;
-use crate::health::Health;
+use crate::http::health::Health;
+use crate::p2p::dht::DhtService;
 use crate::repo::DaemonInfo;
-use crate::services::Services;
+use crate::stores::services::Services;
 use hydrant_bitswap::BitswapHandle;
 
 /// The API's bearer token, read from `api.token_file` at start-up. Neither `Debug` nor any
@@ -120,6 +120,8 @@ pub struct ApiState {
     pub bitswap: Arc<BitswapHandle>,
     /// Liveness and readiness.
     pub health: Arc<Health>,
+    /// Request metrics of both HTTP listeners (the daemon hands the gateway's layer a clone).
+    pub http: Arc<crate::http::HttpStats>,
     /// The bearer token every route but `/healthz` and `/readyz` requires, when configured.
     pub(crate) token: Option<Arc<ApiToken>>,
 }
@@ -143,6 +145,7 @@ impl ApiState {
             dht,
             bitswap,
             health,
+            http: Arc::default(),
             token: None,
         }
     }

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use hydrant_budget::{BudgetStats, Grant, Holder, MemoryBudget};
 use serde::Serialize;
 
-use crate::api_state::ApiState;
-use crate::slow_clients::{ClientAddr, ClientLimit, ClientSlot};
+use crate::http::slow_clients::{ClientAddr, ClientLimit, ClientSlot};
+use crate::http::state::ApiState;
 
 /// The state of [`shed`]: the budget and the bytes reserved per request.
 #[derive(Clone)]

@@ -1,4 +1,4 @@
-//! Meters of the index and of ingests, rendered by [`crate::metrics`]:
+//! Meters of the index and of ingests, rendered by the HTTP floor's `/metrics`:
 //!
 //! - [`MeteredIndex`] wraps the block index (under the presence filter, so only the lookups
 //!   that reach the index are timed) and times every lookup into [`IndexStats`];

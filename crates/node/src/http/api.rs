@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /api/v1/id` | the [`DaemonInfo`] of this daemon |
 //! | `GET /healthz` | liveness: 200 while the process serves HTTP |
-//! | `GET /readyz` | readiness ([`crate::health::Readiness`] as JSON): 200 when ready, 503 when not |
+//! | `GET /readyz` | readiness ([`crate::http::health::Readiness`] as JSON): 200 when ready, 503 when not |
 //! | `PUT /api/v1/cars` | ingests the CAR in the request body (streamed); answers an `IngestSummary` |
 //! | `POST /api/v1/cars/index?key=KEY` | indexes the CAR already stored under object key `KEY`, in place |
 //! | `GET /api/v1/cars?after=KEY&limit=N` | committed CARs, ordered by key, at most `limit` (<= 1000) |
@@ -13,7 +13,7 @@
 //! | `GET /api/v1/dht/routing-table` | the shared routing table: peer IDs and addresses |
 //! | `GET /api/v1/dht/providers?after=CURSOR&limit=N` | stored provider records, paged (`next` is the cursor) |
 //! | `GET /api/v1/dht/lookup/{cid}` | providers of a CID: our data first, then a DHT walk |
-//! | `GET /metrics` | Prometheus metrics (see [`crate::metrics`]) |
+//! | `GET /metrics` | Prometheus metrics (see [`crate::http::metrics`]) |
 //!
 //! The `/api/v1/dht/*` paths answer 404 when `dht.enabled = false`.
 //!
@@ -40,9 +40,9 @@ use futures::TryStreamExt;
 use hydrant_ingest::IngestError;
 use serde::Deserialize;
 
-use crate::api_error::ApiError;
-pub use crate::api_state::{ApiState, ApiToken};
-use crate::dht::DhtService;
+use crate::http::error::ApiError;
+pub use crate::http::state::{ApiState, ApiToken};
+use crate::p2p::dht::DhtService;
 use crate::repo::DaemonInfo;
 
 /// Most CAR records one `GET /api/v1/cars` returns.
@@ -73,7 +73,7 @@ async fn require_token(State(token): State<Arc<ApiToken>>, req: Request, next: N
 /// The API router.
 pub fn router(state: ApiState) -> axum::Router {
     let token = state.token.clone();
-    let stats = state.services.http.clone();
+    let stats = state.http.clone();
     let timeout = state.request_timeout;
     let router = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -87,7 +87,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/dht/providers", get(dht_providers))
         .route("/api/v1/dht/lookup/{cid}", get(dht_lookup))
         .route("/metrics", get(metrics))
-        .route("/api/v1/debug/memory", get(crate::memory::report))
+        .route("/api/v1/debug/memory", get(crate::http::memory::report))
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
     let router = match token {
@@ -139,7 +139,7 @@ async fn index_stored(State(state): State<ApiState>, Query(q): Query<IndexQuery>
 /// summary (200) or the [`ApiError`].
 fn ingested(
     state: &ApiState,
-    ticket: crate::meters::IngestTicket,
+    ticket: crate::stores::meters::IngestTicket,
     result: Result<hydrant_ingest::IngestSummary, IngestError>,
 ) -> Response {
     ticket.finish(&result);
@@ -392,7 +392,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(&state),
+        crate::http::metrics::render(&state),
     )
         .into_response()
 }

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::SwarmConfig;
-use crate::swarm::{self};
+use crate::p2p::swarm::{self};
 use crate::{NodeError, repo::Repo};
 
 /// Most providers taken from the provider store for one key.
@@ -95,8 +95,6 @@ pub struct DhtService {
     pub store: Arc<dyn ProviderStore>,
     /// Expired-record sweeps.
     pub gc: GcHandle,
-    /// IPNS and `/pk/` records received by PUT_VALUE.
-    pub records: RecordStore,
     /// Announcer counters.
     pub announce_stats: Arc<AnnounceStats>,
     /// Our Bitswap peer as a provider: its ID and the addresses put in provider records.
@@ -249,7 +247,7 @@ pub struct MainPeer {
 /// [`NodeError`] when a head cannot be derived, built or bound, or a store cannot be opened.
 pub async fn start(
     repo: &Repo,
-    services: &crate::services::Services,
+    services: &crate::stores::services::Services,
     main: MainPeer,
     stop: watch::Receiver<bool>,
 ) -> Result<DhtService, NodeError> {
@@ -277,7 +275,8 @@ pub async fn start(
             ..config.swarm.clone()
         };
         let mut head = swarm::build(keypair, &swarm_config).await?;
-        let (addrs, _) = crate::swarm::listen_all(&mut head, &swarm_config.listen, peer_id).await?;
+        let (addrs, _) =
+            crate::p2p::swarm::listen_all(&mut head, &swarm_config.listen, peer_id).await?;
         let (dialer, dials) = ChannelDialer::new();
         let connected = Arc::new(Mutex::new(HashSet::new()));
         handles.push(HeadHandle {
@@ -291,9 +290,9 @@ pub async fn start(
             addrs,
             connected: connected.clone(),
         });
-        tasks.push(tokio::spawn(crate::swarm::drive_swarm(
+        tasks.push(tokio::spawn(crate::p2p::swarm::drive_swarm(
             head,
-            crate::swarm::SwarmLoop {
+            crate::p2p::swarm::SwarmLoop {
                 dials,
                 dialer,
                 connected,
@@ -355,7 +354,7 @@ pub async fn start(
         handles,
         lookup,
         Arc::new(WriterSink(writer.clone())),
-        Arc::new(RecordValues(records.clone())),
+        Arc::new(RecordValues(records)),
     )
     .map_err(|e| NodeError::Dht(e.to_string()))?;
     let handle = Arc::new(handle);
@@ -393,7 +392,6 @@ pub async fn start(
         writer,
         store,
         gc,
-        records,
         announce_stats,
         self_provider,
         announce_tx,

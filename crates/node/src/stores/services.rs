@@ -13,9 +13,9 @@ use object_store::ObjectStore;
 
 use crate::NodeError;
 use crate::config::{Config, IndexConfig, PostgresConfig};
-use crate::meters::{IndexStats, IngestStats, MeteredIndex};
 use crate::repo::Repo;
-use crate::storage::{self, StoreStats};
+use crate::stores::meters::{IndexStats, IngestStats, MeteredIndex};
+use crate::stores::storage::{self, StoreStats};
 
 /// Everything that serves and ingests blocks, shared by the daemon's tasks. Cheap to clone.
 #[derive(Clone)]
@@ -38,8 +38,6 @@ pub struct Services {
     pub ingester: Arc<Ingester>,
     /// The memory budget shared by Bitswap, the gateway and the DHT (`[limits]`).
     pub budget: hydrant_budget::MemoryBudget,
-    /// Request metrics of the gateway and API listeners.
-    pub http: Arc<crate::http::HttpStats>,
     /// Latency of the lookups that reach the index (past the presence filter).
     pub index_stats: Arc<IndexStats>,
     /// Ingests through the API: results, failures, the ones running.
@@ -119,7 +117,6 @@ impl Services {
             blockstore,
             ingester,
             budget: repo.config.limits.budget(),
-            http: Arc::default(),
             index_stats,
             ingest_stats: Arc::default(),
             main_peers: Arc::default(),

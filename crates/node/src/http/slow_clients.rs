@@ -1,7 +1,7 @@
 //! What one gateway client can hold: a stalled reader loses its connection after
 //! `gateway.write_timeout_secs` ([`WriteTimeout`], applied to every connection by
 //! [`GatewayListener`]), and one address has at most `gateway.max_requests_per_ip` responses in
-//! progress ([`ClientLimit`], checked by [`crate::memory::shed`]; more are answered 429).
+//! progress ([`ClientLimit`], checked by [`crate::http::memory::shed`]; more are answered 429).
 //!
 //! Why at the socket and not in the response body: hyper polls a body only when its write
 //! buffer has room, so once a client stops reading (the socket's buffers full, then hyper's)
@@ -204,6 +204,7 @@ impl ClientLimit {
     }
 
     /// Addresses with a response in progress now.
+    #[cfg(test)]
     pub fn clients(&self) -> usize {
         self.in_progress
             .lock()

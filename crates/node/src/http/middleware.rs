@@ -3,8 +3,7 @@
 //!
 //! - **Request ID.** The client's `x-request-id` when it is 1 to [`MAX_REQUEST_ID_LEN`]
 //!   characters of `[A-Za-z0-9._-]`, else a fresh 16-hex-digit random one. It is returned in the
-//!   `x-request-id` response header and is available to handlers as the [`RequestId`]
-//!   extension.
+//!   `x-request-id` response header and recorded in the request's span.
 //! - **One `tracing` span per request**, `request{id, method, route}`: `route` is the matched
 //!   route template (`/ipfs/{*path}`, `/api/v1/cars`, `unmatched`), never the request's path,
 //!   and `method` one of the standard methods or `other`, so no client bytes other than a
@@ -33,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tracing::Instrument;
 
-use crate::meters::{Buckets, LATENCY_BUCKETS};
+use crate::stores::meters::{Buckets, LATENCY_BUCKETS};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -50,10 +49,6 @@ pub const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Route label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
-
-/// The ID of the request being served, as a request extension.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub Arc<str>);
 
 /// Which listener a [`layer`] serves: decides the metrics and the error body format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,11 +181,10 @@ fn fresh_request_id() -> Arc<str> {
     Arc::from(format!("{:016x}", hasher.finish()))
 }
 
-async fn observe(State(state): State<LayerState>, mut req: Request, next: Next) -> Response {
+async fn observe(State(state): State<LayerState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let config = &state.config;
     let id = request_id(req.headers());
-    req.extensions_mut().insert(RequestId(id.clone()));
     let route: Option<Arc<str>> = req
         .extensions()
         .get::<MatchedPath>()
@@ -285,7 +279,7 @@ fn timeout_response(config: &LayerConfig, limit: Duration) -> Response {
             )
                 .into_response()
         }
-        Listener::Api => crate::api_error::ApiError::Timeout(message).into_response(),
+        Listener::Api => crate::http::error::ApiError::Timeout(message).into_response(),
     }
 }
 
@@ -351,7 +345,7 @@ async fn with_id_in_body(response: Response, id: &str, listener: Listener) -> Re
 /// Buckets of the HTTP latency histograms, in seconds.
 const HTTP_BUCKETS: Buckets = Buckets(LATENCY_BUCKETS);
 
-/// Counters and histograms of both HTTP listeners, rendered by [`crate::metrics`].
+/// Counters and histograms of both HTTP listeners, rendered by [`crate::http::metrics`].
 #[derive(Debug)]
 pub struct HttpStats {
     gateway_requests: Family<Vec<(&'static str, &'static str)>, Counter>,
@@ -425,7 +419,7 @@ impl HttpStats {
         Response::from_parts(parts, Body::from_stream(counted))
     }
 
-    /// Registers the HTTP metrics (see the table in [`crate::metrics`]).
+    /// Registers the HTTP metrics (see the table in [`crate::http::metrics`]).
     pub fn register(&self, r: &mut Registry) {
         r.register(
             "gateway_requests",

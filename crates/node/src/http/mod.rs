@@ -1,0 +1,14 @@
+//! Both HTTP listeners: the middleware around every request, the admin API with its one error
+//! type, `/metrics`, the memory report and the gateway's budget shedding, health, and the limits
+//! on slow gateway clients. The gateway's own handlers live in `hydrant-gateway`.
+
+pub(crate) mod api;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod memory;
+pub(crate) mod metrics;
+mod middleware;
+pub(crate) mod slow_clients;
+pub(crate) mod state;
+
+pub(crate) use middleware::{HttpStats, LayerConfig, Listener, layer};

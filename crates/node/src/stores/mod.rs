@@ -1,0 +1,10 @@
+//! The bottom floor: the object store, the block index with its meters, and [`Services`], which
+//! opens them from the configuration with the ingest pipeline. Nothing here knows of HTTP or
+//! libp2p.
+//!
+//! [`Services`]: services::Services
+
+pub(crate) mod export;
+pub(crate) mod meters;
+pub mod services;
+pub mod storage;
