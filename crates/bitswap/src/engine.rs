@@ -3,9 +3,10 @@
 //! "Interaction Pattern" of 1.0.0 and 1.2.0).
 //!
 //! It does no I/O and spawns nothing; the glue in `service.rs` feeds it decoded messages
-//! ([`Engine::receive`]), asks for work ([`Engine::next_batch`]), performs the block lookups
-//! and hands the results back ([`Engine::complete_batch`], which returns framed messages), and
-//! reports messages written ([`Engine::message_done`]). No rule depends on time, so no clock is
+//! ([`Engine::receive`]), asks for work ([`Engine::next_batch_within`]), performs the block
+//! lookups and hands the results back as they come ([`Engine::complete_part`], which returns
+//! framed messages at once, the last part ending the batch), and reports messages written
+//! ([`Engine::message_done`]). No rule depends on time, so no clock is
 //! taken.
 //!
 //! Rules (as boxo's server applies them):
@@ -61,6 +62,12 @@ pub(crate) const BLOCK_SIZE_ESTIMATE: usize = 256 * 1024;
 
 /// Most response messages waiting to be written to one peer before it gets a new batch.
 pub(crate) const MAX_UNSENT_MESSAGES_PER_PEER: usize = 16;
+
+/// A response message holding at least this many bytes of blocks takes no further block: the
+/// next block starts a new message, so a peer can take (and hash) the first block of a batch
+/// while the next ones are still being written, instead of after a frame of up to
+/// [`MAX_MESSAGE_SIZE`]. Small blocks and presences still share a message.
+pub(crate) const SOFT_MESSAGE_BLOCK_BYTES: u64 = 256 * 1024;
 
 /// Most response messages one batch can produce (each block alone, plus one of presences).
 pub(crate) const MAX_MESSAGES_PER_BATCH: usize = MAX_WANTS_PER_BATCH + 1;
@@ -148,7 +155,7 @@ pub(crate) struct BatchWant {
     pub send_dont_have: bool,
 }
 
-/// Lookups to do for one peer; give it back to [`Engine::complete_batch`] with the results.
+/// Lookups to do for one peer; answer its wants with [`Engine::complete_part`].
 #[derive(Clone, Debug)]
 pub(crate) struct Batch {
     pub peer: PeerId,
@@ -475,27 +482,48 @@ impl Engine {
     }
 
     /// Turns the lookups of `batch` into framed responses; `results[i]` answers
-    /// `batch.wants[i]` (missing results count as failures). Frames are queued against the
-    /// peer's budget until [`Engine::message_done`]. A batch of a forgotten peer is ignored.
+    /// `batch.wants[i]` (missing results count as failures) and ends the batch: as
+    /// [`Self::complete_part`] with every answer at once.
+    #[cfg(test)]
     pub(crate) fn complete_batch(&mut self, batch: Batch, results: Vec<Lookup>) -> Vec<Outgoing> {
-        let Some(ledger) = self.ledgers.get_mut(&batch.peer) else {
+        let mut results = results.into_iter();
+        let answers = batch
+            .wants
+            .into_iter()
+            .map(|want| (want, results.next().unwrap_or(Lookup::Failed)))
+            .collect();
+        self.complete_part(batch.peer, batch.id, answers, true)
+    }
+
+    /// Turns some answers of the batch `id` of `peer` into framed responses, at once, so that a
+    /// block goes on the wire as soon as it is read rather than when the whole batch is. Each
+    /// want of the batch is answered at most once; with `last`, the batch ends, and its wants
+    /// left unanswered count as failures (the store could not tell). Frames are queued against
+    /// the peer's budget until [`Engine::message_done`]. Answers for a forgotten peer or an
+    /// ended batch are ignored.
+    pub(crate) fn complete_part(
+        &mut self,
+        peer: PeerId,
+        id: u64,
+        answers: Vec<(BatchWant, Lookup)>,
+        last: bool,
+    ) -> Vec<Outgoing> {
+        let Some(ledger) = self.ledgers.get_mut(&peer) else {
             return Vec::new();
         };
-        let in_flight = match ledger.in_flight.take() {
-            Some((id, in_flight)) if id == batch.id => in_flight,
-            other => {
-                ledger.in_flight = other;
-                return Vec::new();
-            }
+        let Some((current, in_flight)) = &mut ledger.in_flight else {
+            return Vec::new();
         };
+        if *current != id {
+            return Vec::new();
+        }
         let version = ledger.version;
         let max_frame = self.config.max_frame_size;
         let mut finished: Vec<ResponseBuilder> = Vec::new();
         let mut builder = ResponseBuilder::new(version, max_frame);
-        let mut results = results.into_iter();
-        for want in &batch.wants {
-            let result = results.next().unwrap_or(Lookup::Failed);
-            if in_flight.get(&want.cid).is_none_or(|w| w.cancelled) {
+        for (want, result) in answers {
+            // Answered wants leave the batch: a new want for the CID is a new want.
+            if in_flight.remove(&want.cid).is_none_or(|w| w.cancelled) {
                 self.counters.answers_cancelled += 1;
                 continue;
             }
@@ -527,6 +555,14 @@ impl Engine {
                 Item::Block(data) => b.add_block(&want.cid, data),
                 Item::Presence(p) => b.add_presence(&want.cid, *p),
             };
+            if matches!(item, Item::Block(_))
+                && builder.counts().block_bytes >= SOFT_MESSAGE_BLOCK_BYTES
+            {
+                finished.push(std::mem::replace(
+                    &mut builder,
+                    ResponseBuilder::new(version, max_frame),
+                ));
+            }
             match add(&mut builder) {
                 Ok(()) => {}
                 Err(AddError::Unsupported) => self.counters.wants_dropped += 1,
@@ -542,6 +578,16 @@ impl Engine {
                 }
             }
         }
+        if last && let Some((_, unanswered)) = ledger.in_flight.take() {
+            for want in unanswered.values() {
+                if want.cancelled {
+                    self.counters.answers_cancelled += 1;
+                } else {
+                    self.counters.outcomes(want.want_type).error += 1;
+                    self.counters.wants_failed += 1;
+                }
+            }
+        }
         if !builder.is_empty() {
             finished.push(builder);
         }
@@ -554,14 +600,16 @@ impl Engine {
             ledger.outstanding_bytes += frame.len();
             ledger.unsent_messages += 1;
             out.push(Outgoing {
-                peer: batch.peer,
+                peer,
                 epoch: ledger.epoch,
                 version,
                 frame,
                 counts,
             });
         }
-        self.settle(batch.peer);
+        if last {
+            self.settle(peer);
+        }
         out
     }
 
@@ -979,6 +1027,8 @@ mod tests {
         Complete {
             idx: usize,
             outcome: u8,
+            /// Answer only the first half of the batch's wants (the batch goes on).
+            part: bool,
         },
         Sent {
             idx: usize,
@@ -990,7 +1040,7 @@ mod tests {
             3 => (0usize..3, any::<bool>(), proptest::collection::vec((0u8..12, -2i32..3, any::<bool>(), any::<bool>(), any::<bool>()), 0..8))
                 .prop_map(|(peer, full, entries)| Op::Receive { peer, full: full && entries.len() % 3 == 0, entries }),
             2 => Just(Op::Batch),
-            2 => (any::<usize>(), any::<u8>()).prop_map(|(idx, outcome)| Op::Complete { idx, outcome }),
+            2 => (any::<usize>(), any::<u8>(), any::<bool>()).prop_map(|(idx, outcome, part)| Op::Complete { idx, outcome, part }),
             1 => any::<usize>().prop_map(|idx| Op::Sent { idx }),
         ]
     }
@@ -1071,10 +1121,17 @@ mod tests {
                             batches.push(batch);
                         }
                     }
-                    Op::Complete { idx, outcome } => {
+                    Op::Complete { idx, outcome, part } => {
                         if batches.is_empty() { continue; }
-                        let batch = batches.remove(idx % batches.len());
+                        let mut batch = batches.remove(idx % batches.len());
                         let peer = batch.peer;
+                        // A part answers the first half and leaves the rest of the batch.
+                        let rest = if part && batch.wants.len() > 1 {
+                            let half = batch.wants.len() / 2;
+                            Some(Batch { peer, id: batch.id, wants: batch.wants.split_off(half) })
+                        } else {
+                            None
+                        };
                         let results: Vec<Lookup> = batch.wants.iter().enumerate().map(|(i, w)| {
                             match (outcome as usize + i) % 3 {
                                 0 => Lookup::Failed,
@@ -1083,12 +1140,12 @@ mod tests {
                             }
                         }).collect();
                         let m = model.get_mut(&peer).unwrap();
-                        let in_flight = std::mem::take(&mut m.in_flight);
                         let mut expected_blocks = HashSet::new();
                         let mut expected_haves = HashSet::new();
                         let mut expected_dont = HashSet::new();
                         for (w, r) in batch.wants.iter().zip(&results) {
-                            if in_flight[&w.cid].1 { continue; }
+                            // An answered want leaves the batch.
+                            if m.in_flight.remove(&w.cid).expect("answered once").1 { continue; }
                             match r {
                                 Lookup::Block(_) => { expected_blocks.insert(w.cid); }
                                 Lookup::Present => { expected_haves.insert(w.cid); }
@@ -1096,7 +1153,17 @@ mod tests {
                                 _ => {}
                             }
                         }
-                        let out = engine.complete_batch(batch, results);
+                        let out = match rest {
+                            Some(rest) => {
+                                let answers = batch.wants.into_iter().zip(results).collect();
+                                batches.push(rest);
+                                engine.complete_part(peer, batch.id, answers, false)
+                            }
+                            None => {
+                                prop_assert!(m.in_flight.is_empty(), "the last part answers the rest");
+                                engine.complete_batch(batch, results)
+                            }
+                        };
                         let (mut blocks, mut haves, mut dont) = (HashSet::new(), HashSet::new(), HashSet::new());
                         for o in &out {
                             prop_assert!(o.frame.len() <= 4096);

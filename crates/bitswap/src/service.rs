@@ -16,8 +16,10 @@
 //!   [`BitswapConfig::inbound_idle_timeout`] without one) and passes them to the engine task;
 //! - *engine*: owns the [`Engine`](crate::engine), starts *lookup* tasks (at most
 //!   [`BitswapConfig::max_concurrent_lookups`]) and hands framed answers to the peer's *sender*;
-//! - *lookup*: one batch of one peer: `get_many` for its WANT_BLOCKs, `size` for its WANT_HAVEs
-//!   (then `get_many` for those small enough to send instead of HAVE);
+//! - *lookup*: one batch of one peer: `get_each` for its WANT_BLOCKs while `size` is asked for
+//!   its WANT_HAVEs (then `get_many` for those small enough to send instead of HAVE); each
+//!   answer goes to the engine as soon as it is known, so a block is framed and handed to the
+//!   sender while the rest of its batch is still being read;
 //! - *sender*: one per peer while it has answers: opens the outbound stream, writes frames
 //!   (each within [`BitswapConfig::write_timeout`]), reopens once if a write fails, closes the
 //!   stream after [`BitswapConfig::outbound_idle_timeout`] idle. A peer whose write times out or
@@ -39,9 +41,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::{
-    Batch, Engine, EngineConfig, Lookup, MAX_BLOCK_WANTS_PER_BATCH, MAX_MESSAGES_PER_BATCH,
-    MAX_OUTSTANDING_BYTES_PER_PEER, MAX_UNSENT_MESSAGES_PER_PEER, MAX_WANTLIST_ENTRIES_PER_PEER,
-    MAX_WANTS_PER_BATCH, Outgoing, WantOutcomes,
+    Batch, BatchWant, Engine, EngineConfig, Lookup, MAX_BLOCK_WANTS_PER_BATCH,
+    MAX_MESSAGES_PER_BATCH, MAX_OUTSTANDING_BYTES_PER_PEER, MAX_UNSENT_MESSAGES_PER_PEER,
+    MAX_WANTLIST_ENTRIES_PER_PEER, MAX_WANTS_PER_BATCH, Outgoing, WantOutcomes,
 };
 use crate::protocol::{
     FrameError, MAX_MESSAGE_SIZE, Message, ProtocolVersion, WantType, decode_message,
@@ -411,11 +413,17 @@ enum Event {
         /// The message's memory, released once the engine has applied it.
         _grant: Grant,
     },
-    BatchDone {
-        batch: Batch,
-        results: Vec<Lookup>,
-        /// Memory reserved for the batch's blocks; becomes the frames' grants.
+    /// Answers of one batch, sent as the lookups find them.
+    Answers {
+        peer: PeerId,
+        /// The batch's id.
+        id: u64,
+        answers: Vec<(BatchWant, Lookup)>,
+        /// Memory reserved for these answers (with `last`, the rest of the batch's reservation);
+        /// becomes the frames' grants.
         grant: Grant,
+        /// The batch's lookups are over; wants still unanswered failed.
+        last: bool,
     },
     Sent {
         peer: PeerId,
@@ -754,22 +762,59 @@ impl EngineTask {
             let store = self.store.clone();
             let events = self.events_tx.clone();
             let replace = self.config.want_have_replace_size;
+            let have_charge = self.have_charge();
             tokio::spawn(async move {
-                let n = batch.wants.len();
-                let results = AssertUnwindSafe(lookup(store.as_ref(), &batch, replace))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| {
+                // Answers go to the engine as they are found (a block is framed and handed to
+                // the sender while the rest of the batch is still being read); `read` ends
+                // when every want has its answer, which closes the channel.
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let read = async {
+                    let looked_up = AssertUnwindSafe(lookup(store.as_ref(), &batch, replace, tx))
+                        .catch_unwind()
+                        .await;
+                    if looked_up.is_err() {
                         tracing::error!(peer = %batch.peer, "bitswap: block store panicked");
-                        vec![Lookup::Failed; n]
-                    });
-                let _ = events
-                    .send(Event::BatchDone {
-                        batch,
-                        results,
-                        grant,
-                    })
-                    .await;
+                    }
+                };
+                let forward = async {
+                    while let Some(first) = rx.recv().await {
+                        let mut answers = vec![first];
+                        while let Ok(more) = rx.try_recv() {
+                            answers.push(more);
+                        }
+                        let answers: Vec<(BatchWant, Lookup)> = answers
+                            .into_iter()
+                            .map(|(i, found)| (batch.wants[i].clone(), found))
+                            .collect();
+                        let charge = answers
+                            .iter()
+                            .map(|(want, _)| match want.want_type {
+                                WantType::Block => BLOCK_CHARGE,
+                                WantType::Have => have_charge,
+                            })
+                            .sum();
+                        let event = Event::Answers {
+                            peer: batch.peer,
+                            id: batch.id,
+                            answers,
+                            grant: grant.split(charge),
+                            last: false,
+                        };
+                        if events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = events
+                        .send(Event::Answers {
+                            peer: batch.peer,
+                            id: batch.id,
+                            answers: Vec::new(),
+                            grant,
+                            last: true,
+                        })
+                        .await;
+                };
+                futures::join!(read, forward);
             });
         }
     }
@@ -818,13 +863,17 @@ impl EngineTask {
                     self.reserve_wants(&message);
                     self.engine.receive(peer, version, &message);
                 }
-                Event::BatchDone {
-                    batch,
-                    results,
+                Event::Answers {
+                    peer,
+                    id,
+                    answers,
                     mut grant,
+                    last,
                 } => {
-                    self.lookups_in_flight -= 1;
-                    let outgoing = self.engine.complete_batch(batch, results);
+                    if last {
+                        self.lookups_in_flight -= 1;
+                    }
+                    let outgoing = self.engine.complete_part(peer, id, answers, last);
                     grant.shrink_to(outgoing.iter().map(|o| o.frame.len() as u64).sum());
                     for out in outgoing {
                         let frame_grant = grant.split(out.frame.len() as u64);
@@ -884,63 +933,87 @@ impl EngineTask {
     }
 }
 
-/// Looks up the wants of one batch; `result[i]` answers `batch.wants[i]`.
-async fn lookup(store: &dyn Blockstore, batch: &Batch, replace_size: u32) -> Vec<Lookup> {
+/// Looks up the wants of one batch and sends `(i, answer)` for `batch.wants[i]` on `answers`
+/// as soon as it is known: the WANT_BLOCKs through `get_each` (each block as its range is
+/// read) while the WANT_HAVEs' sizes are asked at the same time; a WANT_HAVE of a block of at
+/// most `replace_size` bytes is answered with the block when it can be read, else with HAVE.
+/// A want whose answer is never sent (a panic) counts as failed when the batch ends.
+async fn lookup(
+    store: &dyn Blockstore,
+    batch: &Batch,
+    replace_size: u32,
+    answers: mpsc::UnboundedSender<(usize, Lookup)>,
+) {
     let peer = batch.peer;
-    let mut results = vec![Lookup::Failed; batch.wants.len()];
+    let answer = |i: usize, found: Lookup| {
+        // The receiver only goes away when the server stops.
+        let _ = answers.send((i, found));
+    };
     let failed = |cid: &Cid, error: &dyn std::error::Error| {
         // Counted (store_errors); one line per want would flood the log during an outage.
         tracing::debug!(%peer, %cid, %error, "bitswap: block store failed");
     };
+    let of_type = |want_type: WantType| -> Vec<usize> {
+        (0..batch.wants.len())
+            .filter(|&i| batch.wants[i].want_type == want_type)
+            .collect()
+    };
 
-    let blocks: Vec<usize> = (0..batch.wants.len())
-        .filter(|&i| batch.wants[i].want_type == WantType::Block)
-        .collect();
-    if !blocks.is_empty() {
+    let blocks = of_type(WantType::Block);
+    let read_blocks = async {
+        if blocks.is_empty() {
+            return;
+        }
         let cids: Vec<Cid> = blocks.iter().map(|&i| batch.wants[i].cid).collect();
-        for (&i, got) in blocks.iter().zip(store.get_many(&cids).await) {
-            results[i] = match got {
-                Ok(Some(data)) => Lookup::Block(data),
-                Ok(None) => Lookup::Absent,
+        store
+            .get_each(&cids, &mut |k, got| {
+                let i = blocks[k];
+                answer(
+                    i,
+                    match got {
+                        Ok(Some(data)) => Lookup::Block(data),
+                        Ok(None) => Lookup::Absent,
+                        Err(error) => {
+                            failed(&batch.wants[i].cid, &error);
+                            Lookup::Failed
+                        }
+                    },
+                );
+            })
+            .await;
+    };
+
+    let haves = of_type(WantType::Have);
+    let find_haves = async {
+        let sizes =
+            futures::future::join_all(haves.iter().map(|&i| store.size(&batch.wants[i].cid))).await;
+        let mut small = Vec::new();
+        for (&i, size) in haves.iter().zip(sizes) {
+            match size {
+                Ok(Some(size)) if size <= replace_size => small.push(i),
+                Ok(Some(_)) => answer(i, Lookup::Present),
+                Ok(None) => answer(i, Lookup::Absent),
                 Err(error) => {
                     failed(&batch.wants[i].cid, &error);
-                    Lookup::Failed
+                    answer(i, Lookup::Failed);
                 }
-            };
-        }
-    }
-
-    let haves: Vec<usize> = (0..batch.wants.len())
-        .filter(|&i| batch.wants[i].want_type == WantType::Have)
-        .collect();
-    let sizes =
-        futures::future::join_all(haves.iter().map(|&i| store.size(&batch.wants[i].cid))).await;
-    let mut small = Vec::new();
-    for (&i, size) in haves.iter().zip(sizes) {
-        results[i] = match size {
-            Ok(Some(size)) => {
-                if size <= replace_size {
-                    small.push(i);
-                }
-                Lookup::Present
-            }
-            Ok(None) => Lookup::Absent,
-            Err(error) => {
-                failed(&batch.wants[i].cid, &error);
-                Lookup::Failed
-            }
-        };
-    }
-    if !small.is_empty() {
-        let cids: Vec<Cid> = small.iter().map(|&i| batch.wants[i].cid).collect();
-        for (&i, got) in small.iter().zip(store.get_many(&cids).await) {
-            // Otherwise the HAVE already found stands.
-            if let Ok(Some(data)) = got {
-                results[i] = Lookup::Block(data);
             }
         }
-    }
-    results
+        if !small.is_empty() {
+            let cids: Vec<Cid> = small.iter().map(|&i| batch.wants[i].cid).collect();
+            for (&i, got) in small.iter().zip(store.get_many(&cids).await) {
+                // Otherwise the HAVE already found stands.
+                answer(
+                    i,
+                    match got {
+                        Ok(Some(data)) => Lookup::Block(data),
+                        _ => Lookup::Present,
+                    },
+                );
+            }
+        }
+    };
+    futures::join!(read_blocks, find_haves);
 }
 
 /// Why a response could not be written.

@@ -24,11 +24,13 @@ use tokio::sync::{mpsc, watch};
 const WAIT: Duration = Duration::from_secs(15);
 
 /// An in-memory block store; CIDs in `failing` return a storage error; `get_many` waits until
-/// `gate` is open.
+/// `gate` is open. While `slow` is not empty, `get_each` answers the other CIDs at once and
+/// those in `slow` once `gate` is open (a batch whose reads end at different times).
 struct MemStore {
     blocks: HashMap<Cid, Bytes>,
     failing: HashSet<Cid>,
     gate: watch::Receiver<bool>,
+    slow: Arc<std::sync::Mutex<HashSet<Cid>>>,
 }
 
 impl MemStore {
@@ -74,6 +76,31 @@ impl Blockstore for MemStore {
             out.push(self.get(cid).await);
         }
         out
+    }
+
+    async fn get_each(
+        &self,
+        cids: &[Cid],
+        each: &mut (dyn FnMut(usize, Result<Option<Bytes>, BlockstoreError>) + Send),
+    ) {
+        let slow = self.slow.lock().unwrap().clone();
+        if slow.is_empty() {
+            for (i, got) in self.get_many(cids).await.into_iter().enumerate() {
+                each(i, got);
+            }
+            return;
+        }
+        for (i, cid) in cids.iter().enumerate() {
+            if !slow.contains(cid) {
+                each(i, self.get(cid).await);
+            }
+        }
+        let _ = self.gate.clone().wait_for(|open| *open).await;
+        for (i, cid) in cids.iter().enumerate() {
+            if slow.contains(cid) {
+                each(i, self.get(cid).await);
+            }
+        }
     }
 }
 
@@ -138,6 +165,7 @@ struct Setup {
     received: mpsc::Receiver<Received>,
     handle: BitswapHandle,
     gate: watch::Sender<bool>,
+    slow: Arc<std::sync::Mutex<HashSet<Cid>>>,
 }
 
 /// Starts a server swarm with Bitswap over `blocks` and a connected client swarm that accepts
@@ -156,10 +184,12 @@ async fn setup(
         }
     }
     let (gate, gate_rx) = watch::channel(true);
+    let slow = Arc::default();
     let store = Arc::new(MemStore {
         blocks: store_blocks,
         failing: failing.iter().copied().collect(),
         gate: gate_rx,
+        slow: Arc::clone(&slow),
     });
 
     let mut server = swarm();
@@ -244,6 +274,7 @@ async fn setup(
         received,
         handle,
         gate,
+        slow,
     }
 }
 
@@ -550,6 +581,40 @@ async fn cancel_before_the_answer() {
         stats.answers_cancelled, 1,
         "the cancel voided a lookup in progress"
     );
+}
+
+#[tokio::test]
+async fn a_block_goes_out_before_the_rest_of_its_batch_is_read() {
+    let fast = Bytes::from_static(b"read at once");
+    let slow = Bytes::from_static(b"read later");
+    let mut s = setup(
+        &[fast.clone(), slow.clone()],
+        all_cids,
+        &[],
+        BitswapConfig::default(),
+        &ProtocolVersion::ALL,
+    )
+    .await;
+    s.slow.lock().unwrap().insert(v1_sha256(&slow));
+    s.gate.send(false).unwrap(); // the slow block's read waits
+    let _stream = s
+        .send(
+            ProtocolVersion::V1_2_0,
+            &wantlist(vec![
+                want(v1_sha256(&fast), WantType::Block, true),
+                want(v1_sha256(&slow), WantType::Block, true),
+            ]),
+        )
+        .await;
+    let r = s.next().await;
+    assert_eq!(r.message.payload.len(), 1, "the block read is sent alone");
+    assert_eq!(r.message.payload[0].data, fast);
+    s.gate.send(true).unwrap();
+    let r = s.next().await;
+    assert_eq!(r.message.payload.len(), 1);
+    assert_eq!(r.message.payload[0].data, slow);
+    s.nothing_more().await;
+    assert_eq!(s.handle.stats().blocks_sent, 2);
 }
 
 #[tokio::test]

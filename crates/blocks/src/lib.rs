@@ -132,4 +132,19 @@ pub trait Blockstore: Send + Sync + 'static {
         }
         out
     }
+
+    /// [`get_many`](Self::get_many) that hands each answer over as soon as it is known:
+    /// `each(i, result)` is called exactly once for every `i` in `0..cids.len()`, in any order,
+    /// before the future completes (so a server can put a block on the wire while the others
+    /// of the batch are still being read). The default calls `get_many` and then `each` in
+    /// order; [`get_many`](Self::get_many)'s coalescing applies either way.
+    async fn get_each(
+        &self,
+        cids: &[Cid],
+        each: &mut (dyn FnMut(usize, Result<Option<Bytes>, BlockstoreError>) + Send),
+    ) {
+        for (i, result) in self.get_many(cids).await.into_iter().enumerate() {
+            each(i, result);
+        }
+    }
 }

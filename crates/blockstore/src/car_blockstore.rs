@@ -8,7 +8,8 @@
 //! 4. per CAR, wanted blocks sorted by offset are merged into ranges (gap between neighbours at
 //!    most [`ReadConfig::max_gap`], range at most [`ReadConfig::max_range`]);
 //! 5. one `get_range` per merged range, at most [`MAX_CONCURRENT_RANGE_READS`] at a time; the
-//!    blocks are zero-copy slices of the range's bytes, re-hashed when [`ReadConfig::verify`];
+//!    blocks are zero-copy slices of the range's bytes, re-hashed when [`ReadConfig::verify`],
+//!    and handed to `get_each`'s caller as soon as their range is read;
 //! 6. a block whose read failed and that has other locations is retried from those, one by one.
 //!
 //! Before step 2, blocks found in the read cache ([`ReadConfig::cache_bytes`]) are answered from
@@ -42,7 +43,8 @@ pub struct ReadConfig {
     /// alone, in one range. Default 8 MiB.
     pub max_range: u64,
     /// Re-hash every block read and fail with [`BlockstoreError::Corrupt`] on mismatch.
-    /// Default `true`.
+    /// Default `true`. The node turns it off for local storage unless `read.verify` asks
+    /// (every block was hashed at ingest; `hydrant_node::config::Config::read_verify`).
     pub verify: bool,
     /// Bytes of recently read blocks kept in memory (block data plus [`CACHE_ENTRY_OVERHEAD`]
     /// per block); 0 turns the cache off. Default 256 MiB.
@@ -233,8 +235,14 @@ impl CarBlockstore {
         &self.config
     }
 
-    /// Reads the distinct blocks `mhs`; element `i` answers `mhs[i]`.
-    async fn read_blocks(&self, mhs: &[Multihash]) -> Vec<Outcome> {
+    /// Reads the distinct blocks `mhs`; element `i` answers `mhs[i]`. Each block found is also
+    /// handed to `found(i, block)` as soon as its range is read (and verified), before the
+    /// other reads of the batch end.
+    async fn read_blocks(
+        &self,
+        mhs: &[Multihash],
+        found: &mut (dyn FnMut(usize, &Bytes) + Send),
+    ) -> Vec<Outcome> {
         let candidates = match self.index.locations_many(mhs).await {
             Ok(c) if c.len() == mhs.len() => c,
             Ok(c) => {
@@ -305,6 +313,9 @@ impl CarBlockstore {
                     }
                     Err(failure) => Outcome::Failed(failure.clone()),
                 };
+                if let Outcome::Found(block) = &outcomes[want.block] {
+                    found(want.block, block);
+                }
             }
         }
         drop(done);
@@ -332,7 +343,8 @@ impl CarBlockstore {
                     },
                     Err(failure) => Outcome::Failed(failure),
                 };
-                if let Outcome::Found(_) = retried {
+                if let Outcome::Found(data) = &retried {
+                    found(block, data);
                     *outcome = retried;
                     break;
                 }
@@ -428,60 +440,80 @@ impl Blockstore for CarBlockstore {
     }
 
     async fn get_many(&self, cids: &[Cid]) -> Vec<Result<Option<Bytes>, BlockstoreError>> {
+        let mut results: Vec<Result<Option<Bytes>, BlockstoreError>> = vec![Ok(None); cids.len()];
+        self.get_each(cids, &mut |i, result| results[i] = result)
+            .await;
+        results
+    }
+
+    async fn get_each(
+        &self,
+        cids: &[Cid],
+        each: &mut (dyn FnMut(usize, Result<Option<Bytes>, BlockstoreError>) + Send),
+    ) {
+        // The distinct multihashes, and for each the positions in `cids` it answers.
         let mut distinct: Vec<Multihash> = Vec::new();
+        let mut users: Vec<Vec<usize>> = Vec::new();
         let mut slot_of: HashMap<Multihash, usize> = HashMap::new();
-        let slots: Vec<Option<usize>> = cids
-            .iter()
-            .map(|cid| {
-                let mh = cid.hash();
-                if mh.code() == IDENTITY {
-                    return None; // answered from the CID below
-                }
-                Some(*slot_of.entry(*mh).or_insert_with(|| {
-                    distinct.push(*mh);
-                    distinct.len() - 1
-                }))
-            })
-            .collect();
-        let mut outcomes: Vec<Option<Outcome>> = distinct
-            .iter()
-            .map(|mh| self.cached(mh).map(Outcome::Found))
-            .collect();
-        let missing: Vec<Multihash> = distinct
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| o.is_none())
-            .map(|(mh, _)| *mh)
-            .collect();
-        if !missing.is_empty() {
-            let mut read = self.read_blocks(&missing).await.into_iter();
-            for (slot, mh) in outcomes.iter_mut().zip(&distinct) {
-                if slot.is_none() {
-                    let outcome = read.next().unwrap_or(Outcome::Absent);
-                    if let (Some(cache), Outcome::Found(block)) = (&self.cache, &outcome) {
-                        cache.insert(*mh, Bytes::copy_from_slice(block));
+        for (i, cid) in cids.iter().enumerate() {
+            let mh = cid.hash();
+            if mh.code() == IDENTITY {
+                each(i, Ok(identity_block(cid)));
+                continue;
+            }
+            let slot = *slot_of.entry(*mh).or_insert_with(|| {
+                distinct.push(*mh);
+                users.push(Vec::new());
+                distinct.len() - 1
+            });
+            users[slot].push(i);
+        }
+        let mut missing: Vec<Multihash> = Vec::new();
+        let mut missing_slot: Vec<usize> = Vec::new();
+        for (slot, mh) in distinct.iter().enumerate() {
+            match self.cached(mh) {
+                Some(block) => {
+                    for &i in &users[slot] {
+                        each(i, Ok(Some(block.clone())));
                     }
-                    *slot = Some(outcome);
+                }
+                None => {
+                    missing.push(*mh);
+                    missing_slot.push(slot);
                 }
             }
         }
-        let mut results = Vec::with_capacity(cids.len());
-        for (cid, slot) in cids.iter().zip(slots) {
-            results.push(match slot {
-                None => Ok(identity_block(cid)),
-                Some(slot) => match outcomes
-                    .get(slot)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or(Outcome::Absent)
-                {
-                    Outcome::Found(bytes) => Ok(Some(bytes)),
-                    Outcome::Absent => Ok(None),
-                    Outcome::Failed(failure) => Err(failure.into_error(*cid)),
-                },
-            });
+        if missing.is_empty() {
+            return;
         }
-        results
+        let mut reported = vec![false; missing.len()];
+        let outcomes = {
+            let mut found = |k: usize, block: &Bytes| {
+                if let Some(cache) = &self.cache {
+                    cache.insert(missing[k], Bytes::copy_from_slice(block));
+                }
+                reported[k] = true;
+                for &i in &users[missing_slot[k]] {
+                    each(i, Ok(Some(block.clone())));
+                }
+            };
+            self.read_blocks(&missing, &mut found).await
+        };
+        for (k, outcome) in outcomes.into_iter().enumerate() {
+            if reported[k] {
+                continue;
+            }
+            for &i in &users[missing_slot[k]] {
+                each(
+                    i,
+                    match outcome.clone() {
+                        Outcome::Found(bytes) => Ok(Some(bytes)),
+                        Outcome::Absent => Ok(None),
+                        Outcome::Failed(failure) => Err(failure.into_error(cids[i])),
+                    },
+                );
+            }
+        }
     }
 }
 

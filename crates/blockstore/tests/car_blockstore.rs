@@ -219,6 +219,40 @@ async fn blocks_farther_apart_than_max_gap_are_two_reads() {
 }
 
 #[tokio::test]
+async fn get_each_answers_every_position_once() {
+    let env = env();
+    let blocks = vec![(0, data(1, 500)), (500 + 100_000, data(2, 500))];
+    let cids = env.put_car("cars/a.car", &blocks, 0).await;
+    // The first block again under another codec, an identity CID and an absent block.
+    let same = Cid::new_v1(DAG_PB, *cids[0].hash());
+    let identity = Cid::new_v1(RAW, Multihash::wrap(0x00, b"hi").unwrap());
+    let wanted = vec![cids[1], same, identity, absent_cid(7), cids[0]];
+    let bs = env.blockstore(ReadConfig {
+        max_gap: 4_096,
+        ..ReadConfig::default()
+    });
+    let mut heard: Vec<Vec<Option<Bytes>>> = vec![Vec::new(); wanted.len()];
+    bs.get_each(&wanted, &mut |i, got| heard[i].push(got.expect("no error")))
+        .await;
+    let expected = [
+        Some(&blocks[1].1[..]),
+        Some(&blocks[0].1[..]),
+        Some(&b"hi"[..]),
+        None,
+        Some(&blocks[0].1[..]),
+    ];
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(heard[i].len(), 1, "position {i} answered once");
+        assert_eq!(heard[i][0].as_deref(), *want, "position {i}");
+    }
+    assert_eq!(
+        bs.stats().ranges,
+        2,
+        "two ranges, the shared block read once"
+    );
+}
+
+#[tokio::test]
 async fn max_range_splits_long_runs() {
     let env = env();
     let blocks = neighbours();

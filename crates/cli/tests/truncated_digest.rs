@@ -1,7 +1,7 @@
 //! One rule for truncated digests on every path (`hydrant_blocks::verify`, boxo's `verifcid`
 //! rule): a block whose CID carries a sha2-256 digest cut to 16 bytes is refused at ingest with
 //! an error that names it; one cut to 20 bytes is ingested and served, with `read.verify` on
-//! (the default), by the gateway (raw block and CAR) and by Bitswap (the client rebuilds the CID
+//! (set in the test's config; local storage does not re-hash by default), by the gateway (raw block and CAR) and by Bitswap (the client rebuilds the CID
 //! from the Bitswap 1.1.0 prefix and data).
 
 mod common;
@@ -35,7 +35,11 @@ fn start_daemon(dir: &Path) -> Replica {
             .arg(dir)
             .args(["init", "--json"]),
     );
-    std::fs::write(dir.join("config.toml"), "[dht]\nenabled = false\n").unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        "[dht]\nenabled = false\n[read]\nverify = true\n",
+    )
+    .unwrap();
     Replica::start(dir, Ports::free())
 }
 

@@ -346,8 +346,11 @@ pub struct ReadConfig {
     pub max_gap_bytes: u64,
     /// Largest single coalesced range read, in bytes.
     pub max_range_bytes: u64,
-    /// Re-hash every block read from storage before serving it.
-    pub verify: bool,
+    /// Re-hash every block read from storage before serving it (a mismatch is a store error,
+    /// never served). Unset (the default): by storage kind, [`Config::read_verify`]: off for
+    /// `local`, on for `s3`. `true` re-hashes on local storage too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
     /// Bytes of recently read blocks kept in memory; 0 turns the read cache off. Unset (the
     /// default): by storage kind, [`Config::read_cache_bytes`].
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -363,7 +366,7 @@ impl Default for ReadConfig {
         Self {
             max_gap_bytes: 64 * 1024,
             max_range_bytes: 8 * 1024 * 1024,
-            verify: true,
+            verify: None,
             cache_bytes: None,
         }
     }
@@ -622,6 +625,19 @@ impl Config {
         self.read.cache_bytes.unwrap_or(match self.storage {
             StorageConfig::Local { .. } => 0,
             StorageConfig::S3(_) => S3_READ_CACHE_BYTES,
+        })
+    }
+
+    /// Whether blocks read from storage are re-hashed before they are served: `read.verify`
+    /// when set, else by storage kind. Off for `local`: every block was hashed at ingest and
+    /// the CAR, named by its BLAKE3, is written once in a directory only this node writes, so
+    /// a second hash costs CPU on every read (sha2-256 of each block served) for no defence
+    /// the filesystem does not already give. On for `s3`: the bucket can be written by others
+    /// and bytes cross the network. DESIGN.md, "Serving", records the rule.
+    pub fn read_verify(&self) -> bool {
+        self.read.verify.unwrap_or(match self.storage {
+            StorageConfig::Local { .. } => false,
+            StorageConfig::S3(_) => true,
         })
     }
 
@@ -1085,6 +1101,20 @@ mod tests {
         ] {
             assert_eq!(Config::from_toml(toml).unwrap().read_cache_bytes(), bytes);
         }
+    }
+
+    #[test]
+    fn read_verify_defaults_by_storage_kind_and_an_explicit_value_wins() {
+        assert!(
+            !Config::default().read_verify(),
+            "local: verified at ingest"
+        );
+        let s3 = "[storage]\nkind = \"s3\"\nbucket = \"b\"\n";
+        assert!(Config::from_toml(s3).unwrap().read_verify());
+        let on = Config::from_toml("[read]\nverify = true\n").unwrap();
+        assert!(on.read_verify());
+        let off = Config::from_toml(&format!("[read]\nverify = false\n{s3}")).unwrap();
+        assert!(!off.read_verify());
     }
 
     #[test]

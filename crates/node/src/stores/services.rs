@@ -98,7 +98,7 @@ impl Services {
             hydrant_blockstore::ReadConfig {
                 max_gap: read.max_gap_bytes,
                 max_range: read.max_range_bytes,
-                verify: read.verify,
+                verify: repo.config.read_verify(),
                 cache_bytes: repo.config.read_cache_bytes(),
             },
         ));

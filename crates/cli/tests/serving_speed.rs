@@ -1,0 +1,249 @@
+//! Serving speed (renovation issue, item 8, "Serving (P1)"): how long a want takes to become a
+//! block on the wire, and how fast a client with a window of wants fetches a file, from a real
+//! `hydrant daemon` over loopback TCP (noise, yamux).
+//!
+//! `serving_speed_benchmark` (ignored; run by hand, see BENCHMARKS.md, "P1 serving speed"):
+//!
+//! ```text
+//! cargo test --release -p hydrant-cli --test serving_speed -- --ignored --nocapture
+//! HYDRANT_BIN=/path/to/other/hydrant cargo test ...   # the same client against another binary
+//! ```
+//!
+//! The file is 64 MiB in 256 raw blocks of 256 KiB (all different), ingested with no daemon
+//! running. The client is a Bitswap 1.2.0 peer of its own: one long-lived stream for its wants,
+//! every answer time-stamped as the frame is decoded.
+//!
+//! - *latency*: 200 single WANT_BLOCKs, one at a time, each for a block not sent before on
+//!   this connection (the daemon's read cache is off for local storage; the OS page cache holds
+//!   the CAR): the time from writing the want to decoding the message holding its block, in ms
+//!   (median, p90, max);
+//! - *throughput*: a fresh connection fetches all 256 blocks keeping `WINDOW` wants
+//!   outstanding (a new want per block received), in MiB/s from the first want to the last
+//!   block; `RUNS` runs, median reported. The time to the first block of each run is printed
+//!   too (a window of wants at once: what batching delays).
+//!
+//! `HYDRANT_BENCH_CONFIG` adds lines to the repository's config (e.g. `[read]\nverify = true`).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use cid::Cid;
+use common::{ClientSwarm, Ports, Replica};
+use futures::StreamExt;
+use hydrant_bitswap::{
+    MAX_MESSAGE_SIZE, Message, ProtocolVersion, WantType, WantlistEntry, decode_message,
+    read_frame, write_frame,
+};
+use libp2p::{Multiaddr, Stream};
+use multihash_codetable::{Code, MultihashDigest};
+use tokio::sync::mpsc;
+
+const MIB: f64 = 1024.0 * 1024.0;
+const BLOCK_SIZE: usize = 256 * 1024;
+const BLOCKS: usize = 256;
+/// Single wants timed for the latency figures.
+const LATENCY_WANTS: usize = 200;
+/// Wants a throughput client keeps outstanding.
+const WINDOW: usize = 32;
+/// Throughput runs; the median is reported.
+const RUNS: usize = 5;
+
+/// 256 raw blocks of 256 KiB (64 MiB), all different, and the CARv1 holding them.
+fn file_car() -> (Vec<Cid>, Vec<u8>) {
+    let mut cids = Vec::new();
+    let mut body = Vec::new();
+    for i in 0..BLOCKS as u64 {
+        let mut data = vec![0u8; BLOCK_SIZE];
+        for (j, chunk) in data.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&(i << 32 | j as u64).to_le_bytes());
+        }
+        let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
+        hydrant_car::encode_section(&cid, &data, &mut body);
+        cids.push(cid);
+    }
+    let mut car = hydrant_car::encode_v1_header(&cids[..1]);
+    car.extend(body);
+    (cids, car)
+}
+
+/// A Bitswap 1.2.0 client with one long-lived want stream; answers arrive time-stamped.
+struct Client {
+    wants: Stream,
+    /// (arrival, CIDs of the blocks in one message).
+    received: mpsc::UnboundedReceiver<(Instant, Vec<Cid>)>,
+}
+
+impl Client {
+    async fn connect(addr: &Multiaddr) -> Self {
+        let ClientSwarm {
+            server,
+            swarm,
+            mut control,
+            mut incoming,
+        } = ClientSwarm::connect(addr, Duration::from_secs(120)).await;
+        let (tx, received) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(body)) = read_frame(&mut stream, MAX_MESSAGE_SIZE).await {
+                        let message = decode_message(&body).expect("server sends valid messages");
+                        let at = Instant::now();
+                        let cids = message
+                            .payload
+                            .iter()
+                            .map(|b| b.prefix.to_cid(&b.data).expect("a valid prefix"))
+                            .collect();
+                        if tx.send((at, cids)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        tokio::spawn(common::drive(swarm));
+        let wants = control
+            .open_stream(server, ProtocolVersion::V1_2_0.protocol())
+            .await
+            .expect("open the want stream");
+        Self { wants, received }
+    }
+
+    /// Writes one wantlist message of WANT_BLOCKs (with DONT_HAVE asked for).
+    async fn want(&mut self, cids: &[Cid]) {
+        let message = Message {
+            wantlist: cids
+                .iter()
+                .map(|cid| WantlistEntry {
+                    cid: *cid,
+                    priority: 1,
+                    cancel: false,
+                    want_type: WantType::Block,
+                    send_dont_have: true,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        write_frame(&mut self.wants, &message.encode_frame())
+            .await
+            .expect("write the wantlist");
+    }
+
+    /// The next message's arrival and blocks (at most 60 s).
+    async fn next(&mut self) -> (Instant, Vec<Cid>) {
+        tokio::time::timeout(Duration::from_secs(60), self.received.recv())
+            .await
+            .expect("an answer within 60 s")
+            .expect("the client is running")
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Benchmark, run by hand (BENCHMARKS.md, "P1 serving speed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark, run by hand: see BENCHMARKS.md"]
+async fn serving_speed_benchmark() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    common::run_json(
+        std::process::Command::new(common::hydrant_bin())
+            .arg("--repo")
+            .arg(&repo)
+            .args(["init", "--json"]),
+    );
+    let extra = std::env::var("HYDRANT_BENCH_CONFIG").unwrap_or_default();
+    std::fs::write(
+        repo.join("config.toml"),
+        format!("[dht]\nenabled = false\n{extra}\n"),
+    )
+    .unwrap();
+    let (cids, car) = file_car();
+    let car_path = dir.path().join("file.car");
+    std::fs::write(&car_path, &car).unwrap();
+    drop(car);
+    common::run_json(
+        std::process::Command::new(common::hydrant_bin())
+            .arg("--repo")
+            .arg(&repo)
+            .args(["ingest", "--json"])
+            .arg(&car_path),
+    );
+    let daemon = Replica::start(&repo, Ports::free());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let addr = daemon.swarm_addr();
+
+    // (a) Want-to-block latency: one WANT_BLOCK at a time, each for a new block.
+    let mut client = Client::connect(&addr).await;
+    // One untimed want opens the server's answer stream.
+    client.want(&cids[BLOCKS - 1..]).await;
+    client.next().await;
+    let mut latencies = Vec::with_capacity(LATENCY_WANTS);
+    for cid in &cids[..LATENCY_WANTS] {
+        let sent = Instant::now();
+        client.want(std::slice::from_ref(cid)).await;
+        loop {
+            let (at, blocks) = client.next().await;
+            if blocks.contains(cid) {
+                latencies.push(at.duration_since(sent).as_secs_f64() * 1e3);
+                break;
+            }
+        }
+    }
+    drop(client);
+    latencies.sort_by(f64::total_cmp);
+    eprintln!(
+        "serving speed: want-to-block latency over {LATENCY_WANTS} single WANT_BLOCKs of \
+         {} KiB blocks: median {:.3} ms, p90 {:.3} ms, max {:.3} ms",
+        BLOCK_SIZE / 1024,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        latencies.last().unwrap(),
+    );
+
+    // (b) Throughput with a window of wants, fresh connection per run.
+    let mut rates = Vec::with_capacity(RUNS);
+    for run in 1..=RUNS {
+        let mut client = Client::connect(&addr).await;
+        let started = Instant::now();
+        client.want(&cids[..WINDOW]).await;
+        let mut next = WINDOW;
+        let mut got = HashSet::new();
+        let mut first = None;
+        let mut last = started;
+        while got.len() < BLOCKS {
+            let (at, blocks) = client.next().await;
+            if blocks.is_empty() {
+                continue;
+            }
+            first.get_or_insert(at);
+            last = at;
+            let fresh = blocks.into_iter().filter(|c| got.insert(*c)).count();
+            let more = fresh.min(BLOCKS - next);
+            if more > 0 {
+                client.want(&cids[next..next + more]).await;
+                next += more;
+            }
+        }
+        let secs = last.duration_since(started).as_secs_f64();
+        let rate = (BLOCKS * BLOCK_SIZE) as f64 / MIB / secs;
+        eprintln!(
+            "serving speed: run {run}: {BLOCKS} blocks in {secs:.3} s = {rate:.1} MiB/s \
+             (window {WINDOW}; first block after {:.3} ms)",
+            first.unwrap().duration_since(started).as_secs_f64() * 1e3
+        );
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    eprintln!(
+        "serving speed: throughput, window {WINDOW}, median of {RUNS}: {:.1} MiB/s (min {:.1}, \
+         max {:.1})",
+        percentile(&rates, 0.5),
+        rates[0],
+        rates[RUNS - 1]
+    );
+}
