@@ -44,6 +44,7 @@
 mod car_stream;
 mod error;
 mod handlers;
+mod passthrough;
 mod request;
 
 use std::sync::Arc;
@@ -54,7 +55,8 @@ use hydrant_blocks::Blockstore;
 use hydrant_unixfs::WalkerLimits;
 
 pub use car_stream::{
-    CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PREFETCH_WINDOW, car_stream,
+    CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PASSTHROUGH_CHUNK,
+    DEFAULT_PREFETCH_WINDOW, car_stream,
 };
 pub use error::{GatewayError, retry_after};
 pub use request::{
@@ -89,6 +91,9 @@ pub struct GatewayConfig {
     /// Most blocks read while resolving a content path (default
     /// [`DEFAULT_MAX_PATH_BLOCKS`]); more is 400.
     pub max_path_blocks: usize,
+    /// Pass stored CAR sections through when they are the walk's blocks in order (default
+    /// `true`); see [`CarStreamOptions::passthrough`].
+    pub passthrough: bool,
 }
 
 impl Default for GatewayConfig {
@@ -99,6 +104,7 @@ impl Default for GatewayConfig {
             walker_limits: WalkerLimits::default(),
             max_path_segments: DEFAULT_MAX_PATH_SEGMENTS,
             max_path_blocks: DEFAULT_MAX_PATH_BLOCKS,
+            passthrough: true,
         }
     }
 }
