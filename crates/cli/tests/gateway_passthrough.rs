@@ -24,12 +24,15 @@ use common::{Ports, Replica};
 use hydrant_unixfs::{DataType, PbLink, PbNode, UnixFsData};
 use multihash_codetable::{Code, MultihashDigest};
 
+/// A block: its CID and bytes.
+type Block = (Cid, Vec<u8>);
+
 /// A UnixFS file of `mib` MiB in 256 KiB raw leaves (Kubo's chunker), 128 leaves per
 /// intermediate node, written in DFS order (root, node, its leaves, next node, …) with the root
 /// as the header's single root: what `ipfs dag export` and ipfs-car write.
 fn dfs_file_car(mib: usize) -> (Cid, Vec<u8>) {
     let leaf = 256 * 1024;
-    let leaves: Vec<(Cid, Vec<u8>)> = (0..mib * 4)
+    let leaves: Vec<Block> = (0..mib * 4)
         .map(|i| {
             let mut data = vec![0u8; leaf];
             for (j, chunk) in data.chunks_mut(8).enumerate() {
@@ -56,7 +59,7 @@ fn dfs_file_car(mib: usize) -> (Cid, Vec<u8>) {
         let bytes = node.encode();
         (Cid::new_v1(0x70, Code::Sha2_256.digest(&bytes)), bytes)
     };
-    let groups: Vec<((Cid, Vec<u8>), &[(Cid, Vec<u8>)])> = leaves
+    let groups: Vec<(Block, &[Block])> = leaves
         .chunks(128)
         .map(|g| {
             let links: Vec<(Cid, u64)> = g.iter().map(|(c, d)| (*c, d.len() as u64)).collect();
