@@ -71,9 +71,10 @@ pub struct CarStreamOptions {
     pub walker_limits: WalkerLimits,
     /// Send the sections of a stored CAR as they are stored when they are the walk's blocks
     /// in the walk's order (default `true`; DESIGN.md § "Gateway passthrough of stored CAR
-    /// sections"). Only for `dag-scope=all` without a path into the DAG's blocks being
-    /// needed first; the bytes sent are the same either way. The file is read
-    /// `prefetch_bytes` at a time (4 MiB when `None`; at least one largest section).
+    /// sections"). Only for `dag-scope=all` without `entity-bytes` (from the terminus on,
+    /// after any path blocks); the bytes sent are the same either way. The file is read at
+    /// most `prefetch_bytes` at a time (4 MiB when `None`; at least one largest section), the
+    /// first read 256 KiB, each next one twice the one before.
     pub passthrough: bool,
 }
 

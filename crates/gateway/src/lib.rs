@@ -31,6 +31,10 @@
 //! - CAR ETags are strong (`"<cid>.car.<scope>.<hash of path and parameters>"`): the output is
 //!   deterministic. `If-None-Match` is answered from the request alone, before any read.
 //! - Blocks are served as the blockstore returns them (it verifies them when `read.verify`).
+//! - A `dag-scope=all` CAR sends a stored CAR's own sections, as stored, while they are the
+//!   walk's next blocks (checked one by one, hashed when the store verifies reads); see
+//!   [`CarStreamOptions::passthrough`] and DESIGN.md § "Gateway passthrough of stored CAR
+//!   sections". The bytes are those the block-by-block path writes.
 //! - `Cache-Control: only-if-cached` turns a missing root into 412 instead of 404.
 //!
 //! Public API:

@@ -24,6 +24,9 @@ pub(crate) const MAX_MISSES: usize = 64;
 /// Smallest read: one section of the largest block with the largest CID and varint.
 const MIN_CHUNK: u64 = (hydrant_car::MAX_BLOCK_SIZE + hydrant_car::MAX_CID_SIZE + 10) as u64;
 
+/// Bytes of the first ranged read of a stored file (then doubling up to the chunk size).
+const FIRST_READ: u64 = 256 * 1024;
+
 /// A stored CAR file being read through, from the section of the walk's first block on.
 pub(crate) struct Stored {
     blocks: Arc<dyn Blockstore>,
@@ -34,8 +37,11 @@ pub(crate) struct Stored {
     buf_start: u64,
     /// File offset of the next section to look at.
     pos: u64,
-    /// Bytes per ranged read.
+    /// Most bytes per ranged read.
     chunk: u64,
+    /// Bytes of the next ranged read: [`FIRST_READ`] (at most `chunk`), doubling after each
+    /// read up to `chunk`, so a small DAG in a big file costs a small read.
+    read_size: u64,
     verify: bool,
     /// Consecutive wanted blocks the file did not hold next.
     misses: usize,
@@ -68,7 +74,8 @@ enum Parsed {
 
 impl Stored {
     /// Opens the stored CAR holding `first` (the walk's first block) at its section, reading
-    /// `chunk` bytes at a time (at least one largest section). `None` when the store has no
+    /// at most `chunk` bytes at a time (at least one largest section), starting with
+    /// [`FIRST_READ`]. `None` when the store has no
     /// stored file for it or cannot say (the block-by-block path then reports any error).
     pub(crate) async fn open(blocks: Arc<dyn Blockstore>, first: &Cid, chunk: u64) -> Option<Self> {
         let StoredLocation {
@@ -89,6 +96,7 @@ impl Stored {
             buf_start: pos,
             pos,
             chunk: chunk.max(MIN_CHUNK),
+            read_size: FIRST_READ.min(chunk.max(MIN_CHUNK)),
             verify,
             misses: 0,
             done: false,
@@ -113,7 +121,9 @@ impl Stored {
                 Parsed::Invalid => return self.end(run),
                 Parsed::Incomplete if run.is_some() => break,
                 Parsed::Incomplete => {
-                    if refilled || self.pos >= self.car_size || !self.refill().await {
+                    let read_all = self.buf_start + self.buf.len() as u64 >= self.car_size;
+                    let at_most = refilled && (self.read_size >= self.chunk || read_all);
+                    if at_most || self.pos >= self.car_size || !self.refill().await {
                         return self.end(run);
                     }
                     refilled = true;
@@ -176,7 +186,8 @@ impl Stored {
 
     /// Reads the next chunk from the next section on; `false` when the read failed.
     async fn refill(&mut self) -> bool {
-        let end = self.car_size.min(self.pos.saturating_add(self.chunk));
+        let end = self.car_size.min(self.pos.saturating_add(self.read_size));
+        self.read_size = self.read_size.saturating_mul(2).min(self.chunk);
         match self.blocks.read_stored(&self.car, self.pos..end).await {
             Ok(bytes) => {
                 self.buf = bytes;

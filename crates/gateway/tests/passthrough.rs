@@ -253,7 +253,8 @@ fn leaves(n: usize, size: usize) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn a_stored_walk_is_sent_as_stored() {
-    // 40 leaves of 256 KiB: 10 MiB, read in 4 MiB chunks (sections straddle chunk ends).
+    // 40 leaves of 256 KiB: 10 MiB, read in 256 KiB, 512 KiB, ... then 4 MiB (or 3 MiB)
+    // chunks (sections straddle chunk ends).
     let leaves = leaves(40, 256 * 1024);
     let groups = vec![(0..20).collect(), (20..40).collect::<Vec<_>>()];
     let (root, blocks) = dag(&leaves, &groups);
@@ -282,7 +283,7 @@ async fn a_stored_walk_is_sent_as_stored() {
         assert_eq!(got[0], Bytes::from(encode_v1_header(&[root])));
         assert_eq!(got[1..].concat(), stored[stored_header..]);
         assert!(
-            got.len() <= 1 + 6,
+            got.len() <= 1 + 10,
             "a few big items, not one per block: {}",
             got.len()
         );
