@@ -9,11 +9,15 @@
 //! (multihash 0x00) carry their block in the digest ([`identity_block`]).
 //!
 //! Public API:
-//! - [`Blockstore`]: `has`, `size`, `get`, `get_many` by [`Cid`]; [`BlockstoreError`];
+//! - [`Blockstore`]: `has`, `size`, `get`, `get_many` by [`Cid`]; [`BlockstoreError`]; and, for
+//!   readers of the stored CAR bytes themselves (the gateway's passthrough), `stored_location`,
+//!   `read_stored`, `verifies_reads` ([`StoredLocation`]);
 //! - [`verify_block`], [`matches`], [`digest`]: the verifier ([`verify`] has the digest rule);
 //! - [`identity_block`]: the block of an identity CID;
 //! - [`codes`]: multicodec and multihash codes;
 //! - [`Multihash`]: the multihash type of every crate (digests up to 64 bytes).
+
+use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -93,6 +97,22 @@ impl BlockstoreError {
     }
 }
 
+/// Where a block's data sits in a stored CAR file, for readers of the stored bytes
+/// ([`Blockstore::stored_location`]).
+///
+/// Spec: `offset` is that of the section's *data* (after its varint and CID), carv1.md "Data".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLocation {
+    /// Key of the stored CAR file (to pass to [`Blockstore::read_stored`]).
+    pub car: String,
+    /// Absolute byte offset of the block data in that file.
+    pub offset: u64,
+    /// Length of the block data in bytes.
+    pub length: u32,
+    /// Size of the whole stored file in bytes (reads must end at or before it).
+    pub car_size: u64,
+}
+
 /// Read access to blocks by CID.
 ///
 /// Lookups are by the CID's multihash: one block answers CIDs of any codec/version over it.
@@ -146,5 +166,37 @@ pub trait Blockstore: Send + Sync + 'static {
         for (i, result) in self.get_many(cids).await.into_iter().enumerate() {
             each(i, result);
         }
+    }
+
+    /// Where the block's data sits in a stored CAR file that can be read with
+    /// [`read_stored`](Self::read_stored), or `None` when it is not stored or this store
+    /// has no stored files (the default).
+    ///
+    /// # Errors
+    /// As [`has`](Self::has).
+    async fn stored_location(&self, cid: &Cid) -> Result<Option<StoredLocation>, BlockstoreError> {
+        let _ = cid;
+        Ok(None)
+    }
+
+    /// Bytes `range` of the stored CAR file `car` (a [`StoredLocation::car`]), exactly as
+    /// stored: nothing is verified (a caller serving blocks from them hashes each one when
+    /// [`verifies_reads`](Self::verifies_reads)). The default has no stored files.
+    ///
+    /// # Errors
+    /// [`BlockstoreError::Storage`] when the range cannot be read in full.
+    async fn read_stored(&self, car: &str, range: Range<u64>) -> Result<Bytes, BlockstoreError> {
+        Err(BlockstoreError::Storage {
+            key: car.to_owned(),
+            start: range.start,
+            end: range.end,
+            detail: "this blockstore has no stored files".to_owned(),
+        })
+    }
+
+    /// Whether [`get`](Self::get) re-hashes the blocks it returns (`read.verify`): a reader of
+    /// stored bytes must then hash each block it serves too. Default `true`.
+    fn verifies_reads(&self) -> bool {
+        true
     }
 }

@@ -26,7 +26,9 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
 use hydrant_blocks::codes::IDENTITY;
-use hydrant_blocks::{Blockstore, BlockstoreError, DigestError, Multihash, identity_block};
+use hydrant_blocks::{
+    Blockstore, BlockstoreError, DigestError, Multihash, StoredLocation, identity_block,
+};
 use hydrant_index::{BlockLocation, BlockLookup, IndexError};
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
 
@@ -514,6 +516,59 @@ impl Blockstore for CarBlockstore {
                 );
             }
         }
+    }
+
+    /// The first committed location of the block (the index's order), with the size of its
+    /// CAR (one `head` request). Identity CIDs have none.
+    async fn stored_location(&self, cid: &Cid) -> Result<Option<StoredLocation>, BlockstoreError> {
+        if cid.hash().code() == IDENTITY {
+            return Ok(None);
+        }
+        let locations = self
+            .index
+            .locations(cid.hash())
+            .await
+            .map_err(|e| index_error(cid, &e))?;
+        let Some(location) = locations.into_iter().next() else {
+            return Ok(None);
+        };
+        let meta = self
+            .store
+            .head(&Path::from(location.car.as_str()))
+            .await
+            .map_err(|e| BlockstoreError::Storage {
+                key: location.car.clone(),
+                start: 0,
+                end: 0,
+                detail: e.to_string(),
+            })?;
+        Ok(Some(StoredLocation {
+            car: location.car,
+            offset: location.offset,
+            length: location.length,
+            car_size: meta.size,
+        }))
+    }
+
+    async fn read_stored(&self, car: &str, range: Range<u64>) -> Result<Bytes, BlockstoreError> {
+        self.fetch(car, range).await.map_err(|f| match f {
+            Failure::Storage { key, range, detail } => BlockstoreError::Storage {
+                key,
+                start: range.start,
+                end: range.end,
+                detail,
+            },
+            other => BlockstoreError::Storage {
+                key: car.to_owned(),
+                start: 0,
+                end: 0,
+                detail: format!("{other:?}"),
+            },
+        })
+    }
+
+    fn verifies_reads(&self) -> bool {
+        self.config.verify
     }
 }
 

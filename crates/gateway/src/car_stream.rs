@@ -14,6 +14,8 @@ use hydrant_blocks::codes::IDENTITY;
 use hydrant_blocks::{Blockstore, BlockstoreError};
 use hydrant_unixfs::{DagError, DagScope, DagWalker, EntityBytes, WalkerLimits};
 
+use crate::passthrough::{Run, Stored};
+
 /// Default prefetch window, in blocks: at most this many blocks are read ahead of the one
 /// being sent, so a stream holds at most `window × 2 MiB` of block data whatever the DAG size.
 pub const DEFAULT_PREFETCH_WINDOW: usize = 16;
@@ -67,7 +69,18 @@ pub struct CarStreamOptions {
     pub prefetch_bytes: Option<u64>,
     /// Memory bounds of the DAG walk.
     pub walker_limits: WalkerLimits,
+    /// Send the sections of a stored CAR as they are stored when they are the walk's blocks
+    /// in the walk's order (default `true`; DESIGN.md § "Gateway passthrough of stored CAR
+    /// sections"). Only for `dag-scope=all` without `entity-bytes` (from the terminus on,
+    /// after any path blocks); the bytes sent are the same either way. The file is read at
+    /// most `prefetch_bytes` at a time (4 MiB when `None`; at least one largest section), the
+    /// first read 256 KiB, each next one twice the one before.
+    pub passthrough: bool,
 }
+
+/// Bytes per ranged read of a stored CAR in passthrough when
+/// [`CarStreamOptions::prefetch_bytes`] is `None`.
+pub const DEFAULT_PASSTHROUGH_CHUNK: u64 = 4 * 1024 * 1024;
 
 impl Default for CarStreamOptions {
     fn default() -> Self {
@@ -75,6 +88,7 @@ impl Default for CarStreamOptions {
             prefetch_window: DEFAULT_PREFETCH_WINDOW,
             prefetch_bytes: None,
             walker_limits: WalkerLimits::default(),
+            passthrough: true,
         }
     }
 }
@@ -121,6 +135,8 @@ pub fn car_stream(
         None => DagWalker::new(request.terminus, request.scope, request.dups),
     }
     .with_limits(options.walker_limits);
+    let passthrough =
+        options.passthrough && request.entity_bytes.is_none() && request.scope == DagScope::All;
     let state = State {
         blocks,
         header: Some(Bytes::from(hydrant_car::encode_v1_header(&[request.root]))),
@@ -135,6 +151,8 @@ pub fn car_stream(
         }),
         pending_error: None,
         done: false,
+        open_stored: passthrough,
+        stored: None,
     };
     futures::stream::unfold(state, |mut state| async move {
         let item = state.next_item().await?;
@@ -161,6 +179,10 @@ struct State {
     /// An error found after the block that caused it was sent; yielded next.
     pending_error: Option<CarStreamError>,
     done: bool,
+    /// Whether to look for a stored CAR to pass through at the walk's first block.
+    open_stored: bool,
+    /// The stored CAR being passed through, while it is.
+    stored: Option<Stored>,
 }
 
 impl State {
@@ -184,7 +206,36 @@ impl State {
                 Err(e) => Err(e.into()),
             });
         }
-        let cid = self.walker.next_wanted()?;
+        let mut cid = self.walker.next_wanted()?;
+        if std::mem::take(&mut self.open_stored) {
+            let chunk = self.prefetch_bytes.unwrap_or(DEFAULT_PASSTHROUGH_CHUNK);
+            self.stored = Stored::open(self.blocks.clone(), &cid, chunk).await;
+        }
+        if let Some(stored) = &mut self.stored {
+            match stored.run(&mut self.walker).await {
+                Run::Sections(bytes, error) => {
+                    self.pending_error = error.map(Into::into);
+                    return Some(Ok(bytes));
+                }
+                Run::Miss => {
+                    // One block by the block-by-block path; the file stays open.
+                    return Some(match self.blocks.get(&cid).await {
+                        Ok(Some(data)) => {
+                            if let Err(e) = self.walker.on_block(&cid, &data) {
+                                self.pending_error = Some(e.into());
+                            }
+                            Ok(section(&cid, &data))
+                        }
+                        Ok(None) => Err(CarStreamError::MissingBlock { cid }),
+                        Err(e) => Err(e.into()),
+                    });
+                }
+                Run::Done => {
+                    self.stored = None;
+                    cid = self.walker.next_wanted()?;
+                }
+            }
+        }
         let data = match self.take_block(cid).await {
             Ok(data) => data,
             Err(e) => return Some(Err(e)),

@@ -196,6 +196,7 @@ async fn serve_car(
         prefetch_window: ctx.state.config.prefetch_window,
         prefetch_bytes: ctx.state.config.prefetch_bytes,
         walker_limits: ctx.state.config.walker_limits,
+        passthrough: ctx.state.config.passthrough,
     };
     let stream =
         car_stream(ctx.state.blocks.clone(), request, options).then(move |item| async move {

@@ -31,6 +31,10 @@
 //! - CAR ETags are strong (`"<cid>.car.<scope>.<hash of path and parameters>"`): the output is
 //!   deterministic. `If-None-Match` is answered from the request alone, before any read.
 //! - Blocks are served as the blockstore returns them (it verifies them when `read.verify`).
+//! - A `dag-scope=all` CAR sends a stored CAR's own sections, as stored, while they are the
+//!   walk's next blocks (checked one by one, hashed when the store verifies reads); see
+//!   [`CarStreamOptions::passthrough`] and DESIGN.md § "Gateway passthrough of stored CAR
+//!   sections". The bytes are those the block-by-block path writes.
 //! - `Cache-Control: only-if-cached` turns a missing root into 412 instead of 404.
 //!
 //! Public API:
@@ -44,6 +48,7 @@
 mod car_stream;
 mod error;
 mod handlers;
+mod passthrough;
 mod request;
 
 use std::sync::Arc;
@@ -54,7 +59,8 @@ use hydrant_blocks::Blockstore;
 use hydrant_unixfs::WalkerLimits;
 
 pub use car_stream::{
-    CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PREFETCH_WINDOW, car_stream,
+    CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PASSTHROUGH_CHUNK,
+    DEFAULT_PREFETCH_WINDOW, car_stream,
 };
 pub use error::{GatewayError, retry_after};
 pub use request::{
@@ -89,6 +95,9 @@ pub struct GatewayConfig {
     /// Most blocks read while resolving a content path (default
     /// [`DEFAULT_MAX_PATH_BLOCKS`]); more is 400.
     pub max_path_blocks: usize,
+    /// Pass stored CAR sections through when they are the walk's blocks in order (default
+    /// `true`); see [`CarStreamOptions::passthrough`].
+    pub passthrough: bool,
 }
 
 impl Default for GatewayConfig {
@@ -99,6 +108,7 @@ impl Default for GatewayConfig {
             walker_limits: WalkerLimits::default(),
             max_path_segments: DEFAULT_MAX_PATH_SEGMENTS,
             max_path_blocks: DEFAULT_MAX_PATH_BLOCKS,
+            passthrough: true,
         }
     }
 }

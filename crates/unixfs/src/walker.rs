@@ -291,6 +291,12 @@ impl DagWalker {
             .take(n)
     }
 
+    /// Whether `cid` was already walked and will not be wanted again: only with
+    /// `dups = false` (with `dups = true` every occurrence is wanted, so always `false`).
+    pub fn has_seen(&self, cid: &Cid) -> bool {
+        !self.dups && self.seen.contains(cid)
+    }
+
     /// Number of CIDs waiting on the DFS stack (for metrics and tests).
     pub fn pending(&self) -> usize {
         self.stack.len() + usize::from(self.current.is_some())
