@@ -344,8 +344,10 @@ impl Default for IndexConfig {
 pub struct ReadConfig {
     /// Two wanted blocks of one CAR at most this many bytes apart are read with one range.
     pub max_gap_bytes: u64,
-    /// Largest single coalesced range read, in bytes.
-    pub max_range_bytes: u64,
+    /// Largest single coalesced range read, in bytes (at least 2 MiB, the largest block). Unset
+    /// (the default): by storage kind, [`Config::read_max_range_bytes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_range_bytes: Option<u64>,
     /// Re-hash every block read from storage before serving it (a mismatch is a store error,
     /// never served). Unset (the default): by storage kind, [`Config::read_verify`]: off for
     /// `local`, on for `s3`. `true` re-hashes on local storage too.
@@ -357,6 +359,11 @@ pub struct ReadConfig {
     pub cache_bytes: Option<u64>,
 }
 
+/// Default largest range read from local storage, in bytes (2 MiB, the largest block).
+pub const LOCAL_MAX_RANGE_BYTES: u64 = hydrant_car::MAX_BLOCK_SIZE as u64;
+/// Default largest range read from an object store over the network, in bytes (8 MiB).
+pub const S3_MAX_RANGE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Default read cache for an object store over the network (`storage.kind = "s3"`), in bytes:
 /// a hit saves a ranged GET (tens of milliseconds and a billed request).
 pub const S3_READ_CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -365,7 +372,7 @@ impl Default for ReadConfig {
     fn default() -> Self {
         Self {
             max_gap_bytes: 64 * 1024,
-            max_range_bytes: 8 * 1024 * 1024,
+            max_range_bytes: None,
             verify: None,
             cache_bytes: None,
         }
@@ -628,6 +635,18 @@ impl Config {
         })
     }
 
+    /// Largest coalesced range read, in bytes: `read.max_range_bytes` when set, else by storage
+    /// kind: [`LOCAL_MAX_RANGE_BYTES`] for `local`, where a read is a `pread` from the page
+    /// cache and a larger range only holds more memory while it is served (peak RSS serving a
+    /// 64 MiB file: 67 MiB with 8 MiB ranges, 55 MiB with 2 MiB, same speed; BENCHMARKS.md, P2),
+    /// and [`S3_MAX_RANGE_BYTES`] for `s3`, where every range is a GET with a round trip.
+    pub fn read_max_range_bytes(&self) -> u64 {
+        self.read.max_range_bytes.unwrap_or(match self.storage {
+            StorageConfig::Local { .. } => LOCAL_MAX_RANGE_BYTES,
+            StorageConfig::S3(_) => S3_MAX_RANGE_BYTES,
+        })
+    }
+
     /// Whether blocks read from storage are re-hashed before they are served: `read.verify`
     /// when set, else by storage kind. Off for `local`: every block was hashed at ingest and
     /// the CAR, named by its BLAKE3, is written once in a directory only this node writes, so
@@ -715,10 +734,10 @@ impl Config {
             }
         }
         self.validate_gateway()?;
-        if self.read.max_range_bytes < hydrant_car::MAX_BLOCK_SIZE as u64 {
+        if self.read_max_range_bytes() < hydrant_car::MAX_BLOCK_SIZE as u64 {
             return Err(refuse(
                 "read.max_range_bytes",
-                &self.read.max_range_bytes,
+                &self.read_max_range_bytes(),
                 "must be at least the largest block, 2097152 bytes (2 MiB)",
             ));
         }
@@ -1104,6 +1123,18 @@ mod tests {
     }
 
     #[test]
+    fn read_ranges_default_by_storage_kind_and_an_explicit_value_wins() {
+        assert_eq!(Config::default().read_max_range_bytes(), 2 * 1024 * 1024);
+        let s3 = "[storage]\nkind = \"s3\"\nbucket = \"b\"\n";
+        assert_eq!(
+            Config::from_toml(s3).unwrap().read_max_range_bytes(),
+            8 * 1024 * 1024
+        );
+        let set = Config::from_toml("[read]\nmax_range_bytes = 4194304\n").unwrap();
+        assert_eq!(set.read_max_range_bytes(), 4 * 1024 * 1024);
+    }
+
+    #[test]
     fn read_verify_defaults_by_storage_kind_and_an_explicit_value_wins() {
         assert!(
             !Config::default().read_verify(),
@@ -1179,7 +1210,7 @@ mod tests {
     #[test]
     fn refused_values_explain_themselves() {
         let mut c = Config::default();
-        c.read.max_range_bytes = 1024;
+        c.read.max_range_bytes = Some(1024);
         let err = c.validate().unwrap_err();
         assert_eq!(err.field, "read.max_range_bytes");
         assert!(err.to_string().contains("2 MiB"), "{err}");

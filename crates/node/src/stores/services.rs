@@ -97,7 +97,7 @@ impl Services {
             store.clone(),
             hydrant_blockstore::ReadConfig {
                 max_gap: read.max_gap_bytes,
-                max_range: read.max_range_bytes,
+                max_range: repo.config.read_max_range_bytes(),
                 verify: repo.config.read_verify(),
                 cache_bytes: repo.config.read_cache_bytes(),
             },
