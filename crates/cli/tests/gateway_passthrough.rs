@@ -84,28 +84,7 @@ fn dfs_file_car(mib: usize) -> (Cid, Vec<u8>) {
 
 /// A repository (DHT off, `extra` config lines) with `car` ingested, and the stored file.
 fn repo_with(dir: &Path, car: &[u8], extra: &str) -> (PathBuf, PathBuf) {
-    let repo = dir.join("repo");
-    common::run_json(
-        Command::new(common::hydrant_bin())
-            .arg("--repo")
-            .arg(&repo)
-            .args(["init", "--json"]),
-    );
-    std::fs::write(
-        repo.join("config.toml"),
-        format!("[dht]\nenabled = false\n{extra}\n"),
-    )
-    .unwrap();
-    let car_path = dir.join("file.car");
-    std::fs::write(&car_path, car).unwrap();
-    common::run_json(
-        Command::new(common::hydrant_bin())
-            .arg("--repo")
-            .arg(&repo)
-            .args(["ingest", "--json"])
-            .arg(&car_path),
-    );
-    std::fs::remove_file(&car_path).unwrap();
+    let repo = common::offline_repo(dir, car, extra);
     let stored: Vec<PathBuf> = hydrant_testkit::files_under(&repo)
         .into_iter()
         .filter(|(path, size)| path.ends_with(".car") && *size == car.len() as u64)

@@ -16,33 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cid::Cid;
 use common::{BitswapClient, Ports, Replica};
 use hydrant_bitswap::WantType;
 use hydrant_node::ProcessMemory;
-use multihash_codetable::{Code, MultihashDigest};
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// 64 raw blocks of 1 MiB (a 64 MiB file's leaves, as Kubo chunks it), all different, and the
-/// CARv1 holding them.
-fn file_car() -> (Vec<Cid>, Vec<u8>) {
-    let size = 1024 * 1024;
-    let mut cids = Vec::new();
-    let mut body = Vec::new();
-    for i in 0..64u64 {
-        let mut data = vec![0u8; size];
-        for (j, chunk) in data.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&(i << 32 | j as u64).to_le_bytes());
-        }
-        let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
-        hydrant_car::encode_section(&cid, &data, &mut body);
-        cids.push(cid);
-    }
-    let mut car = hydrant_car::encode_v1_header(&cids[..1]);
-    car.extend(body);
-    (cids, car)
-}
 
 async fn memory_report(api_url: &str) -> serde_json::Value {
     reqwest::get(format!("{api_url}/api/v1/debug/memory"))
@@ -69,30 +47,11 @@ fn summary(report: &serde_json::Value) -> String {
 #[ignore = "benchmark, run by hand: see BENCHMARKS.md"]
 async fn serving_memory_benchmark() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    common::run_json(
-        std::process::Command::new(common::hydrant_bin())
-            .arg("--repo")
-            .arg(&repo)
-            .args(["init", "--json"]),
-    );
+    // 64 raw blocks of 1 MiB: a 64 MiB file's leaves, as Kubo chunks it.
+    let (cids, car) = common::raw_file_car(64, 1024 * 1024);
     let extra = std::env::var("HYDRANT_BENCH_CONFIG").unwrap_or_default();
-    std::fs::write(
-        repo.join("config.toml"),
-        format!("[dht]\nenabled = false\n{extra}\n"),
-    )
-    .unwrap();
-    let (cids, car) = file_car();
-    let car_path = dir.path().join("file.car");
-    std::fs::write(&car_path, &car).unwrap();
+    let repo = common::offline_repo(dir.path(), &car, &extra);
     drop(car);
-    common::run_json(
-        std::process::Command::new(common::hydrant_bin())
-            .arg("--repo")
-            .arg(&repo)
-            .args(["ingest", "--json"])
-            .arg(&car_path),
-    );
 
     let daemon = Replica::start(&repo, Ports::free());
     tokio::time::sleep(Duration::from_secs(2)).await;

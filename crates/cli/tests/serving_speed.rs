@@ -37,7 +37,6 @@ use hydrant_bitswap::{
     read_frame, write_frame,
 };
 use libp2p::{Multiaddr, Stream};
-use multihash_codetable::{Code, MultihashDigest};
 use tokio::sync::mpsc;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -49,24 +48,6 @@ const LATENCY_WANTS: usize = 200;
 const WINDOW: usize = 32;
 /// Throughput runs; the median is reported.
 const RUNS: usize = 5;
-
-/// 256 raw blocks of 256 KiB (64 MiB), all different, and the CARv1 holding them.
-fn file_car() -> (Vec<Cid>, Vec<u8>) {
-    let mut cids = Vec::new();
-    let mut body = Vec::new();
-    for i in 0..BLOCKS as u64 {
-        let mut data = vec![0u8; BLOCK_SIZE];
-        for (j, chunk) in data.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&(i << 32 | j as u64).to_le_bytes());
-        }
-        let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
-        hydrant_car::encode_section(&cid, &data, &mut body);
-        cids.push(cid);
-    }
-    let mut car = hydrant_car::encode_v1_header(&cids[..1]);
-    car.extend(body);
-    (cids, car)
-}
 
 /// A Bitswap 1.2.0 client with one long-lived want stream; answers arrive time-stamped.
 struct Client {
@@ -149,30 +130,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[ignore = "benchmark, run by hand: see BENCHMARKS.md"]
 async fn serving_speed_benchmark() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    common::run_json(
-        std::process::Command::new(common::hydrant_bin())
-            .arg("--repo")
-            .arg(&repo)
-            .args(["init", "--json"]),
-    );
+    let (cids, car) = common::raw_file_car(BLOCKS, BLOCK_SIZE);
     let extra = std::env::var("HYDRANT_BENCH_CONFIG").unwrap_or_default();
-    std::fs::write(
-        repo.join("config.toml"),
-        format!("[dht]\nenabled = false\n{extra}\n"),
-    )
-    .unwrap();
-    let (cids, car) = file_car();
-    let car_path = dir.path().join("file.car");
-    std::fs::write(&car_path, &car).unwrap();
+    let repo = common::offline_repo(dir.path(), &car, &extra);
     drop(car);
-    common::run_json(
-        std::process::Command::new(common::hydrant_bin())
-            .arg("--repo")
-            .arg(&repo)
-            .args(["ingest", "--json"])
-            .arg(&car_path),
-    );
     let daemon = Replica::start(&repo, Ports::free());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let addr = daemon.swarm_addr();

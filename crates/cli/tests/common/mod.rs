@@ -116,6 +116,55 @@ pub fn run_json(command: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `blocks` raw blocks of `block_size` bytes, all different (each 8-byte word is its block and
+/// word number), and the CARv1 holding them in that order with the first as its root.
+pub fn raw_file_car(blocks: usize, block_size: usize) -> (Vec<Cid>, Vec<u8>) {
+    use multihash_codetable::{Code, MultihashDigest};
+    let mut cids = Vec::with_capacity(blocks);
+    let mut body = Vec::new();
+    for i in 0..blocks as u64 {
+        let mut data = vec![0u8; block_size];
+        for (j, chunk) in data.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&(i << 32 | j as u64).to_le_bytes());
+        }
+        let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
+        hydrant_car::encode_section(&cid, &data, &mut body);
+        cids.push(cid);
+    }
+    let mut car = hydrant_car::encode_v1_header(&cids[..1]);
+    car.extend(body);
+    (cids, car)
+}
+
+/// A local repository at `dir/repo` (DHT off, then the `extra` config lines) with `car`
+/// ingested by `hydrant ingest` while no daemon runs, so a daemon started on it afterwards
+/// measures serving only. Returns the repository's path.
+pub fn offline_repo(dir: &Path, car: &[u8], extra: &str) -> PathBuf {
+    let repo = dir.join("repo");
+    run_json(
+        Command::new(hydrant_bin())
+            .arg("--repo")
+            .arg(&repo)
+            .args(["init", "--json"]),
+    );
+    std::fs::write(
+        repo.join("config.toml"),
+        format!("[dht]\nenabled = false\n{extra}\n"),
+    )
+    .unwrap();
+    let car_path = dir.join("file.car");
+    std::fs::write(&car_path, car).unwrap();
+    run_json(
+        Command::new(hydrant_bin())
+            .arg("--repo")
+            .arg(&repo)
+            .args(["ingest", "--json"])
+            .arg(&car_path),
+    );
+    std::fs::remove_file(&car_path).unwrap();
+    repo
+}
+
 /// Writes a repository for a replica of `backends`: config (S3 + PostgreSQL, no DHT), S3
 /// credentials file, and `identity` copied in when given (replicas share one identity).
 pub fn make_repo(dir: &Path, backends: &Backends, identity: Option<&Path>, extra: &str) {
