@@ -55,9 +55,12 @@ pub(crate) const MAX_WANTS_PER_BATCH: usize = 64;
 /// 32 MiB of block data.
 pub(crate) const MAX_BLOCK_WANTS_PER_BATCH: usize = 16;
 
-/// Bytes of the peer's remaining budget reserved for each WANT_BLOCK put in a batch (a typical
-/// block size; the real size is unknown until the block is read). A batch takes WANT_BLOCKs
-/// until the reservations reach the remaining budget (at least one).
+/// Bytes of the peer's remaining allowance reserved for each WANT_BLOCK put in a batch before
+/// any block was sent (a typical UnixFS leaf; the real size is unknown until the block is
+/// read). Afterwards the engine uses the running mean of the blocks it sent, to any peer
+/// ([`Engine::block_size_estimate`]). A batch takes WANT_BLOCKs until the reservations reach the
+/// peer's remaining `max_outstanding_bytes_per_peer` (at least one), so one batch reads and
+/// frames about that many bytes whatever the block size: with 1 MiB blocks 4 wants, not 16.
 pub(crate) const BLOCK_SIZE_ESTIMATE: usize = 256 * 1024;
 
 /// Most response messages waiting to be written to one peer before it gets a new batch.
@@ -250,6 +253,10 @@ pub(crate) struct Engine {
     counters: EngineCounters,
     /// Wants kept over all ledgers (not counting those in flight).
     total_wants: usize,
+    /// Expected bytes of the next block sent: [`BLOCK_SIZE_ESTIMATE`] at first, then a running
+    /// mean (weight 1/4) of the blocks sent to any peer, so that a new peer's first batch is
+    /// sized by what this server serves.
+    block_size_estimate: usize,
 }
 
 impl Engine {
@@ -261,6 +268,7 @@ impl Engine {
             next_id: 0,
             counters: EngineCounters::default(),
             total_wants: 0,
+            block_size_estimate: BLOCK_SIZE_ESTIMATE,
         }
     }
 
@@ -451,13 +459,13 @@ impl Engine {
                 if want.want_type == WantType::Block {
                     if block_wants > 0
                         && (block_wants >= max_block_wants
-                            || reserved + BLOCK_SIZE_ESTIMATE > available)
+                            || reserved + self.block_size_estimate > available)
                     {
                         ledger.insert_want(cid, want);
                         break;
                     }
                     block_wants += 1;
-                    reserved += BLOCK_SIZE_ESTIMATE;
+                    reserved += self.block_size_estimate;
                 }
                 in_flight.insert(
                     cid,
@@ -548,6 +556,7 @@ impl Engine {
                 }
                 (Lookup::Block(data), _) => {
                     outcomes.found += 1;
+                    self.block_size_estimate = (3 * self.block_size_estimate + data.len()) / 4;
                     Item::Block(data)
                 }
             };
@@ -938,6 +947,35 @@ mod tests {
         let out = engine.complete_batch(batch, vec![Lookup::Absent; n]);
         assert_eq!(out.len(), 1, "one DONT_HAVE message for b's one kept want");
         assert_eq!(engine.counters().block_outcomes.not_found, 1);
+    }
+
+    #[test]
+    fn batches_shrink_to_the_peers_allowance_once_block_sizes_are_known() {
+        let mut engine = Engine::new(EngineConfig::default());
+        let allowance = MAX_OUTSTANDING_BYTES_PER_PEER;
+        let block = Bytes::from(vec![7u8; 1024 * 1024]);
+        let mut sizes = Vec::new();
+        // Three peers in turn, each a new ledger, each fetching 1 MiB blocks.
+        for _ in 0..3 {
+            let peer = PeerId::random();
+            let wants = (0..64).map(|i| want(cid(i), 1, WantType::Block, true));
+            engine.receive(peer, ProtocolVersion::V1_2_0, &msg(wants.collect(), false));
+            let batch = engine.next_batch().unwrap();
+            sizes.push(batch.wants.len());
+            let n = batch.wants.len();
+            for out in engine.complete_batch(batch, vec![Lookup::Block(block.clone()); n]) {
+                engine.message_done(peer, out.epoch, out.frame.len());
+            }
+            engine.remove_peer(&peer);
+        }
+        assert_eq!(sizes[0], allowance / BLOCK_SIZE_ESTIMATE, "{sizes:?}");
+        // Later peers' first batches read about the allowance, not 16 MiB of 1 MiB blocks.
+        assert!(
+            sizes[1..]
+                .iter()
+                .all(|&n| n * block.len() <= allowance + block.len()),
+            "{sizes:?} wants of 1 MiB against a {allowance}-byte allowance"
+        );
     }
 
     #[test]

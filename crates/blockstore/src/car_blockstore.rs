@@ -7,7 +7,7 @@
 //! 3. one location is chosen per block, preferring a CAR already being read in this batch;
 //! 4. per CAR, wanted blocks sorted by offset are merged into ranges (gap between neighbours at
 //!    most [`ReadConfig::max_gap`], range at most [`ReadConfig::max_range`]);
-//! 5. one `get_range` per merged range, at most [`MAX_CONCURRENT_RANGE_READS`] at a time; the
+//! 5. one `get_range` per merged range, at most [`ReadConfig::concurrent_reads`] at a time; the
 //!    blocks are zero-copy slices of the range's bytes, re-hashed when [`ReadConfig::verify`],
 //!    and handed to `get_each`'s caller as soon as their range is read;
 //! 6. a block whose read failed and that has other locations is retried from those, one by one.
@@ -32,7 +32,7 @@ use hydrant_blocks::{
 use hydrant_index::{BlockLocation, BlockLookup, IndexError};
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
 
-/// Most ranged reads one `get_many` call has in flight at once (per call, not per process).
+/// Default of [`ReadConfig::concurrent_reads`].
 pub const MAX_CONCURRENT_RANGE_READS: usize = 8;
 
 /// How [`CarBlockstore`] reads blocks.
@@ -51,6 +51,11 @@ pub struct ReadConfig {
     /// Bytes of recently read blocks kept in memory (block data plus [`CACHE_ENTRY_OVERHEAD`]
     /// per block); 0 turns the cache off. Default 256 MiB.
     pub cache_bytes: u64,
+    /// Most ranged reads one `get_many` or `get_each` call has in flight at once (per call,
+    /// not per process; at least 1 is used). Each holds up to `max_range` bytes, so one call
+    /// holds at most `concurrent_reads × max_range` bytes of reads. Default
+    /// [`MAX_CONCURRENT_RANGE_READS`].
+    pub concurrent_reads: usize,
 }
 
 impl Default for ReadConfig {
@@ -60,6 +65,7 @@ impl Default for ReadConfig {
             max_range: 8 * 1024 * 1024,
             verify: true,
             cache_bytes: 256 * 1024 * 1024,
+            concurrent_reads: MAX_CONCURRENT_RANGE_READS,
         }
     }
 }
@@ -289,7 +295,7 @@ impl CarBlockstore {
                 .into_iter()
                 .map(|(car, read)| self.fetch_read(car, read)),
         )
-        .buffer_unordered(MAX_CONCURRENT_RANGE_READS);
+        .buffer_unordered(self.config.concurrent_reads.max(1));
         while let Some((car, read, bytes)) = done.next().await {
             for want in &read.wants {
                 outcomes[want.block] = match &bytes {

@@ -121,6 +121,7 @@ const NO_CACHE: ReadConfig = ReadConfig {
     max_range: 8 * 1024 * 1024,
     verify: true,
     cache_bytes: 0,
+    concurrent_reads: 8,
 };
 
 fn unwrap_all(results: Vec<Result<Option<Bytes>, BlockstoreError>>) -> Vec<Option<Bytes>> {
@@ -600,7 +601,7 @@ proptest! {
             wanted.insert(a * 2 % (wanted.len() + 1), absent_cid(u64::MAX - case * 10 - a as u64));
             expected.insert(a * 2 % (expected.len() + 1), None);
         }
-        let bs = env.blockstore(ReadConfig { max_gap, max_range, verify, cache_bytes: 0 });
+        let bs = env.blockstore(ReadConfig { max_gap, max_range, verify, cache_bytes: 0, concurrent_reads: 8 });
         let mut got: Vec<Option<Vec<u8>>> = Vec::new();
         for result in rt.block_on(bs.get_many(&wanted)) {
             match result {

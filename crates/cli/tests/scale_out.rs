@@ -324,12 +324,29 @@ async fn a_whole_dag_is_read_with_one_get_per_coalesced_range() {
         blocks / gets,
         bytes / gets / 1048576.0
     );
-    assert_eq!(gets, ranges, "one GET per coalesced range, no other GET");
-    assert_eq!(blocks, 401.0);
+    // The stored CAR is in the walk's order, so the gateway streams its sections (DESIGN.md,
+    // "Gateway passthrough"): reads of the stored file doubling from 256 KiB up to
+    // `limits.gateway_request_bytes` (4 MiB), about 30 for 100 MB; the blocks the walk reads
+    // through the blockstore (the root) take one GET per coalesced range.
+    assert!(ranges <= gets, "one GET per blockstore range");
     assert!(
-        gets <= 30.0,
-        "{gets} GETs for 100 MB: ranges are not coalesced"
+        blocks >= 1.0,
+        "the walk's first block is read through the blockstore"
     );
+    assert!(
+        gets <= 32.0,
+        "{gets} GETs for 100 MB: reads are not coalesced"
+    );
+    assert!(
+        bytes_per_get(gets, &fetched) >= 3.0 * 1048576.0,
+        "{gets} GETs for {} bytes: reads are too small",
+        fetched.len()
+    );
+}
+
+/// Bytes of the response per GET (whatever path read them).
+fn bytes_per_get(gets: f64, body: &[u8]) -> f64 {
+    body.len() as f64 / gets
 }
 
 /// Fault test shared by the S3 and PostgreSQL outages: `which` backend is stopped for 30 s

@@ -357,12 +357,22 @@ pub struct ReadConfig {
     /// default): by storage kind, [`Config::read_cache_bytes`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_bytes: Option<u64>,
+    /// Most ranged reads one batch of lookups (a Bitswap batch, a gateway read-ahead) has in
+    /// flight at once; each holds up to the range size. Unset (the default): by storage kind,
+    /// [`Config::read_concurrent_reads`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent_reads: Option<usize>,
 }
 
 /// Default largest range read from local storage, in bytes (2 MiB, the largest block).
 pub const LOCAL_MAX_RANGE_BYTES: u64 = hydrant_car::MAX_BLOCK_SIZE as u64;
 /// Default largest range read from an object store over the network, in bytes (8 MiB).
 pub const S3_MAX_RANGE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Default ranged reads in flight per batch on local storage.
+pub const LOCAL_CONCURRENT_READS: usize = 2;
+/// Default ranged reads in flight per batch on an object store over the network.
+pub const S3_CONCURRENT_READS: usize = 8;
 
 /// Default read cache for an object store over the network (`storage.kind = "s3"`), in bytes:
 /// a hit saves a ranged GET (tens of milliseconds and a billed request).
@@ -375,6 +385,7 @@ impl Default for ReadConfig {
             max_range_bytes: None,
             verify: None,
             cache_bytes: None,
+            concurrent_reads: None,
         }
     }
 }
@@ -647,6 +658,17 @@ impl Config {
         })
     }
 
+    /// Ranged reads in flight per batch of lookups: `read.concurrent_reads` when set, else by
+    /// storage kind: [`LOCAL_CONCURRENT_READS`] for `local`, where a read is a copy from the
+    /// page cache and more at once only hold more memory (a batch then holds at most 4 MiB of
+    /// reads), and [`S3_CONCURRENT_READS`] for `s3`, where each read waits a network round trip.
+    pub fn read_concurrent_reads(&self) -> usize {
+        self.read.concurrent_reads.unwrap_or(match self.storage {
+            StorageConfig::Local { .. } => LOCAL_CONCURRENT_READS,
+            StorageConfig::S3(_) => S3_CONCURRENT_READS,
+        })
+    }
+
     /// Whether blocks read from storage are re-hashed before they are served: `read.verify`
     /// when set, else by storage kind. Off for `local`: every block was hashed at ingest and
     /// the CAR, named by its BLAKE3, is written once in a directory only this node writes, so
@@ -739,6 +761,13 @@ impl Config {
                 "read.max_range_bytes",
                 &self.read_max_range_bytes(),
                 "must be at least the largest block, 2097152 bytes (2 MiB)",
+            ));
+        }
+        if self.read_concurrent_reads() == 0 {
+            return Err(refuse(
+                "read.concurrent_reads",
+                &0,
+                "zero would never read a block; use at least 1 (unset: 2 for local, 8 for s3)",
             ));
         }
         self.validate_stores()?;
@@ -1132,6 +1161,10 @@ mod tests {
         );
         let set = Config::from_toml("[read]\nmax_range_bytes = 4194304\n").unwrap();
         assert_eq!(set.read_max_range_bytes(), 4 * 1024 * 1024);
+        assert_eq!(Config::default().read_concurrent_reads(), 2);
+        assert_eq!(Config::from_toml(s3).unwrap().read_concurrent_reads(), 8);
+        let zero = Config::from_toml("[read]\nconcurrent_reads = 0\n").unwrap();
+        assert_eq!(zero.validate().unwrap_err().field, "read.concurrent_reads");
     }
 
     #[test]

@@ -100,6 +100,7 @@ impl Services {
                 max_range: repo.config.read_max_range_bytes(),
                 verify: repo.config.read_verify(),
                 cache_bytes: repo.config.read_cache_bytes(),
+                concurrent_reads: repo.config.read_concurrent_reads(),
             },
         ));
         let mut ingester = Ingester::new(store.clone(), catalog.clone(), IngestConfig::default());
