@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use cid::Cid;
 use common::{BitswapClient, ClientSwarm, Ports, Replica, metric};
 use futures::StreamExt;
-use hydrant_bitswap::{Message, ProtocolVersion, WantType, WantlistEntry, write_frame};
+use hydrant_bitswap::{Message, ProtocolVersion, WantType, write_frame};
 use libp2p::Multiaddr;
 use libp2p::swarm::SwarmEvent;
 use multihash_codetable::{Code, MultihashDigest};
@@ -140,16 +140,7 @@ async fn never_read(addr: Multiaddr, cids: Arc<Vec<Cid>>) -> tokio::task::JoinHa
         let mut answered_tx = Some(answered_tx);
         let mut held = Vec::new();
         let message = Message {
-            wantlist: cids
-                .iter()
-                .map(|cid| WantlistEntry {
-                    cid: *cid,
-                    priority: 1,
-                    cancel: false,
-                    want_type: WantType::Block,
-                    send_dont_have: true,
-                })
-                .collect(),
+            wantlist: common::wantlist(&cids, WantType::Block),
             full: true,
             ..Default::default()
         };

@@ -33,8 +33,7 @@ use cid::Cid;
 use common::{ClientSwarm, Ports, Replica};
 use futures::StreamExt;
 use hydrant_bitswap::{
-    MAX_MESSAGE_SIZE, Message, ProtocolVersion, WantType, WantlistEntry, decode_message,
-    read_frame, write_frame,
+    MAX_MESSAGE_SIZE, Message, ProtocolVersion, WantType, decode_message, read_frame, write_frame,
 };
 use libp2p::{Multiaddr, Stream};
 use tokio::sync::mpsc;
@@ -95,16 +94,7 @@ impl Client {
     /// Writes one wantlist message of WANT_BLOCKs (with DONT_HAVE asked for).
     async fn want(&mut self, cids: &[Cid]) {
         let message = Message {
-            wantlist: cids
-                .iter()
-                .map(|cid| WantlistEntry {
-                    cid: *cid,
-                    priority: 1,
-                    cancel: false,
-                    want_type: WantType::Block,
-                    send_dont_have: true,
-                })
-                .collect(),
+            wantlist: common::wantlist(cids, WantType::Block),
             ..Default::default()
         };
         write_frame(&mut self.wants, &message.encode_frame())

@@ -116,6 +116,19 @@ pub fn run_json(command: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Wantlist entries for `cids`, each `want_type`, priority 1, asking for DONT_HAVE.
+pub fn wantlist(cids: &[Cid], want_type: WantType) -> Vec<WantlistEntry> {
+    cids.iter()
+        .map(|cid| WantlistEntry {
+            cid: *cid,
+            priority: 1,
+            cancel: false,
+            want_type,
+            send_dont_have: true,
+        })
+        .collect()
+}
+
 /// `blocks` raw blocks of `block_size` bytes, all different (each 8-byte word is its block and
 /// word number), and the CARv1 holding them in that order with the first as its root.
 pub fn raw_file_car(blocks: usize, block_size: usize) -> (Vec<Cid>, Vec<u8>) {
@@ -499,16 +512,7 @@ impl BitswapClient {
     /// [`Self::want`], returning the error when the stream cannot be opened or written.
     pub async fn try_want(&mut self, cids: &[Cid], want_type: WantType) -> Result<(), String> {
         let message = Message {
-            wantlist: cids
-                .iter()
-                .map(|cid| WantlistEntry {
-                    cid: *cid,
-                    priority: 1,
-                    cancel: false,
-                    want_type,
-                    send_dont_have: true,
-                })
-                .collect(),
+            wantlist: wantlist(cids, want_type),
             ..Default::default()
         };
         let mut stream = self
