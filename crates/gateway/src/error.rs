@@ -52,7 +52,8 @@ pub enum GatewayError {
     /// The content path needs more blocks than the configured bound (400).
     #[error("content path too deep")]
     PathTooDeep,
-    /// A block on the content path could not be decoded (500).
+    /// A block on the content path could not be decoded: 400 when it is an identity CID (the
+    /// client wrote its bytes into the request), else 500 (a stored block).
     #[error("cannot traverse content path: {0}")]
     Traversal(#[from] DagError),
     /// The block store failed: 502 when it could not be reached (index or object store,
@@ -75,6 +76,9 @@ impl GatewayError {
             } => StatusCode::PRECONDITION_FAILED,
             Self::RootNotFound { .. } | Self::PathNotFound => StatusCode::NOT_FOUND,
             Self::PathUnsupported | Self::IpnsUnsupported => StatusCode::NOT_IMPLEMENTED,
+            Self::Traversal(e) if e.undecodable_block().is_some_and(is_identity) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Traversal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Store(e) if e.is_unavailable() => StatusCode::BAD_GATEWAY,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,10 +112,18 @@ impl GatewayError {
             Self::Store(e) if e.is_unavailable() => {
                 "storage temporarily unavailable, retry later\n"
             }
+            Self::Traversal(e) if e.undecodable_block().is_some_and(is_identity) => {
+                "an identity CID on the content path holds bytes that are not valid for its codec\n"
+            }
             Self::Traversal(_) | Self::Store(_) => "internal server error\n",
             Self::IpnsUnsupported => "IPNS is not supported by this gateway\n",
         }
     }
+}
+
+/// Whether `cid` is an identity CID (its bytes are in the CID, i.e. came from the client).
+fn is_identity(cid: &cid::Cid) -> bool {
+    cid.hash().code() == hydrant_blocks::codes::IDENTITY
 }
 
 impl IntoResponse for GatewayError {

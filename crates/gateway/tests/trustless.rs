@@ -703,6 +703,21 @@ async fn dups_y_and_n() {
     assert_eq!(got_q, want);
 }
 
+/// An identity CID holds its bytes in the CID: a client that writes invalid DAG-CBOR into one
+/// gets 400, not a server error (issue 14, item 2).
+#[tokio::test]
+async fn an_invalid_identity_block_on_the_path_is_the_clients_fault() {
+    let (base, _, _) = serve_fixture(TWO_SINGLE).await;
+    for format in ["car", "raw"] {
+        let resp = reqwest::get(format!(
+            "{base}/ipfs/bafyqacn3p777777777776/a/b?format={format}"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "format={format}");
+    }
+}
+
 #[tokio::test]
 async fn identity_probe() {
     let (base, _, _) = serve_fixture(TWO_SINGLE).await;

@@ -153,6 +153,15 @@ pub enum IngestError {
     /// The index failed.
     #[error("index error: {0}")]
     Index(#[from] IndexError),
+    /// [`Ingester::index_stored`]: the key cannot name an object (empty, `/`, an empty or
+    /// `.`/`..` segment, or characters object stores refuse).
+    #[error("{key:?} is not an object key: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// [`Ingester::index_stored`]: no object under this key.
     #[error("no object {key} in the object store")]
     NotFound {
@@ -182,7 +191,10 @@ pub enum IngestError {
 impl IngestError {
     /// True when the input itself is at fault (bad CAR, bad block), false for server-side failures.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Self::Car(_) | Self::Verify { .. } | Self::Empty)
+        matches!(
+            self,
+            Self::Car(_) | Self::Verify { .. } | Self::Empty | Self::InvalidKey { .. }
+        )
     }
 }
 
@@ -306,6 +318,17 @@ impl Ingester {
         key: &str,
         progress: Option<Arc<IngestProgress>>,
     ) -> Result<IngestSummary, IngestError> {
+        let invalid = |reason: String| IngestError::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        };
+        match Path::parse(key) {
+            Ok(parsed) if parsed.as_ref().is_empty() => {
+                return Err(invalid("it names no object".to_owned()));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(invalid(e.to_string())),
+        }
         let path = Path::from(key);
         if let Some(existing) = self.index.car(key).await? {
             return Ok(IngestSummary::of(&existing, true));

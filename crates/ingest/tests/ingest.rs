@@ -295,6 +295,13 @@ async fn a_car_already_in_the_store_is_indexed_in_place() {
     assert!(err.is_bad_input(), "{err}");
     assert!(r.index.car(bad_key).await.unwrap().is_none());
     assert_eq!(objects(&r.store).await.len(), 2);
+    for key in ["", "/", "uploads//x.car", "uploads/../x.car"] {
+        let refused = r.ingester.index_stored(key, None).await.unwrap_err();
+        assert!(
+            matches!(refused, IngestError::InvalidKey { .. }) && refused.is_bad_input(),
+            "{key:?}: {refused}"
+        );
+    }
     let missing = r.ingester.index_stored("uploads/none.car", None).await;
     assert!(
         matches!(missing, Err(IngestError::NotFound { .. })),

@@ -332,6 +332,18 @@ async fn api_serves_many_requests_on_one_connection() {
         assert_eq!(unknown.status, 404);
         request_id(&unknown, "unknown route");
     }
+    // A key that names no object is the client's mistake: 400 with the reason, not 500.
+    for key in ["", "%2F"] {
+        let refused = conn
+            .request("POST", &format!("/api/v1/cars/index?key={key}"), &[])
+            .await;
+        assert_eq!(refused.status, 400, "key={key:?}: {}", refused.text());
+        assert!(
+            refused.text().contains("not an object key"),
+            "{}",
+            refused.text()
+        );
+    }
     let metrics = conn.request("GET", "/metrics", &[]).await;
     let text = metrics.text();
     for line in [

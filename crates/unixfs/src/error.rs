@@ -78,3 +78,21 @@ pub enum DagError {
         limit: usize,
     },
 }
+
+impl DagError {
+    /// The block whose bytes could not be decoded, for the errors that are about a block's
+    /// content (invalid DAG-PB, UnixFS, DAG-CBOR or DAG-JSON, mismatched blocksizes); `None`
+    /// for the walker's own errors (unsupported codec, unexpected block, limits).
+    pub fn undecodable_block(&self) -> Option<&Cid> {
+        match self {
+            Self::InvalidDagPb { cid, .. }
+            | Self::InvalidUnixFs { cid, .. }
+            | Self::InvalidDagCbor { cid, .. }
+            | Self::InvalidDagJson { cid, .. }
+            | Self::BlocksizesMismatch { cid, .. } => Some(cid),
+            Self::UnsupportedCodec { .. }
+            | Self::UnexpectedBlock { .. }
+            | Self::LimitExceeded { .. } => None,
+        }
+    }
+}
