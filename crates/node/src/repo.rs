@@ -126,6 +126,7 @@ impl Repo {
             source,
         })?;
         let key_path = dir.join(IDENTITY_FILE);
+        warn_if_exposed(&key_path, "identity key");
         let key = std::fs::read(&key_path).map_err(io_err(&key_path))?;
         let keypair = Keypair::from_protobuf_encoding(&key).map_err(|e| RepoError::BadKey {
             path: key_path.clone(),
@@ -142,6 +143,27 @@ impl Repo {
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.dir.join(path)
     }
+}
+
+/// Logs a warning when the secret file at `path` (`what`: "identity key", "API token", ...) can
+/// be read by users other than its owner (any of the mode bits 0o077), as OpenSSH does for
+/// private keys, and returns the warning's text. A warning rather than a refusal: secrets
+/// mounted by orchestrators (Kubernetes secret volumes default to 0644) would otherwise stop
+/// the node; the file's owner decides. `None` when the file is private or cannot be inspected
+/// (reading it reports that).
+pub fn warn_if_exposed(path: &Path, what: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    let text = format!(
+        "the {what} file {} has mode {mode:o}: other users can read it; `chmod 600` it so \
+         only its owner can",
+        path.display()
+    );
+    tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "{text}");
+    Some(text)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
@@ -170,6 +192,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn secret_files_readable_by_others_are_named_in_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "secret").unwrap();
+        for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o644, true)] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let warning = warn_if_exposed(&file, "API token");
+            assert_eq!(warning.is_some(), warned, "mode {mode:o}: {warning:?}");
+            if let Some(text) = warning {
+                assert!(text.contains("chmod 600") && text.contains(&format!("{mode:o}")));
+            }
+        }
+    }
 
     #[test]
     fn init_creates_private_key_and_is_idempotent() {

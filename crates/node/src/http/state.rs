@@ -46,6 +46,7 @@ impl ApiToken {
             value: path.display().to_string(),
             reason,
         };
+        crate::repo::warn_if_exposed(&path, "API token");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| refuse(format!("cannot read the token file: {e}")))?;
         Self::parse(&text).map(Some).map_err(refuse)

@@ -168,6 +168,7 @@ pub async fn connect_pg(repo: &Repo, config: &PostgresConfig) -> Result<PgPool, 
     let mut url = config.url.clone();
     if !config.password_file.as_os_str().is_empty() {
         let path = repo.resolve(&config.password_file);
+        crate::repo::warn_if_exposed(&path, "PostgreSQL password");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| failed(format!("password file {}: {e}", path.display())))?;
         let password = text.lines().next().unwrap_or_default();

@@ -344,7 +344,9 @@ fn s3_store(repo: &Repo, s3: &S3Config) -> Result<object_store::aws::AmazonS3, N
         builder = builder.with_endpoint(&s3.endpoint);
     }
     if !s3.credentials_file.as_os_str().is_empty() {
-        let creds = read_credentials(&repo.resolve(&s3.credentials_file)).map_err(failed)?;
+        let path = repo.resolve(&s3.credentials_file);
+        crate::repo::warn_if_exposed(&path, "S3 credentials");
+        let creds = read_credentials(&path).map_err(failed)?;
         builder = builder
             .with_access_key_id(creds.access_key_id)
             .with_secret_access_key(creds.secret_access_key);
