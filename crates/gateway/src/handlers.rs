@@ -182,7 +182,10 @@ async fn serve_car(
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
     insert_disposition(&mut headers, &ctx.filename(format!("{terminus}.car")));
     if ctx.head {
-        return Ok((StatusCode::OK, headers, Body::empty()).into_response());
+        // A body of unknown length, as GET's stream: the headers are GET's (no
+        // Content-Length, chunked), and HEAD sends no body.
+        let none = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+        return Ok((StatusCode::OK, headers, Body::from_stream(none)).into_response());
     }
     let request = CarRequest {
         root,

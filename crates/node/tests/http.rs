@@ -423,3 +423,41 @@ async fn api_token_is_required_on_the_same_connection() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+/// HEAD answers carry the headers GET would (issue 14, item 3): the same status, type and
+/// length where GET knows it (raw blocks, errors), no length where GET streams (CARs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_answers_carry_the_headers_of_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let (info, stop, task) = common::start_daemon(&dir.path().join("repo"), 0, |_| {}).await;
+    wait_ready(&info.api_url).await;
+    ingest(&info.api_url, "go-car/sample-v1.car", None).await;
+
+    let mut conn = Connection::open(&info.gateway_url).await;
+    for (what, target) in [
+        ("raw block", format!("/ipfs/{ROOT}?format=raw")),
+        ("CAR", format!("/ipfs/{ROOT}?format=car")),
+        ("absent block", format!("/ipfs/{ABSENT}?format=raw")),
+        ("invalid CID", "/ipfs/not-a-cid?format=raw".to_owned()),
+    ] {
+        let id = [("x-request-id", "same-id")];
+        let get = conn.request("GET", &target, &id).await;
+        let head = conn.request("HEAD", &target, &id).await;
+        assert!(head.body.is_empty(), "{what}: HEAD has no body");
+        assert_eq!(head.status, get.status, "{what}");
+        // Transfer-Encoding is framing of a body HEAD does not send: hyper leaves it out, as
+        // RFC 9110 § 9.3.2 allows; the length must not be claimed (a CAR's is not known).
+        for name in ["content-type", "content-length", "etag", "x-ipfs-roots"] {
+            assert_eq!(head.header(name), get.header(name), "{what}: {name}");
+        }
+        if let Some(length) = get.header("content-length") {
+            assert_eq!(
+                length,
+                get.body.len().to_string(),
+                "{what}: GET's own length"
+            );
+        }
+    }
+    let _ = stop.send(());
+    task.await.unwrap();
+}

@@ -9,7 +9,8 @@
 //!   and `method` one of the standard methods or `other`, so no client bytes other than a
 //!   validated request ID reach the log. Answers with status 5xx are logged at `warn`, 4xx at
 //!   `debug`.
-//! - **The request ID in every error body** (status >= 400, not for `HEAD`): a line
+//! - **The request ID in every error body** (status >= 400; `HEAD` gets GET's headers, so its
+//!   `Content-Length` counts it): a line
 //!   `request-id: <id>` appended to `text/plain` bodies, a `"request_id"` field added to JSON
 //!   objects, and an empty body replaced by the line. Error bodies are short fixed texts; one
 //!   larger than [`MAX_ERROR_BODY`] is left as it is.
@@ -181,7 +182,7 @@ fn fresh_request_id() -> Arc<str> {
     Arc::from(format!("{:016x}", hasher.finish()))
 }
 
-async fn observe(State(state): State<LayerState>, req: Request, next: Next) -> Response {
+async fn observe(State(state): State<LayerState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let config = &state.config;
     let id = request_id(req.headers());
@@ -205,6 +206,11 @@ async fn observe(State(state): State<LayerState>, req: Request, next: Next) -> R
         .timeout_exempt
         .iter()
         .any(|(m, r)| *m == method && Some(*r) == route.as_deref());
+    // HEAD is answered as GET, then its body is dropped here (`as_head`): the headers are
+    // exactly GET's, including the length of an error body with its request ID.
+    if method == Method::HEAD {
+        *req.method_mut() = Method::GET;
+    }
     let handled = next.run(req).instrument(span.clone());
     let mut response = match config.timeout.filter(|_| !exempt) {
         Some(limit) => match tokio::time::timeout(limit, handled).await {
@@ -242,8 +248,11 @@ async fn observe(State(state): State<LayerState>, req: Request, next: Next) -> R
             );
         }
     }
-    if status.as_u16() >= 400 && method != Method::HEAD {
+    if status.as_u16() >= 400 {
         response = with_id_in_body(response, &id, config.listener).await;
+    }
+    if method == Method::HEAD {
+        response = as_head(response);
     }
     match config.listener {
         Listener::Gateway => {
@@ -281,6 +290,21 @@ fn timeout_response(config: &LayerConfig, limit: Duration) -> Response {
         }
         Listener::Api => crate::http::error::ApiError::Timeout(message).into_response(),
     }
+}
+
+/// GET's `response` as the answer to HEAD (RFC 9110 § 9.3.2): the same headers, with the
+/// body's length when it is known (as GET sends it) and none when GET streams, and no body.
+fn as_head(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = body.size_hint().exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    // An empty body of unknown length: an exact 0 would make the router claim
+    // `Content-Length: 0`.
+    let none = futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+    Response::from_parts(parts, Body::from_stream(none))
 }
 
 /// `response` with the request ID added to its (small) body; see the module docs.
