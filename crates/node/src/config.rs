@@ -186,6 +186,10 @@ pub struct ApiConfig {
     /// Not applied to ingests (`PUT /api/v1/cars`, `POST /api/v1/cars/index`), which take as
     /// long as the CAR does. 1 to 3600.
     pub request_timeout_secs: u64,
+    /// Seconds an upload (`PUT /api/v1/cars`) may go without receiving a byte; past it the
+    /// upload ends with 408 and its staging object is removed. A slow upload that keeps moving
+    /// is never cut. 1 to 3600; default 30.
+    pub upload_idle_timeout_secs: u64,
 }
 
 /// Fewest characters of an API token (`api.token_file`).
@@ -198,6 +202,7 @@ impl Default for ApiConfig {
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             token_file: PathBuf::new(),
             request_timeout_secs: 60,
+            upload_idle_timeout_secs: 30,
         }
     }
 }
@@ -745,13 +750,17 @@ impl Config {
                 self.gateway.request_timeout_secs,
             ),
             ("api.request_timeout_secs", self.api.request_timeout_secs),
+            (
+                "api.upload_idle_timeout_secs",
+                self.api.upload_idle_timeout_secs,
+            ),
         ] {
             if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
                 return Err(refuse(
                     field,
                     &secs,
-                    "use 1 to 3600 seconds (default 60): 0 would answer every request 504, and a \
-                     longer wait holds a connection and its memory for a client that gave up",
+                    "use 1 to 3600 seconds: 0 would end every request at once, and a longer \
+                     wait holds a connection and its memory for a client that gave up",
                 ));
             }
         }
@@ -1421,7 +1430,10 @@ mod tests {
     #[test]
     fn timeouts_are_refused_outside_one_second_to_an_hour() {
         type Setter = fn(&mut Config, u64);
-        let set: [(&str, Setter); 3] = [
+        let set: [(&str, Setter); 4] = [
+            ("api.upload_idle_timeout_secs", |c, v| {
+                c.api.upload_idle_timeout_secs = v
+            }),
             ("gateway.request_timeout_secs", |c, v| {
                 c.gateway.request_timeout_secs = v
             }),

@@ -461,3 +461,53 @@ async fn head_answers_carry_the_headers_of_get() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+/// An upload that stops sending is ended after `api.upload_idle_timeout_secs` with 408, and
+/// its staging object is removed (issue 14, item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_ended_and_leaves_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let (info, stop, task) = common::start_daemon(&repo_dir, 0, |repo| {
+        repo.config.api.upload_idle_timeout_secs = 1;
+    })
+    .await;
+    wait_ready(&info.api_url).await;
+
+    let car = hydrant_testkit::fixture("go-car/sample-v1.car");
+    let addr = info.api_url.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT /api/v1/cars HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        car.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&car[..car.len() / 2]).await.unwrap(); // then nothing more
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("an answer to the stalled upload");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let staged: Vec<_> = hydrant_testkit::files_under(&repo_dir)
+        .into_iter()
+        .filter(|(path, _)| path.contains("staging") || path.contains(".car"))
+        .collect();
+    assert!(staged.is_empty(), "left behind: {staged:?}");
+    let _ = stop.send(());
+    task.await.unwrap();
+}

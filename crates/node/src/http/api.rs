@@ -36,7 +36,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hydrant_ingest::IngestError;
 use serde::Deserialize;
 
@@ -173,7 +173,10 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
                 Ok(chunk)
             })
         });
-    let reader = tokio_util::io::StreamReader::new(stream);
+    let reader = tokio_util::io::StreamReader::new(Box::pin(idle_limited(
+        stream,
+        state.upload_idle_timeout,
+    )));
     let ticket = state.services.ingest_stats.start();
     let result = state
         .services
@@ -181,6 +184,36 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
         .ingest(reader, Some(ticket.progress()))
         .await;
     ingested(&state, ticket, result)
+}
+
+/// `stream`, ended with a [`std::io::ErrorKind::TimedOut`] error when no item arrives for
+/// `idle` (`api.upload_idle_timeout_secs`): the ingest then fails and removes its staging
+/// object, and the client gets 408. Time between items only: a slow upload that keeps moving
+/// is never cut.
+fn idle_limited<S, T>(
+    stream: S,
+    idle: std::time::Duration,
+) -> impl futures::Stream<Item = std::io::Result<T>> + Send
+where
+    S: futures::Stream<Item = std::io::Result<T>> + Send + Unpin,
+{
+    futures::stream::unfold(Some(stream), move |stream| async move {
+        let mut stream = stream?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => {
+                let stalled = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no bytes of the upload arrived for {} s (api.upload_idle_timeout_secs)",
+                        idle.as_secs()
+                    ),
+                );
+                Some((Err(stalled), None))
+            }
+        }
+    })
 }
 
 #[derive(Deserialize)]

@@ -20,6 +20,9 @@ pub(crate) enum ApiError {
     NotFound(String),
     /// 413: an upload past `api.max_upload_bytes` (the limit, bytes).
     TooLarge(u64),
+    /// 408: an upload that stopped sending (`api.upload_idle_timeout_secs`); the message says
+    /// how long it waited.
+    UploadStalled(String),
     /// 504 with `Retry-After`: a bounded operation did not finish (what, and the bound).
     Timeout(String),
     /// 500: our own fault; `detail` goes to the log, `public` to the client.
@@ -49,6 +52,9 @@ impl ApiError {
             {
                 Self::TooLarge(max_upload_bytes)
             }
+            IngestError::Read { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+                Self::UploadStalled(source.to_string())
+            }
             e if e.is_bad_input() => Self::BadRequest(e.to_string()),
             IngestError::Read { offset, .. } => {
                 Self::BadRequest(format!("the upload was interrupted after {offset} bytes"))
@@ -69,6 +75,7 @@ impl IntoResponse for ApiError {
                     .to_owned(),
             ),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Self::UploadStalled(m) => (StatusCode::REQUEST_TIMEOUT, m),
             Self::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the CAR is larger than api.max_upload_bytes ({limit} bytes)"),

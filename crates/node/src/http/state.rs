@@ -114,6 +114,7 @@ pub struct ApiState {
     pub(crate) info: Arc<DaemonInfo>,
     pub(crate) max_upload_bytes: u64,
     pub(crate) request_timeout: std::time::Duration,
+    pub(crate) upload_idle_timeout: std::time::Duration,
     pub(crate) announce_roots: bool,
     /// The DHT, when enabled.
     pub dht: Option<Arc<DhtService>>,
@@ -142,6 +143,9 @@ impl ApiState {
             info: Arc::new(info),
             max_upload_bytes: config.api.max_upload_bytes,
             request_timeout: std::time::Duration::from_secs(config.api.request_timeout_secs),
+            upload_idle_timeout: std::time::Duration::from_secs(
+                config.api.upload_idle_timeout_secs,
+            ),
             announce_roots: config.dht.announce_roots,
             dht,
             bitswap,
