@@ -766,8 +766,9 @@ impl EngineTask {
             tokio::spawn(async move {
                 // Answers go to the engine as they are found (a block is framed and handed to
                 // the sender while the rest of the batch is still being read); `read` ends
-                // when every want has its answer, which closes the channel.
-                let (tx, mut rx) = mpsc::unbounded_channel();
+                // when every want has its answer, which closes the channel. Each want is
+                // answered at most once, so the channel holds at most the batch's wants.
+                let (tx, mut rx) = mpsc::channel(batch.wants.len().max(1));
                 let read = async {
                     let looked_up = AssertUnwindSafe(lookup(store.as_ref(), &batch, replace, tx))
                         .catch_unwind()
@@ -942,12 +943,14 @@ async fn lookup(
     store: &dyn Blockstore,
     batch: &Batch,
     replace_size: u32,
-    answers: mpsc::UnboundedSender<(usize, Lookup)>,
+    answers: mpsc::Sender<(usize, Lookup)>,
 ) {
     let peer = batch.peer;
     let answer = |i: usize, found: Lookup| {
         // The receiver only goes away when the server stops.
-        let _ = answers.send((i, found));
+        // Never full (one slot per want, each answered once); were it full, the want would
+        // count as failed when the batch ends, as an unanswered one does.
+        let _ = answers.try_send((i, found));
     };
     let failed = |cid: &Cid, error: &dyn std::error::Error| {
         // Counted (store_errors); one line per want would flood the log during an outage.
