@@ -25,7 +25,6 @@ use futures::StreamExt;
 use hydrant_bitswap::{Message, ProtocolVersion, WantType, write_frame};
 use libp2p::Multiaddr;
 use libp2p::swarm::SwarmEvent;
-use multihash_codetable::{Code, MultihashDigest};
 
 /// Memory budget of the daemon under test (`limits.memory_budget_bytes`).
 const BUDGET: u64 = 64 * 1024 * 1024;
@@ -34,25 +33,6 @@ const BUDGET: u64 = 64 * 1024 * 1024;
 /// simulated peer (noise and yamux buffers), the embedded index's caches and allocator slack.
 /// Measured at about 60 MiB for 200 peers (BENCHMARKS.md, "Overload"); the bound leaves room.
 const FIXED_OVERHEAD: u64 = 128 * 1024 * 1024;
-
-/// Raw blocks of `size` bytes, all different, and the CARv1 holding them.
-fn blocks_car(count: usize, size: usize) -> (Vec<Cid>, Vec<u8>) {
-    let mut cids = Vec::with_capacity(count);
-    let mut body = Vec::new();
-    for i in 0..count {
-        let mut data = vec![0u8; size];
-        for (j, chunk) in data.chunks_mut(8).enumerate() {
-            let word = (i as u64) << 32 | j as u64;
-            chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
-        }
-        let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
-        hydrant_car::encode_section(&cid, &data, &mut body);
-        cids.push(cid);
-    }
-    let mut car = hydrant_car::encode_v1_header(&cids[..1]);
-    car.extend(body);
-    (cids, car)
-}
 
 /// A daemon on local storage with the DHT off and the given extra settings.
 fn start_daemon(dir: &Path, budget: u64, write_timeout_secs: u64) -> Replica {
@@ -183,7 +163,7 @@ async fn overload_keeps_memory_bounded_and_serves_every_well_behaved_peer() {
     const BLOCKS: usize = 2000;
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_daemon(dir.path(), BUDGET, 3);
-    let (cids, car) = blocks_car(BLOCKS, 1024);
+    let (cids, car) = common::raw_file_car(BLOCKS, 1024);
     daemon.ingest(&car).await;
     let cids = Arc::new(cids);
     let addr = daemon.swarm_addr();
@@ -395,9 +375,9 @@ async fn overload_benchmark() {
     const LARGE: usize = 16 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_daemon(dir.path(), BENCH_BUDGET, 30);
-    let (large, car) = blocks_car(1000, LARGE);
+    let (large, car) = common::raw_file_car(1000, LARGE);
     daemon.ingest(&car).await;
-    let (small, car) = blocks_car(2000, 1024);
+    let (small, car) = common::raw_file_car(2000, 1024);
     daemon.ingest(&car).await;
     let (large, small) = (Arc::new(large), Arc::new(small));
     let addr = daemon.swarm_addr();

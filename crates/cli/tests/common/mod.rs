@@ -138,7 +138,8 @@ pub fn raw_file_car(blocks: usize, block_size: usize) -> (Vec<Cid>, Vec<u8>) {
     for i in 0..blocks as u64 {
         let mut data = vec![0u8; block_size];
         for (j, chunk) in data.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&(i << 32 | j as u64).to_le_bytes());
+            let word = i << 32 | j as u64;
+            chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
         }
         let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
         hydrant_car::encode_section(&cid, &data, &mut body);
