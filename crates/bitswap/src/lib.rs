@@ -42,10 +42,11 @@ mod service;
 
 pub use engine::{MAX_OUTSTANDING_BYTES_PER_PEER, MAX_WANTLIST_ENTRIES_PER_PEER, WantOutcomes};
 pub use protocol::{
-    BlockPresence, CidPrefix, DecodeError, FrameError, InvalidCid, MAX_MESSAGE_SIZE,
-    MAX_WANTLIST_ENTRIES_PER_MESSAGE, Message, PayloadBlock, PrefixError, PresenceType,
-    ProtocolVersion, WantType, WantlistEntry, cid_from_prefix, cid_prefix, decode_message,
-    read_frame, read_frame_body, read_frame_len, write_frame,
+    BlockPresence, CidPrefix, DecodeError, FrameError, InvalidCid, MAX_BLOCKS_PER_MESSAGE,
+    MAX_MESSAGE_SIZE, MAX_PRESENCES_PER_MESSAGE, MAX_WANTLIST_ENTRIES_PER_MESSAGE, Message,
+    MessageShape, PayloadBlock, PrefixError, PresenceType, ProtocolVersion, WantType,
+    WantlistEntry, cid_from_prefix, cid_prefix, decode_message, measure_message, read_frame,
+    read_frame_body, read_frame_len, write_frame,
 };
 pub use service::{
     Bitswap, BitswapConfig, BitswapError, BitswapHandle, BitswapStats,

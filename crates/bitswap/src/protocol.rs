@@ -25,6 +25,14 @@ pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// entry).
 pub const MAX_WANTLIST_ENTRIES_PER_MESSAGE: usize = 16_384;
 
+/// Most blocks accepted in one message, the 1.0.0 `blocks` and the 1.1.0+ `payload` fields
+/// together; a message with more is a protocol error. A server is sent wants, not blocks; this
+/// leaves room for a client's message of small blocks.
+pub const MAX_BLOCKS_PER_MESSAGE: usize = 4_096;
+
+/// Most block presences accepted in one message: one per want of a full wantlist.
+pub const MAX_PRESENCES_PER_MESSAGE: usize = MAX_WANTLIST_ENTRIES_PER_MESSAGE;
+
 /// Longest multihash digest in a CID, in bytes (the `S` of `cid::Cid<64>`).
 const MAX_DIGEST_LEN: u64 = 64;
 
@@ -221,10 +229,14 @@ pub enum DecodeError {
     /// The bytes are not a protobuf `Message`.
     #[error("invalid protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
-    /// More than [`MAX_WANTLIST_ENTRIES_PER_MESSAGE`] wantlist entries.
-    #[error("{count} wantlist entries, more than the {max} accepted")]
-    TooManyEntries {
-        /// Entries in the message.
+    /// More wantlist entries, blocks or block presences than accepted
+    /// ([`MAX_WANTLIST_ENTRIES_PER_MESSAGE`], [`MAX_BLOCKS_PER_MESSAGE`],
+    /// [`MAX_PRESENCES_PER_MESSAGE`]); counted before anything is decoded.
+    #[error("{count} {what}, more than the {max} accepted")]
+    TooMany {
+        /// `"wantlist entries"`, `"blocks"` or `"block presences"`.
+        what: &'static str,
+        /// How many the message holds (up to a malformed field).
         count: usize,
         /// The limit.
         max: usize,
@@ -443,26 +455,110 @@ fn parse_cid(bytes: &[u8]) -> Result<Cid, InvalidCid> {
     Ok(cid)
 }
 
-/// Decodes one Bitswap message body (the bytes after the length prefix). Outside input: this
-/// is a fuzz entry point. Every version's fields are decoded whatever the protocol; the caller
-/// ignores those its version lacks.
+/// What a message body holds, counted before it is decoded ([`measure_message`]): enough to
+/// know what decoding it will allocate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageShape {
+    /// Length of the body, in bytes.
+    pub len: usize,
+    /// Wantlist entries.
+    pub entries: usize,
+    /// Blocks of the 1.0.0 `blocks` field.
+    pub blocks: usize,
+    /// Blocks of the 1.1.0+ `payload` field.
+    pub payload: usize,
+    /// Block presences.
+    pub presences: usize,
+}
+
+/// Heap bytes one allocation may cost beyond its contents (allocator header and rounding).
+const ALLOCATION_OVERHEAD: usize = 64;
+
+/// Bytes reserved for decoding whatever the counts (the `Wantlist`, vector headers).
+const DECODE_FIXED_BYTES: usize = 4096;
+
+impl MessageShape {
+    /// The largest message a peer may legitimately send a server: a body of
+    /// [`MAX_MESSAGE_SIZE`] bytes holding a full wantlist.
+    pub const FULL_WANTLIST: MessageShape = MessageShape {
+        len: MAX_MESSAGE_SIZE,
+        entries: MAX_WANTLIST_ENTRIES_PER_MESSAGE,
+        blocks: 0,
+        payload: 0,
+        presences: 0,
+    };
+
+    /// At most what [`decode_message`] allocates for this body, in bytes (the body itself not
+    /// included): every `bytes` field copied once (at most the body's length), one allocation
+    /// per copied field, prost's vectors of wire structs (which grow by doubling, so up to
+    /// twice their contents), and the typed vectors they are converted into.
+    pub fn decoded_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        let per_entry =
+            2 * size_of::<pb::Entry>() + size_of::<WantlistEntry>() + ALLOCATION_OVERHEAD;
+        let per_block = 2 * size_of::<Bytes>() + ALLOCATION_OVERHEAD;
+        let per_payload =
+            2 * size_of::<pb::Block>() + size_of::<PayloadBlock>() + 2 * ALLOCATION_OVERHEAD;
+        let per_presence =
+            2 * size_of::<pb::BlockPresence>() + size_of::<BlockPresence>() + ALLOCATION_OVERHEAD;
+        (self.len
+            + DECODE_FIXED_BYTES
+            + self.entries * per_entry
+            + self.blocks * per_block
+            + self.payload * per_payload
+            + self.presences * per_presence) as u64
+    }
+}
+
+/// Counts what a message body holds without decoding it (nothing is allocated per field), and
+/// refuses it when it holds more than a message may; see [`hydrant_frame::count_fields`].
+/// Outside input: reached through [`decode_message`], a fuzz entry point.
 ///
 /// # Errors
-/// [`DecodeError`] when the bytes are not a protobuf `Message`, carry more than
-/// [`MAX_WANTLIST_ENTRIES_PER_MESSAGE`] entries, or hold an invalid CID, CID prefix, want type or
-/// presence type.
+/// [`DecodeError::TooMany`] past [`MAX_WANTLIST_ENTRIES_PER_MESSAGE`] entries,
+/// [`MAX_BLOCKS_PER_MESSAGE`] blocks or [`MAX_PRESENCES_PER_MESSAGE`] presences.
+pub fn measure_message(body: &[u8]) -> Result<MessageShape, DecodeError> {
+    let [entries, blocks, payload, presences] =
+        hydrant_frame::count_fields(body, [&[1, 1], &[2], &[3], &[4]]);
+    let refuse = |what, count, max| {
+        if count > max {
+            Err(DecodeError::TooMany { what, count, max })
+        } else {
+            Ok(())
+        }
+    };
+    refuse(
+        "wantlist entries",
+        entries,
+        MAX_WANTLIST_ENTRIES_PER_MESSAGE,
+    )?;
+    refuse("blocks", blocks + payload, MAX_BLOCKS_PER_MESSAGE)?;
+    refuse("block presences", presences, MAX_PRESENCES_PER_MESSAGE)?;
+    Ok(MessageShape {
+        len: body.len(),
+        entries,
+        blocks,
+        payload,
+        presences,
+    })
+}
+
+/// Decodes one Bitswap message body (the bytes after the length prefix). Outside input: this
+/// is a fuzz entry point. Every version's fields are decoded whatever the protocol; the caller
+/// ignores those its version lacks. The body is measured first ([`measure_message`]), so what
+/// decoding allocates is bounded by [`MessageShape::decoded_bytes`] before prost allocates
+/// anything.
+///
+/// # Errors
+/// [`DecodeError::TooMany`] (see [`measure_message`]); [`DecodeError`] when the bytes are not a
+/// protobuf `Message` or hold an invalid CID, CID prefix, want type or presence type.
 pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
+    measure_message(bytes)?;
     let raw = pb::Message::decode(bytes)?;
     let (entries, full) = match raw.wantlist {
         Some(w) => (w.entries, w.full),
         None => (Vec::new(), false),
     };
-    if entries.len() > MAX_WANTLIST_ENTRIES_PER_MESSAGE {
-        return Err(DecodeError::TooManyEntries {
-            count: entries.len(),
-            max: MAX_WANTLIST_ENTRIES_PER_MESSAGE,
-        });
-    }
     let mut wantlist = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let cid =
@@ -877,7 +973,10 @@ mod tests {
         };
         assert!(matches!(
             decode_message(&message.encode()),
-            Err(DecodeError::TooManyEntries { .. })
+            Err(DecodeError::TooMany {
+                what: "wantlist entries",
+                ..
+            })
         ));
     }
 

@@ -46,8 +46,8 @@ use crate::engine::{
     MAX_WANTLIST_ENTRIES_PER_PEER, MAX_WANTS_PER_BATCH, Outgoing, WantOutcomes,
 };
 use crate::protocol::{
-    FrameError, MAX_MESSAGE_SIZE, Message, ProtocolVersion, WantType, decode_message,
-    read_frame_body, read_frame_len, write_frame,
+    FrameError, MAX_MESSAGE_SIZE, Message, MessageShape, ProtocolVersion, WantType, decode_message,
+    measure_message, read_frame_body, read_frame_len, write_frame,
 };
 
 /// Capacity, in events, of the queue into the engine task (messages from readers, lookup
@@ -78,10 +78,14 @@ const SENDER_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// budget (and its cap for [`Holder::BitswapWantlists`]) has room for this much more.
 pub const WANT_ENTRY_BYTES: u64 = 320;
 
-/// Budget charged for a message of `len` bytes while it is read and decoded: the body, the
-/// decoded entries (larger than their encoding), and a fixed part.
-fn message_charge(len: usize) -> u64 {
-    2 * len as u64 + 4096
+/// Budget charged while a message is read and decoded, in two steps: its body (the length
+/// prefix's `len` bytes) before the body is read, then, once its fields are counted
+/// ([`measure_message`]), what decoding it allocates ([`MessageShape::decoded_bytes`]), which
+/// stays charged while the decoded message is handled. The least budget that admits any
+/// message a peer may legitimately send (a full wantlist in a 4 MiB body) is
+/// [`MAX_MESSAGE_SIZE`] plus [`MessageShape::FULL_WANTLIST`]'s decoded bytes.
+fn message_charge() -> u64 {
+    MAX_MESSAGE_SIZE as u64 + MessageShape::FULL_WANTLIST.decoded_bytes()
 }
 
 /// Budget reserved for one WANT_BLOCK of a batch until its block is read: the largest block
@@ -177,10 +181,10 @@ impl BitswapConfig {
         if self.write_timeout.is_zero() {
             return zero("write_timeout");
         }
-        if self.budget.limit() < message_charge(MAX_MESSAGE_SIZE) + BLOCK_CHARGE {
+        if self.budget.limit() < message_charge() + BLOCK_CHARGE {
             return Err(BitswapError::BudgetTooSmall {
                 limit: self.budget.limit(),
-                min: message_charge(MAX_MESSAGE_SIZE) + BLOCK_CHARGE,
+                min: message_charge() + BLOCK_CHARGE,
             });
         }
         Ok(())
@@ -628,19 +632,11 @@ impl Reader {
             };
             let grant = match self
                 .budget
-                .acquire_within(
-                    Holder::BitswapMessages,
-                    message_charge(len),
-                    self.budget_wait,
-                )
+                .acquire_within(Holder::BitswapMessages, len as u64, self.budget_wait)
                 .await
             {
                 Ok(grant) => grant,
-                Err(refused) => {
-                    bump(&self.stats.streams_shed, 1);
-                    tracing::debug!(%peer, %refused, "bitswap: resetting inbound stream");
-                    return;
-                }
+                Err(refused) => return self.shed(&refused),
             };
             let body = tokio::select! {
                 _ = stopped(&mut self.shutdown) => return,
@@ -657,27 +653,49 @@ impl Reader {
                 Ok(Ok(body)) => body,
                 Ok(Err(error)) => return self.frame_failed(&error),
             };
+            let decoded = match measure_message(&body) {
+                Ok(shape) => {
+                    self.budget
+                        .acquire_within(
+                            Holder::BitswapMessages,
+                            shape.decoded_bytes(),
+                            self.budget_wait,
+                        )
+                        .await
+                }
+                Err(error) => return self.undecodable(&error),
+            };
+            let decoded = match decoded {
+                Ok(grant) => grant,
+                Err(refused) => return self.shed(&refused),
+            };
             let message = match decode_message(&body) {
                 Ok(message) => message,
-                Err(error) => {
-                    bump(&self.stats.protocol_errors, 1);
-                    tracing::debug!(%peer, %error, "bitswap: undecodable message, resetting stream");
-                    return;
-                }
+                Err(error) => return self.undecodable(&error),
             };
-            drop(body);
+            drop((body, grant));
             bump(&self.stats.messages_received, 1);
             let event = Event::Message {
                 peer,
                 version: self.version,
                 message,
-                _grant: grant,
+                _grant: decoded,
             };
             tokio::select! {
                 _ = stopped(&mut self.shutdown) => return,
                 sent = self.events.send(event) => if sent.is_err() { return },
             }
         }
+    }
+
+    fn shed(&self, refused: &hydrant_budget::Refused) {
+        bump(&self.stats.streams_shed, 1);
+        tracing::debug!(peer = %self.peer, %refused, "bitswap: resetting inbound stream");
+    }
+
+    fn undecodable(&self, error: &crate::DecodeError) {
+        bump(&self.stats.protocol_errors, 1);
+        tracing::debug!(peer = %self.peer, %error, "bitswap: undecodable message, resetting stream");
     }
 
     fn frame_failed(&self, error: &FrameError) {

@@ -6,7 +6,11 @@
 //! the caller's maximum, and the body buffer grows only as bytes arrive, so a peer that
 //! announces a large frame and sends nothing holds little memory. [`read_frame_len`] and
 //! [`read_frame_body`] split [`read_frame`] so a caller can reserve memory for the body in
-//! between.
+//! between. [`count_fields`] counts a body's repeated fields before it is decoded.
+
+mod fields;
+
+pub use fields::{MAX_PATH_DEPTH, count_fields};
 
 use futures::{AsyncRead, AsyncReadExt as _};
 
