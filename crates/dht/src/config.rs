@@ -6,7 +6,7 @@ use std::time::Duration;
 use hydrant_budget::MemoryBudget;
 
 use crate::kbucket::TableConfig;
-use crate::protocol::MAX_FRAME_SIZE;
+use crate::protocol::{MAX_DECODED_BYTES, MAX_FRAME_SIZE};
 use crate::query::QueryConfig;
 #[cfg(doc)]
 use crate::{DhtStats, ProviderLookup};
@@ -43,9 +43,10 @@ pub struct DhtConfig {
     pub budget: MemoryBudget,
 }
 
-/// Budget charged per inbound request while it is answered: the request frame, its decoded
-/// form and the response frame, each at most [`MAX_FRAME_SIZE`].
-pub const REQUEST_CHARGE: u64 = 3 * MAX_FRAME_SIZE as u64;
+/// Budget charged per inbound request while it is answered: the request frame and the response
+/// frame, each at most [`MAX_FRAME_SIZE`], and what decoding the request allocates, at most
+/// [`MAX_DECODED_BYTES`].
+pub const REQUEST_CHARGE: u64 = (2 * MAX_FRAME_SIZE + MAX_DECODED_BYTES) as u64;
 
 impl Default for DhtConfig {
     fn default() -> Self {

@@ -62,9 +62,10 @@ pub use kbucket::{
     RoutingTable, TableConfig, entropy,
 };
 pub use protocol::{
-    ConnectionType, DecodeError, FrameError, MAX_ADDRS_PER_PEER, MAX_ADDRS_PER_PEER_OUT,
-    MAX_FRAME_SIZE, MAX_KEY_LEN, MAX_OUTBOUND_FRAME_SIZE, MAX_PEERS_PER_MESSAGE, MessageType,
-    PROTOCOL, PeerInfo, Record, Request, Response, decode_request, decode_response, encode_request,
+    ConnectionType, DecodeError, FrameError, MAX_ADDRS_ON_WIRE, MAX_ADDRS_PER_PEER,
+    MAX_ADDRS_PER_PEER_OUT, MAX_DECODED_BYTES, MAX_FRAME_SIZE, MAX_KEY_LEN,
+    MAX_OUTBOUND_FRAME_SIZE, MAX_PEERS_ON_WIRE, MAX_PEERS_PER_MESSAGE, MessageType, PROTOCOL,
+    PeerInfo, Record, Request, Response, decode_request, decode_response, encode_request,
     encode_response, frame, proto, read_frame, write_frame,
 };
 pub use query::{

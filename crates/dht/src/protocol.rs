@@ -6,7 +6,9 @@
 //! [`FrameError`]. What a decoded message may hold is bounded: keys of at most [`MAX_KEY_LEN`]
 //! bytes, at most [`MAX_PEERS_PER_MESSAGE`] peers per list and [`MAX_ADDRS_PER_PEER`]
 //! addresses per peer are kept (the rest is ignored), and frames of at most
-//! [`MAX_FRAME_SIZE`] bytes are read.
+//! [`MAX_FRAME_SIZE`] bytes are read. What decoding allocates is bounded too: a body's peers
+//! and addresses are counted before it is decoded ([`MAX_PEERS_ON_WIRE`],
+//! [`MAX_ADDRS_ON_WIRE`]), so decoding one frame allocates at most [`MAX_DECODED_BYTES`].
 
 use futures::{AsyncWrite, AsyncWriteExt as _};
 pub use hydrant_frame::{FrameError, frame, read_frame};
@@ -40,6 +42,30 @@ pub const MAX_PEERS_PER_MESSAGE: usize = 20;
 
 /// Most addresses kept per peer of a decoded message; further addresses are ignored.
 pub const MAX_ADDRS_PER_PEER: usize = 16;
+
+/// Most peers one list of a received message may hold; a message with more is a protocol
+/// error, refused before it is decoded. A Kademlia peer sends at most k (20) closer peers; the
+/// rest is room for many providers of one key. Of those, [`MAX_PEERS_PER_MESSAGE`] are kept.
+pub const MAX_PEERS_ON_WIRE: usize = 256;
+
+/// Most addresses the peers of a received message may hold together; a message with more is a
+/// protocol error, refused before it is decoded.
+pub const MAX_ADDRS_ON_WIRE: usize = 1024;
+
+/// Heap bytes one allocation may cost beyond its contents (allocator header and rounding).
+const ALLOCATION_OVERHEAD: usize = 64;
+
+/// At most what decoding one frame allocates, in bytes: every `bytes` field copied once (at
+/// most [`MAX_FRAME_SIZE`]), one allocation per copied field, and prost's vectors (which grow
+/// by doubling, so up to twice their contents) of [`MAX_PEERS_ON_WIRE`] peers per list and
+/// [`MAX_ADDRS_ON_WIRE`] addresses, plus the typed peers kept.
+pub const MAX_DECODED_BYTES: usize = MAX_FRAME_SIZE
+    + 2 * MAX_PEERS_ON_WIRE * (2 * size_of::<proto::Peer>() + ALLOCATION_OVERHEAD)
+    + MAX_ADDRS_ON_WIRE * (2 * size_of::<Vec<u8>>() + ALLOCATION_OVERHEAD)
+    + 2 * MAX_PEERS_PER_MESSAGE
+        * (size_of::<PeerInfo>()
+            + MAX_ADDRS_PER_PEER * (size_of::<Multiaddr>() + ALLOCATION_OVERHEAD))
+    + 4096;
 
 /// Most addresses written per peer in a response (keeps k peers within
 /// [`MAX_OUTBOUND_FRAME_SIZE`] in the common case).
@@ -342,6 +368,39 @@ pub enum DecodeError {
     /// A peer entry whose ID is not a peer ID.
     #[error("invalid peer ID in a peer entry")]
     InvalidPeerId,
+    /// More peers in a list, or addresses in all, than [`MAX_PEERS_ON_WIRE`] or
+    /// [`MAX_ADDRS_ON_WIRE`]; counted before anything is decoded.
+    #[error("{count} {what}, more than the {max} accepted")]
+    TooMany {
+        /// `"closer peers"`, `"provider peers"` or `"peer addresses"`.
+        what: &'static str,
+        /// How many the message holds (up to a malformed field).
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Counts a body's peers and addresses without decoding it, and refuses it past
+/// [`MAX_PEERS_ON_WIRE`] per list or [`MAX_ADDRS_ON_WIRE`] in all; see
+/// [`hydrant_frame::count_fields`].
+fn check_counts(body: &[u8]) -> Result<(), DecodeError> {
+    let [closer, providers, closer_addrs, provider_addrs] =
+        hydrant_frame::count_fields(body, [&[8], &[9], &[8, 2], &[9, 2]]);
+    for (what, count, max) in [
+        ("closer peers", closer, MAX_PEERS_ON_WIRE),
+        ("provider peers", providers, MAX_PEERS_ON_WIRE),
+        (
+            "peer addresses",
+            closer_addrs + provider_addrs,
+            MAX_ADDRS_ON_WIRE,
+        ),
+    ] {
+        if count > max {
+            return Err(DecodeError::TooMany { what, count, max });
+        }
+    }
+    Ok(())
 }
 
 /// Writes `body` with its unsigned-varint length prefix and flushes.
@@ -500,8 +559,10 @@ fn decode_record(record: proto::Record) -> Record {
 /// [`DecodeError::Protobuf`], [`DecodeError::UnknownType`], [`DecodeError::MissingKey`] (every
 /// type but PING needs a key), [`DecodeError::KeyTooLong`] (over 80 bytes),
 /// [`DecodeError::MissingRecord`] / [`DecodeError::RecordKeyMismatch`] (PUT_VALUE) and
-/// [`DecodeError::InvalidPeerId`]. Unparsable multiaddrs are skipped, the peer is kept.
+/// [`DecodeError::InvalidPeerId`], [`DecodeError::TooMany`]. Unparsable multiaddrs are
+/// skipped, the peer is kept.
 pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
+    check_counts(body)?;
     let msg = proto::Message::decode(body)?;
     let kind = MessageType::from_wire(msg.r#type).ok_or(DecodeError::UnknownType(msg.r#type))?;
     check_key(&msg.key, kind != MessageType::Ping)?;
@@ -532,6 +593,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
 /// As [`decode_request`], plus [`DecodeError::UnexpectedType`]. A GET_VALUE record whose key
 /// is not the message key is dropped (the peers are kept).
 pub fn decode_response(body: &[u8], expected: MessageType) -> Result<Response, DecodeError> {
+    check_counts(body)?;
     let msg = proto::Message::decode(body)?;
     let kind = MessageType::from_wire(msg.r#type).ok_or(DecodeError::UnknownType(msg.r#type))?;
     if kind != expected {
