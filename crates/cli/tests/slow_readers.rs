@@ -13,9 +13,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use cid::Cid;
 use common::{Ports, Replica};
-use multihash_codetable::{Code, MultihashDigest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -27,34 +25,6 @@ const STALLED: usize = 120;
 const PER_IP: usize = 4;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// 16 raw blocks of 1 MiB under a DAG-CBOR root (a list of links), as a CARv1: the root, the
-/// leaves, and the CAR bytes.
-fn dag_car() -> (Cid, Vec<Cid>, Vec<u8>) {
-    let mut leaves = Vec::new();
-    let mut body = Vec::new();
-    for i in 0..16u64 {
-        let mut data = vec![0u8; 1024 * 1024];
-        for (j, chunk) in data.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&(i << 32 | j as u64).to_le_bytes());
-        }
-        let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
-        hydrant_car::encode_section(&cid, &data, &mut body);
-        leaves.push(cid);
-    }
-    // CBOR: array(16) of tag 42 (CID), each a byte string 0x00 || CID bytes.
-    let mut root_block = vec![0x80 | leaves.len() as u8];
-    for leaf in &leaves {
-        let bytes = leaf.to_bytes();
-        root_block.extend([0xd8, 0x2a, 0x58, bytes.len() as u8 + 1, 0x00]);
-        root_block.extend(bytes);
-    }
-    let root = Cid::new_v1(0x71, Code::Sha2_256.digest(&root_block));
-    let mut car = hydrant_car::encode_v1_header(&[root]);
-    hydrant_car::encode_section(&root, &root_block, &mut car);
-    car.extend(body);
-    (root, leaves, car)
-}
 
 /// A TCP connection to `server` from the loopback address `from`, with a small receive
 /// buffer so that a client that does not read stalls the server early.
@@ -111,7 +81,7 @@ async fn stalled_car_readers_cost_others_nothing_and_are_cut_off() {
         ),
     )
     .unwrap();
-    let (root, leaves, car) = dag_car();
+    let (root, leaves, car) = common::dag_car();
     let car_path = dir.path().join("dag.car");
     std::fs::write(&car_path, &car).unwrap();
     // Ingested before the daemon starts, so that its peak RSS is the serving's alone.

@@ -112,6 +112,10 @@ struct StoredCar {
     record: CarRecord,
 }
 
+/// Most files the database keeps open at once (an LRU of table files; fjall's default is 900
+/// per database). Counted in the node's file-descriptor budget.
+pub const MAX_OPEN_FILES: usize = 128;
+
 impl FjallIndex {
     /// Opens (or creates) the index in the directory `dir`, then removes rows left staged by a
     /// previous process (see [`BlockIndex::recover`]; their keys are in
@@ -124,6 +128,7 @@ impl FjallIndex {
     /// it); [`IndexError::Corrupt`] when a stored CAR record does not decode.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         let db = Database::builder(dir)
+            .max_cached_files(Some(MAX_OPEN_FILES))
             .open()
             .map_err(|e| storage(&format!("opening {}", dir.display()), e))?;
         let keyspace = |name: &str| {

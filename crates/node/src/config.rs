@@ -154,6 +154,20 @@ pub struct GatewayConfig {
     /// `limits.gateway_request_bytes` of the budget. Behind a reverse proxy every client has
     /// the proxy's address: raise it there. 1 to 65536; default 16.
     pub max_requests_per_ip: u32,
+    /// Seconds a connection may take to send a request's head (request line and headers),
+    /// counted from when the server waits for one: from the connection's start, or from the end
+    /// of the previous response on a keep-alive connection, so it is also the idle timeout of a
+    /// keep-alive connection. Past it the connection is closed (a slowloris client, an idle
+    /// client). 1 to 3600; default 10.
+    pub header_read_timeout_secs: u64,
+    /// Open connections to this listener; one more is answered 503 with `Retry-After` and
+    /// closed. Each takes a file descriptor: see [`Config::descriptors_needed`]. 1 to 1048576;
+    /// default 2048.
+    pub max_connections: u32,
+    /// Open connections from one client address (an IPv6 /64); one more is answered 429 and
+    /// closed, so one client cannot take the listener's connections. Behind a reverse proxy
+    /// raise it as `max_requests_per_ip`. 1 to `max_connections`; default 128.
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for GatewayConfig {
@@ -163,6 +177,9 @@ impl Default for GatewayConfig {
             request_timeout_secs: 60,
             write_timeout_secs: 30,
             max_requests_per_ip: 16,
+            header_read_timeout_secs: 10,
+            max_connections: 2048,
+            max_connections_per_ip: 128,
         }
     }
 }
@@ -190,6 +207,13 @@ pub struct ApiConfig {
     /// upload ends with 408 and its staging object is removed. A slow upload that keeps moving
     /// is never cut. 1 to 3600; default 30.
     pub upload_idle_timeout_secs: u64,
+    /// As `gateway.header_read_timeout_secs`, for this listener. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// As `gateway.max_connections`, for this listener. Default 256.
+    pub max_connections: u32,
+    /// As `gateway.max_connections_per_ip`, for this listener (health probes and the CLI share
+    /// an address with other clients less often than gateway users). Default 64.
+    pub max_connections_per_ip: u32,
 }
 
 /// Fewest characters of an API token (`api.token_file`).
@@ -203,6 +227,9 @@ impl Default for ApiConfig {
             token_file: PathBuf::new(),
             request_timeout_secs: 60,
             upload_idle_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            max_connections: 256,
+            max_connections_per_ip: 64,
         }
     }
 }
@@ -624,6 +651,36 @@ fn redact_password(url: &str) -> String {
         .join(" ")
 }
 
+/// Checks one listener's `max_connections` and `max_connections_per_ip` (their field names).
+fn validate_connections(
+    (max_field, max): (&'static str, u32),
+    (per_ip_field, per_ip): (&'static str, u32),
+) -> Result<(), ConfigError> {
+    if !(1..=MAX_LISTENER_CONNECTIONS).contains(&max) {
+        return Err(ConfigError {
+            field: max_field,
+            value: max.to_string(),
+            reason: "use 1 to 1048576: 0 would refuse every connection".into(),
+        });
+    }
+    if !(1..=max).contains(&per_ip) {
+        return Err(ConfigError {
+            field: per_ip_field,
+            value: per_ip.to_string(),
+            reason: format!("use 1 to {max_field} ({max}): 0 would refuse every connection"),
+        });
+    }
+    Ok(())
+}
+
+/// File descriptors set aside beyond the connection limits and the embedded databases' files,
+/// for everything else the process opens: listening sockets, stored CARs being read, database
+/// and S3 connections, the runtime's own.
+pub const DESCRIPTOR_RESERVE: u64 = 256;
+
+/// Most connections one HTTP listener may be configured to hold.
+const MAX_LISTENER_CONNECTIONS: u32 = 1 << 20;
+
 /// Longest accepted `*_timeout_secs` of HTTP requests and SQL statements, in seconds.
 pub const MAX_TIMEOUT_SECS: u64 = 3600;
 
@@ -640,6 +697,46 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// File descriptors the configured limits may hold at once, term by term (what sets each,
+    /// and the count): every libp2p swarm (the main one and one per DHT head) up to
+    /// `swarm.max_connections`, each HTTP listener up to its `max_connections`, the files each
+    /// embedded fjall database keeps open, and [`DESCRIPTOR_RESERVE`]. Their sum must fit under
+    /// the process's descriptor limit.
+    pub fn descriptors_needed(&self) -> Vec<(String, u64)> {
+        let heads = if self.dht.enabled { self.dht.heads } else { 0 };
+        let mut terms = vec![
+            (
+                format!(
+                    "swarm.max_connections x (1 + dht.heads) = {} x {}",
+                    self.swarm.max_connections,
+                    1 + heads
+                ),
+                u64::from(self.swarm.max_connections) * u64::from(1 + heads),
+            ),
+            (
+                "gateway.max_connections".into(),
+                u64::from(self.gateway.max_connections),
+            ),
+            (
+                "api.max_connections".into(),
+                u64::from(self.api.max_connections),
+            ),
+        ];
+        if matches!(self.index, IndexConfig::Fjall { .. }) {
+            let files = hydrant_index::FJALL_MAX_OPEN_FILES as u64;
+            terms.push(("index files".into(), files));
+        }
+        if self.providers.kind == "fjall" {
+            let files = hydrant_providers::FJALL_MAX_OPEN_FILES as u64;
+            terms.push(("provider store files".into(), files));
+        }
+        terms.push((
+            "sockets and files of storage, database and runtime".into(),
+            DESCRIPTOR_RESERVE,
+        ));
+        terms
+    }
+
     /// Bytes of the read cache: `read.cache_bytes` when set, else by storage kind: none for
     /// `local` (the OS page cache already holds recently read CAR bytes, and a second copy in
     /// the process would only double the memory; a miss costs a `pread` and a re-hash), and
@@ -754,6 +851,14 @@ impl Config {
                 "api.upload_idle_timeout_secs",
                 self.api.upload_idle_timeout_secs,
             ),
+            (
+                "gateway.header_read_timeout_secs",
+                self.gateway.header_read_timeout_secs,
+            ),
+            (
+                "api.header_read_timeout_secs",
+                self.api.header_read_timeout_secs,
+            ),
         ] {
             if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
                 return Err(refuse(
@@ -765,6 +870,20 @@ impl Config {
             }
         }
         self.validate_gateway()?;
+        validate_connections(
+            ("gateway.max_connections", self.gateway.max_connections),
+            (
+                "gateway.max_connections_per_ip",
+                self.gateway.max_connections_per_ip,
+            ),
+        )?;
+        validate_connections(
+            ("api.max_connections", self.api.max_connections),
+            (
+                "api.max_connections_per_ip",
+                self.api.max_connections_per_ip,
+            ),
+        )?;
         if self.read_max_range_bytes() < hydrant_car::MAX_BLOCK_SIZE as u64 {
             return Err(refuse(
                 "read.max_range_bytes",

@@ -23,7 +23,7 @@ use crate::NodeError;
 use crate::config::{Config, StorageConfig};
 use crate::http::health::Health;
 use crate::http::state::{ApiState, ApiToken};
-use crate::http::{memory, slow_clients};
+use crate::http::{ConnectionLimits, Listener, memory, serve, slow_clients};
 use crate::p2p::dht::{self, DhtService};
 use crate::p2p::routing::NodeRouter;
 use crate::p2p::swarm;
@@ -92,6 +92,12 @@ pub async fn run(
     overrides.apply(&mut repo.config);
     repo.config.validate().map_err(NodeError::Config)?;
     let api_token = ApiToken::load(&repo).map_err(NodeError::Config)?;
+    let descriptors = crate::descriptors::ensure(&repo.config)?;
+    tracing::info!(
+        limit = descriptors.limit,
+        needed = descriptors.needed,
+        "file descriptors"
+    );
 
     let services = Services::open(&repo).await?;
     recover_interrupted_ingests(&repo, &services).await;
@@ -256,8 +262,8 @@ struct Http {
     health: Arc<Health>,
     /// Builds the presence filter and keeps it current (when `[filter]` is enabled).
     filter_worker: Option<JoinHandle<()>>,
-    gateway: JoinHandle<std::io::Result<()>>,
-    api: JoinHandle<std::io::Result<()>>,
+    gateway: JoinHandle<()>,
+    api: JoinHandle<()>,
 }
 
 /// Binds both listeners and serves them: the gateway (trustless gateway and Delegated Routing,
@@ -329,30 +335,48 @@ async fn start_http(
                 memory::shed,
             )),
         crate::http::LayerConfig {
-            listener: crate::http::Listener::Gateway,
+            listener: Listener::Gateway,
             timeout: Some(Duration::from_secs(config.gateway.request_timeout_secs)),
             timeout_exempt: &[],
             timeout_field: "gateway.request_timeout_secs",
         },
         api_state.http.clone(),
     );
-    let gateway_listener = slow_clients::GatewayListener::new(
+    let stats = api_state.http.clone();
+    let gateway_limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(config.gateway.header_read_timeout_secs),
+        max_connections: config.gateway.max_connections,
+        max_connections_per_ip: config.gateway.max_connections_per_ip,
+        write_timeout: Some(Duration::from_secs(config.gateway.write_timeout_secs)),
+    };
+    let api_limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(config.api.header_read_timeout_secs),
+        max_connections: config.api.max_connections,
+        max_connections_per_ip: config.api.max_connections_per_ip,
+        write_timeout: None,
+    };
+    let gateway = serve(
+        Listener::Gateway,
         gateway_listener,
-        Duration::from_secs(config.gateway.write_timeout_secs),
+        gateway_app,
+        gateway_limits,
+        stats.clone(),
+        Signals::fired(signals.drain.subscribe()),
     );
-    let gateway = axum::serve(
-        gateway_listener,
-        gateway_app.into_make_service_with_connect_info::<slow_clients::ClientAddr>(),
-    )
-    .with_graceful_shutdown(Signals::fired(signals.drain.subscribe()));
-    let api = axum::serve(api_listener, crate::http::api::router(api_state))
-        .with_graceful_shutdown(Signals::fired(signals.stop.subscribe()));
+    let api = serve(
+        Listener::Api,
+        api_listener,
+        crate::http::api::router(api_state),
+        api_limits,
+        stats,
+        Signals::fired(signals.stop.subscribe()),
+    );
     Ok(Http {
         info,
         health,
         filter_worker,
-        gateway: tokio::spawn(async move { gateway.await }),
-        api: tokio::spawn(async move { api.await }),
+        gateway: tokio::spawn(gateway),
+        api: tokio::spawn(api),
     })
 }
 
@@ -388,8 +412,7 @@ impl Running {
         }
         for (name, task) in [("gateway", http.gateway), ("api", http.api)] {
             match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(listener = name, error = %e, "HTTP server error"),
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(listener = name, error = %e, "HTTP server task failed")
                 }

@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod descriptors;
 mod http;
 mod p2p;
 pub mod repo;
@@ -75,6 +76,9 @@ pub enum NodeError {
     /// The DHT could not be started.
     #[error("DHT: {0}")]
     Dht(String),
+    /// The file descriptor limit is below what the connection limits may need.
+    #[error("{0}")]
+    Descriptors(String),
     /// An HTTP listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -79,6 +79,10 @@ struct Inner {
     write: Mutex<()>,
 }
 
+/// Most files the database keeps open at once (an LRU of table files; fjall's default is 900
+/// per database). Counted in the node's file-descriptor budget.
+pub const MAX_OPEN_FILES: usize = 128;
+
 impl FjallProviderStore {
     /// Opens (or creates) the store in the directory `dir`. Blocks the calling thread (disk
     /// I/O, journal replay).
@@ -88,6 +92,7 @@ impl FjallProviderStore {
     /// holds it); [`ProviderError::Corrupt`] when the stored record count does not decode.
     pub fn open(dir: &Path) -> Result<Self, ProviderError> {
         let db = Database::builder(dir)
+            .max_cached_files(Some(MAX_OPEN_FILES))
             .open()
             .map_err(|e| storage(&format!("opening {}", dir.display()), e))?;
         let keyspace = |name: &str| {

@@ -40,7 +40,7 @@ mod memory_store;
 mod writer;
 
 #[cfg(feature = "fjall")]
-pub use fjall_store::FjallProviderStore;
+pub use fjall_store::{FjallProviderStore, MAX_OPEN_FILES as FJALL_MAX_OPEN_FILES};
 pub use memory_store::MemoryProviderStore;
 pub use writer::{
     GcHandle, GcStats, MAX_GC_ROUNDS_PER_TICK, ProviderWriter, WriterConfig, WriterStats, spawn_gc,

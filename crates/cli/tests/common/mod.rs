@@ -150,6 +150,35 @@ pub fn raw_file_car(blocks: usize, block_size: usize) -> (Vec<Cid>, Vec<u8>) {
     (cids, car)
 }
 
+/// 16 raw blocks of 1 MiB under a DAG-CBOR root (a list of links), as a CARv1: the root, the
+/// leaves, and the CAR bytes.
+pub fn dag_car() -> (Cid, Vec<Cid>, Vec<u8>) {
+    use multihash_codetable::{Code, MultihashDigest};
+    let mut leaves = Vec::new();
+    let mut body = Vec::new();
+    for i in 0..16u64 {
+        let mut data = vec![0u8; 1024 * 1024];
+        for (j, chunk) in data.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&(i << 32 | j as u64).to_le_bytes());
+        }
+        let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
+        hydrant_car::encode_section(&cid, &data, &mut body);
+        leaves.push(cid);
+    }
+    // CBOR: array(16) of tag 42 (CID), each a byte string 0x00 || CID bytes.
+    let mut root_block = vec![0x80 | leaves.len() as u8];
+    for leaf in &leaves {
+        let bytes = leaf.to_bytes();
+        root_block.extend([0xd8, 0x2a, 0x58, bytes.len() as u8 + 1, 0x00]);
+        root_block.extend(bytes);
+    }
+    let root = Cid::new_v1(0x71, Code::Sha2_256.digest(&root_block));
+    let mut car = hydrant_car::encode_v1_header(&[root]);
+    hydrant_car::encode_section(&root, &root_block, &mut car);
+    car.extend(body);
+    (root, leaves, car)
+}
+
 /// A local repository at `dir/repo` (DHT off, then the `extra` config lines) with `car`
 /// ingested by `hydrant ingest` while no daemon runs, so a daemon started on it afterwards
 /// measures serving only. Returns the repository's path.
@@ -259,12 +288,28 @@ impl Replica {
     /// Starts a daemon on `repo` with `ports`; returns once it printed its [`DaemonInfo`] and
     /// answers `/readyz` with 200 (at most 60 s).
     pub fn start(repo: &Path, ports: Ports) -> Self {
+        Self::start_with(repo, ports, Command::new(hydrant_bin()))
+    }
+
+    /// As [`Replica::start`], with the process's file descriptor limit (soft and hard) set to
+    /// `nofile`, as `ulimit -n` does.
+    pub fn start_with_nofile(repo: &Path, ports: Ports, nofile: u64) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(hydrant_bin());
+        Self::start_with(repo, ports, command)
+    }
+
+    /// Starts `command` (the `hydrant` binary, or a wrapper that execs it) as a daemon.
+    fn start_with(repo: &Path, ports: Ports, mut command: Command) -> Self {
         let log = std::env::temp_dir().join(format!(
             "hydrant-replica-{}-{}.log",
             std::process::id(),
             REPLICA_NUMBER.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut child = Command::new(hydrant_bin())
+        let mut child = command
             .arg("--repo")
             .arg(repo)
             .arg("daemon")

@@ -34,6 +34,9 @@
 //! | `hydrant_gateway_response_body_bytes_total` | counter | bytes of gateway response bodies (GET) |
 //! | `hydrant_api_requests_total` | counter | `route` (matched template, or `unmatched`), `outcome` (as the gateway's) |
 //! | `hydrant_api_request_duration_seconds` | histogram | `route`: time until the response head |
+//! | `hydrant_http_connections_open` | gauge | `listener` (gateway, api) |
+//! | `hydrant_http_connections_refused_total` | counter | `listener`, `reason` (per_ip, full): refused before a request was read |
+//! | `hydrant_http_header_read_timeouts_total` | counter | `listener`: connections closed by `header_read_timeout_secs` |
 //! | `hydrant_ingest_cars_total` | counter | `result` (ingested, already_present): ingests through the API |
 //! | `hydrant_ingest_{blocks,bytes}_total` | counter | blocks and CAR bytes of newly ingested CARs |
 //! | `hydrant_ingest_failures_total` | counter | `reason` (invalid, too_large, interrupted, not_found, error) |

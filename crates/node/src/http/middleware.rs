@@ -377,6 +377,8 @@ pub struct HttpStats {
     gateway_body_bytes: Counter,
     api_requests: Family<Vec<(&'static str, String)>, Counter>,
     api_latency: Family<Vec<(&'static str, String)>, Histogram, Buckets>,
+    /// Connections of both listeners, kept by [`crate::http::serve`].
+    pub connections: crate::http::serve::ConnectionStats,
 }
 
 impl Default for HttpStats {
@@ -387,6 +389,7 @@ impl Default for HttpStats {
             gateway_body_bytes: Counter::default(),
             api_requests: Family::default(),
             api_latency: Family::new_with_constructor(HTTP_BUCKETS),
+            connections: Default::default(),
         };
         // Every gateway series exists from the start (zero), so rates work from the first
         // scrape.
@@ -470,6 +473,7 @@ impl HttpStats {
             "API listener: seconds until the response head was ready, by route template",
             self.api_latency.clone(),
         );
+        self.connections.register(r);
     }
 }
 

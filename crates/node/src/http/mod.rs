@@ -8,7 +8,9 @@ pub(crate) mod health;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 mod middleware;
+mod serve;
 pub(crate) mod slow_clients;
 pub(crate) mod state;
 
 pub(crate) use middleware::{HttpStats, LayerConfig, Listener, layer};
+pub(crate) use serve::{ConnectionLimits, serve};

@@ -1,7 +1,9 @@
 //! What one gateway client can hold: a stalled reader loses its connection after
 //! `gateway.write_timeout_secs` ([`WriteTimeout`], applied to every connection by
-//! [`GatewayListener`]), and one address has at most `gateway.max_requests_per_ip` responses in
-//! progress ([`ClientLimit`], checked by [`crate::http::memory::shed`]; more are answered 429).
+//! [`crate::http::serve`]), and one address has at most `gateway.max_requests_per_ip` responses
+//! in progress ([`ClientLimit`], checked by [`crate::http::memory::shed`]; more are answered
+//! 429). The same [`ClientLimit`] counts each address's open connections in
+//! [`crate::http::serve`].
 //!
 //! Why at the socket and not in the response body: hyper polls a body only when its write
 //! buffer has room, so once a client stops reading (the socket's buffers full, then hyper's)
@@ -18,70 +20,28 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
-/// The gateway's TCP listener: every accepted connection is wrapped in a [`WriteTimeout`].
-#[derive(Debug)]
-pub struct GatewayListener {
-    inner: TcpListener,
-    write_timeout: Duration,
-}
-
-impl GatewayListener {
-    /// Accepts on `inner`; a connection whose writes make no progress for `write_timeout` is
-    /// closed.
-    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
-        Self {
-            inner,
-            write_timeout,
-        }
-    }
-}
-
-impl axum::serve::Listener for GatewayListener {
-    type Io = WriteTimeout<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // TcpListener's own accept retries (with a pause) on errors such as EMFILE.
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (WriteTimeout::new(io, self.write_timeout), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// The peer address of a gateway connection, as a request extension
-/// (`ConnectInfo<ClientAddr>`) for [`ClientLimit`].
+/// The peer address of an HTTP connection, as a request extension
+/// (`ConnectInfo<ClientAddr>`, set by [`crate::http::serve`]) for [`ClientLimit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, GatewayListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, GatewayListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 /// A stream whose writes fail with [`io::ErrorKind::TimedOut`] once a write (or flush) has
 /// been pending for `timeout` without any byte accepted: the reader at the other end stopped
 /// reading. Any progress restarts the clock; reads are untouched (an idle keep-alive
-/// connection is not "stalled").
+/// connection is not "stalled"). Without a timeout, a plain pass-through.
 #[derive(Debug)]
 pub struct WriteTimeout<T> {
     io: T,
-    timeout: Duration,
+    timeout: Option<Duration>,
     /// Set when a write first returned `Pending`; cleared when one completes.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> WriteTimeout<T> {
-    /// `io`, whose writes may stall for at most `timeout`.
-    pub fn new(io: T, timeout: Duration) -> Self {
+    /// `io`, whose writes may stall for at most `timeout` (`None`: for ever).
+    pub fn new(io: T, timeout: Option<Duration>) -> Self {
         Self {
             io,
             timeout,
@@ -100,7 +60,9 @@ impl<T> WriteTimeout<T> {
                 Poll::Ready(result)
             }
             Poll::Pending => {
-                let timeout = self.timeout;
+                let Some(timeout) = self.timeout else {
+                    return Poll::Pending;
+                };
                 let stall = self
                     .stalled
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
@@ -160,10 +122,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
     }
 }
 
-/// Responses in progress per client address, at most `max` each: one address (an IPv6 /64,
-/// which one host usually holds whole) cannot take more than `max` of the gateway's requests
-/// and their share of the memory budget, however slowly it reads. The map holds only
-/// addresses with a response in progress.
+/// Slots per client address (responses in progress, or open connections), at most `max`
+/// each: one address (an IPv6 /64, which one host usually holds whole) cannot take more than
+/// `max` of the gateway's requests and their share of the memory budget, however slowly it
+/// reads. The map holds only addresses with a slot taken.
 #[derive(Debug)]
 pub struct ClientLimit {
     max: u32,
@@ -303,7 +265,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_makes_no_progress_fails_after_the_timeout() {
         let (server, mut client) = tokio::io::duplex(64 * 1024);
-        let mut server = WriteTimeout::new(server, Duration::from_millis(300));
+        let mut server = WriteTimeout::new(server, Some(Duration::from_millis(300)));
         let chunk = vec![7u8; 16 * 1024];
         let started = tokio::time::Instant::now();
         let error = loop {
@@ -320,7 +282,7 @@ mod tests {
 
         // A slow but steady reader keeps the writer going.
         let (server, mut reader) = tokio::io::duplex(1024);
-        let mut server = WriteTimeout::new(server, Duration::from_millis(300));
+        let mut server = WriteTimeout::new(server, Some(Duration::from_millis(300)));
         let read = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut total = 0;
