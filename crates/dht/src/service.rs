@@ -71,7 +71,7 @@ pub(crate) struct Inner {
 /// request or a probe) within [`QueryConfig::request_timeout`]. A lookup request that timed
 /// out, or whose stream failed or ended unanswered on both tries (see "Retry"), evicts the
 /// peer at once, as go-libp2p-kad-dht drops a peer from its table on the first failed query:
-/// the retry already absorbs the one-slot stream reset a busy but healthy peer may cause, so
+/// the retry already absorbs the stream reset a busy but healthy peer may cause, so
 /// what is left is a peer that does not serve the protocol (any more), and keeping it costs
 /// every lookup that meets it a slot of α for up to a request timeout. An evicted peer that
 /// is in fact alive comes back as a candidate (named in answers, probed, admitted). Other
@@ -82,10 +82,11 @@ pub(crate) struct Inner {
 /// their answer or timeout (at most the request timeout) and records the outcome in the
 /// table all the same.
 ///
-/// Retry: libp2p-stream 0.5.0-alpha hands inbound streams to the acceptor through a
-/// one-slot channel and silently drops (resets) a stream that arrives while the slot is
-/// full, so a busy but healthy peer can reset a stream before reading it, and the requester
-/// sees the stream closed or reset without an answer. Every outbound request (lookups,
+/// Retry: libp2p-stream hands inbound streams to the acceptor through a bounded queue (one
+/// slot upstream; 128 in `vendor/libp2p-stream`) and silently drops (resets) a stream that
+/// arrives while it is full, and a peer may refuse a stream past its own limits, so a busy
+/// but healthy peer can reset a stream before reading it, and the requester sees the stream
+/// closed or reset without an answer. Every outbound request (lookups,
 /// probes, ADD_PROVIDER) therefore retries once, on a new stream after a pause of 50 to
 /// 250 ms (random, so that requesters do not collide again), when the stream could not be
 /// opened or failed or ended before the answer; both tries share the one request timeout. A

@@ -349,8 +349,8 @@ async fn bootstrap_all(nodes: &[Node]) {
         })
         .await;
     // As the daemon does (it bootstraps again every minute while its table is empty): a node
-    // whose every seed answer was lost (libp2p-stream drops inbound streams when its accept
-    // slot is full, see DESIGN.md) bootstraps again from other seeds.
+    // whose every seed answer was lost (on a loaded machine a seed's answer can miss the
+    // request timeout) bootstraps again from other seeds.
     // Under a loaded CI run a node can miss every answer three times in a row (fresh-clone runs
     // of 2026-12-06), so it tries more often, with a pause that lets the other nodes' queues
     // drain.

@@ -16,6 +16,7 @@ use cid::Cid;
 use futures::StreamExt;
 use hydrant_unixfs::{DagError, HamtCursor, PathStep, resolve_path};
 
+use crate::CarStreamError;
 use crate::GatewayConfig;
 use crate::car_stream::{CarRequest, CarStreamOptions, car_stream};
 use crate::error::GatewayError;
@@ -206,7 +207,21 @@ async fn serve_car(
             if let Err(e) = &item {
                 // trustless-gateway.md § "Streaming and Missing Child Blocks": the status is
                 // sent, so the body is cut short (hyper aborts the response: no final chunk).
-                tracing::warn!(%root, error = %e, "CAR stream terminated early");
+                // No CID in the log (DESIGN.md, "Logs"): the kind of failure only; a store
+                // failure is ours (warn), a missing or undecodable block is the stored DAG's.
+                match e {
+                    CarStreamError::Store(_) => {
+                        tracing::warn!("CAR stream terminated early: storage failed")
+                    }
+                    CarStreamError::MissingBlock { .. } => {
+                        tracing::debug!(
+                            "CAR stream terminated early: a block of the DAG is missing"
+                        )
+                    }
+                    CarStreamError::Dag(_) => {
+                        tracing::debug!("CAR stream terminated early: a block does not decode")
+                    }
+                }
                 // Let hyper flush what it has buffered (status line and blocks so far) before
                 // the error makes it drop the connection.
                 tokio::task::yield_now().await;
