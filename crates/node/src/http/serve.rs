@@ -57,7 +57,7 @@ pub struct ConnectionLimits {
 /// (the caller bounds that wait). Requests carry `ConnectInfo<ClientAddr>`.
 pub async fn serve(
     which: Listener,
-    listener: TcpListener,
+    mut listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
     stats: Arc<HttpStats>,
@@ -69,7 +69,6 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    let mut listener = listener;
     tokio::pin!(shutdown);
     loop {
         // TcpListener's accept (through axum's Listener) retries on errors such as EMFILE.
