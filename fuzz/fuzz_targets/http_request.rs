@@ -5,8 +5,9 @@
 //!
 //! Input layout: lossy UTF-8 split on `\n`: `method \n target \n header lines...`, each header
 //! `name: value`. A request the `http` crate cannot build (hyper would answer it 400 before any
-//! routing) is skipped. Checks beyond "no panic": no answer is 5xx (the store never fails, so
-//! every error is the client's, hardening round two item 2); a HEAD answer has no body.
+//! routing) is skipped. Checks beyond "no panic": no answer is 5xx but 501 (the store never
+//! fails, so every error is the client's, hardening round two item 2; 501 answers what the
+//! gateway does not serve); a HEAD answer has no body.
 #![no_main]
 
 use std::collections::HashMap;
@@ -100,7 +101,12 @@ fuzz_target!(|data: &[u8]| {
     runtime.block_on(async {
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
-        assert!(!status.is_server_error(), "{status} for {text:?}");
+        // 501 is the gateway's answer to what it does not serve (`/ipns/`, deserialized
+        // paths): chosen by the client, logged at debug.
+        assert!(
+            !status.is_server_error() || status == http::StatusCode::NOT_IMPLEMENTED,
+            "{status} for {text:?}"
+        );
         let body = axum::body::to_bytes(response.into_body(), 64 << 20)
             .await
             .unwrap_or_default();

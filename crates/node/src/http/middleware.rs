@@ -234,6 +234,14 @@ async fn observe(State(state): State<LayerState>, mut req: Request, next: Next) 
                 elapsed_ms = elapsed.as_millis() as u64,
                 "request shed or not ready"
             );
+        } else if status == StatusCode::NOT_IMPLEMENTED {
+            // A request for what Hydrant does not serve (`/ipns/`, a UnixFS path without a
+            // trustless format): the client chose it, so it must not fill the log at warn.
+            tracing::debug!(
+                status = status.as_u16(),
+                elapsed_ms = elapsed.as_millis() as u64,
+                "request for an unsupported feature"
+            );
         } else if status.is_server_error() {
             tracing::warn!(
                 status = status.as_u16(),
