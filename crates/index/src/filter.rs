@@ -75,6 +75,9 @@ pub struct FilterStats {
 /// One Bloom filter and what it was sized for.
 struct Generation {
     bloom: AtomicBloomFilter,
+    /// The hasher's seed: random per generation (so that no one can aim false positives at a
+    /// filter they have not seen), kept for snapshots.
+    seed: u128,
     capacity: u64,
     bytes: u64,
     inserted: AtomicU64,
@@ -83,13 +86,25 @@ struct Generation {
 impl Generation {
     fn new(capacity: u64, fp: f64) -> Self {
         let capacity = capacity.max(1);
-        let bloom = AtomicBloomFilter::with_false_pos(fp).expected_items(capacity as usize);
+        let seed = random_seed();
+        let bloom = AtomicBloomFilter::with_false_pos(fp)
+            .seed(&seed)
+            .expected_items(capacity as usize);
+        let generation = Self::with_bloom(bloom, seed, capacity, 0);
+        for canary in canaries() {
+            generation.bloom.insert(&canary);
+        }
+        generation
+    }
+
+    fn with_bloom(bloom: AtomicBloomFilter, seed: u128, capacity: u64, inserted: u64) -> Self {
         let bytes = bloom.num_bits() as u64 / 8;
         Self {
             bloom,
+            seed,
             capacity,
             bytes,
-            inserted: AtomicU64::new(0),
+            inserted: AtomicU64::new(inserted),
         }
     }
 
@@ -205,6 +220,176 @@ impl PresenceFilter {
 
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+}
+
+/// 128 random bits from the standard library's per-process random keys.
+fn random_seed() -> u128 {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    u128::from(state.hash_one(1u8)) << 64 | u128::from(state.hash_one(2u8))
+}
+
+/// Multihashes every generation holds (identity multihashes no CAR indexes), checked when a
+/// snapshot is loaded: if the bits, seed or hashing changed in any way (another build of the
+/// hash function, a damaged file that kept its checksum), some canary is almost surely
+/// missing (each is kept by chance at the false-positive rate), and the snapshot is refused
+/// rather than trusted into a false "absent".
+fn canaries() -> impl Iterator<Item = Multihash> {
+    (0..SNAPSHOT_CANARIES).map(|i| {
+        Multihash::wrap(
+            0x00,
+            format!("hydrant presence filter canary {i}").as_bytes(),
+        )
+        .expect("a short identity digest")
+    })
+}
+
+/// Canaries per generation (see [`canaries`]).
+const SNAPSHOT_CANARIES: usize = 16;
+
+/// First bytes of a snapshot file: the format's name and version (1).
+const SNAPSHOT_MAGIC: &[u8; 16] = b"hydrant-filter\0\x01";
+
+/// Why a snapshot was not loaded ([`PresenceFilter::load_snapshot`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not a snapshot of this format, or cut short.
+    #[error("not a presence filter snapshot (version 1), or cut short")]
+    Format,
+    /// The checksum does not match the contents.
+    #[error("checksum mismatch: the snapshot is damaged")]
+    Checksum,
+    /// The bits do not hold the canaries every generation holds: another hash function or
+    /// damaged bits.
+    #[error("the snapshot's bits fail the canary check")]
+    Canary,
+    /// Written for another false-positive rate than the one configured.
+    #[error("written for a false-positive rate of {found}, {configured} is configured")]
+    FalsePositiveRate {
+        /// The snapshot's rate.
+        found: f64,
+        /// The configured rate.
+        configured: f64,
+    },
+}
+
+impl PresenceFilter {
+    /// The current generation as a snapshot tagged with `position` (the caller's opaque marker
+    /// of what the filter holds, e.g. the index's commit-feed position), or `None` when no
+    /// generation is built. Memory: a copy of the bit vector (the filter's `bytes`).
+    ///
+    /// Layout (little-endian): [`SNAPSHOT_MAGIC`] (16 bytes), false-positive rate (f64),
+    /// capacity (u64), insertions (u64), hash count (u32), seed (u128), position length (u32)
+    /// and bytes, bit-vector length in 64-bit words (u64) and the words, then the SHA-256 of
+    /// everything before it (32 bytes).
+    pub fn snapshot(&self, position: &[u8]) -> Option<Vec<u8>> {
+        use sha2::Digest;
+        let g = self.current()?;
+        let words = g.bloom.as_slice();
+        let mut out = Vec::with_capacity(128 + position.len() + words.len() * 8);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&self.config.false_positive_rate.to_le_bytes());
+        out.extend_from_slice(&g.capacity.to_le_bytes());
+        out.extend_from_slice(&g.inserted.load(Ordering::Relaxed).to_le_bytes());
+        out.extend_from_slice(&g.bloom.num_hashes().to_le_bytes());
+        out.extend_from_slice(&g.seed.to_le_bytes());
+        out.extend_from_slice(&(position.len() as u32).to_le_bytes());
+        out.extend_from_slice(position);
+        out.extend_from_slice(&(words.len() as u64).to_le_bytes());
+        for word in words {
+            out.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        let checksum = sha2::Sha256::digest(&out);
+        out.extend_from_slice(&checksum);
+        Some(out)
+    }
+
+    /// The position a snapshot was tagged with, read from its header (not yet checked: that
+    /// is [`load_snapshot`](Self::load_snapshot)'s work).
+    ///
+    /// # Errors
+    /// [`SnapshotError::Format`] when the header is not a snapshot's.
+    pub fn snapshot_position(snapshot: &[u8]) -> Result<&[u8], SnapshotError> {
+        let mut r = Reader(snapshot);
+        if r.take(16)? != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Format);
+        }
+        r.take(8 + 8 + 8 + 4 + 16)?;
+        let len = u32::from_le_bytes(r.array()?) as usize;
+        r.take(len)
+    }
+
+    /// Makes the generation in `snapshot` current (replacing any) and returns its position.
+    /// The caller must then add what was committed after that position, or refuse the
+    /// snapshot when it cannot tell (then rebuild).
+    ///
+    /// # Errors
+    /// [`SnapshotError`]: the filter is left as it was.
+    pub fn load_snapshot(&self, snapshot: &[u8]) -> Result<Vec<u8>, SnapshotError> {
+        use sha2::Digest;
+        let (body, checksum) = snapshot
+            .split_at_checked(
+                snapshot
+                    .len()
+                    .checked_sub(32)
+                    .ok_or(SnapshotError::Format)?,
+            )
+            .ok_or(SnapshotError::Format)?;
+        let mut r = Reader(body);
+        if r.take(16)? != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Format);
+        }
+        if sha2::Sha256::digest(body).as_slice() != checksum {
+            return Err(SnapshotError::Checksum);
+        }
+        let fp = f64::from_le_bytes(r.array()?);
+        if fp != self.config.false_positive_rate {
+            return Err(SnapshotError::FalsePositiveRate {
+                found: fp,
+                configured: self.config.false_positive_rate,
+            });
+        }
+        let capacity = u64::from_le_bytes(r.array()?);
+        let inserted = u64::from_le_bytes(r.array()?);
+        let hashes = u32::from_le_bytes(r.array()?);
+        let seed = u128::from_le_bytes(r.array()?);
+        let position_len = u32::from_le_bytes(r.array()?) as usize;
+        let position = r.take(position_len)?.to_vec();
+        let word_count =
+            usize::try_from(u64::from_le_bytes(r.array()?)).map_err(|_| SnapshotError::Format)?;
+        let bits = r.take(word_count.checked_mul(8).ok_or(SnapshotError::Format)?)?;
+        if !r.0.is_empty() || word_count == 0 || hashes == 0 {
+            return Err(SnapshotError::Format);
+        }
+        let words = bits
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .collect();
+        let bloom = AtomicBloomFilter::from_vec(words)
+            .seed(&seed)
+            .hashes(hashes);
+        if !canaries().all(|c| bloom.contains(&c)) {
+            return Err(SnapshotError::Canary);
+        }
+        let generation = Generation::with_bloom(bloom, seed, capacity, inserted);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(generation));
+        Ok(position)
+    }
+}
+
+/// Reads a snapshot's fields in order.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or(SnapshotError::Format)?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
     }
 }
 
@@ -464,6 +649,81 @@ impl StagingObserver for FilteredIndex {
 mod tests {
     use super::*;
     use crate::conformance::test_multihash;
+
+    /// A built filter holding `test_multihash(0..n)`.
+    fn built(n: u32) -> PresenceFilter {
+        let filter = PresenceFilter::new(FilterConfig::default());
+        *filter.current.write().unwrap() = Some(Arc::new(Generation::new(1000, 0.001)));
+        for i in 0..n {
+            filter.insert(&test_multihash(i));
+        }
+        filter
+    }
+
+    #[test]
+    fn a_snapshot_loads_into_the_same_answers_and_position() {
+        let filter = built(500);
+        assert!(
+            PresenceFilter::new(FilterConfig::default())
+                .snapshot(b"x")
+                .is_none(),
+            "an unbuilt filter has no snapshot"
+        );
+        let snapshot = filter.snapshot(b"fjall:42").unwrap();
+        let loaded = PresenceFilter::new(FilterConfig::default());
+        assert_eq!(loaded.load_snapshot(&snapshot).unwrap(), b"fjall:42");
+        assert!(loaded.stats().built);
+        assert_eq!(loaded.stats().inserted, 500);
+        for i in 0..2000 {
+            let mh = test_multihash(i);
+            assert_eq!(loaded.may_contain(&mh), filter.may_contain(&mh), "{i}");
+        }
+        assert!((0..500).all(|i| loaded.may_contain(&test_multihash(i))));
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_snapshot_is_refused_and_changes_nothing() {
+        let snapshot = built(10).snapshot(b"p").unwrap();
+        let target = PresenceFilter::new(FilterConfig::default());
+        let mut flipped = snapshot.clone();
+        flipped[100] ^= 1;
+        assert!(matches!(
+            target.load_snapshot(&flipped),
+            Err(SnapshotError::Checksum)
+        ));
+        for cut in [0, 10, snapshot.len() - 33, snapshot.len() - 1] {
+            assert!(
+                target.load_snapshot(&snapshot[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // Bits cleared, checksum recomputed: only the canaries notice.
+        let body_len = snapshot.len() - 32;
+        let mut cleared = snapshot[..body_len].to_vec();
+        // Magic, rate, capacity, insertions, hashes, seed, position length, "p", word count.
+        let bits_start = 16 + 8 + 8 + 8 + 4 + 16 + 4 + 1 + 8;
+        cleared[bits_start..].fill(0);
+        use sha2::Digest;
+        let checksum = sha2::Sha256::digest(&cleared);
+        cleared.extend_from_slice(&checksum);
+        assert!(matches!(
+            target.load_snapshot(&cleared),
+            Err(SnapshotError::Canary)
+        ));
+        let other_rate = PresenceFilter::new(FilterConfig {
+            false_positive_rate: 0.01,
+            ..FilterConfig::default()
+        });
+        assert!(matches!(
+            other_rate.load_snapshot(&snapshot),
+            Err(SnapshotError::FalsePositiveRate { .. })
+        ));
+        assert!(!target.stats().built, "nothing was loaded");
+        assert!(
+            target.may_contain(&test_multihash(12345)),
+            "unbuilt: every answer is maybe"
+        );
+    }
 
     fn staged(seed: u32) -> StagedBlock {
         StagedBlock {

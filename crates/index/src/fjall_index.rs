@@ -117,6 +117,12 @@ struct StoredCar {
 pub const MAX_OPEN_FILES: usize = 128;
 
 impl FjallIndex {
+    /// The database's sequence number: it grows with every write, so an unchanged number means
+    /// an unchanged index (what a presence filter snapshot is tagged with).
+    pub fn seqno(&self) -> u64 {
+        self.inner.db.seqno()
+    }
+
     /// Opens (or creates) the index in the directory `dir`, then removes rows left staged by a
     /// previous process (see [`BlockIndex::recover`]; their keys are in
     /// [`recovered_at_open`](Self::recovered_at_open)).

@@ -288,6 +288,7 @@ async fn start_http(
             services.pg.clone(),
             Duration::from_millis(config.filter.poll_interval_ms),
             signals.stop.subscribe(),
+            services.snapshots.clone(),
         ))
     });
 

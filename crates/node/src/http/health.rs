@@ -19,6 +19,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::stores::filter_snapshot::{Position, Snapshots};
+
 /// How long one readiness answer is reused.
 pub const READINESS_CACHE: Duration = Duration::from_secs(1);
 /// Longest a backend probe may take before it counts as unreachable.
@@ -122,47 +124,58 @@ impl Health {
     }
 }
 
-/// Builds the presence filter (retrying with backoff while the index is unreachable), then
-/// every `poll` adds CARs committed by other replicas (PostgreSQL commit feed) and rebuilds the
-/// filter larger when it fills. Runs until `stop` is set.
+/// Builds the presence filter, from its snapshot when `snapshots` has a usable one (see
+/// [`crate::stores::filter_snapshot`]), else by scanning the index (retrying with backoff while
+/// the index is unreachable); then every `poll` adds CARs committed by other replicas
+/// (PostgreSQL commit feed) and rebuilds the filter larger when it fills. Runs until `stop` is
+/// set, then writes the snapshot.
 pub async fn run_filter(
     filtered: FilteredIndex,
     pg: Option<PgIndex>,
     poll: Duration,
     mut stop: watch::Receiver<bool>,
+    snapshots: Option<Snapshots>,
 ) {
+    let loaded = match &snapshots {
+        Some(s) => s.load(filtered.filter()).await,
+        None => None,
+    };
     let mut backoff = Duration::from_millis(500);
     // The feed position is taken before the scan: commits during the scan are polled again.
-    let mut cursor = loop {
-        let cursor = match &pg {
-            Some(pg) => pg.last_commit().await.map(Some),
-            None => Ok(None),
-        };
-        let built = match cursor {
-            Ok(cursor) => filtered.rebuild().await.map(|n| (cursor, n)),
-            Err(e) => Err(e),
-        };
-        match built {
-            Ok((cursor, blocks)) => {
-                tracing::info!(blocks, "presence filter built");
-                break cursor;
+    let mut cursor = match loaded {
+        Some(Position::Pg(position)) => Some(position),
+        Some(Position::Fjall(_)) => None,
+        None => loop {
+            let cursor = match &pg {
+                Some(pg) => pg.last_commit().await.map(Some),
+                None => Ok(None),
+            };
+            let built = match cursor {
+                Ok(cursor) => filtered.rebuild().await.map(|n| (cursor, n)),
+                Err(e) => Err(e),
+            };
+            match built {
+                Ok((cursor, blocks)) => {
+                    tracing::info!(blocks, "presence filter built");
+                    break cursor;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "building the presence filter failed")
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "building the presence filter failed")
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(backoff) => {}
             }
-        }
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        },
     };
     let mut failing = false;
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
             _ = tick.tick() => {}
         }
         let mut result = Ok(());
@@ -186,6 +199,16 @@ pub async fn run_filter(
                 tracing::warn!(error = %e, "presence filter refresh failed; retrying");
             }
             Err(e) => tracing::debug!(error = %e, "presence filter refresh failed"),
+        }
+    }
+    if let Some(snapshots) = snapshots {
+        // With PostgreSQL the filter holds the commits up to the feed's cursor (the database may
+        // be further on); with fjall, the index's own sequence number is read first.
+        if let Err(e) = snapshots
+            .save(filtered.filter(), cursor.map(Position::Pg))
+            .await
+        {
+            tracing::warn!(error = %e, "writing the presence filter snapshot failed; the next start rebuilds");
         }
     }
 }

@@ -5,6 +5,7 @@
 //! [`Services`]: services::Services
 
 pub(crate) mod export;
+pub(crate) mod filter_snapshot;
 pub(crate) mod meters;
 pub mod services;
 pub mod storage;

@@ -14,6 +14,7 @@ use object_store::ObjectStore;
 use crate::NodeError;
 use crate::config::{Config, IndexConfig, PostgresConfig};
 use crate::repo::Repo;
+use crate::stores::filter_snapshot::{Feed, SNAPSHOT_FILE, Snapshots};
 use crate::stores::meters::{IndexStats, IngestStats, MeteredIndex};
 use crate::stores::storage::{self, StoreStats};
 
@@ -28,6 +29,8 @@ pub struct Services {
     pub filtered: Option<FilteredIndex>,
     /// The PostgreSQL index when `[index] kind = "postgres"` (for its commit feed and pool).
     pub pg: Option<PgIndex>,
+    /// The presence filter's snapshot in the repository (`None` when `[filter]` is disabled).
+    pub snapshots: Option<Snapshots>,
     /// The object store holding CAR files (counted).
     pub store: Arc<dyn ObjectStore>,
     /// Request counters of `store`.
@@ -58,20 +61,32 @@ impl Services {
         let metered = storage::open(repo)?;
         let store_stats = metered.stats();
         let store: Arc<dyn ObjectStore> = Arc::new(metered);
-        let (catalog, pg): (Arc<dyn BlockIndex>, Option<PgIndex>) = match &repo.config.index {
+        let (catalog, pg, feed, origin): (Arc<dyn BlockIndex>, _, _, _) = match &repo.config.index {
             IndexConfig::Fjall { path } => {
                 let dir = repo.resolve(path);
                 let index = FjallIndex::open(&dir).map_err(|e| NodeError::Index {
                     what: dir.display().to_string(),
                     detail: e.to_string(),
                 })?;
-                (Arc::new(index), None)
+                let origin = dir.display().to_string();
+                (Arc::new(index.clone()), None, Feed::Fjall(index), origin)
             }
             IndexConfig::Postgres(config) => {
                 let index = PgIndex::new(connect_pg(repo, config).await?);
-                (Arc::new(index.clone()), Some(index))
+                let shown = match repo.config.redacted().index {
+                    IndexConfig::Postgres(shown) => shown.url,
+                    IndexConfig::Fjall { .. } => unreachable!("the same index kind"),
+                };
+                let origin = format!("{shown} schema {}", config.schema);
+                let feed = Feed::Pg(index.clone());
+                (Arc::new(index.clone()), Some(index), feed, origin)
             }
         };
+        let snapshots = repo.config.filter.enabled.then(|| Snapshots {
+            path: repo.dir.join(SNAPSHOT_FILE),
+            feed,
+            origin,
+        });
         // Timed under the filter: only the lookups that reach the index.
         let index_stats = Arc::new(IndexStats::default());
         let metered: Arc<dyn BlockLookup> =
@@ -113,6 +128,7 @@ impl Services {
             catalog,
             filtered,
             pg,
+            snapshots,
             store,
             store_stats,
             blockstore,

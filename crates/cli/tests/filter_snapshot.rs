@@ -1,0 +1,99 @@
+//! The presence filter's snapshot (scale issue, item 1), with the embedded index: a clean stop
+//! writes it, the next start loads it instead of scanning the index, and a snapshot that no
+//! longer describes the index (blocks ingested while the daemon was stopped) or is damaged is
+//! refused and rebuilt, so a block committed after the snapshot is never answered "absent".
+
+mod common;
+
+use std::path::Path;
+
+use common::{Ports, Replica};
+
+/// Gateway status of the raw block `cid`.
+async fn raw_status(daemon: &Replica, cid: &cid::Cid) -> u16 {
+    reqwest::get(format!("{}/ipfs/{cid}?format=raw", daemon.info.gateway_url))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Starts a daemon on `repo`: (the daemon, filter rebuilds so far, whether it logged loading
+/// the snapshot).
+async fn start(repo: &Path) -> (Replica, f64, bool) {
+    let daemon = Replica::start(repo, Ports::free());
+    let metrics = daemon.metrics().await;
+    let rebuilds = common::metric(&metrics, "hydrant_presence_filter_rebuilds_total");
+    assert_eq!(
+        common::metric(&metrics, "hydrant_presence_filter_built"),
+        1.0,
+        "ready means built"
+    );
+    let loaded = daemon
+        .log()
+        .contains("presence filter loaded from its snapshot");
+    (daemon, rebuilds, loaded)
+}
+
+fn ingest_offline(repo: &Path, dir: &Path, car: &[u8]) {
+    let path = dir.join("more.car");
+    std::fs::write(&path, car).unwrap();
+    common::run_json(
+        std::process::Command::new(common::hydrant_bin())
+            .arg("--repo")
+            .arg(repo)
+            .args(["ingest", "--json"])
+            .arg(&path),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_the_snapshot_and_a_stale_or_damaged_one_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, car) = common::raw_file_car(16, 1024);
+    let repo = common::offline_repo(dir.path(), &car, "");
+    let snapshot = repo.join("filter.snapshot");
+    let absent = common::raw_file_car(1, 4096).0[0];
+
+    // First start: no snapshot, the filter is built by scanning; the stop writes one.
+    let (mut daemon, rebuilds, loaded) = start(&repo).await;
+    assert_eq!((rebuilds, loaded), (1.0, false));
+    daemon.signal_and_wait("TERM");
+    assert!(snapshot.exists(), "a clean stop writes the snapshot");
+
+    // Second start: loaded, not rebuilt; present blocks served, an absent one ruled out by the
+    // filter.
+    let (mut daemon, rebuilds, loaded) = start(&repo).await;
+    assert_eq!((rebuilds, loaded), (0.0, true), "{}", daemon.log());
+    assert_eq!(raw_status(&daemon, &first[5]).await, 200);
+    assert_eq!(raw_status(&daemon, &absent).await, 404);
+    let metrics = daemon.metrics().await;
+    assert!(
+        common::metric(
+            &metrics,
+            r#"hydrant_presence_filter_checks_total{result="absent"}"#
+        ) >= 1.0
+    );
+    daemon.signal_and_wait("TERM");
+
+    // Blocks committed while the daemon was stopped: the snapshot no longer describes the
+    // index. It must not be used (it would answer "absent" for them).
+    let (later, car) = common::raw_file_car(16, 2048);
+    ingest_offline(&repo, dir.path(), &car);
+    let (mut daemon, rebuilds, loaded) = start(&repo).await;
+    assert_eq!((rebuilds, loaded), (1.0, false), "{}", daemon.log());
+    assert!(daemon.log().contains("the index changed since"));
+    assert_eq!(raw_status(&daemon, &later[7]).await, 200);
+    assert_eq!(raw_status(&daemon, &first[5]).await, 200);
+    daemon.signal_and_wait("TERM");
+
+    // A damaged snapshot is refused, whatever its position says.
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&snapshot, bytes).unwrap();
+    let (daemon, rebuilds, loaded) = start(&repo).await;
+    assert_eq!((rebuilds, loaded), (1.0, false), "{}", daemon.log());
+    assert!(daemon.log().contains("checksum mismatch"));
+    assert_eq!(raw_status(&daemon, &later[7]).await, 200);
+}
