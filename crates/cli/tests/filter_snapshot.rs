@@ -97,3 +97,30 @@ async fn a_restart_loads_the_snapshot_and_a_stale_or_damaged_one_is_rebuilt() {
     assert!(daemon.log().contains("checksum mismatch"));
     assert_eq!(raw_status(&daemon, &later[7]).await, 200);
 }
+
+/// Replicas on PostgreSQL: one stops (writing its snapshot), another commits a CAR meanwhile;
+/// the first loads its snapshot at restart (no scan) and catches up from the commit feed
+/// before its filter answers, so the CAR committed after the snapshot is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_loads_its_snapshot_and_catches_up_with_commits_made_meanwhile() {
+    let backends = common::Backends::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    common::make_repo(&a, &backends, None, "");
+    common::make_repo(&b, &backends, Some(&a.join("identity.key")), "");
+    let (first, car) = common::raw_file_car(16, 1024);
+
+    let mut replica_a = Replica::start(&a, Ports::free());
+    replica_a.ingest(&car).await;
+    replica_a.signal_and_wait("TERM");
+    assert!(a.join("filter.snapshot").exists());
+
+    let replica_b = Replica::start(&b, Ports::free());
+    let (later, car) = common::raw_file_car(16, 2048);
+    replica_b.ingest(&car).await;
+
+    let (replica_a, rebuilds, loaded) = start(&a).await;
+    assert_eq!((rebuilds, loaded), (0.0, true), "{}", replica_a.log());
+    assert_eq!(raw_status(&replica_a, &later[7]).await, 200);
+    assert_eq!(raw_status(&replica_a, &first[3]).await, 200);
+}

@@ -264,6 +264,9 @@ pub enum SnapshotError {
     /// damaged bits.
     #[error("the snapshot's bits fail the canary check")]
     Canary,
+    /// A rebuild or another restore is running.
+    #[error("a rebuild or restore is running")]
+    Busy,
     /// Written for another false-positive rate than the one configured.
     #[error("written for a false-positive rate of {found}, {configured} is configured")]
     FalsePositiveRate {
@@ -320,13 +323,50 @@ impl PresenceFilter {
         r.take(len)
     }
 
-    /// Makes the generation in `snapshot` current (replacing any) and returns its position.
-    /// The caller must then add what was committed after that position, or refuse the
-    /// snapshot when it cannot tell (then rebuild).
+    /// Makes the generation in `snapshot` current (replacing any) and returns its position:
+    /// [`begin_restore`](Self::begin_restore) then [`finish_restore`](Self::finish_restore)
+    /// with nothing to catch up.
     ///
     /// # Errors
-    /// [`SnapshotError`]: the filter is left as it was.
+    /// As [`begin_restore`](Self::begin_restore).
     pub fn load_snapshot(&self, snapshot: &[u8]) -> Result<Vec<u8>, SnapshotError> {
+        let position = self.begin_restore(snapshot)?;
+        self.finish_restore(true);
+        Ok(position)
+    }
+
+    /// Starts restoring `snapshot`: its generation becomes the one being built, as in a
+    /// rebuild (every insert goes to it too, stagings in progress add their rows again at
+    /// commit), while checks keep their current answers. The caller then adds what was
+    /// committed after the returned position and calls
+    /// [`finish_restore`](Self::finish_restore).
+    ///
+    /// # Errors
+    /// [`SnapshotError`], the filter then left as it was: a damaged or foreign snapshot, or
+    /// [`SnapshotError::Busy`] when a rebuild or restore is running.
+    pub fn begin_restore(&self, snapshot: &[u8]) -> Result<Vec<u8>, SnapshotError> {
+        let (generation, position) = self.read_snapshot(snapshot)?;
+        if self.rebuilding.swap(true, Ordering::AcqRel) {
+            return Err(SnapshotError::Busy);
+        }
+        *self.next.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(generation));
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(position)
+    }
+
+    /// Ends a restore begun by [`begin_restore`](Self::begin_restore): with `keep`, the
+    /// restored generation becomes current; without, it is dropped (then rebuild).
+    pub fn finish_restore(&self, keep: bool) {
+        let mut next_slot = self.next.write().unwrap_or_else(PoisonError::into_inner);
+        let restored = next_slot.take();
+        if keep && let Some(restored) = restored {
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(restored);
+        }
+        drop(next_slot);
+        self.rebuilding.store(false, Ordering::Release);
+    }
+
+    fn read_snapshot(&self, snapshot: &[u8]) -> Result<(Generation, Vec<u8>), SnapshotError> {
         use sha2::Digest;
         let (body, checksum) = snapshot
             .split_at_checked(
@@ -372,9 +412,10 @@ impl PresenceFilter {
         if !canaries().all(|c| bloom.contains(&c)) {
             return Err(SnapshotError::Canary);
         }
-        let generation = Generation::with_bloom(bloom, seed, capacity, inserted);
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(generation));
-        Ok(position)
+        Ok((
+            Generation::with_bloom(bloom, seed, capacity, inserted),
+            position,
+        ))
     }
 }
 

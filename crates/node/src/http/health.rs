@@ -140,11 +140,31 @@ pub async fn run_filter(
         Some(s) => s.load(filtered.filter()).await,
         None => None,
     };
+    // A restored snapshot becomes current once the commits made since are added (PostgreSQL:
+    // other replicas kept committing); until then every check answers "maybe".
+    let restored = match (loaded, &pg) {
+        (Some(Position::Pg(mut position)), Some(pg)) => {
+            let caught_up = follow_commits(&filtered, pg, &mut position).await;
+            if let Err(e) = &caught_up {
+                tracing::warn!(error = %e, "catching up from the presence filter snapshot failed; rebuilding");
+            }
+            filtered.filter().finish_restore(caught_up.is_ok());
+            caught_up.is_ok().then_some(Some(position))
+        }
+        (Some(Position::Fjall(_)), None) => {
+            filtered.filter().finish_restore(true);
+            Some(None)
+        }
+        (Some(_), _) => {
+            filtered.filter().finish_restore(false);
+            None
+        }
+        (None, _) => None,
+    };
     let mut backoff = Duration::from_millis(500);
     // The feed position is taken before the scan: commits during the scan are polled again.
-    let mut cursor = match loaded {
-        Some(Position::Pg(position)) => Some(position),
-        Some(Position::Fjall(_)) => None,
+    let mut cursor = match restored {
+        Some(cursor) => cursor,
         None => loop {
             let cursor = match &pg {
                 Some(pg) => pg.last_commit().await.map(Some),

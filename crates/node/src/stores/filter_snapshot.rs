@@ -88,10 +88,11 @@ impl Snapshots {
         }
     }
 
-    /// Loads the snapshot into `filter` when it still describes the index (see the module
-    /// docs) and returns its position: for PostgreSQL, where the commit feed resumes. `None`
-    /// (the filter untouched, a rebuild needed) when there is none, or it is stale, foreign or
-    /// damaged; the reason is logged.
+    /// Begins restoring the snapshot into `filter` ([`PresenceFilter::begin_restore`]) when it
+    /// still describes the index (see the module docs) and returns its position: for
+    /// PostgreSQL, where the commit feed resumes before the caller finishes the restore.
+    /// `None` (the filter untouched, a rebuild needed) when there is none, or it is stale,
+    /// foreign or damaged; the reason is logged.
     pub async fn load(&self, filter: &PresenceFilter) -> Option<Position> {
         let bytes = match tokio::fs::read(&self.path).await {
             Ok(bytes) => bytes,
@@ -126,7 +127,7 @@ impl Snapshots {
         if !usable {
             return refuse(&format!("the index changed since ({saved:?}, now {now:?})"));
         }
-        match filter.load_snapshot(&bytes) {
+        match filter.begin_restore(&bytes) {
             Ok(_) => {
                 tracing::info!(position = ?saved, bytes = bytes.len(), "presence filter loaded from its snapshot");
                 Some(saved)
