@@ -38,7 +38,10 @@ pub mod filter;
 mod fjall_index;
 
 #[cfg(feature = "fjall")]
-pub use fjall_index::{FjallIndex, MAX_OPEN_FILES as FJALL_MAX_OPEN_FILES};
+pub use fjall_index::{
+    CACHE_BYTES as FJALL_CACHE_BYTES, FjallIndex, MAX_OPEN_FILES as FJALL_MAX_OPEN_FILES,
+    MEMTABLE_BYTES as FJALL_MEMTABLE_BYTES,
+};
 pub use hydrant_blocks::Multihash;
 
 /// Most locations [`BlockIndex::locations`] returns for one block (the first ones in the

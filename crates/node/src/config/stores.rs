@@ -240,7 +240,7 @@ impl Default for ShutdownConfig {
 }
 
 /// `url` with the password of a `user:password@` URL or a `password=...` pair replaced by `***`.
-pub(super) fn redact_password(url: &str) -> String {
+pub fn redact_password(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         if let Some((userinfo, host)) = rest.split_once('@')
             && let Some((user, _)) = userinfo.split_once(':')

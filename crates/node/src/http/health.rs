@@ -151,7 +151,7 @@ pub async fn run_filter(
             filtered.filter().finish_restore(caught_up.is_ok());
             caught_up.is_ok().then_some(Some(position))
         }
-        (Some(Position::Fjall(_)), None) => {
+        (Some(Position::Fjall(..)), None) => {
             filtered.filter().finish_restore(true);
             Some(None)
         }
@@ -223,7 +223,7 @@ pub async fn run_filter(
     }
     if let Some(snapshots) = snapshots {
         // With PostgreSQL the filter holds the commits up to the feed's cursor (the database may
-        // be further on); with fjall, the index's own sequence number is read first.
+        // be further on); with fjall, the index's position is read first.
         if let Err(e) = snapshots
             .save(filtered.filter(), cursor.map(Position::Pg))
             .await

@@ -169,6 +169,12 @@ pub struct CacheMemory {
     pub read_cache_bytes: u64,
     /// Bit vectors of the presence filter (both generations during a rebuild).
     pub presence_filter_bytes: u64,
+    /// The embedded index's block cache in use (0 with PostgreSQL); at most
+    /// `hydrant_index::FJALL_CACHE_BYTES`.
+    pub index_cache_bytes: u64,
+    /// The embedded index's memtables, active and sealed (0 with PostgreSQL); each keyspace's
+    /// active one is sealed at `hydrant_index::FJALL_MEMTABLE_BYTES`.
+    pub index_memtable_bytes: u64,
 }
 
 /// Queues in [`MemoryReport`].
@@ -200,12 +206,18 @@ impl MemoryReport {
         MemoryReport {
             process: ProcessMemory::read(),
             budget: services.budget.stats(),
-            caches: CacheMemory {
-                read_cache_bytes: services.blockstore.stats().cache_bytes,
-                presence_filter_bytes: services
-                    .filtered
-                    .as_ref()
-                    .map_or(0, |f| f.filter().stats().bytes),
+            caches: {
+                let (index_cache_bytes, _, index_memtable_bytes) =
+                    services.fjall.as_ref().map_or((0, 0, 0), |f| f.memory());
+                CacheMemory {
+                    read_cache_bytes: services.blockstore.stats().cache_bytes,
+                    presence_filter_bytes: services
+                        .filtered
+                        .as_ref()
+                        .map_or(0, |f| f.filter().stats().bytes),
+                    index_cache_bytes,
+                    index_memtable_bytes,
+                }
             },
             queues: QueueDepths {
                 bitswap_wants: bitswap.wants_pending,

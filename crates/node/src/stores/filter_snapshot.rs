@@ -8,8 +8,10 @@
 //! least what the position says. At start-up it is used only when that position still
 //! describes the index:
 //!
-//! - **fjall** (one process owns the index): the database's sequence number must be unchanged,
-//!   i.e. nothing was written since. After a crash it has moved on, and the filter is rebuilt.
+//! - **fjall** (one process owns the index): its committed CAR count and next CAR number
+//!   ([`FjallIndex::position`]) must be unchanged: no CAR was committed since, not even one
+//!   whose staging had begun when the snapshot was taken. Otherwise (e.g. an offline ingest,
+//!   or a crash after later commits) the filter is rebuilt.
 //! - **PostgreSQL** (replicas share the index): the snapshot's commit sequence must not be
 //!   ahead of the database's; the worker then adds every CAR committed after it (other
 //!   replicas kept committing meanwhile) from the commit feed, as it does while running.
@@ -31,7 +33,7 @@ pub const SNAPSHOT_FILE: &str = "filter.snapshot";
 /// The index whose position tags a snapshot.
 #[derive(Clone)]
 pub enum Feed {
-    /// The embedded index: position = its sequence number.
+    /// The embedded index: position = [`FjallIndex::position`].
     Fjall(FjallIndex),
     /// The shared index: position = the last commit's sequence.
     Pg(PgIndex),
@@ -40,8 +42,8 @@ pub enum Feed {
 /// What a snapshot holds, and where to catch up from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
-    /// The fjall sequence number.
-    Fjall(u64),
+    /// The fjall index's committed CARs and next CAR number.
+    Fjall(u64, u64),
     /// The PostgreSQL commit sequence.
     Pg(i64),
 }
@@ -61,14 +63,17 @@ pub struct Snapshots {
 impl Snapshots {
     async fn position(&self) -> Result<Position, IndexError> {
         Ok(match &self.feed {
-            Feed::Fjall(index) => Position::Fjall(index.seqno()),
+            Feed::Fjall(index) => {
+                let (cars, next) = index.position();
+                Position::Fjall(cars, next)
+            }
             Feed::Pg(pg) => Position::Pg(pg.last_commit().await?),
         })
     }
 
     fn encode(&self, position: &Position) -> Vec<u8> {
         match position {
-            Position::Fjall(seqno) => format!("fjall\n{}\n{seqno}", self.origin),
+            Position::Fjall(cars, next) => format!("fjall\n{}\n{cars} {next}", self.origin),
             Position::Pg(seq) => format!("pg\n{}\n{seq}", self.origin),
         }
         .into_bytes()
@@ -82,7 +87,10 @@ impl Snapshots {
             return None;
         }
         match kind {
-            "fjall" => n.parse().ok().map(Position::Fjall),
+            "fjall" => {
+                let (cars, next) = n.split_once(' ')?;
+                Some(Position::Fjall(cars.parse().ok()?, next.parse().ok()?))
+            }
             "pg" => n.parse().ok().map(Position::Pg),
             _ => None,
         }
@@ -120,7 +128,7 @@ impl Snapshots {
             Err(e) => return refuse(&format!("the index's position is unknown: {e}")),
         };
         let usable = match (&saved, &now) {
-            (Position::Fjall(saved), Position::Fjall(now)) => saved == now,
+            (Position::Fjall(..), Position::Fjall(..)) => saved == now,
             (Position::Pg(saved), Position::Pg(now)) => saved <= now,
             _ => false,
         };

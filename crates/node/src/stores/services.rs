@@ -29,6 +29,8 @@ pub struct Services {
     pub filtered: Option<FilteredIndex>,
     /// The PostgreSQL index when `[index] kind = "postgres"` (for its commit feed and pool).
     pub pg: Option<PgIndex>,
+    /// The embedded index when `[index] kind = "fjall"` (for its memory report).
+    pub fjall: Option<FjallIndex>,
     /// The presence filter's snapshot in the repository (`None` when `[filter]` is disabled).
     pub snapshots: Option<Snapshots>,
     /// The object store holding CAR files (counted).
@@ -73,14 +75,18 @@ impl Services {
             }
             IndexConfig::Postgres(config) => {
                 let index = PgIndex::new(connect_pg(repo, config).await?);
-                let shown = match repo.config.redacted().index {
-                    IndexConfig::Postgres(shown) => shown.url,
-                    IndexConfig::Fjall { .. } => unreachable!("the same index kind"),
-                };
-                let origin = format!("{shown} schema {}", config.schema);
+                let origin = format!(
+                    "{} schema {}",
+                    crate::config::redact_password(&config.url),
+                    config.schema
+                );
                 let feed = Feed::Pg(index.clone());
                 (Arc::new(index.clone()), Some(index), feed, origin)
             }
+        };
+        let fjall = match &feed {
+            Feed::Fjall(index) => Some(index.clone()),
+            Feed::Pg(_) => None,
         };
         let snapshots = repo.config.filter.enabled.then(|| Snapshots {
             path: repo.dir.join(SNAPSHOT_FILE),
@@ -127,6 +133,7 @@ impl Services {
             index,
             catalog,
             filtered,
+            fjall,
             pg,
             snapshots,
             store,
