@@ -1,0 +1,18 @@
+import hashlib, sys, struct
+def varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7f) | 0x80); n >>= 7
+    out.append(n); return bytes(out)
+n = int(sys.argv[1]); path = sys.argv[2]
+def cid(data): return bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
+first = struct.pack('<QQQQ', 0, 1, 2, 3)
+# header: dag-cbor {"roots":[cid], "version":1}
+root = cid(first)
+hdr = bytes([0xa2, 0x65]) + b'roots' + bytes([0x81, 0xd8, 0x2a, 0x58, 0x25, 0x00]) + root + bytes([0x67]) + b'version' + bytes([0x01])
+with open(path, 'wb') as f:
+    f.write(varint(len(hdr)) + hdr)
+    for i in range(n):
+        data = struct.pack('<QQQQ', i, i+1, i+2, i+3)
+        c = cid(data)
+        f.write(varint(len(c) + len(data)) + c + data)
