@@ -1,3 +1,6 @@
+"""Writes a CARv1 of N raw blocks of 32 bytes (CIDv1, sha2-256), each block distinct, for the scale
+benchmark in BENCHMARKS.md ("Scale"). Usage: python3 scripts/gen_small_blocks_car.py N out.car
+(10^7 blocks: 690 MB, about 15 s)."""
 import hashlib, sys, struct
 def varint(n):
     out = bytearray()
