@@ -58,20 +58,12 @@ async fn sort_out(streams: Vec<TcpStream>) -> (Vec<u16>, Vec<TcpStream>) {
         let mut buf = [0u8; 512];
         match stream.try_read(&mut buf) {
             Ok(0) => refused.push(0),
-            Ok(n) => refused.push(status_of(&buf[..n])),
+            Ok(n) => refused.push(common::status_of(&buf[..n])),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => held.push(stream),
             Err(_) => refused.push(0),
         }
     }
     (refused, held)
-}
-
-fn status_of(head: &[u8]) -> u16 {
-    let text = String::from_utf8_lossy(head);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"))
 }
 
 /// A GET on a fresh connection from 127.0.0.1: (status, retry-after, time to the answer head).
@@ -100,7 +92,7 @@ async fn timed_get(server: SocketAddr, target: &str) -> (u16, Option<String>, Du
         .lines()
         .find_map(|l| l.strip_prefix("retry-after:"))
         .map(|v| v.trim().to_owned());
-    (status_of(&head), retry_after, elapsed)
+    (common::status_of(&head), retry_after, elapsed)
 }
 
 /// `/healthz` and a gateway GET from 127.0.0.1 answer within a second; returns the gateway's

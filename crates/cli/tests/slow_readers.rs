@@ -35,15 +35,6 @@ async fn connect_from(from: IpAddr, server: SocketAddr) -> TcpStream {
     socket.connect(server).await.unwrap()
 }
 
-/// The status code of the response whose first bytes are `head`.
-fn status_of(head: &[u8]) -> u16 {
-    let line = String::from_utf8_lossy(head);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {line:?}"))
-}
-
 /// The gateway's share of the budget in use now, from the memory report.
 async fn gateway_in_use(api_url: &str) -> u64 {
     let report: serde_json::Value = reqwest::get(format!("{api_url}/api/v1/debug/memory"))
@@ -162,14 +153,14 @@ async fn stalled_car_readers_cost_others_nothing_and_are_cut_off() {
                     Ok(0) | Err(_) => return true,
                     Ok(n) => received.extend_from_slice(&buf[..n]),
                 }
-                if received.len() >= 12 && status_of(&received) == 429 {
+                if received.len() >= 12 && common::status_of(&received) == 429 {
                     return false;
                 }
             }
         })
         .await
         .unwrap_or_else(|_| panic!("stalled client {i}: neither refused nor cut off"));
-        match status_of(&received) {
+        match common::status_of(&received) {
             429 => {
                 let text = String::from_utf8_lossy(&received).to_ascii_lowercase();
                 assert!(text.contains("retry-after: 1"), "{text}");

@@ -454,6 +454,15 @@ impl Drop for Replica {
     }
 }
 
+/// The status code of the response whose first bytes are `head`.
+pub fn status_of(head: &[u8]) -> u16 {
+    let line = String::from_utf8_lossy(head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {line:?}"))
+}
+
 /// Object-store requests started, over every kind.
 pub fn store_requests(metrics: &HashMap<String, f64>) -> f64 {
     metrics
