@@ -20,7 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 const NOFILE: u64 = 1024;
-const HEADER_TIMEOUT: Duration = Duration::from_secs(4);
+/// Long enough that the idle connections of the first phase are still held while the second
+/// phase runs on a loaded machine.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const GATEWAY_MAX: usize = 400;
 const GATEWAY_PER_IP: usize = 128;
 const API_PER_IP: usize = 16;
@@ -47,11 +49,38 @@ async fn idle_connections(from: &str, server: SocketAddr, count: usize) -> Vec<T
     streams
 }
 
-/// Sorts `streams` into those the server refused (answered and closed: their status codes, 0
-/// for closed without an answer) and those it holds (nothing received), once the server has
-/// had time to accept them all.
+/// Waits until `listener` (`gateway`, `api`) has accepted at least `total` connections so far,
+/// by its metrics: held open, or refused (a refusal is counted after its answer was written).
+/// Under load the accept loop can lag behind the clients' connects by seconds.
+async fn wait_accepted(daemon: &Replica, listener: &str, total: usize) {
+    for _ in 0..200 {
+        let metrics = daemon.metrics().await;
+        let series = |name: &str, reason: Option<&str>| {
+            let labels = match reason {
+                Some(r) => format!(r#"{{listener="{listener}",reason="{r}"}}"#),
+                None => format!(r#"{{listener="{listener}"}}"#),
+            };
+            metrics
+                .get(&format!("{name}{labels}"))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let seen = series("hydrant_http_connections_open", None)
+            + series("hydrant_http_connections_refused_total", Some("per_ip"))
+            + series("hydrant_http_connections_refused_total", Some("full"))
+            + series("hydrant_http_header_read_timeouts_total", None);
+        if seen as usize >= total {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the {listener} listener did not accept {total} connections within 10 s");
+}
+
+/// Sorts `streams`, all accepted by the server (see [`wait_accepted`]), into those it refused
+/// (answered and closed: their status codes, 0 for closed without an answer) and those it holds
+/// (nothing received).
 async fn sort_out(streams: Vec<TcpStream>) -> (Vec<u16>, Vec<TcpStream>) {
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut refused = Vec::new();
     let mut held = Vec::new();
     for stream in streams {
@@ -145,6 +174,8 @@ async fn idle_and_slowloris_connections_cannot_take_the_listeners() {
     // One client address opens the probe's 1,100 idle connections to the gateway, 200 to the API.
     let flood = idle_connections("127.0.0.2", gateway, FLOOD).await;
     let api_flood = idle_connections("127.0.0.2", api, 200).await;
+    wait_accepted(&daemon, "gateway", FLOOD).await;
+    wait_accepted(&daemon, "api", 200).await;
     let (refused, held) = sort_out(flood).await;
     assert_eq!(
         held.len(),
@@ -163,6 +194,7 @@ async fn idle_and_slowloris_connections_cannot_take_the_listeners() {
     for ip in ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"] {
         more.extend(idle_connections(ip, gateway, GATEWAY_PER_IP).await);
     }
+    wait_accepted(&daemon, "gateway", FLOOD + more.len()).await;
     let (more_refused, more_held) = sort_out(more).await;
     assert_eq!(held.len() + more_held.len(), GATEWAY_MAX);
     assert!(more_refused.iter().all(|s| *s == 503), "{more_refused:?}");
