@@ -124,3 +124,40 @@ async fn a_replica_loads_its_snapshot_and_catches_up_with_commits_made_meanwhile
     assert_eq!(raw_status(&replica_a, &later[7]).await, 200);
     assert_eq!(raw_status(&replica_a, &first[3]).await, 200);
 }
+
+/// While running, the filter is snapshotted every `filter.snapshot_interval_secs` once CARs
+/// were committed, so a daemon killed with SIGKILL (no clean stop) restarts from the snapshot
+/// taken after its last ingest, and serves that ingest's blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_restarts_from_its_periodic_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, car) = common::raw_file_car(16, 1024);
+    let repo = common::offline_repo(
+        dir.path(),
+        &car,
+        "[filter]\nsnapshot_interval_secs = 1\npoll_interval_ms = 200\n",
+    );
+    let snapshot = repo.join("filter.snapshot");
+    let (mut daemon, _, _) = start(&repo).await;
+    let (later, car) = common::raw_file_car(16, 2048);
+    daemon.ingest(&car).await;
+    // The next snapshot after the ingest: its position counts the new CAR.
+    let written = std::fs::metadata(&snapshot)
+        .ok()
+        .map(|m| m.modified().unwrap());
+    for _ in 0..100 {
+        let now = std::fs::metadata(&snapshot)
+            .ok()
+            .map(|m| m.modified().unwrap());
+        if now.is_some() && now != written {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    daemon.signal_and_wait("KILL");
+
+    let (daemon, rebuilds, loaded) = start(&repo).await;
+    assert_eq!((rebuilds, loaded), (0.0, true), "{}", daemon.log());
+    assert_eq!(raw_status(&daemon, &later[7]).await, 200);
+    assert_eq!(raw_status(&daemon, &first[3]).await, 200);
+}

@@ -208,6 +208,12 @@ pub struct FilterConfig {
     /// Milliseconds between polls of a shared (PostgreSQL) index for CARs committed by other
     /// replicas.
     pub poll_interval_ms: u64,
+    /// Seconds between snapshots of the filter (`filter.snapshot` in the repository) while the
+    /// node runs, written only when CARs were committed since the last one; a clean stop always
+    /// writes one. After a crash the next start loads the last snapshot if the index has not
+    /// changed since (embedded index) or catches up from it (PostgreSQL), instead of scanning
+    /// the index. 0: only at a clean stop. At most 86400; default 600.
+    pub snapshot_interval_secs: u64,
 }
 
 impl Default for FilterConfig {
@@ -218,6 +224,7 @@ impl Default for FilterConfig {
             expected_blocks: d.expected_blocks,
             false_positive_rate: d.false_positive_rate,
             poll_interval_ms: 1000,
+            snapshot_interval_secs: 600,
         }
     }
 }

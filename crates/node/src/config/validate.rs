@@ -329,6 +329,13 @@ impl Config {
                     "use at least 100 ms (default 1000)",
                 ));
             }
+            if f.snapshot_interval_secs > 86_400 {
+                return Err(refuse(
+                    "filter.snapshot_interval_secs",
+                    &f.snapshot_interval_secs,
+                    "use 0 (only at a clean stop) to 86400 seconds (default 600)",
+                ));
+            }
         }
         if self.shutdown.drain_timeout_secs == 0 || self.shutdown.drain_timeout_secs > 3600 {
             return Err(refuse(

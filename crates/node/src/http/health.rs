@@ -142,6 +142,7 @@ pub async fn run_filter(
     };
     // A restored snapshot becomes current once the commits made since are added (PostgreSQL:
     // other replicas kept committing); until then every check answers "maybe".
+    let mut saved = loaded.clone();
     let restored = match (loaded, &pg) {
         (Some(Position::Pg(mut position)), Some(pg)) => {
             let caught_up = follow_commits(&filtered, pg, &mut position).await;
@@ -191,6 +192,8 @@ pub async fn run_filter(
         },
     };
     let mut failing = false;
+    let snapshot_every = snapshots.as_ref().and_then(|s| s.interval);
+    let mut next_snapshot = snapshot_every.map(|every| Instant::now() + every);
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -220,16 +223,33 @@ pub async fn run_filter(
             }
             Err(e) => tracing::debug!(error = %e, "presence filter refresh failed"),
         }
-    }
-    if let Some(snapshots) = snapshots {
-        // With PostgreSQL the filter holds the commits up to the feed's cursor (the database may
-        // be further on); with fjall, the index's position is read first.
-        if let Err(e) = snapshots
-            .save(filtered.filter(), cursor.map(Position::Pg))
-            .await
+        if let (Some(snapshots), Some(at), Some(every)) =
+            (&snapshots, next_snapshot, snapshot_every)
+            && Instant::now() >= at
         {
-            tracing::warn!(error = %e, "writing the presence filter snapshot failed; the next start rebuilds");
+            next_snapshot = Some(Instant::now() + every);
+            save_snapshot(snapshots, &filtered, cursor, &mut saved).await;
         }
+    }
+    if let Some(snapshots) = &snapshots {
+        save_snapshot(snapshots, &filtered, cursor, &mut saved).await;
+    }
+}
+
+/// Writes the filter's snapshot unless the index is where the last one said. With PostgreSQL
+/// the filter holds the commits up to the feed's `cursor` (the database may be further on); with
+/// fjall, the index's position is read first.
+async fn save_snapshot(
+    snapshots: &Snapshots,
+    filtered: &FilteredIndex,
+    cursor: Option<i64>,
+    saved: &mut Option<Position>,
+) {
+    if let Err(e) = snapshots
+        .save(filtered.filter(), cursor.map(Position::Pg), saved)
+        .await
+    {
+        tracing::warn!(error = %e, "writing the presence filter snapshot failed; the next start rebuilds");
     }
 }
 

@@ -2,8 +2,9 @@
 //! does not scan every multihash of the index before the node is ready (a scan is linear in
 //! the block count: 13 s at 10^7 blocks, some 20 minutes at 10^9).
 //!
-//! The snapshot is written when the filter worker stops (a clean shutdown) and tagged with the
-//! index's position at that moment, read *before* the bits are copied: every block the
+//! The snapshot is written when the filter worker stops (a clean shutdown), and every
+//! `filter.snapshot_interval_secs` while CARs are committed (so that a crash loses little), each
+//! time tagged with the index's position at that moment, read *before* the bits are copied: every block the
 //! position counts was added to the filter before its rows were written, so the bits hold at
 //! least what the position says. At start-up it is used only when that position still
 //! describes the index:
@@ -58,6 +59,9 @@ pub struct Snapshots {
     /// Names the index (fjall directory, or database and schema); a snapshot of another index
     /// is not used.
     pub origin: String,
+    /// Time between snapshots while running (`filter.snapshot_interval_secs`); `None`: only
+    /// at a clean stop.
+    pub interval: Option<std::time::Duration>,
 }
 
 impl Snapshots {
@@ -144,20 +148,25 @@ impl Snapshots {
         }
     }
 
-    /// Writes the snapshot of `filter` (nothing when it is not built), tagged with the index's
-    /// position read first, or with `position` when the caller knows it (the commit feed's).
+    /// Writes the snapshot of `filter` (nothing when it is not built, or when the position is
+    /// `last`, the one written before), tagged with the index's position read first, or with
+    /// `known` when the caller knows it (the commit feed's); `last` becomes that position.
     ///
     /// # Errors
     /// The index's error (position) or the file's.
     pub async fn save(
         &self,
         filter: &PresenceFilter,
-        position: Option<Position>,
+        known: Option<Position>,
+        last: &mut Option<Position>,
     ) -> Result<(), String> {
-        let position = match position {
+        let position = match known {
             Some(p) => p,
             None => self.position().await.map_err(|e| e.to_string())?,
         };
+        if last.as_ref() == Some(&position) {
+            return Ok(());
+        }
         let Some(bytes) = filter.snapshot(&self.encode(&position)) else {
             return Ok(());
         };
@@ -167,6 +176,7 @@ impl Snapshots {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         tracing::info!(position = ?position, "presence filter snapshot written");
+        *last = Some(position);
         Ok(())
     }
 }

@@ -60,6 +60,7 @@ impl Services {
     /// [`NodeError::Storage`] or [`NodeError::Index`] when one cannot be opened (for the embedded
     /// index, also when another process holds it).
     pub async fn open(repo: &Repo) -> Result<Self, NodeError> {
+        let filter_config = &repo.config.filter;
         let metered = storage::open(repo)?;
         let store_stats = metered.stats();
         let store: Arc<dyn ObjectStore> = Arc::new(metered);
@@ -92,6 +93,8 @@ impl Services {
             path: repo.dir.join(SNAPSHOT_FILE),
             feed,
             origin,
+            interval: (filter_config.snapshot_interval_secs > 0)
+                .then(|| Duration::from_secs(filter_config.snapshot_interval_secs)),
         });
         // Timed under the filter: only the lookups that reach the index.
         let index_stats = Arc::new(IndexStats::default());
