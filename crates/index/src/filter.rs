@@ -314,13 +314,7 @@ impl PresenceFilter {
     /// # Errors
     /// [`SnapshotError::Format`] when the header is not a snapshot's.
     pub fn snapshot_position(snapshot: &[u8]) -> Result<&[u8], SnapshotError> {
-        let mut r = Reader(snapshot);
-        if r.take(16)? != SNAPSHOT_MAGIC {
-            return Err(SnapshotError::Format);
-        }
-        r.take(8 + 8 + 8 + 4 + 16)?;
-        let len = u32::from_le_bytes(r.array()?) as usize;
-        r.take(len)
+        Ok(SnapshotHeader::read(&mut Reader(snapshot))?.position)
     }
 
     /// Makes the generation in `snapshot` current (replacing any) and returns its position:
@@ -376,26 +370,27 @@ impl PresenceFilter {
                     .ok_or(SnapshotError::Format)?,
             )
             .ok_or(SnapshotError::Format)?;
-        let mut r = Reader(body);
-        if r.take(16)? != SNAPSHOT_MAGIC {
+        if !body.starts_with(SNAPSHOT_MAGIC) {
             return Err(SnapshotError::Format);
         }
         if sha2::Sha256::digest(body).as_slice() != checksum {
             return Err(SnapshotError::Checksum);
         }
-        let fp = f64::from_le_bytes(r.array()?);
+        let mut r = Reader(body);
+        let SnapshotHeader {
+            false_positive_rate: fp,
+            capacity,
+            inserted,
+            hashes,
+            seed,
+            position,
+        } = SnapshotHeader::read(&mut r)?;
         if fp != self.config.false_positive_rate {
             return Err(SnapshotError::FalsePositiveRate {
                 found: fp,
                 configured: self.config.false_positive_rate,
             });
         }
-        let capacity = u64::from_le_bytes(r.array()?);
-        let inserted = u64::from_le_bytes(r.array()?);
-        let hashes = u32::from_le_bytes(r.array()?);
-        let seed = u128::from_le_bytes(r.array()?);
-        let position_len = u32::from_le_bytes(r.array()?) as usize;
-        let position = r.take(position_len)?.to_vec();
         let word_count =
             usize::try_from(u64::from_le_bytes(r.array()?)).map_err(|_| SnapshotError::Format)?;
         let bits = r.take(word_count.checked_mul(8).ok_or(SnapshotError::Format)?)?;
@@ -414,8 +409,38 @@ impl PresenceFilter {
         }
         Ok((
             Generation::with_bloom(bloom, seed, capacity, inserted),
-            position,
+            position.to_vec(),
         ))
+    }
+}
+
+/// A snapshot's fields before its bit vector (the layout is on [`PresenceFilter::snapshot`]).
+struct SnapshotHeader<'a> {
+    false_positive_rate: f64,
+    capacity: u64,
+    inserted: u64,
+    hashes: u32,
+    seed: u128,
+    position: &'a [u8],
+}
+
+impl<'a> SnapshotHeader<'a> {
+    /// Reads the magic and the header fields, leaving `r` at the bit vector's length.
+    fn read(r: &mut Reader<'a>) -> Result<Self, SnapshotError> {
+        if r.take(16)? != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Format);
+        }
+        Ok(Self {
+            false_positive_rate: f64::from_le_bytes(r.array()?),
+            capacity: u64::from_le_bytes(r.array()?),
+            inserted: u64::from_le_bytes(r.array()?),
+            hashes: u32::from_le_bytes(r.array()?),
+            seed: u128::from_le_bytes(r.array()?),
+            position: {
+                let len = u32::from_le_bytes(r.array()?) as usize;
+                r.take(len)?
+            },
+        })
     }
 }
 

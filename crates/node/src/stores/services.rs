@@ -60,7 +60,7 @@ impl Services {
     /// [`NodeError::Storage`] or [`NodeError::Index`] when one cannot be opened (for the embedded
     /// index, also when another process holds it).
     pub async fn open(repo: &Repo) -> Result<Self, NodeError> {
-        let filter_config = &repo.config.filter;
+        let filter = &repo.config.filter;
         let metered = storage::open(repo)?;
         let store_stats = metered.stats();
         let store: Arc<dyn ObjectStore> = Arc::new(metered);
@@ -89,18 +89,17 @@ impl Services {
             Feed::Fjall(index) => Some(index.clone()),
             Feed::Pg(_) => None,
         };
-        let snapshots = repo.config.filter.enabled.then(|| Snapshots {
+        let snapshots = filter.enabled.then(|| Snapshots {
             path: repo.dir.join(SNAPSHOT_FILE),
             feed,
             origin,
-            interval: (filter_config.snapshot_interval_secs > 0)
-                .then(|| Duration::from_secs(filter_config.snapshot_interval_secs)),
+            interval: (filter.snapshot_interval_secs > 0)
+                .then(|| Duration::from_secs(filter.snapshot_interval_secs)),
         });
         // Timed under the filter: only the lookups that reach the index.
         let index_stats = Arc::new(IndexStats::default());
         let metered: Arc<dyn BlockLookup> =
             Arc::new(MeteredIndex::new(catalog.clone(), index_stats.clone()));
-        let filter = &repo.config.filter;
         let filtered = filter.enabled.then(|| {
             FilteredIndex::new(
                 metered.clone(),
