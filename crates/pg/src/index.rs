@@ -123,22 +123,24 @@ impl PgIndex {
         tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)
             .await
             .map_err(|e| storage(what, &e))?;
-        let mut keys: Vec<String> = tx
+        let removed = tx
             .query(
                 "DELETE FROM stagings WHERE $1::float8 IS NULL \
                      OR opened_at < now() - make_interval(secs => $1) \
-                 RETURNING car",
+                 RETURNING car, id",
                 &[&older_than.map(|d| d.as_secs_f64())],
             )
             .await
-            .map_err(|e| storage(what, &e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        keys.sort();
-        tx.execute("DELETE FROM staged_blocks WHERE car = ANY($1)", &[&keys])
-            .await
             .map_err(|e| storage(what, &e))?;
+        let ids: Vec<i64> = removed.iter().map(|r| r.get("id")).collect();
+        tx.execute(
+            "DELETE FROM staged_locations WHERE staging_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(|e| storage(what, &e))?;
+        let mut keys: Vec<String> = removed.iter().map(|r| r.get("car")).collect();
+        keys.sort();
         tx.commit().await.map_err(|e| storage(what, &e))?;
         Ok(keys)
     }
@@ -202,13 +204,15 @@ fn to_i64(value: u64, what: &str) -> Result<i64, IndexError> {
     i64::try_from(value).map_err(|_| IndexError::Storage(format!("{what} {value} exceeds 2^63-1")))
 }
 
-const LOCATIONS_SQL: &str = "SELECT car, \"offset\", length FROM blocks \
-     WHERE multihash = $1 ORDER BY car LIMIT $2";
+const LOCATIONS_SQL: &str = "SELECT c.key AS car, l.\"offset\", l.length \
+     FROM locations l JOIN cars c ON c.id = l.car_id \
+     WHERE l.multihash = $1 ORDER BY c.key LIMIT $2";
 
 const LOCATIONS_MANY_SQL: &str = "SELECT q.i, b.car, b.\"offset\", b.length \
      FROM unnest($1::bytea[]) WITH ORDINALITY AS q(mh, i) \
-     CROSS JOIN LATERAL (SELECT car, \"offset\", length FROM blocks \
-         WHERE multihash = q.mh ORDER BY car LIMIT $2) AS b";
+     CROSS JOIN LATERAL (SELECT c.key AS car, l.\"offset\", l.length \
+         FROM locations l JOIN cars c ON c.id = l.car_id \
+         WHERE l.multihash = q.mh ORDER BY c.key LIMIT $2) AS b";
 
 const CAR_COLUMNS: &str = "key, version, roots, size, blocks, block_bytes, ingested_at";
 
@@ -336,7 +340,8 @@ impl CarCatalog for PgIndex {
         // The empty bytea sorts before every multihash.
         let statement = client
             .prepare_cached(
-                "SELECT multihash FROM blocks WHERE car = $1 AND multihash > $2 \
+                "SELECT multihash FROM locations \
+                 WHERE car_id = (SELECT id FROM cars WHERE key = $1) AND multihash > $2 \
                  ORDER BY multihash LIMIT $3",
             )
             .await
@@ -365,33 +370,37 @@ impl CarCatalog for PgIndex {
                 let length = i32::try_from(r.length).map_err(|_| {
                     IndexError::Storage(format!("block length {} exceeds 2^31-1", r.length))
                 })?;
-                Ok((r.multihash.to_bytes(), to_i64(r.offset, "offset")?, length))
+                Ok((to_i64(r.offset, "offset")?, length, r.multihash.to_bytes()))
             })
             .collect::<Result<Vec<_>, IndexError>>()?;
         let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
-        tx.execute(
-            "INSERT INTO stagings (car) VALUES ($1) ON CONFLICT (car) DO NOTHING",
-            &[&car_key],
-        )
-        .await
-        .map_err(|e| storage(WHAT, &e))?;
+        // The staging's id, new or (for a CAR staged in several calls) the one it has.
+        let staging_id: i64 = tx
+            .query_one(
+                "INSERT INTO stagings (car) VALUES ($1) \
+                 ON CONFLICT (car) DO UPDATE SET car = EXCLUDED.car RETURNING id",
+                &[&car_key],
+            )
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .get(0);
         if !converted.is_empty() {
             let sink = tx
                 .copy_in(
-                    "COPY staged_blocks (car, multihash, \"offset\", length) \
+                    "COPY staged_locations (staging_id, \"offset\", length, multihash) \
                      FROM STDIN (FORMAT binary)",
                 )
                 .await
                 .map_err(|e| storage("stage_blocks: COPY", &e))?;
             let mut writer = pin!(BinaryCopyInWriter::new(
                 sink,
-                &[Type::TEXT, Type::BYTEA, Type::INT8, Type::INT4],
+                &[Type::INT8, Type::INT8, Type::INT4, Type::BYTEA],
             ));
-            for (multihash, offset, length) in &converted {
+            for (offset, length, multihash) in &converted {
                 writer
                     .as_mut()
-                    .write(&[&car_key, multihash, offset, length])
+                    .write(&[&staging_id, offset, length, multihash])
                     .await
                     .map_err(|e| storage("stage_blocks: COPY", &e))?;
             }
@@ -421,37 +430,44 @@ impl CarCatalog for PgIndex {
             .map_err(|e| storage(WHAT, &e))?;
         // Closing the staging locks its row: an abort or recover running now waits, then finds
         // nothing to remove.
-        let staged = tx
-            .query_opt("DELETE FROM stagings WHERE car = $1 RETURNING car", &[&key])
+        let staging_id: Option<i64> = tx
+            .query_opt("DELETE FROM stagings WHERE car = $1 RETURNING id", &[&key])
             .await
             .map_err(|e| storage(WHAT, &e))?
-            .is_some();
-        if staged {
-            tx.execute("DELETE FROM blocks WHERE car = $1", &[&key])
-                .await
-                .map_err(|e| storage("commit_car: removing replaced rows", &e))?;
+            .map(|r| r.get(0));
+        // A CAR committed before keeps its id (and is locked against a concurrent re-commit);
+        // a new one takes its staging's.
+        let committed_id: Option<i64> = tx
+            .query_opt("SELECT id FROM cars WHERE key = $1 FOR UPDATE", &[&key])
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .map(|r| r.get(0));
+        if let Some(staging_id) = staging_id {
+            let car_id = committed_id.unwrap_or(staging_id);
+            if committed_id.is_some() {
+                tx.execute("DELETE FROM locations WHERE car_id = $1", &[&car_id])
+                    .await
+                    .map_err(|e| storage("commit_car: removing replaced rows", &e))?;
+            }
             tx.execute(
-                "INSERT INTO blocks (multihash, car, \"offset\", length) \
-                 SELECT DISTINCT ON (multihash) multihash, car, \"offset\", length \
-                 FROM staged_blocks WHERE car = $1 ORDER BY multihash, seq DESC",
-                &[&key],
+                "INSERT INTO locations (car_id, \"offset\", length, multihash) \
+                 SELECT DISTINCT ON (multihash) $2::bigint, \"offset\", length, multihash \
+                 FROM staged_locations WHERE staging_id = $1 ORDER BY multihash, seq DESC",
+                &[&staging_id, &car_id],
             )
             .await
             .map_err(|e| storage("commit_car: moving staged rows", &e))?;
-            tx.execute("DELETE FROM staged_blocks WHERE car = $1", &[&key])
-                .await
-                .map_err(|e| storage("commit_car: removing staged rows", &e))?;
-        } else if record.blocks > 0 {
-            let committed = tx
-                .query_opt("SELECT 1 FROM cars WHERE key = $1", &[&key])
-                .await
-                .map_err(|e| storage(WHAT, &e))?
-                .is_some();
-            if !committed {
-                // Dropping the transaction rolls it back.
-                return Err(IndexError::NotStaged(key.to_owned()));
-            }
+            tx.execute(
+                "DELETE FROM staged_locations WHERE staging_id = $1",
+                &[&staging_id],
+            )
+            .await
+            .map_err(|e| storage("commit_car: removing staged rows", &e))?;
+        } else if record.blocks > 0 && committed_id.is_none() {
+            // Dropping the transaction rolls it back.
+            return Err(IndexError::NotStaged(key.to_owned()));
         }
+        let car_id = committed_id.or(staging_id);
         // Serialise the numbering of commits (see the crate docs): held until the commit.
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.car_commit_seq'))",
@@ -461,8 +477,9 @@ impl CarCatalog for PgIndex {
         .map_err(|e| storage("commit_car: locking the commit feed", &e))?;
         tx.execute(
             "INSERT INTO cars (key, version, roots, size, blocks, block_bytes, ingested_at, \
-                 commit_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, nextval('car_commit_seq')) \
+                 commit_seq, id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, nextval('car_commit_seq'), \
+                 COALESCE($8, nextval('car_ids'))) \
              ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
                  roots = EXCLUDED.roots, size = EXCLUDED.size, blocks = EXCLUDED.blocks, \
                  block_bytes = EXCLUDED.block_bytes, ingested_at = EXCLUDED.ingested_at, \
@@ -475,6 +492,7 @@ impl CarCatalog for PgIndex {
                 &values.2,
                 &values.3,
                 &values.4,
+                &car_id,
             ],
         )
         .await
@@ -489,12 +507,22 @@ impl CarCatalog for PgIndex {
         tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)
             .await
             .map_err(|e| storage(WHAT, &e))?;
-        tx.execute("DELETE FROM stagings WHERE car = $1", &[&car_key])
+        let staging_id: Option<i64> = tx
+            .query_opt(
+                "DELETE FROM stagings WHERE car = $1 RETURNING id",
+                &[&car_key],
+            )
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+            .map(|r| r.get(0));
+        if let Some(staging_id) = staging_id {
+            tx.execute(
+                "DELETE FROM staged_locations WHERE staging_id = $1",
+                &[&staging_id],
+            )
             .await
             .map_err(|e| storage(WHAT, &e))?;
-        tx.execute("DELETE FROM staged_blocks WHERE car = $1", &[&car_key])
-            .await
-            .map_err(|e| storage(WHAT, &e))?;
+        }
         tx.commit().await.map_err(|e| storage(WHAT, &e))
     }
 

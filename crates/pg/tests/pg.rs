@@ -441,8 +441,8 @@ async fn statement_timeout_cuts_stuck_reads_but_not_commits() {
     let release = tokio::spawn(async move {
         let tx = locker.transaction().await.expect("begin");
         tx.batch_execute(&format!(
-            "LOCK TABLE {schema}.cars, {schema}.blocks, {schema}.stagings, \
-             {schema}.staged_blocks IN ACCESS EXCLUSIVE MODE"
+            "LOCK TABLE {schema}.cars, {schema}.locations, {schema}.stagings, \
+             {schema}.staged_locations IN ACCESS EXCLUSIVE MODE"
         ))
         .await
         .expect("lock");
@@ -478,5 +478,194 @@ async fn statement_timeout_cuts_stuck_reads_but_not_commits() {
             .expect("read")
             .len(),
         1
+    );
+}
+
+/// A database created by the schema before migration 4 (CAR keys as text in every `blocks` row),
+/// holding committed CARs (one committed twice, one empty) and an open staging, is migrated on
+/// connect: every location, CAR record, CAR multihash listing and feed position reads the same
+/// as before; the open staging is gone; the old layout still reads through the `blocks` view,
+/// while old-style writes fail; and the migrated index takes new and replacing commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_4_keeps_every_location_of_a_version_3_database() {
+    let server = server();
+    let url = server.url();
+    let schema = unique_schema("migr4");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    // What `PgPool::connect` of the previous version created.
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema};
+             CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {}
+             {}
+             {}
+             INSERT INTO schema_migrations (version, name) VALUES
+                 (1, 'block_index'), (2, 'provider_records'), (3, 'presence_feed');",
+            include_str!("../migrations/0001_block_index.sql"),
+            include_str!("../migrations/0002_provider_records.sql"),
+            include_str!("../migrations/0003_presence_feed.sql"),
+        ))
+        .await
+        .expect("version 3 schema");
+    // Rows as the previous version's commit_car wrote them: cars/b.car committed twice (the
+    // second commit replaced its rows), cars/empty.car without blocks, cars/open.car staged.
+    let mut expected: Vec<(u32, &str, u64)> = Vec::new();
+    for (key, seeds, base) in [
+        ("cars/a.car", 0..300, 1000),
+        ("cars/b.car", 0..10, 1),
+        ("cars/b.car", 200..500, 7000),
+        ("cars/empty.car", 0..0, 0),
+    ] {
+        client
+            .execute("DELETE FROM blocks WHERE car = $1", &[&key])
+            .await
+            .unwrap();
+        for seed in seeds.clone() {
+            let offset = i64::try_from(base + u64::from(seed)).unwrap();
+            client
+                .execute(
+                    "INSERT INTO blocks (multihash, car, \"offset\", length) \
+                     VALUES ($1, $2, $3, 7)",
+                    &[&test_multihash(seed).to_bytes(), &key, &offset],
+                )
+                .await
+                .unwrap();
+        }
+        expected.retain(|(_, k, _)| *k != key);
+        expected.extend(seeds.map(|s| (s, key, base + u64::from(s))));
+        let blocks = i64::try_from(expected.iter().filter(|(_, k, _)| *k == key).count()).unwrap();
+        client
+            .execute(
+                "INSERT INTO cars (key, version, roots, size, blocks, block_bytes, ingested_at, \
+                     commit_seq) \
+                 VALUES ($1, 1, '{bafkqaaa}', 1000, $2, 0, 5, nextval('car_commit_seq')) \
+                 ON CONFLICT (key) DO UPDATE SET blocks = EXCLUDED.blocks, \
+                     commit_seq = EXCLUDED.commit_seq",
+                &[&key, &blocks],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(&format!(
+            "SET search_path = {schema};
+             INSERT INTO stagings (car) VALUES ('cars/open.car');
+             INSERT INTO staged_blocks (car, multihash, \"offset\", length)
+                 VALUES ('cars/open.car', '\\x1220{}', 1, 1);",
+            "ab".repeat(32)
+        ))
+        .await
+        .unwrap();
+
+    let index = PgIndex::connect(&url, &config(&schema))
+        .await
+        .expect("migrating connect");
+    assert_eq!(
+        index.pool().applied_migrations().await.unwrap(),
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    for seed in 0..520 {
+        let mut want: Vec<BlockLocation> = expected
+            .iter()
+            .filter(|(s, _, _)| *s == seed)
+            .map(|&(_, car, offset)| BlockLocation {
+                car: car.to_owned(),
+                offset,
+                length: 7,
+            })
+            .collect();
+        want.sort_by(|a, b| a.car.cmp(&b.car));
+        assert_eq!(
+            index.locations(&test_multihash(seed)).await.unwrap(),
+            want,
+            "seed {seed}"
+        );
+    }
+    let listed = index.list_cars(None, 10).await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["cars/a.car", "cars/b.car", "cars/empty.car"]);
+    assert_eq!(listed[1].blocks, 300);
+    assert_eq!(listed[1].ingested_at, 5);
+    let b_multihashes = index
+        .car_multihashes("cars/b.car", None, 1000)
+        .await
+        .unwrap();
+    let mut want: Vec<_> = (200..500).map(test_multihash).collect();
+    want.sort_by_key(|m| m.to_bytes());
+    assert_eq!(b_multihashes, want);
+    let feed = index.commits_after(0, 10).await.unwrap();
+    let feed_keys: Vec<&str> = feed.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(feed_keys, ["cars/a.car", "cars/b.car", "cars/empty.car"]);
+    assert!(
+        index.recover().await.unwrap().is_empty(),
+        "open staging kept"
+    );
+
+    // The previous version's reads still work; its writes fail rather than go astray.
+    client
+        .batch_execute(&format!("SET search_path = {schema}"))
+        .await
+        .unwrap();
+    let old_read = client
+        .query(
+            "SELECT car, \"offset\" FROM blocks WHERE multihash = $1 ORDER BY car",
+            &[&test_multihash(250).to_bytes()],
+        )
+        .await
+        .expect("old read through the view");
+    assert_eq!(old_read.len(), 2);
+    assert!(
+        client
+            .execute("DELETE FROM blocks WHERE car = 'cars/a.car'", &[])
+            .await
+            .is_err()
+    );
+    assert!(
+        client
+            .execute(
+                "INSERT INTO staged_blocks (car, multihash, \"offset\", length) \
+                 VALUES ('x', '\\x00', 0, 0)",
+                &[]
+            )
+            .await
+            .is_err()
+    );
+
+    // New commits, and a migrated CAR replaced, keep its id and drop its old rows.
+    index
+        .stage_blocks("cars/a.car", &rows(1000..1010, 0))
+        .await
+        .unwrap();
+    index.commit_car(&record("cars/a.car", 10)).await.unwrap();
+    index
+        .stage_blocks("cars/new.car", &rows(0..5, 50))
+        .await
+        .unwrap();
+    index.commit_car(&record("cars/new.car", 5)).await.unwrap();
+    assert_eq!(
+        index.locations(&test_multihash(1)).await.unwrap(),
+        vec![BlockLocation {
+            car: "cars/new.car".into(),
+            offset: 51,
+            length: 7
+        }],
+        "cars/a.car's migrated rows were not replaced"
+    );
+    assert_eq!(
+        index.locations(&test_multihash(1005)).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        index
+            .car_multihashes("cars/a.car", None, 1000)
+            .await
+            .unwrap()
+            .len(),
+        10
     );
 }
