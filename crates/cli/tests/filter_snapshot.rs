@@ -98,9 +98,11 @@ async fn a_restart_loads_the_snapshot_and_a_stale_or_damaged_one_is_rebuilt() {
     assert_eq!(raw_status(&daemon, &later[7]).await, 200);
 }
 
-/// Replicas on PostgreSQL: one stops (writing its snapshot), another commits a CAR meanwhile;
-/// the first loads its snapshot at restart (no scan) and catches up from the commit feed
-/// before its filter answers, so the CAR committed after the snapshot is served at once.
+/// Replicas on PostgreSQL: one stops (writing its snapshot, locally and in the shared object
+/// store), another commits a CAR meanwhile; the first loads its snapshot at restart (no scan)
+/// and catches up from the commit feed before its filter answers, so the CAR committed after
+/// the snapshot is served at once. A third replica on an empty repository loads the shared
+/// copy the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_loads_its_snapshot_and_catches_up_with_commits_made_meanwhile() {
     let backends = common::Backends::start();
@@ -123,6 +125,19 @@ async fn a_replica_loads_its_snapshot_and_catches_up_with_commits_made_meanwhile
     assert_eq!((rebuilds, loaded), (0.0, true), "{}", replica_a.log());
     assert_eq!(raw_status(&replica_a, &later[7]).await, 200);
     assert_eq!(raw_status(&replica_a, &first[3]).await, 200);
+
+    let c = dir.path().join("c");
+    common::make_repo(&c, &backends, Some(&a.join("identity.key")), "");
+    assert!(!c.join("filter.snapshot").exists());
+    let (replica_c, rebuilds, loaded) = start(&c).await;
+    assert_eq!((rebuilds, loaded), (0.0, true), "{}", replica_c.log());
+    assert!(
+        replica_c.log().contains("object store"),
+        "{}",
+        replica_c.log()
+    );
+    assert_eq!(raw_status(&replica_c, &later[7]).await, 200);
+    assert_eq!(raw_status(&replica_c, &first[3]).await, 200);
 }
 
 /// While running, the filter is snapshotted every `filter.snapshot_interval_secs` once CARs

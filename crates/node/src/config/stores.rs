@@ -212,7 +212,9 @@ pub struct FilterConfig {
     /// node runs, written only when CARs were committed since the last one; a clean stop always
     /// writes one. After a crash the next start loads the last snapshot if the index has not
     /// changed since (embedded index) or catches up from it (PostgreSQL), instead of scanning
-    /// the index. 0: only at a clean stop. At most 86400; default 600.
+    /// the index. With a PostgreSQL index each snapshot also goes to the object store
+    /// (`filter-snapshots/<schema>.snapshot`) for replicas starting without a local one. 0: only
+    /// at a clean stop. At most 86400; default 600.
     pub snapshot_interval_secs: u64,
 }
 

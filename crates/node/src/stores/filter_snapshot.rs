@@ -17,19 +17,32 @@
 //!   ahead of the database's; the worker then adds every CAR committed after it (other
 //!   replicas kept committing meanwhile) from the commit feed, as it does while running.
 //!
+//! With PostgreSQL the snapshot is also written to the object store the replicas share
+//! ([`SHARED_SNAPSHOT_PREFIX`]`/<schema>.snapshot`), so a replica starting on an empty disk (a
+//! new machine, a container without a volume) loads it instead of scanning: the local file is
+//! read first, the shared object only when the local file is missing or unusable. Every replica
+//! writes it (the last write wins; any of them is usable, since the commit feed catches up from
+//! whatever position it holds).
+//!
 //! Either way the position names the index it came from (the fjall directory; the database
 //! URL without password, and the schema), so a repository pointed at another index rebuilds.
 //! A damaged or foreign snapshot is refused by [`PresenceFilter::load_snapshot`] (checksum,
 //! canaries). A snapshot is never trusted into a false "absent".
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use hydrant_index::filter::PresenceFilter;
 use hydrant_index::{FjallIndex, IndexError};
 use hydrant_pg::PgIndex;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 /// The snapshot's file name in the repository.
 pub const SNAPSHOT_FILE: &str = "filter.snapshot";
+
+/// Prefix of the shared snapshots in the object store (PostgreSQL index only).
+pub const SHARED_SNAPSHOT_PREFIX: &str = "filter-snapshots";
 
 /// The index whose position tags a snapshot.
 #[derive(Clone)]
@@ -62,6 +75,8 @@ pub struct Snapshots {
     /// Time between snapshots while running (`filter.snapshot_interval_secs`); `None`: only
     /// at a clean stop.
     pub interval: Option<std::time::Duration>,
+    /// The copy in the object store the replicas share (PostgreSQL index), and its key.
+    pub shared: Option<(Arc<dyn ObjectStore>, ObjectPath)>,
 }
 
 impl Snapshots {
@@ -106,22 +121,46 @@ impl Snapshots {
     /// `None` (the filter untouched, a rebuild needed) when there is none, or it is stale,
     /// foreign or damaged; the reason is logged.
     pub async fn load(&self, filter: &PresenceFilter) -> Option<Position> {
-        let bytes = match tokio::fs::read(&self.path).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        let local = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the presence filter snapshot; rebuilding");
-                return None;
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the presence filter snapshot");
+                None
             }
         };
+        if let Some(bytes) = local
+            && let Some(position) = self.restore(filter, &bytes, "local file").await
+        {
+            return Some(position);
+        }
+        let (store, key) = self.shared.as_ref()?;
+        let shared = match store.get(key).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        match shared {
+            Ok(bytes) => self.restore(filter, &bytes, "object store").await,
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "cannot read the shared presence filter snapshot");
+                None
+            }
+        }
+    }
+
+    /// [`load`](Self::load)'s check and restore of one snapshot, read from `source`.
+    async fn restore(
+        &self,
+        filter: &PresenceFilter,
+        bytes: &[u8],
+        source: &str,
+    ) -> Option<Position> {
         let refuse = |why: &str| {
-            tracing::info!(
-                reason = why,
-                "presence filter snapshot not used; rebuilding"
-            );
+            tracing::info!(source, reason = why, "presence filter snapshot not used");
             None
         };
-        let Some(saved) = PresenceFilter::snapshot_position(&bytes)
+        let Some(saved) = PresenceFilter::snapshot_position(bytes)
             .ok()
             .and_then(|p| self.decode(p))
         else {
@@ -139,9 +178,9 @@ impl Snapshots {
         if !usable {
             return refuse(&format!("the index changed since ({saved:?}, now {now:?})"));
         }
-        match filter.begin_restore(&bytes) {
+        match filter.begin_restore(bytes) {
             Ok(_) => {
-                tracing::info!(position = ?saved, bytes = bytes.len(), "presence filter loaded from its snapshot");
+                tracing::info!(source, position = ?saved, bytes = bytes.len(), "presence filter loaded from its snapshot");
                 Some(saved)
             }
             Err(e) => refuse(&e.to_string()),
@@ -150,10 +189,11 @@ impl Snapshots {
 
     /// Writes the snapshot of `filter` (nothing when it is not built, or when the position is
     /// `last`, the one written before), tagged with the index's position read first, or with
-    /// `known` when the caller knows it (the commit feed's); `last` becomes that position.
+    /// `known` when the caller knows it (the commit feed's); `last` becomes that position. With
+    /// a shared copy, the object is written after the file.
     ///
     /// # Errors
-    /// The index's error (position) or the file's.
+    /// The index's error (position), the file's or the object store's.
     pub async fn save(
         &self,
         filter: &PresenceFilter,
@@ -170,12 +210,20 @@ impl Snapshots {
         let Some(bytes) = filter.snapshot(&self.encode(&position)) else {
             return Ok(());
         };
+        let bytes = bytes::Bytes::from(bytes);
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || crate::repo::write_atomic(&path, &bytes))
+        let local = bytes.clone();
+        tokio::task::spawn_blocking(move || crate::repo::write_atomic(&path, &local))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        tracing::info!(position = ?position, "presence filter snapshot written");
+        if let Some((store, key)) = &self.shared {
+            store
+                .put(key, bytes.clone().into())
+                .await
+                .map_err(|e| format!("object store: {e}"))?;
+        }
+        tracing::info!(position = ?position, bytes = bytes.len(), shared = self.shared.is_some(), "presence filter snapshot written");
         *last = Some(position);
         Ok(())
     }

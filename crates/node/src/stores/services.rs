@@ -14,7 +14,7 @@ use object_store::ObjectStore;
 use crate::NodeError;
 use crate::config::{Config, IndexConfig, PostgresConfig};
 use crate::repo::Repo;
-use crate::stores::filter_snapshot::{Feed, SNAPSHOT_FILE, Snapshots};
+use crate::stores::filter_snapshot::{Feed, SHARED_SNAPSHOT_PREFIX, SNAPSHOT_FILE, Snapshots};
 use crate::stores::meters::{IndexStats, IngestStats, MeteredIndex};
 use crate::stores::storage::{self, StoreStats};
 
@@ -89,12 +89,24 @@ impl Services {
             Feed::Fjall(index) => Some(index.clone()),
             Feed::Pg(_) => None,
         };
+        // Replicas on one database share the store: they share the snapshot too.
+        let shared = match &repo.config.index {
+            IndexConfig::Postgres(config) => Some((
+                store.clone(),
+                object_store::path::Path::from(format!(
+                    "{SHARED_SNAPSHOT_PREFIX}/{}.snapshot",
+                    config.schema
+                )),
+            )),
+            IndexConfig::Fjall { .. } => None,
+        };
         let snapshots = filter.enabled.then(|| Snapshots {
             path: repo.dir.join(SNAPSHOT_FILE),
             feed,
             origin,
             interval: (filter.snapshot_interval_secs > 0)
                 .then(|| Duration::from_secs(filter.snapshot_interval_secs)),
+            shared,
         });
         // Timed under the filter: only the lookups that reach the index.
         let index_stats = Arc::new(IndexStats::default());
