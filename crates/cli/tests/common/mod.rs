@@ -362,11 +362,13 @@ impl Replica {
         }
     }
 
+    /// Waits until `/readyz` answers 200 *and* the presence filter is built (readiness does
+    /// not wait for the filter; the tests count on its answers).
     pub fn wait_ready(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
             let (status, body) = self.readiness();
-            if status == 200 {
+            if status == 200 && body["filter_built"] == true {
                 return;
             }
             assert!(

@@ -2,8 +2,11 @@
 //! that builds the presence filter and keeps it current.
 //!
 //! Readiness is what a load balancer asks before sending a replica new connections. It is false
-//! while the presence filter is not built yet (an unbuilt filter is correct but slow), while the
-//! object store or the index does not answer, and from the moment the replica starts draining.
+//! while the object store or the index does not answer, and from the moment the replica starts
+//! draining. It does not wait for the presence filter: until the filter is built (a scan, when
+//! no usable snapshot exists: minutes at 10^9 blocks) every lookup passes through to the index,
+//! which is correct, only without the filter's shortcut for absent blocks; `filter_built` in the
+//! answer (and the `hydrant_presence_filter_built` gauge) says when the shortcut is in place.
 //! Backends are probed only when readiness is asked for, at most once per
 //! [`READINESS_CACHE`], each probe bounded by [`PROBE_TIMEOUT`]: an idle replica nobody polls
 //! makes no request.
@@ -35,7 +38,8 @@ pub struct Readiness {
     pub ready: bool,
     /// The replica is shutting down.
     pub draining: bool,
-    /// The presence filter is built (true when the filter is disabled).
+    /// The presence filter is built (true when the filter is disabled). Not a condition of
+    /// `ready`: lookups pass through to the index until it is.
     pub filter_built: bool,
     /// `"ok"`, or why the object store did not answer.
     pub object_store: String,
@@ -113,7 +117,7 @@ impl Health {
             .as_ref()
             .is_none_or(|f| f.filter().stats().built);
         let answer = Readiness {
-            ready: !draining && filter_built && object_store == "ok" && index == "ok",
+            ready: !draining && object_store == "ok" && index == "ok",
             draining,
             filter_built,
             object_store,
@@ -271,5 +275,36 @@ async fn follow_commits(
             tracing::debug!(car = %key, blocks, "CAR committed elsewhere added to the presence filter");
             *position = seq;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hydrant_index::FjallIndex;
+    use hydrant_index::filter::{FilterConfig, PresenceFilter};
+
+    use super::*;
+
+    /// A replica whose presence filter is still being built (no usable snapshot: a scan) is
+    /// ready, since its lookups pass through to the index; it says the filter is not built.
+    /// Draining still makes it unready.
+    #[tokio::test]
+    async fn readiness_does_not_wait_for_the_presence_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = FjallIndex::open(dir.path()).unwrap();
+        let filtered = FilteredIndex::new(
+            Arc::new(index.clone()),
+            Arc::new(index),
+            Arc::new(PresenceFilter::new(FilterConfig::default())),
+        );
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let health = Health::new(store, None, Some(filtered.clone()));
+        let answer = health.readiness().await;
+        assert!(answer.ready && !answer.filter_built, "{answer:?}");
+
+        filtered.rebuild().await.unwrap();
+        health.start_draining();
+        let answer = health.readiness().await;
+        assert!(!answer.ready && answer.draining, "{answer:?}");
     }
 }
