@@ -114,16 +114,19 @@ cars_for() { # prints the CAR paths holding blocks 0 .. $1-1, generating the mis
 API_URL="" GATEWAY_URL="" SWARM_ADDR=""
 daemon_start() { # $1 repo, $2 log file; sets DAEMON_PID, the URLs, and READY_S (process start to /readyz 200)
   local repo=$1 out=$2 t0 line deadline
+  rm -f "$out" "$out.stdout" # never read a previous daemon's line before the shell truncates it
   t0=$(now)
   "$HYDRANT_BIN" --repo "$repo" daemon --swarm-listen /ip4/127.0.0.1/tcp/0 \
     --gateway-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 >"$out.stdout" 2>"$out" &
   DAEMON_PID=$!
   deadline=$(($(date +%s) + READY_TIMEOUT))
-  until line=$(head -1 "$out.stdout" 2>/dev/null) && [[ $line == "{"* ]]; do
+  # One JSON line (DaemonInfo) on stdout once it is listening; wait for its newline.
+  until [[ -s $out.stdout && $(wc -l <"$out.stdout") -ge 1 ]]; do
     kill -0 "$DAEMON_PID" 2>/dev/null || die "the daemon exited at start: $(tail -20 "$out")"
     (($(date +%s) < deadline)) || die "the daemon printed nothing in ${READY_TIMEOUT} s"
     sleep 0.02
   done
+  line=$(head -1 "$out.stdout")
   API_URL=$(jq -r .api_url <<<"$line")
   GATEWAY_URL=$(jq -r .gateway_url <<<"$line")
   SWARM_ADDR=$(jq -r '.swarm_addrs[0]' <<<"$line")
@@ -169,23 +172,23 @@ run_one() {
   ingest_rss=$(awk -F': ' '/Maximum resident set size/ {print $2 * 1024}' "$WORK/time.txt")
   log "$backend N=$n: ingested in $ingest_s s, peak RSS $((ingest_rss / 1048576)) MiB"
 
-  daemon_start "$repo" "$WORK/daemon-1.log"
+  daemon_start "$repo" "$WORK/$backend-$n-daemon-1.log"
   local ready_scan=$READY_S
   sleep 2
   local mem_scan; mem_scan=$(memory)
   daemon_stop
   log "$backend N=$n: first start ready in $ready_scan s"
 
-  daemon_start "$repo" "$WORK/daemon-2.log"
+  daemon_start "$repo" "$WORK/$backend-$n-daemon-2.log"
   local ready_snapshot=$READY_S snapshot_loaded=false
-  grep -q 'presence filter loaded from its snapshot' "$WORK/daemon-2.log" && snapshot_loaded=true
+  grep -q 'presence filter loaded from its snapshot' "$WORK/$backend-$n-daemon-2.log" && snapshot_loaded=true
   sleep 2
   local mem_idle; mem_idle=$(memory)
   log "$backend N=$n: second start ready in $ready_snapshot s (snapshot loaded: $snapshot_loaded); timing lookups"
   local load_lookup; load_lookup=$(cut -d' ' -f1 /proc/loadavg)
   SCALE_SWARM_ADDR=$SWARM_ADDR SCALE_GATEWAY_URL=$GATEWAY_URL SCALE_BLOCKS=$n SCALE_SAMPLES=$SAMPLES \
     "$LOOKUP_BIN" --ignored --nocapture --exact scale_lookup_latency >"$WORK/lookup.out" 2>"$WORK/lookup.err" ||
-    die "lookup benchmark failed: $(tail -20 "$WORK/lookup.err") $(tail -5 "$WORK/daemon-2.log")"
+    die "lookup benchmark failed: $(tail -20 "$WORK/lookup.err") $(tail -5 "$WORK/$backend-$n-daemon-2.log")"
   local lookup; lookup=$(sed -n 's/^SCALE_LOOKUP //p' "$WORK/lookup.out")
   [[ -n $lookup ]] || die "the lookup benchmark printed no result: $(tail -20 "$WORK/lookup.out")"
   local mem_after; mem_after=$(memory)
