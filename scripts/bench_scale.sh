@@ -82,7 +82,7 @@ pg_start() {
   PG_URL="host=$WORK/pg port=5432 user=postgres dbname=postgres"
   log "PostgreSQL $(as_pg psql -X -At -d "$PG_URL" -c 'show server_version') started in $WORK/pg"
 }
-psql_value() { as_pg psql -X -At -v ON_ERROR_STOP=1 -d "$PG_URL" -c "SET client_min_messages = warning; $1"; }
+psql_value() { PGOPTIONS="-c client_min_messages=warning" as_pg psql -X -q -At -v ON_ERROR_STOP=1 -d "$PG_URL" -c "$1"; }
 
 cleanup() {
   local rc=$?
