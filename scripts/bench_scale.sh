@@ -194,15 +194,18 @@ run_one() {
   local mem_after; mem_after=$(memory)
   daemon_stop
 
-  local repo_bytes index_bytes
+  # Index bytes: every table of the schema (indexes and TOAST included), whatever their names;
+  # the embedded index's directory. index_parts: the same per table / per top-level entry.
+  local repo_bytes index_bytes index_parts
   repo_bytes=$(du -sb "$repo" | cut -f1)
   if [[ $backend == pg ]]; then
-    index_bytes=$(psql_value "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)
+    index_parts=$(psql_value "SELECT coalesce(json_object_agg(c.relname, pg_total_relation_size(c.oid)), '{}')
       FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
       WHERE s.nspname = '$schema' AND c.relkind IN ('r', 'p', 'm')")
   else
-    index_bytes=$(du -sb "$repo/index" | cut -f1)
+    index_parts=$(du -sb "$repo/index"/* | jq -Rn '[inputs | split("\t") | {key: (.[1] | split("/") | last), value: (.[0] | tonumber)}] | from_entries')
   fi
+  index_bytes=$(jq 'add // 0' <<<"$index_parts")
 
   jq -cn --arg backend "$backend" --argjson n "$n" --argjson cars "${#cars[@]}" \
     --argjson ingest_s "$ingest_s" --argjson ingest_rss "$ingest_rss" \
@@ -210,6 +213,7 @@ run_one() {
     --argjson snapshot_loaded "$snapshot_loaded" \
     --argjson mem_scan "$mem_scan" --argjson mem_idle "$mem_idle" --argjson mem_after "$mem_after" \
     --argjson lookup "$lookup" --argjson repo_bytes "$repo_bytes" --argjson index_bytes "$index_bytes" \
+    --argjson index_parts "$index_parts" \
     --argjson load_ingest "$load_ingest" --argjson load_lookup "$load_lookup" '{
       benchmark: "scale", backend: $backend, blocks: $n, cars: $cars,
       ingest_seconds: $ingest_s, ingest_blocks_per_s: (($n / $ingest_s) | round),
@@ -225,6 +229,7 @@ run_one() {
       bitswap_want_to_block_ms: $lookup.bitswap_want_to_block,
       gateway_raw_ms: $lookup.gateway_raw,
       index_bytes: $index_bytes, index_bytes_per_block: (($index_bytes / $n * 10 | round) / 10),
+      index_parts_bytes: $index_parts,
       repo_bytes: $repo_bytes, repo_bytes_per_block: (($repo_bytes / $n * 10 | round) / 10),
       loadavg_at_ingest: $load_ingest, loadavg_at_lookups: $load_lookup
     }'
