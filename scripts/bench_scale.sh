@@ -222,6 +222,8 @@ run_one() {
       restart_loaded_snapshot: $snapshot_loaded,
       idle_rss_first_start_bytes: $mem_scan.process.rss_bytes,
       idle_rss_bytes: $mem_idle.process.rss_bytes,
+      index_cache_first_start_bytes: $mem_scan.caches.index_cache_bytes,
+      index_memtable_first_start_bytes: $mem_scan.caches.index_memtable_bytes,
       presence_filter_bytes: $mem_idle.caches.presence_filter_bytes,
       index_cache_bytes: $mem_idle.caches.index_cache_bytes,
       index_memtable_bytes: $mem_idle.caches.index_memtable_bytes,
