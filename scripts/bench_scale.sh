@@ -144,7 +144,7 @@ daemon_stop() { # SIGTERM (a clean stop writes filter.snapshot) and wait
   DAEMON_PID=""
   ((rc == 0)) || die "the daemon exited with status $rc on SIGTERM"
 }
-memory() { curl -sf "$API_URL/api/v1/debug/memory"; }
+memory() { curl -sf "$API_URL/api/v1/debug/memory" || die "GET $API_URL/api/v1/debug/memory failed"; }
 
 # --- one (backend, N) ----------------------------------------------------------------------------
 run_one() {
@@ -186,7 +186,10 @@ run_one() {
   local mem_idle; mem_idle=$(memory)
   log "$backend N=$n: second start ready in $ready_snapshot s (snapshot loaded: $snapshot_loaded); timing lookups"
   local load_lookup; load_lookup=$(cut -d' ' -f1 /proc/loadavg)
-  SCALE_SWARM_ADDR=$SWARM_ADDR SCALE_GATEWAY_URL=$GATEWAY_URL SCALE_BLOCKS=$n SCALE_SAMPLES=$SAMPLES \
+  # Each kind takes SAMPLES + 20 distinct blocks: fewer samples when N is too small for that.
+  local samples=$((SAMPLES < n / 2 - 20 ? SAMPLES : n / 2 - 20))
+  ((samples > 0)) || die "N=$n is too small to sample lookups"
+  SCALE_SWARM_ADDR=$SWARM_ADDR SCALE_GATEWAY_URL=$GATEWAY_URL SCALE_BLOCKS=$n SCALE_SAMPLES=$samples \
     "$LOOKUP_BIN" --ignored --nocapture --exact scale_lookup_latency >"$WORK/lookup.out" 2>"$WORK/lookup.err" ||
     die "lookup benchmark failed: $(tail -20 "$WORK/lookup.err") $(tail -5 "$WORK/$backend-$n-daemon-2.log")"
   local lookup; lookup=$(sed -n 's/^SCALE_LOOKUP //p' "$WORK/lookup.out")
