@@ -4,6 +4,7 @@
 #   scripts/bench.sh            # ingest vs openssl, then Helia-vs-Hydrant 100 MB fetch
 #   scripts/bench.sh ingest     # only the ingest benchmark
 #   BENCH_RUNS=5 scripts/bench.sh
+#   scripts/bench.sh scale [N...]   # the scale benchmark: scripts/bench_scale.sh (BENCHMARKS.md)
 #
 # ingest: the 100 MB CAR packed by ipfs-car (interop/.cache, built on first use) is hashed with
 # `openssl dgst -sha256` and ingested by `hydrant ingest` into a fresh repository (no daemon: the
@@ -17,6 +18,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+if [[ "${1:-}" == "scale" ]]; then shift; exec scripts/bench_scale.sh "$@"; fi
 RUNS=${BENCH_RUNS:-5}
 HYDRANT_BIN=${HYDRANT_BIN:-$ROOT/target/release/hydrant}
 [[ -x "$HYDRANT_BIN" ]] || cargo build --release --locked -p hydrant-cli >&2

@@ -29,14 +29,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use cid::Cid;
-use common::{ClientSwarm, Ports, Replica};
-use futures::StreamExt;
-use hydrant_bitswap::{
-    MAX_MESSAGE_SIZE, Message, ProtocolVersion, WantType, decode_message, read_frame, write_frame,
-};
-use libp2p::{Multiaddr, Stream};
-use tokio::sync::mpsc;
+use common::{Ports, Replica, WantStream};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const BLOCK_SIZE: usize = 256 * 1024;
@@ -47,73 +40,6 @@ const LATENCY_WANTS: usize = 200;
 const WINDOW: usize = 32;
 /// Throughput runs; the median is reported.
 const RUNS: usize = 5;
-
-/// A Bitswap 1.2.0 client with one long-lived want stream; answers arrive time-stamped.
-struct Client {
-    wants: Stream,
-    /// (arrival, CIDs of the blocks in one message).
-    received: mpsc::UnboundedReceiver<(Instant, Vec<Cid>)>,
-}
-
-impl Client {
-    async fn connect(addr: &Multiaddr) -> Self {
-        let ClientSwarm {
-            server,
-            swarm,
-            mut control,
-            mut incoming,
-        } = ClientSwarm::connect(addr, Duration::from_secs(120)).await;
-        let (tx, received) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some((_, mut stream)) = incoming.next().await {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    while let Ok(Some(body)) = read_frame(&mut stream, MAX_MESSAGE_SIZE).await {
-                        let message = decode_message(&body).expect("server sends valid messages");
-                        let at = Instant::now();
-                        let cids = message
-                            .payload
-                            .iter()
-                            .map(|b| b.prefix.to_cid(&b.data).expect("a valid prefix"))
-                            .collect();
-                        if tx.send((at, cids)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        tokio::spawn(common::drive(swarm));
-        let wants = control
-            .open_stream(server, ProtocolVersion::V1_2_0.protocol())
-            .await
-            .expect("open the want stream");
-        Self { wants, received }
-    }
-
-    /// Writes one wantlist message of WANT_BLOCKs (with DONT_HAVE asked for).
-    async fn want(&mut self, cids: &[Cid]) {
-        let message = Message {
-            wantlist: common::wantlist(cids, WantType::Block),
-            ..Default::default()
-        };
-        write_frame(&mut self.wants, &message.encode_frame())
-            .await
-            .expect("write the wantlist");
-    }
-
-    /// The next message's arrival and blocks (at most 60 s).
-    async fn next(&mut self) -> (Instant, Vec<Cid>) {
-        tokio::time::timeout(Duration::from_secs(60), self.received.recv())
-            .await
-            .expect("an answer within 60 s")
-            .expect("the client is running")
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 /// Benchmark, run by hand (BENCHMARKS.md, "P1 serving speed").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +55,7 @@ async fn serving_speed_benchmark() {
     let addr = daemon.swarm_addr();
 
     // (a) Want-to-block latency: one WANT_BLOCK at a time, each for a new block.
-    let mut client = Client::connect(&addr).await;
+    let mut client = WantStream::connect(&addr).await;
     // One untimed want opens the server's answer stream.
     client.want(&cids[BLOCKS - 1..]).await;
     client.next().await;
@@ -151,15 +77,15 @@ async fn serving_speed_benchmark() {
         "serving speed: want-to-block latency over {LATENCY_WANTS} single WANT_BLOCKs of \
          {} KiB blocks: median {:.3} ms, p90 {:.3} ms, max {:.3} ms",
         BLOCK_SIZE / 1024,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.9),
+        common::percentile(&latencies, 0.5),
+        common::percentile(&latencies, 0.9),
         latencies.last().unwrap(),
     );
 
     // (b) Throughput with a window of wants, fresh connection per run.
     let mut rates = Vec::with_capacity(RUNS);
     for run in 1..=RUNS {
-        let mut client = Client::connect(&addr).await;
+        let mut client = WantStream::connect(&addr).await;
         let started = Instant::now();
         client.want(&cids[..WINDOW]).await;
         let mut next = WINDOW;
@@ -193,7 +119,7 @@ async fn serving_speed_benchmark() {
     eprintln!(
         "serving speed: throughput, window {WINDOW}, median of {RUNS}: {:.1} MiB/s (min {:.1}, \
          max {:.1})",
-        percentile(&rates, 0.5),
+        common::percentile(&rates, 0.5),
         rates[0],
         rates[RUNS - 1]
     );

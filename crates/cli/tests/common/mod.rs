@@ -21,7 +21,7 @@ use hydrant_node::ProcessMemory;
 use hydrant_testkit::{TempGarage, TempPostgres};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, Stream};
 use tokio::sync::mpsc;
 
 pub const HYDRANT: &str = env!("CARGO_BIN_EXE_hydrant");
@@ -613,6 +613,77 @@ impl BitswapClient {
     pub fn heard(&self) -> &Heard {
         &self.heard
     }
+}
+
+/// A Bitswap 1.2.0 client with one long-lived want stream, for latency benchmarks: answers
+/// arrive time-stamped as each frame is decoded (unlike [`BitswapClient`], which opens a stream
+/// per wantlist).
+pub struct WantStream {
+    wants: Stream,
+    /// (arrival, CIDs of the blocks in one message).
+    received: mpsc::UnboundedReceiver<(Instant, Vec<Cid>)>,
+}
+
+impl WantStream {
+    /// Connects to `addr` (with `/p2p/`) and opens the want stream.
+    pub async fn connect(addr: &Multiaddr) -> Self {
+        let ClientSwarm {
+            server,
+            swarm,
+            mut control,
+            mut incoming,
+        } = ClientSwarm::connect(addr, Duration::from_secs(120)).await;
+        let (tx, received) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(body)) = read_frame(&mut stream, MAX_MESSAGE_SIZE).await {
+                        let message = decode_message(&body).expect("server sends valid messages");
+                        let at = Instant::now();
+                        let cids = message
+                            .payload
+                            .iter()
+                            .map(|b| b.prefix.to_cid(&b.data).expect("a valid prefix"))
+                            .collect();
+                        if tx.send((at, cids)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        tokio::spawn(drive(swarm));
+        let wants = control
+            .open_stream(server, ProtocolVersion::V1_2_0.protocol())
+            .await
+            .expect("open the want stream");
+        Self { wants, received }
+    }
+
+    /// Writes one wantlist message of WANT_BLOCKs (with DONT_HAVE asked for).
+    pub async fn want(&mut self, cids: &[Cid]) {
+        let message = Message {
+            wantlist: wantlist(cids, WantType::Block),
+            ..Default::default()
+        };
+        write_frame(&mut self.wants, &message.encode_frame())
+            .await
+            .expect("write the wantlist");
+    }
+
+    /// The next message's arrival and blocks (at most 60 s).
+    pub async fn next(&mut self) -> (Instant, Vec<Cid>) {
+        tokio::time::timeout(Duration::from_secs(60), self.received.recv())
+            .await
+            .expect("an answer within 60 s")
+            .expect("the client is running")
+    }
+}
+
+/// The value at quantile `p` (0 to 1) of `sorted` (ascending, not empty), nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// A libp2p swarm (TCP, noise, yamux) with only `libp2p-stream`, connected to one server and
