@@ -112,7 +112,9 @@ cars_for() { # prints the CAR paths holding blocks 0 .. $1-1, generating the mis
 
 # --- the daemon ----------------------------------------------------------------------------------
 API_URL="" GATEWAY_URL="" SWARM_ADDR=""
-daemon_start() { # $1 repo, $2 log file; sets DAEMON_PID, the URLs, and READY_S (process start to /readyz 200)
+# $1 repo, $2 log file; sets DAEMON_PID, the URLs, READY_S (process start to /readyz 200) and
+# FILTER_S (process start to the presence filter built: readiness does not wait for it).
+daemon_start() {
   local repo=$1 out=$2 t0 line deadline
   rm -f "$out" "$out.stdout" # never read a previous daemon's line before the shell truncates it
   t0=$(now)
@@ -136,6 +138,12 @@ daemon_start() { # $1 repo, $2 log file; sets DAEMON_PID, the URLs, and READY_S 
     sleep 0.05
   done
   READY_S=$(since "$t0")
+  until [[ $(curl -s "$API_URL/readyz" | jq -r .filter_built) == true ]]; do
+    kill -0 "$DAEMON_PID" 2>/dev/null || die "the daemon exited before its filter was built: $(tail -20 "$out")"
+    (($(date +%s) < deadline)) || die "the filter not built in ${READY_TIMEOUT} s: $(tail -5 "$out")"
+    sleep 0.05
+  done
+  FILTER_S=$(since "$t0")
 }
 daemon_stop() { # SIGTERM (a clean stop writes filter.snapshot) and wait
   kill -TERM "$DAEMON_PID"
@@ -173,14 +181,14 @@ run_one() {
   log "$backend N=$n: ingested in $ingest_s s, peak RSS $((ingest_rss / 1048576)) MiB"
 
   daemon_start "$repo" "$WORK/$backend-$n-daemon-1.log"
-  local ready_scan=$READY_S
+  local ready_scan=$READY_S filter_scan=$FILTER_S
   sleep 2
   local mem_scan; mem_scan=$(memory)
   daemon_stop
-  log "$backend N=$n: first start ready in $ready_scan s"
+  log "$backend N=$n: first start ready in $ready_scan s, filter built after $filter_scan s"
 
   daemon_start "$repo" "$WORK/$backend-$n-daemon-2.log"
-  local ready_snapshot=$READY_S snapshot_loaded=false
+  local ready_snapshot=$READY_S filter_snapshot=$FILTER_S snapshot_loaded=false
   grep -q 'presence filter loaded from its snapshot' "$WORK/$backend-$n-daemon-2.log" && snapshot_loaded=true
   sleep 2
   local mem_idle; mem_idle=$(memory)
@@ -213,6 +221,7 @@ run_one() {
   jq -cn --arg backend "$backend" --argjson n "$n" --argjson cars "${#cars[@]}" \
     --argjson ingest_s "$ingest_s" --argjson ingest_rss "$ingest_rss" \
     --argjson ready_scan "$ready_scan" --argjson ready_snapshot "$ready_snapshot" \
+    --argjson filter_scan "$filter_scan" --argjson filter_snapshot "$filter_snapshot" \
     --argjson snapshot_loaded "$snapshot_loaded" \
     --argjson mem_scan "$mem_scan" --argjson mem_idle "$mem_idle" --argjson mem_after "$mem_after" \
     --argjson lookup "$lookup" --argjson repo_bytes "$repo_bytes" --argjson index_bytes "$index_bytes" \
@@ -222,6 +231,7 @@ run_one() {
       ingest_seconds: $ingest_s, ingest_blocks_per_s: (($n / $ingest_s) | round),
       ingest_peak_rss_bytes: $ingest_rss,
       ready_first_start_seconds: $ready_scan, ready_restart_seconds: $ready_snapshot,
+      filter_built_first_start_seconds: $filter_scan, filter_built_restart_seconds: $filter_snapshot,
       restart_loaded_snapshot: $snapshot_loaded,
       idle_rss_first_start_bytes: $mem_scan.process.rss_bytes,
       idle_rss_bytes: $mem_idle.process.rss_bytes,

@@ -38,16 +38,11 @@ CREATE VIEW blocks AS
     SELECT l.multihash, c.key AS car, l."offset", l.length
     FROM locations l JOIN cars c ON c.id = l.car_id;
 
--- 3. Stagings: each gets its id when opened; staged rows carry it. Open stagings are dropped
---    (their writers, old replicas, get NotStaged at commit and the ingest is retried).
+-- 3. Stagings: each gets its id when opened, and its rows go straight into `locations` under
+--    that id, invisible to lookups (which join `cars` on the id) until the commit writes the
+--    CAR record with it. No staged-rows table: no second copy, sort or delete at commit. Open
+--    stagings are dropped (their writers, old replicas, get NotStaged at commit and the ingest
+--    is retried).
 DELETE FROM stagings;
 DROP TABLE staged_blocks;
 ALTER TABLE stagings ADD COLUMN id BIGINT NOT NULL DEFAULT nextval('car_ids');
-CREATE TABLE staged_locations (
-    seq        BIGINT  GENERATED ALWAYS AS IDENTITY,
-    staging_id BIGINT  NOT NULL,
-    "offset"   BIGINT  NOT NULL,
-    length     INTEGER NOT NULL,
-    multihash  BYTEA   NOT NULL
-);
-CREATE INDEX staged_locations_staging ON staged_locations (staging_id);

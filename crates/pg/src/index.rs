@@ -9,6 +9,7 @@ use hydrant_index::{
 };
 use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 use crate::{PgError, PgPool, PoolConfig, describe};
@@ -133,12 +134,9 @@ impl PgIndex {
             .await
             .map_err(|e| storage(what, &e))?;
         let ids: Vec<i64> = removed.iter().map(|r| r.get("id")).collect();
-        tx.execute(
-            "DELETE FROM staged_locations WHERE staging_id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .map_err(|e| storage(what, &e))?;
+        tx.execute("DELETE FROM locations WHERE car_id = ANY($1)", &[&ids])
+            .await
+            .map_err(|e| storage(what, &e))?;
         let mut keys: Vec<String> = removed.iter().map(|r| r.get("car")).collect();
         keys.sort();
         tx.commit().await.map_err(|e| storage(what, &e))?;
@@ -158,6 +156,32 @@ impl PgIndex {
             .map_err(|e| storage(WHAT, &e))?;
         Ok(())
     }
+}
+
+/// Writes one batch of a staging's rows into `locations` with `COPY ... (FORMAT binary)`.
+async fn copy_locations(
+    tx: &tokio_postgres::Transaction<'_>,
+    staging_id: i64,
+    offsets: &[i64],
+    lengths: &[i32],
+    multihashes: &[Vec<u8>],
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(
+            "COPY locations (car_id, \"offset\", length, multihash) FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(
+        sink,
+        &[Type::INT8, Type::INT8, Type::INT4, Type::BYTEA],
+    ));
+    for ((offset, length), multihash) in offsets.iter().zip(lengths).zip(multihashes) {
+        writer
+            .as_mut()
+            .write(&[&staging_id, offset, length, multihash])
+            .await?;
+    }
+    writer.finish().await.map(drop)
 }
 
 fn storage(what: &str, err: &tokio_postgres::Error) -> IndexError {
@@ -363,16 +387,23 @@ impl CarCatalog for PgIndex {
 
     async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
         const WHAT: &str = "stage_blocks";
-        // Convert everything before writing anything.
-        let converted = rows
+        // Convert everything before writing anything. In multihash byte order, so that the
+        // batch's index insertions walk the B-tree in order rather than jump about (a stable
+        // sort: of two rows of one multihash, the later stays later).
+        let mut converted = rows
             .iter()
             .map(|r| {
                 let length = i32::try_from(r.length).map_err(|_| {
                     IndexError::Storage(format!("block length {} exceeds 2^31-1", r.length))
                 })?;
-                Ok((to_i64(r.offset, "offset")?, length, r.multihash.to_bytes()))
+                Ok((r.multihash.to_bytes(), to_i64(r.offset, "offset")?, length))
             })
             .collect::<Result<Vec<_>, IndexError>>()?;
+        converted.sort_by(|a, b| a.0.cmp(&b.0));
+        let (multihashes, (offsets, lengths)): (Vec<Vec<u8>>, (Vec<i64>, Vec<i32>)) = converted
+            .into_iter()
+            .map(|(m, o, l)| (m, (o, l)))
+            .unzip();
         let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
         // The staging's id, new or (for a CAR staged in several calls) the one it has.
@@ -385,29 +416,37 @@ impl CarCatalog for PgIndex {
             .await
             .map_err(|e| storage(WHAT, &e))?
             .get(0);
-        if !converted.is_empty() {
-            let sink = tx
-                .copy_in(
-                    "COPY staged_locations (staging_id, \"offset\", length, multihash) \
-                     FROM STDIN (FORMAT binary)",
+        if rows.is_empty() {
+            return tx.commit().await.map_err(|e| storage(WHAT, &e));
+        }
+        // Fast path: COPY straight into `locations` under the staging's id (invisible until
+        // the CAR record with that id exists). A multihash staged twice for this CAR breaks the
+        // primary key; the batch is then written again by the upsert below.
+        tx.batch_execute("SAVEPOINT copy")
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        let copied = copy_locations(&tx, staging_id, &offsets, &lengths, &multihashes).await;
+        match copied {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT copy")
+                    .await
+                    .map_err(|e| storage(WHAT, &e))?;
+                // The last row of a multihash wins, within the batch and over earlier ones.
+                tx.execute(
+                    "INSERT INTO locations (car_id, \"offset\", length, multihash) \
+                     SELECT DISTINCT ON (m) $1::bigint, o, l, m \
+                     FROM unnest($2::bigint[], $3::int[], $4::bytea[]) \
+                         WITH ORDINALITY AS t(o, l, m, i) \
+                     ORDER BY m, i DESC \
+                     ON CONFLICT (multihash, car_id) DO UPDATE \
+                     SET \"offset\" = EXCLUDED.\"offset\", length = EXCLUDED.length",
+                    &[&staging_id, &offsets, &lengths, &multihashes],
                 )
                 .await
-                .map_err(|e| storage("stage_blocks: COPY", &e))?;
-            let mut writer = pin!(BinaryCopyInWriter::new(
-                sink,
-                &[Type::INT8, Type::INT8, Type::INT4, Type::BYTEA],
-            ));
-            for (offset, length, multihash) in &converted {
-                writer
-                    .as_mut()
-                    .write(&[&staging_id, offset, length, multihash])
-                    .await
-                    .map_err(|e| storage("stage_blocks: COPY", &e))?;
+                .map_err(|e| storage("stage_blocks: upsert of a batch with repeats", &e))?;
             }
-            writer
-                .finish()
-                .await
-                .map_err(|e| storage("stage_blocks: COPY", &e))?;
+            Err(e) => return Err(storage("stage_blocks: COPY", &e)),
         }
         tx.commit().await.map_err(|e| storage(WHAT, &e))
     }
@@ -424,7 +463,7 @@ impl CarCatalog for PgIndex {
         );
         let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
-        // Moving a big CAR's rows takes as long as the CAR has blocks.
+        // Removing a replaced CAR's rows takes as long as it has blocks.
         tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)
             .await
             .map_err(|e| storage(WHAT, &e))?;
@@ -435,39 +474,30 @@ impl CarCatalog for PgIndex {
             .await
             .map_err(|e| storage(WHAT, &e))?
             .map(|r| r.get(0));
-        // A CAR committed before keeps its id (and is locked against a concurrent re-commit);
-        // a new one takes its staging's.
+        // The record of a CAR committed before (locked against a concurrent re-commit).
         let committed_id: Option<i64> = tx
             .query_opt("SELECT id FROM cars WHERE key = $1 FOR UPDATE", &[&key])
             .await
             .map_err(|e| storage(WHAT, &e))?
             .map(|r| r.get(0));
-        if let Some(staging_id) = staging_id {
-            let car_id = committed_id.unwrap_or(staging_id);
-            if committed_id.is_some() {
-                tx.execute("DELETE FROM locations WHERE car_id = $1", &[&car_id])
-                    .await
-                    .map_err(|e| storage("commit_car: removing replaced rows", &e))?;
+        let car_id = match (staging_id, committed_id) {
+            // The staged rows carry the staging's id: the record takes it, and the rows of the
+            // CAR it replaces go.
+            (Some(staging_id), committed) => {
+                if let Some(old) = committed {
+                    tx.execute("DELETE FROM locations WHERE car_id = $1", &[&old])
+                        .await
+                        .map_err(|e| storage("commit_car: removing replaced rows", &e))?;
+                }
+                Some(staging_id)
             }
-            tx.execute(
-                "INSERT INTO locations (car_id, \"offset\", length, multihash) \
-                 SELECT DISTINCT ON (multihash) $2::bigint, \"offset\", length, multihash \
-                 FROM staged_locations WHERE staging_id = $1 ORDER BY multihash, seq DESC",
-                &[&staging_id, &car_id],
-            )
-            .await
-            .map_err(|e| storage("commit_car: moving staged rows", &e))?;
-            tx.execute(
-                "DELETE FROM staged_locations WHERE staging_id = $1",
-                &[&staging_id],
-            )
-            .await
-            .map_err(|e| storage("commit_car: removing staged rows", &e))?;
-        } else if record.blocks > 0 && committed_id.is_none() {
             // Dropping the transaction rolls it back.
-            return Err(IndexError::NotStaged(key.to_owned()));
-        }
-        let car_id = committed_id.or(staging_id);
+            (None, None) if record.blocks > 0 => {
+                return Err(IndexError::NotStaged(key.to_owned()));
+            }
+            // A record without rows, or a committed CAR's record updated.
+            (None, committed) => committed,
+        };
         // Serialise the numbering of commits (see the crate docs): held until the commit.
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.car_commit_seq'))",
@@ -483,7 +513,7 @@ impl CarCatalog for PgIndex {
              ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, \
                  roots = EXCLUDED.roots, size = EXCLUDED.size, blocks = EXCLUDED.blocks, \
                  block_bytes = EXCLUDED.block_bytes, ingested_at = EXCLUDED.ingested_at, \
-                 commit_seq = EXCLUDED.commit_seq",
+                 commit_seq = EXCLUDED.commit_seq, id = EXCLUDED.id",
             &[
                 &key,
                 &values.0,
@@ -516,12 +546,9 @@ impl CarCatalog for PgIndex {
             .map_err(|e| storage(WHAT, &e))?
             .map(|r| r.get(0));
         if let Some(staging_id) = staging_id {
-            tx.execute(
-                "DELETE FROM staged_locations WHERE staging_id = $1",
-                &[&staging_id],
-            )
-            .await
-            .map_err(|e| storage(WHAT, &e))?;
+            tx.execute("DELETE FROM locations WHERE car_id = $1", &[&staging_id])
+                .await
+                .map_err(|e| storage(WHAT, &e))?;
         }
         tx.commit().await.map_err(|e| storage(WHAT, &e))
     }

@@ -39,11 +39,11 @@
 //!   ingested_at, commit_seq UNIQUE)`: committed CAR records; `id` (sequence `car_ids`) is
 //!   what location rows carry instead of the key;
 //! - `locations(car_id BIGINT, "offset" BIGINT, length INT, multihash BYTEA,
-//!   PK (multihash, car_id))`, index on `(car_id, multihash)`: committed locations only;
+//!   PK (multihash, car_id))`, index on `(car_id, multihash)`: committed locations, and staged
+//!   ones under their staging's id, which no `cars` row has until the commit, so lookups (which
+//!   join `cars` on the id) do not see them;
 //! - `stagings(car PK, id BIGINT, opened_at)`: CAR keys staged but neither committed nor
-//!   aborted, each with the id its staged rows carry;
-//! - `staged_locations(seq identity, staging_id, "offset", length, multihash)`, index on
-//!   `staging_id`: staged rows, loaded with `COPY ... FROM STDIN (FORMAT binary)`;
+//!   aborted, each with the id its rows carry;
 //! - the view `blocks(multihash, car, "offset", length)`: the layout before migration 4, kept so
 //!   replicas of the previous version can still read during a rolling upgrade.
 //!
@@ -67,12 +67,18 @@
 //! schema), so numbers become visible in order and [`PgIndex::commits_after`] is a gap-free
 //! feed that replicas poll to keep their presence filters current.
 //!
+//! `stage_blocks` writes a batch with `COPY ... FROM STDIN (FORMAT binary)` straight into
+//! `locations` under the staging's id. A multihash staged twice for one CAR breaks the primary
+//! key; that batch is then rolled back to a savepoint and written again with `INSERT ... ON
+//! CONFLICT DO UPDATE`, so the last staged row of a multihash wins, as the trait requires.
+//!
 //! `commit_car` is one transaction: it deletes the `stagings` row (which also locks out a
-//! concurrent abort), replaces the CAR's `locations` rows by its staged rows (the last staged
-//! row of a multihash wins), deletes the staged rows and upserts the `cars` record (a CAR
-//! committed again keeps its id; a new one takes its staging's). Readers see all of it or none
-//! of it (MVCC snapshot), from every replica. Text keys use the `"C"` collation so `list_cars`
-//! pages in byte order whatever the database's default collation.
+//! concurrent abort), deletes the rows of the CAR it replaces, if any, and upserts the `cars`
+//! record with the staging's id, which makes the staged rows visible. Its cost does not grow
+//! with the CAR (except for a replaced CAR's rows). Readers see all of it or none of it (MVCC
+//! snapshot), from every replica. An abort, and a recovery, delete the staging's rows. Text keys
+//! use the `"C"` collation so `list_cars` pages in byte order whatever the database's default
+//! collation.
 //!
 //! Provider records (`migrations/0002_provider_records.sql`):
 //! `provider_records(key BYTEA, provider BYTEA, addrs BYTEA, expires_at BIGINT,

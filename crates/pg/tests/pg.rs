@@ -349,6 +349,28 @@ async fn recover_after_a_lost_writer_and_last_staged_row_wins() {
     assert_eq!(offsets(3).await, vec![100_003]);
     assert_eq!(offsets(5).await, vec![900_005]);
     assert_eq!(offsets(19_999).await, vec![19_999]);
+    // The recovered staging's rows are gone, not only invisible.
+    assert_eq!(orphan_rows(&url, &schema).await, 0);
+}
+
+/// Rows of `locations` that belong to neither a committed CAR nor an open staging.
+async fn orphan_rows(url: &str, schema: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {schema}.locations l \
+                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.cars c WHERE c.id = l.car_id) \
+                 AND NOT EXISTS (SELECT 1 FROM {schema}.stagings s WHERE s.id = l.car_id)"
+            ),
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,8 +463,8 @@ async fn statement_timeout_cuts_stuck_reads_but_not_commits() {
     let release = tokio::spawn(async move {
         let tx = locker.transaction().await.expect("begin");
         tx.batch_execute(&format!(
-            "LOCK TABLE {schema}.cars, {schema}.locations, {schema}.stagings, \
-             {schema}.staged_locations IN ACCESS EXCLUSIVE MODE"
+            "LOCK TABLE {schema}.cars, {schema}.locations, {schema}.stagings \
+             IN ACCESS EXCLUSIVE MODE"
         ))
         .await
         .expect("lock");
@@ -667,5 +689,10 @@ async fn migration_4_keeps_every_location_of_a_version_3_database() {
             .unwrap()
             .len(),
         10
+    );
+    assert_eq!(
+        orphan_rows(&url, &schema).await,
+        0,
+        "replaced rows left behind"
     );
 }
