@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use fjall::config::FilterPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::{
@@ -52,6 +53,11 @@ pub use sorter::{MERGE_BUFFER_BYTES, SORT_BUFFER_BYTES};
 /// bulk-loaded through fjall's ingestion (see the module docs). About 100 bytes of batch memory
 /// per row.
 pub const SMALL_COMMIT_ROWS: usize = 4096;
+
+/// Bytes of one batch of multihashes handed to the `car_blocks` bulk-load thread.
+const INGEST_BATCH_BYTES: usize = 64 * 1024;
+/// Batches that may wait for the `car_blocks` bulk-load thread.
+const INGEST_QUEUE: usize = 4;
 
 /// Rows removed per fjall write batch by `abort_car`, `recover` and the clean-up after a
 /// replacing commit.
@@ -186,16 +192,23 @@ impl FjallIndex {
             .cache_size(CACHE_BYTES)
             .open()
             .map_err(|e| storage(&format!("opening {}", dir.display()), e))?;
-        let keyspace = |name: &str| {
+        let keyspace = |name: &str, point_reads: bool| {
             db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+                if point_reads {
+                    options
+                } else {
+                    // Prefix and range scans never consult a bloom filter (lsm-tree 3.1 has no
+                    // prefix filters): building them only costs ingest time and memory.
+                    options.filter_policy(FilterPolicy::disabled())
+                }
             })
             .map_err(|e| storage(&format!("opening keyspace {name}"), e))
         };
-        let blocks = keyspace(KS_BLOCKS)?;
-        let car_blocks = keyspace(KS_CAR_BLOCKS)?;
-        let cars = keyspace(KS_CARS)?;
-        let staging = keyspace(KS_STAGING)?;
+        let blocks = keyspace(KS_BLOCKS, false)?;
+        let car_blocks = keyspace(KS_CAR_BLOCKS, false)?;
+        let cars = keyspace(KS_CARS, true)?;
+        let staging = keyspace(KS_STAGING, false)?;
 
         let mut committed = HashMap::new();
         let mut max_number = 0u64;
@@ -522,27 +535,67 @@ impl Inner {
         self.db
             .persist(PersistMode::SyncAll)
             .map_err(|e| storage(&what(), e))?;
-        let mut car_blocks = self
-            .car_blocks
-            .start_ingestion()
-            .map_err(|e| storage(&what(), e))?;
-        let mut blocks = self
-            .blocks
-            .start_ingestion()
-            .map_err(|e| storage(&what(), e))?;
-        // Multihashes are prefix-free (varint code, varint length, digest), so keys with the
-        // number appended sort as the multihashes do: both streams ascend.
-        sorter.drain(|mh, offset, length| {
-            car_blocks
-                .write(car_block_key(number, mh), [])
-                .map_err(|e| storage(&what(), e))?;
-            blocks
-                .write(block_key(mh, number), encode_location(offset, length))
-                .map_err(|e| storage(&what(), e))
-        })?;
-        // `car_blocks` first: `recover` finds the rows of `blocks` through it.
-        car_blocks.finish().map_err(|e| storage(&what(), e))?;
-        blocks.finish().map_err(|e| storage(&what(), e))
+        // Two bulk loads on two threads: this one merges the runs and writes `blocks`, the
+        // other writes `car_blocks` from batches of multihashes (bounded channel).
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(INGEST_QUEUE);
+            let car_blocks = scope.spawn(move || -> Result<(), IndexError> {
+                let mut ingestion = self
+                    .car_blocks
+                    .start_ingestion()
+                    .map_err(|e| storage(&what(), e))?;
+                for batch in rx {
+                    // Each entry: length (u8) ++ multihash bytes.
+                    let mut rest = batch.as_slice();
+                    while let Some((&len, tail)) = rest.split_first() {
+                        let (mh, tail) = tail.split_at(len as usize);
+                        ingestion
+                            .write(car_block_key(number, mh), [])
+                            .map_err(|e| storage(&what(), e))?;
+                        rest = tail;
+                    }
+                }
+                ingestion.finish().map_err(|e| storage(&what(), e))
+            });
+            let written = (|| {
+                let mut blocks = self
+                    .blocks
+                    .start_ingestion()
+                    .map_err(|e| storage(&what(), e))?;
+                let mut batch = Vec::with_capacity(INGEST_BATCH_BYTES);
+                // Multihashes are prefix-free (varint code, varint length, digest), so keys
+                // with the number appended sort as the multihashes do: both streams ascend.
+                sorter.drain(|mh, offset, length| {
+                    batch.push(mh.len() as u8);
+                    batch.extend_from_slice(mh);
+                    if batch.len() >= INGEST_BATCH_BYTES - 1 - mh.len() {
+                        let full =
+                            std::mem::replace(&mut batch, Vec::with_capacity(INGEST_BATCH_BYTES));
+                        tx.send(full).map_err(|_| {
+                            IndexError::Storage(format!("{}: car_blocks writer stopped", what()))
+                        })?;
+                    }
+                    blocks
+                        .write(block_key(mh, number), encode_location(offset, length))
+                        .map_err(|e| storage(&what(), e))
+                })?;
+                if !batch.is_empty() {
+                    tx.send(batch).map_err(|_| {
+                        IndexError::Storage(format!("{}: car_blocks writer stopped", what()))
+                    })?;
+                }
+                Ok::<_, IndexError>(blocks)
+            })();
+            drop(tx);
+            // `car_blocks` finishes first: `recover` finds the rows of `blocks` through it.
+            let car_blocks = car_blocks
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // Its error first: when it stopped early, the merge's error is only "stopped".
+            car_blocks?;
+            let blocks = written?;
+            blocks.finish().map_err(|e| storage(&what(), e))
+        })
     }
 
     fn commit(&self, record: CarRecord) -> Result<(), IndexError> {
