@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use crate::{IndexError, StagedBlock};
 
 /// Bytes of rows one staging buffers in memory before it sorts them and writes them as a run
-/// (about 60 bytes per row of a sha2-256 multihash, so about 280,000 rows).
+/// (66 bytes per row of a sha2-256 multihash, so about 254,000 rows). The buffers grow to it
+/// as rows come, so a small staging takes little.
 pub const SORT_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bytes of read buffer all runs of one merge share; each run gets an equal part, but never
@@ -81,8 +82,42 @@ impl RowSorter {
         self.runs.is_empty()
     }
 
-    fn buffered_bytes(&self) -> usize {
-        self.arena.len() + self.pending.len() * std::mem::size_of::<Pending>()
+    /// Most rows and most multihash bytes the buffer holds: `buffer_bytes` split for rows of a
+    /// sha2-256 multihash (34 bytes), the common case.
+    fn limits(&self) -> (usize, usize) {
+        let row = std::mem::size_of::<Pending>();
+        let rows = (self.buffer_bytes / (row + 34)).max(1);
+        let arena = self
+            .buffer_bytes
+            .saturating_sub(rows * row)
+            .max(MAX_MULTIHASH_BYTES);
+        (rows, arena)
+    }
+
+    /// Makes room for one more row: grows the buffers (never past [`limits`](Self::limits),
+    /// so their capacity stays within `buffer_bytes`), or writes a run when they are full.
+    fn make_room(&mut self) -> Result<(), IndexError> {
+        let (max_rows, max_arena) = self.limits();
+        if self.pending.len() == max_rows || self.arena.len() + MAX_MULTIHASH_BYTES > max_arena {
+            return self.write_run();
+        }
+        if self.pending.len() == self.pending.capacity() {
+            let more = self
+                .pending
+                .capacity()
+                .max(1024)
+                .min(max_rows - self.pending.len());
+            self.pending.reserve_exact(more);
+        }
+        if self.arena.len() + MAX_MULTIHASH_BYTES > self.arena.capacity() {
+            let more = self
+                .arena
+                .capacity()
+                .max(64 * 1024)
+                .min(max_arena - self.arena.len());
+            self.arena.reserve_exact(more);
+        }
+        Ok(())
     }
 
     /// Adds `rows`, writing a run whenever the buffer is full.
@@ -91,9 +126,7 @@ impl RowSorter {
     /// [`IndexError::Storage`] when a run cannot be written.
     pub fn push(&mut self, rows: &[StagedBlock]) -> Result<(), IndexError> {
         for row in rows {
-            if self.buffered_bytes() >= self.buffer_bytes {
-                self.write_run()?;
-            }
+            self.make_room()?;
             let start = self.arena.len();
             row.multihash
                 .write(&mut self.arena)
