@@ -21,7 +21,7 @@ use crate::{IndexError, StagedBlock};
 pub const SORT_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bytes of read buffer all runs of one merge share; each run gets an equal part, but never
-/// less than [`MIN_RUN_BUFFER`] (so past `MERGE_BUFFER_BYTES / MIN_RUN_BUFFER` = 4096 runs,
+/// less than 4 KiB (so past `MERGE_BUFFER_BYTES / MIN_RUN_BUFFER` = 4096 runs,
 /// about 10^9 rows, the merge takes more).
 pub const MERGE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
