@@ -19,14 +19,25 @@
 //! under one write lock: all rows of a CAR become visible at once. Rows of numbers listed in
 //! `staging` (crashed or aborted stagings, and rows of a CAR replaced by a re-ingest) are
 //! removed by `abort_car`/`recover`, through `car_blocks`.
+//!
+//! Staging and the bulk load: `stage_blocks` writes the `staging` entry (first call) and hands
+//! the rows to a [`sorter::RowSorter`] (bounded memory, sorted runs in an unnamed temporary
+//! file in the index directory); nothing else reaches fjall before `commit_car`. The commit
+//! then writes the rows in key order: up to [`SMALL_COMMIT_ROWS`] in the commit's own batch,
+//! more through fjall's bulk ingestion (tables written directly, no journal, no memtable): the
+//! journal is fsynced first (so the `staging` entry that lets `recover` find the rows is durable
+//! before any row is), then `car_blocks` is ingested, then `blocks`, then the commit batch.
+//! A random-key insert costs a skiplist search in the memtable, a journal write, a flush and
+//! compactions of overlapping tables; a sorted bulk load writes each row once.
 
 use std::collections::HashMap;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use fjall::config::FilterPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::{
@@ -34,10 +45,19 @@ use crate::{
     MAX_LIST_MULTIHASHES, MAX_LOCATIONS, Multihash, StagedBlock,
 };
 
-/// Rows written per fjall write batch by `stage_blocks` (a larger call is split; the rows are
-/// invisible until commit, so the split is not observable). About 100 bytes of batch memory
+mod sorter;
+use sorter::RowSorter;
+pub use sorter::{MERGE_BUFFER_BYTES, SORT_BUFFER_BYTES};
+
+/// Most distinct rows a commit writes in its own (fsynced) write batch; a CAR with more is
+/// bulk-loaded through fjall's ingestion (see the module docs). About 100 bytes of batch memory
 /// per row.
-pub const STAGE_CHUNK_ROWS: usize = 4096;
+pub const SMALL_COMMIT_ROWS: usize = 4096;
+
+/// Bytes of one batch of multihashes handed to the `car_blocks` bulk-load thread.
+const INGEST_BATCH_BYTES: usize = 64 * 1024;
+/// Batches that may wait for the `car_blocks` bulk-load thread.
+const INGEST_QUEUE: usize = 4;
 
 /// Rows removed per fjall write batch by `abort_car`, `recover` and the clean-up after a
 /// replacing commit.
@@ -57,7 +77,10 @@ const LOCATION_LEN: usize = 12;
 ///
 /// Cheap to clone (an `Arc`). Memory: besides fjall's own caches, one entry per committed CAR
 /// (number -> key), about 130 bytes for a 73-byte key such as `cars/<64 hex>.car`, i.e. about
-/// 130 MB per million CARs; plus one entry per CAR being staged.
+/// 130 MB per million CARs; plus, per CAR being staged, up to [`SORT_BUFFER_BYTES`] of rows
+/// (then [`MERGE_BUFFER_BYTES`] of read buffers while it is committed) and an unnamed
+/// temporary file of sorted runs in the index directory (about 46 bytes per row of a sha2-256
+/// multihash).
 ///
 /// Blocking fjall calls of the [`BlockIndex`] methods run under
 /// [`tokio::task::spawn_blocking`]; [`FjallIndex::open`] itself blocks.
@@ -82,12 +105,24 @@ struct Inner {
     staging: Keyspace,
     /// Committed CAR number -> CAR key: the visibility filter of `locations`.
     committed: RwLock<HashMap<u64, Arc<str>>>,
-    /// CAR key -> number of the stagings opened by this process and not yet committed/aborted.
-    live: Mutex<HashMap<String, u64>>,
+    /// CAR key -> the stagings opened by this process and not yet committed/aborted.
+    live: Mutex<HashMap<String, Live>>,
+    /// The index directory (the sorters' temporary files go there).
+    dir: PathBuf,
+    /// [`SORT_BUFFER_BYTES`], smaller in tests.
+    sort_buffer_bytes: usize,
     /// Next CAR number to hand out (numbers are never reused while rows of them remain).
     next_number: AtomicU64,
     /// Keys of the stagings removed by the recovery run in `open`.
     recovered_at_open: Vec<String>,
+}
+
+/// A staging opened by this process.
+struct Live {
+    number: u64,
+    /// Its rows until the commit takes them (`None` after a commit that failed part-way: the
+    /// staging can then only be aborted).
+    rows: Option<Arc<Mutex<RowSorter>>>,
 }
 
 /// State of a `staging` entry.
@@ -160,16 +195,23 @@ impl FjallIndex {
             .cache_size(CACHE_BYTES)
             .open()
             .map_err(|e| storage(&format!("opening {}", dir.display()), e))?;
-        let keyspace = |name: &str| {
+        let keyspace = |name: &str, point_reads: bool| {
             db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+                if point_reads {
+                    options
+                } else {
+                    // Prefix and range scans never consult a bloom filter (lsm-tree 3.1 has no
+                    // prefix filters): building them only costs ingest time and memory.
+                    options.filter_policy(FilterPolicy::disabled())
+                }
             })
             .map_err(|e| storage(&format!("opening keyspace {name}"), e))
         };
-        let blocks = keyspace(KS_BLOCKS)?;
-        let car_blocks = keyspace(KS_CAR_BLOCKS)?;
-        let cars = keyspace(KS_CARS)?;
-        let staging = keyspace(KS_STAGING)?;
+        let blocks = keyspace(KS_BLOCKS, false)?;
+        let car_blocks = keyspace(KS_CAR_BLOCKS, false)?;
+        let cars = keyspace(KS_CARS, true)?;
+        let staging = keyspace(KS_STAGING, false)?;
 
         let mut committed = HashMap::new();
         let mut max_number = 0u64;
@@ -195,6 +237,8 @@ impl FjallIndex {
             staging,
             committed: RwLock::new(committed),
             live: Mutex::new(HashMap::new()),
+            dir: dir.to_owned(),
+            sort_buffer_bytes: SORT_BUFFER_BYTES,
             next_number: AtomicU64::new(max_number + 1),
             recovered_at_open: Vec::new(),
         };
@@ -424,73 +468,149 @@ impl Inner {
     }
 
     fn stage(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
-        let (number, opened) = {
+        let (number, sorter, opened) = {
             let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
             match live.get(car_key) {
-                Some(&number) => (number, false),
+                Some(Live {
+                    number,
+                    rows: Some(sorter),
+                }) => (*number, Arc::clone(sorter), false),
+                Some(Live { rows: None, .. }) => {
+                    return Err(IndexError::Storage(format!(
+                        "staging rows of {car_key}: a commit of this staging failed; abort it"
+                    )));
+                }
                 None => {
                     let number = self.next_number.fetch_add(1, Ordering::Relaxed);
-                    live.insert(car_key.to_owned(), number);
-                    (number, true)
+                    let sorter = Arc::new(Mutex::new(RowSorter::new(
+                        &self.dir,
+                        self.sort_buffer_bytes,
+                    )));
+                    live.insert(
+                        car_key.to_owned(),
+                        Live {
+                            number,
+                            rows: Some(Arc::clone(&sorter)),
+                        },
+                    );
+                    (number, sorter, true)
                 }
             }
         };
-        let what = || format!("staging rows of {car_key}");
         if opened {
-            // The staging entry goes in the same batch as the first rows: after a crash the
-            // journal holds either both or neither, so no row is ever orphaned.
-            let mut batch = self.db.batch();
+            // Written before any row of the number reaches fjall (the commit fsyncs the journal
+            // before it ingests), so that `recover` can always find the rows.
             let entry = StagingEntry {
                 key: car_key.to_owned(),
                 state: StagingState::Staged,
             };
-            batch.insert(&self.staging, number.to_be_bytes(), encode_json(&entry)?);
-            let first = rows.len().min(STAGE_CHUNK_ROWS);
-            self.add_rows(&mut batch, number, &rows[..first]);
-            batch.commit().map_err(|e| storage(&what(), e))?;
-            for chunk in rows[first..].chunks(STAGE_CHUNK_ROWS) {
-                self.write_rows(number, chunk, &what)?;
-            }
-        } else {
-            for chunk in rows.chunks(STAGE_CHUNK_ROWS) {
-                self.write_rows(number, chunk, &what)?;
-            }
+            self.staging
+                .insert(number.to_be_bytes(), encode_json(&entry)?)
+                .map_err(|e| storage(&format!("opening the staging of {car_key}"), e))?;
         }
-        Ok(())
+        sorter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(rows)
     }
 
-    fn write_rows(
+    /// Writes the staged rows of CAR `number` in key order: into `batch` when there are at
+    /// most [`SMALL_COMMIT_ROWS`] of them, through fjall's bulk ingestion otherwise.
+    fn write_staged(
         &self,
         number: u64,
-        rows: &[StagedBlock],
-        what: &dyn Fn() -> String,
+        sorter: RowSorter,
+        batch: &mut fjall::OwnedWriteBatch,
     ) -> Result<(), IndexError> {
-        let mut batch = self.db.batch();
-        self.add_rows(&mut batch, number, rows);
-        batch.commit().map_err(|e| storage(&what(), e))
-    }
-
-    fn add_rows(&self, batch: &mut fjall::OwnedWriteBatch, number: u64, rows: &[StagedBlock]) {
-        for row in rows {
-            let mh = row.multihash.to_bytes();
-            batch.insert(
-                &self.blocks,
-                block_key(&mh, number),
-                encode_location(row.offset, row.length),
-            );
-            batch.insert(&self.car_blocks, car_block_key(number, &mh), []);
+        let what = || format!("writing the rows of CAR number {number}");
+        if sorter.in_memory() && sorter.staged() <= SMALL_COMMIT_ROWS as u64 {
+            return sorter.drain(|mh, offset, length| {
+                batch.insert(
+                    &self.blocks,
+                    block_key(mh, number),
+                    encode_location(offset, length),
+                );
+                batch.insert(&self.car_blocks, car_block_key(number, mh), []);
+                Ok(())
+            });
         }
+        // The `staging` entry must be durable before the first ingested table is.
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| storage(&what(), e))?;
+        // Two bulk loads on two threads: this one merges the runs and writes `blocks`, the
+        // other writes `car_blocks` from batches of multihashes (bounded channel).
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(INGEST_QUEUE);
+            let car_blocks = scope.spawn(move || -> Result<(), IndexError> {
+                let mut ingestion = self
+                    .car_blocks
+                    .start_ingestion()
+                    .map_err(|e| storage(&what(), e))?;
+                for batch in rx {
+                    // Each entry: length (u8) ++ multihash bytes.
+                    let mut rest = batch.as_slice();
+                    while let Some((&len, tail)) = rest.split_first() {
+                        let (mh, tail) = tail.split_at(len as usize);
+                        ingestion
+                            .write(car_block_key(number, mh), [])
+                            .map_err(|e| storage(&what(), e))?;
+                        rest = tail;
+                    }
+                }
+                ingestion.finish().map_err(|e| storage(&what(), e))
+            });
+            let written = (|| {
+                let mut blocks = self
+                    .blocks
+                    .start_ingestion()
+                    .map_err(|e| storage(&what(), e))?;
+                let mut batch = Vec::with_capacity(INGEST_BATCH_BYTES);
+                // Multihashes are prefix-free (varint code, varint length, digest), so keys
+                // with the number appended sort as the multihashes do: both streams ascend.
+                sorter.drain(|mh, offset, length| {
+                    batch.push(mh.len() as u8);
+                    batch.extend_from_slice(mh);
+                    if batch.len() >= INGEST_BATCH_BYTES - 1 - mh.len() {
+                        let full =
+                            std::mem::replace(&mut batch, Vec::with_capacity(INGEST_BATCH_BYTES));
+                        tx.send(full).map_err(|_| {
+                            IndexError::Storage(format!("{}: car_blocks writer stopped", what()))
+                        })?;
+                    }
+                    blocks
+                        .write(block_key(mh, number), encode_location(offset, length))
+                        .map_err(|e| storage(&what(), e))
+                })?;
+                if !batch.is_empty() {
+                    tx.send(batch).map_err(|_| {
+                        IndexError::Storage(format!("{}: car_blocks writer stopped", what()))
+                    })?;
+                }
+                Ok::<_, IndexError>(blocks)
+            })();
+            drop(tx);
+            // `car_blocks` finishes first: `recover` finds the rows of `blocks` through it.
+            let car_blocks = car_blocks
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // Its error first: when it stopped early, the merge's error is only "stopped".
+            car_blocks?;
+            let blocks = written?;
+            blocks.finish().map_err(|e| storage(&what(), e))
+        })
     }
 
     fn commit(&self, record: CarRecord) -> Result<(), IndexError> {
         let key = record.key.clone();
-        let live_number = self
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .copied();
         let previous = self.stored_car(&key)?.map(|stored| stored.number);
+        let (live_number, sorter) = {
+            let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            match live.get_mut(&key) {
+                Some(staging) => (Some(staging.number), Some(staging.rows.take())),
+                None => (None, None),
+            }
+        };
         let number = match (live_number, previous) {
             (Some(number), _) | (None, Some(number)) => number,
             (None, None) if record.blocks == 0 => self.next_number.fetch_add(1, Ordering::Relaxed),
@@ -499,6 +619,25 @@ impl Inner {
         let retired = previous.filter(|&old| old != number);
 
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        match sorter {
+            Some(Some(sorter)) => {
+                let sorter = Arc::try_unwrap(sorter)
+                    .map_err(|_| {
+                        IndexError::Storage(format!(
+                            "committing {key}: rows are still being staged"
+                        ))
+                    })?
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner);
+                self.write_staged(number, sorter, &mut batch)?;
+            }
+            Some(None) => {
+                return Err(IndexError::Storage(format!(
+                    "committing {key}: an earlier commit of this staging failed; abort it"
+                )));
+            }
+            None => {}
+        }
         batch.insert(
             &self.cars,
             key.as_str(),
@@ -544,13 +683,14 @@ impl Inner {
     }
 
     fn abort(&self, car_key: &str) -> Result<(), IndexError> {
-        let number = self
+        let staging = self
             .live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(car_key);
-        match number {
-            Some(number) => self.remove_rows(number),
+        match staging {
+            // Dropping the sorter drops its temporary file.
+            Some(staging) => self.remove_rows(staging.number),
             None => Ok(()),
         }
     }
@@ -723,6 +863,47 @@ mod tests {
         )
     }
 
+    /// An index whose stagings write a run every `sort_buffer_bytes` bytes of rows.
+    fn open_with_buffer(dir: &Path, sort_buffer_bytes: usize) -> FjallIndex {
+        let mut index = FjallIndex::open(dir).expect("open");
+        Arc::get_mut(&mut index.inner)
+            .expect("not shared yet")
+            .sort_buffer_bytes = sort_buffer_bytes;
+        index
+    }
+
+    /// What a crash in the middle of `commit` leaves: the rows written to fjall, the staging
+    /// entry, no CAR record.
+    fn write_without_commit(inner: &Inner, key: &str) {
+        let (number, sorter) = {
+            let mut live = inner.live.lock().expect("lock");
+            let staging = live.get_mut(key).expect("staged");
+            (staging.number, staging.rows.take().expect("rows"))
+        };
+        let sorter = Arc::try_unwrap(sorter)
+            .ok()
+            .expect("one owner")
+            .into_inner()
+            .expect("lock");
+        let mut batch = inner.db.batch();
+        inner
+            .write_staged(number, sorter, &mut batch)
+            .expect("write rows");
+        batch.commit().expect("small rows");
+    }
+
+    fn record(key: &str, blocks: u64) -> CarRecord {
+        CarRecord {
+            key: key.into(),
+            version: 1,
+            roots: vec![],
+            size: 100,
+            blocks,
+            block_bytes: 10 * blocks,
+            ingested_at: 1,
+        }
+    }
+
     #[test]
     fn abort_and_recover_remove_rows_physically() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -732,21 +913,33 @@ mod tests {
 
         inner.stage("cars/a.car", &rows).expect("stage a");
         inner.stage("cars/b.car", &rows[..3]).expect("stage b");
-        assert_eq!(physical_rows(inner), (13, 13, 2));
+        inner.stage("cars/c.car", &rows[..2]).expect("stage c");
+        assert_eq!(physical_rows(inner), (0, 0, 3), "rows wait for the commit");
+        write_without_commit(inner, "cars/a.car");
+        write_without_commit(inner, "cars/b.car");
+        assert_eq!(physical_rows(inner), (13, 13, 3));
 
         inner.abort("cars/a.car").expect("abort a");
-        assert_eq!(physical_rows(inner), (3, 3, 1));
+        assert_eq!(physical_rows(inner), (3, 3, 2));
+        assert!(
+            inner.commit(record("cars/b.car", 3)).is_err(),
+            "a staging whose commit failed part-way is not committed later"
+        );
 
-        assert_eq!(inner.recover().expect("recover"), vec!["cars/b.car"]);
+        assert_eq!(
+            inner.recover().expect("recover"),
+            vec!["cars/b.car", "cars/c.car"]
+        );
         assert_eq!(physical_rows(inner), (0, 0, 0));
     }
 
     #[test]
-    fn large_stagings_are_split_and_fully_removed() {
+    fn large_stagings_are_bulk_loaded_in_runs_and_fully_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = FjallIndex::open(dir.path()).expect("open");
+        // About 40 rows per run.
+        let index = open_with_buffer(dir.path(), 40 * 60);
         let inner = &index.inner;
-        let n = STAGE_CHUNK_ROWS + DELETE_CHUNK_ROWS + 7;
+        let n = SMALL_COMMIT_ROWS + 7;
         let rows: Vec<_> = (0..n)
             .map(|i| StagedBlock {
                 multihash: mh(0x12, &(i as u64).to_be_bytes()),
@@ -754,10 +947,70 @@ mod tests {
                 length: 1,
             })
             .collect();
-        inner.stage("cars/big.car", &rows).expect("stage");
-        assert_eq!(physical_rows(inner), (n, n, 1));
-        inner.abort("cars/big.car").expect("abort");
-        assert_eq!(physical_rows(inner), (0, 0, 0));
+        for chunk in rows.chunks(1000) {
+            inner.stage("cars/big.car", chunk).expect("stage");
+        }
+        // Staged again later (another run): the last row of a multihash wins.
+        inner.stage("cars/big.car", &rows[..5]).expect("restage");
+        inner.stage("cars/big.car", &rows[2..3]).expect("restage");
+        let moved = StagedBlock {
+            offset: 1_000_000,
+            ..rows[3].clone()
+        };
+        inner.stage("cars/big.car", &[moved]).expect("restage");
+        inner
+            .commit(record("cars/big.car", n as u64 + 7))
+            .expect("commit");
+        assert_eq!(physical_rows(inner), (n, n, 0));
+        let offsets = |i: usize| -> Vec<u64> {
+            inner
+                .locations(&rows[i].multihash)
+                .expect("locations")
+                .iter()
+                .map(|l| l.offset)
+                .collect()
+        };
+        assert_eq!(offsets(0), vec![0]);
+        assert_eq!(offsets(3), vec![1_000_000]);
+        assert_eq!(offsets(n - 1), vec![n as u64 - 1]);
+
+        inner.stage("cars/other.car", &rows).expect("stage other");
+        write_without_commit(inner, "cars/other.car");
+        assert_eq!(physical_rows(inner), (2 * n, 2 * n, 1));
+        inner.abort("cars/other.car").expect("abort");
+        assert_eq!(physical_rows(inner), (n, n, 0));
+        assert_eq!(offsets(3), vec![1_000_000]);
+    }
+
+    #[test]
+    fn bulk_loaded_rows_survive_a_reopen_and_a_crash_before_commit_is_recovered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = SMALL_COMMIT_ROWS * 2;
+        let rows: Vec<_> = (0..n)
+            .map(|i| StagedBlock {
+                multihash: mh(0x12, &(i as u64).to_le_bytes()),
+                offset: i as u64,
+                length: 1,
+            })
+            .collect();
+        {
+            let index = open_with_buffer(dir.path(), 100 * 60);
+            let inner = &index.inner;
+            inner.stage("cars/a.car", &rows).expect("stage");
+            inner
+                .commit(record("cars/a.car", n as u64))
+                .expect("commit");
+            inner.stage("cars/crashed.car", &rows).expect("stage");
+            write_without_commit(inner, "cars/crashed.car");
+        }
+        let index = FjallIndex::open(dir.path()).expect("reopen");
+        assert_eq!(index.recovered_at_open(), ["cars/crashed.car"]);
+        assert_eq!(physical_rows(&index.inner), (n, n, 0));
+        for row in &rows {
+            let found = index.inner.locations(&row.multihash).expect("locations");
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].offset, row.offset);
+        }
     }
 
     #[test]

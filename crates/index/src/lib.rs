@@ -40,7 +40,8 @@ mod fjall_index;
 #[cfg(feature = "fjall")]
 pub use fjall_index::{
     CACHE_BYTES as FJALL_CACHE_BYTES, FjallIndex, MAX_OPEN_FILES as FJALL_MAX_OPEN_FILES,
-    MEMTABLE_BYTES as FJALL_MEMTABLE_BYTES,
+    MEMTABLE_BYTES as FJALL_MEMTABLE_BYTES, MERGE_BUFFER_BYTES as FJALL_MERGE_BUFFER_BYTES,
+    SORT_BUFFER_BYTES as FJALL_SORT_BUFFER_BYTES,
 };
 pub use hydrant_blocks::Multihash;
 

@@ -282,6 +282,11 @@ impl Ingester {
             }
         };
         let uploaded = Instant::now();
+        tracing::debug!(
+            blocks = verified.blocks,
+            bytes = verified.size,
+            "CAR uploaded and verified"
+        );
         let blake3 = verified.blake3.expect("uploads are hashed");
         let car_key = format!("{CARS_PREFIX}/{}.car", blake3.to_hex());
         let _guard = self.commit_lock.lock().await;
@@ -486,6 +491,7 @@ impl Ingester {
             self.index.stage_blocks(&record.key, &batch).await?;
         }
         reader.await.map_err(|e| IngestError::Spill(e.into()))?;
+        tracing::debug!(car = %record.key, "rows staged");
         if let Some(elapsed) = uploaded.map(|t| t.elapsed())
             && elapsed > STALE_STAGING
         {
@@ -619,7 +625,10 @@ fn verify(
         header: None,
         blocks: 0,
         block_bytes: 0,
-        rows: BufWriter::new(tempfile::tempfile().map_err(IngestError::Spill)?),
+        rows: BufWriter::with_capacity(
+            256 * 1024,
+            tempfile::tempfile().map_err(IngestError::Spill)?,
+        ),
     };
     while let Some(chunk) = rx.blocking_recv() {
         size += chunk.len() as u64;
@@ -657,9 +666,9 @@ fn write_row(
     offset: u64,
     length: u32,
 ) -> std::io::Result<()> {
-    let bytes = mh.to_bytes();
-    out.write_all(&[bytes.len() as u8])?;
-    out.write_all(&bytes)?;
+    out.write_all(&[mh.encoded_len() as u8])?;
+    mh.write(&mut *out)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     out.write_all(&offset.to_le_bytes())?;
     out.write_all(&length.to_le_bytes())
 }
@@ -669,14 +678,15 @@ fn read_rows(
     batch_size: usize,
     tx: &mpsc::Sender<Result<Vec<StagedBlock>, IngestError>>,
 ) {
-    let mut input = BufReader::new(file);
+    let mut input = BufReader::with_capacity(256 * 1024, file);
     let mut batch = Vec::with_capacity(batch_size);
+    let mut mh = Vec::with_capacity(u8::MAX as usize);
     let mut next = || -> std::io::Result<Option<StagedBlock>> {
         let mut len = [0u8; 1];
         if input.read(&mut len)? == 0 {
             return Ok(None);
         }
-        let mut mh = vec![0u8; len[0] as usize];
+        mh.resize(len[0] as usize, 0);
         input.read_exact(&mut mh)?;
         let mut fixed = [0u8; 12];
         input.read_exact(&mut fixed)?;
