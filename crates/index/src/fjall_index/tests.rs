@@ -123,6 +123,17 @@ fn abort_and_recover_remove_rows_physically() {
     assert_eq!(physical_rows(inner), (0, 0, 0));
 }
 
+/// `n` rows, row i at offset i with a sha2-256 multihash whose digest is `digest(i)`.
+fn numbered_rows(n: usize, digest: fn(u64) -> [u8; 8]) -> Vec<StagedBlock> {
+    (0..n as u64)
+        .map(|i| StagedBlock {
+            multihash: mh(0x12, &digest(i)),
+            offset: i,
+            length: 1,
+        })
+        .collect()
+}
+
 #[test]
 fn large_stagings_are_bulk_loaded_in_runs_and_fully_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -130,13 +141,7 @@ fn large_stagings_are_bulk_loaded_in_runs_and_fully_removed() {
     let index = open_with_buffer(dir.path(), 40 * 60);
     let inner = &index.inner;
     let n = SMALL_COMMIT_ROWS + 7;
-    let rows: Vec<_> = (0..n)
-        .map(|i| StagedBlock {
-            multihash: mh(0x12, &(i as u64).to_be_bytes()),
-            offset: i as u64,
-            length: 1,
-        })
-        .collect();
+    let rows = numbered_rows(n, u64::to_be_bytes);
     for chunk in rows.chunks(1000) {
         inner.stage("cars/big.car", chunk).expect("stage");
     }
@@ -176,13 +181,7 @@ fn large_stagings_are_bulk_loaded_in_runs_and_fully_removed() {
 fn bulk_loaded_rows_survive_a_reopen_and_a_crash_before_commit_is_recovered() {
     let dir = tempfile::tempdir().expect("tempdir");
     let n = SMALL_COMMIT_ROWS * 2;
-    let rows: Vec<_> = (0..n)
-        .map(|i| StagedBlock {
-            multihash: mh(0x12, &(i as u64).to_le_bytes()),
-            offset: i as u64,
-            length: 1,
-        })
-        .collect();
+    let rows = numbered_rows(n, u64::to_le_bytes);
     {
         let index = open_with_buffer(dir.path(), 100 * 60);
         let inner = &index.inner;
