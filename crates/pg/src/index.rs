@@ -143,6 +143,62 @@ impl PgIndex {
         Ok(keys)
     }
 
+    /// Writes `rows` (sorted by multihash, possibly empty) of the staging `staging_id` of
+    /// `car_key` in one transaction: `COPY` straight into `locations` (invisible until the CAR
+    /// record with that id exists). A multihash staged before for this CAR, or twice in `rows`,
+    /// breaks the primary key; `rows` are then written again by an upsert in which the last row
+    /// of a multihash wins.
+    async fn stage_part(
+        &self,
+        car_key: &str,
+        staging_id: i64,
+        rows: &[Row3],
+    ) -> Result<(), IndexError> {
+        const WHAT: &str = "stage_blocks";
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        // The staging must still be open, and stays so (an abort or recovery waits) until
+        // these rows are in: rows never outlive their staging.
+        tx.query_opt(
+            "SELECT 1 FROM stagings WHERE car = $1 AND id = $2 FOR SHARE",
+            &[&car_key, &staging_id],
+        )
+        .await
+        .map_err(|e| storage(WHAT, &e))?
+        .ok_or_else(|| IndexError::NotStaged(car_key.to_owned()))?;
+        tx.batch_execute("SAVEPOINT copy")
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        match copy_locations(&tx, staging_id, rows).await {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT copy")
+                    .await
+                    .map_err(|e| storage(WHAT, &e))?;
+                let multihashes: Vec<&[u8]> = rows.iter().map(|r| r.0.as_slice()).collect();
+                let offsets: Vec<i64> = rows.iter().map(|r| r.1).collect();
+                let lengths: Vec<i32> = rows.iter().map(|r| r.2).collect();
+                tx.execute(
+                    "INSERT INTO locations (car_id, \"offset\", length, multihash) \
+                     SELECT DISTINCT ON (m) $1::bigint, o, l, m \
+                     FROM unnest($2::bigint[], $3::int[], $4::bytea[]) \
+                         WITH ORDINALITY AS t(o, l, m, i) \
+                     ORDER BY m, i DESC \
+                     ON CONFLICT (multihash, car_id) DO UPDATE \
+                     SET \"offset\" = EXCLUDED.\"offset\", length = EXCLUDED.length",
+                    &[&staging_id, &offsets, &lengths, &multihashes],
+                )
+                .await
+                .map_err(|e| storage("stage_blocks: upsert of a batch with repeats", &e))?;
+            }
+            Err(e) => return Err(storage("stage_blocks: COPY", &e)),
+        }
+        tx.commit().await.map_err(|e| storage(WHAT, &e))
+    }
+
     /// Whether the database answers a trivial query (readiness checks).
     ///
     /// # Errors
@@ -158,13 +214,23 @@ impl PgIndex {
     }
 }
 
+/// A staged row as written: multihash bytes, offset, length.
+type Row3 = (Vec<u8>, i64, i32);
+
+/// Where to cut `rows` (sorted by multihash) in two halves that share no multihash.
+fn split_point(rows: &[Row3]) -> usize {
+    let mut at = rows.len() / 2;
+    while at > 0 && at < rows.len() && rows[at].0 == rows[at - 1].0 {
+        at += 1;
+    }
+    at
+}
+
 /// Writes one batch of a staging's rows into `locations` with `COPY ... (FORMAT binary)`.
 async fn copy_locations(
     tx: &tokio_postgres::Transaction<'_>,
     staging_id: i64,
-    offsets: &[i64],
-    lengths: &[i32],
-    multihashes: &[Vec<u8>],
+    rows: &[Row3],
 ) -> Result<(), tokio_postgres::Error> {
     let sink = tx
         .copy_in(
@@ -175,7 +241,7 @@ async fn copy_locations(
         sink,
         &[Type::INT8, Type::INT8, Type::INT4, Type::BYTEA],
     ));
-    for ((offset, length), multihash) in offsets.iter().zip(lengths).zip(multihashes) {
+    for (multihash, offset, length) in rows {
         writer
             .as_mut()
             .write(&[&staging_id, offset, length, multihash])
@@ -400,14 +466,9 @@ impl CarCatalog for PgIndex {
             })
             .collect::<Result<Vec<_>, IndexError>>()?;
         converted.sort_by(|a, b| a.0.cmp(&b.0));
-        let (multihashes, (offsets, lengths)): (Vec<Vec<u8>>, (Vec<i64>, Vec<i32>)) = converted
-            .into_iter()
-            .map(|(m, o, l)| (m, (o, l)))
-            .unzip();
-        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
-        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
         // The staging's id, new or (for a CAR staged in several calls) the one it has.
-        let staging_id: i64 = tx
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let staging_id: i64 = client
             .query_one(
                 "INSERT INTO stagings (car) VALUES ($1) \
                  ON CONFLICT (car) DO UPDATE SET car = EXCLUDED.car RETURNING id",
@@ -416,39 +477,16 @@ impl CarCatalog for PgIndex {
             .await
             .map_err(|e| storage(WHAT, &e))?
             .get(0);
-        if rows.is_empty() {
-            return tx.commit().await.map_err(|e| storage(WHAT, &e));
-        }
-        // Fast path: COPY straight into `locations` under the staging's id (invisible until
-        // the CAR record with that id exists). A multihash staged twice for this CAR breaks the
-        // primary key; the batch is then written again by the upsert below.
-        tx.batch_execute("SAVEPOINT copy")
-            .await
-            .map_err(|e| storage(WHAT, &e))?;
-        let copied = copy_locations(&tx, staging_id, &offsets, &lengths, &multihashes).await;
-        match copied {
-            Ok(()) => {}
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT copy")
-                    .await
-                    .map_err(|e| storage(WHAT, &e))?;
-                // The last row of a multihash wins, within the batch and over earlier ones.
-                tx.execute(
-                    "INSERT INTO locations (car_id, \"offset\", length, multihash) \
-                     SELECT DISTINCT ON (m) $1::bigint, o, l, m \
-                     FROM unnest($2::bigint[], $3::int[], $4::bytea[]) \
-                         WITH ORDINALITY AS t(o, l, m, i) \
-                     ORDER BY m, i DESC \
-                     ON CONFLICT (multihash, car_id) DO UPDATE \
-                     SET \"offset\" = EXCLUDED.\"offset\", length = EXCLUDED.length",
-                    &[&staging_id, &offsets, &lengths, &multihashes],
-                )
-                .await
-                .map_err(|e| storage("stage_blocks: upsert of a batch with repeats", &e))?;
-            }
-            Err(e) => return Err(storage("stage_blocks: COPY", &e)),
-        }
-        tx.commit().await.map_err(|e| storage(WHAT, &e))
+        drop(client);
+        // Two halves on two connections at once: one PostgreSQL backend inserting into the
+        // primary key is CPU-bound on one core. The halves split between two multihashes, so
+        // they never hold the same key and never wait for each other.
+        let (first, second) = converted.split_at(split_point(&converted));
+        tokio::try_join!(
+            self.stage_part(car_key, staging_id, first),
+            self.stage_part(car_key, staging_id, second),
+        )?;
+        Ok(())
     }
 
     async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError> {
@@ -559,5 +597,31 @@ impl CarCatalog for PgIndex {
             tracing::info!(cars = keys.len(), "removed abandoned CAR stagings");
         }
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_never_share_a_multihash() {
+        let row = |m: u8| (vec![m], 0, 0);
+        for (keys, at) in [
+            (vec![], 0),
+            (vec![1], 0),
+            (vec![1, 2], 1),
+            (vec![1, 1], 2),
+            (vec![1, 2, 2, 2, 3], 4),
+            (vec![1, 1, 2, 3], 2),
+            (vec![5, 5, 5, 5], 4),
+        ] {
+            let rows: Vec<Row3> = keys.iter().map(|&k| row(k)).collect();
+            let split = split_point(&rows);
+            assert_eq!(split, at, "{keys:?}");
+            if split > 0 && split < rows.len() {
+                assert_ne!(rows[split - 1].0, rows[split].0);
+            }
+        }
     }
 }

@@ -67,10 +67,14 @@
 //! schema), so numbers become visible in order and [`PgIndex::commits_after`] is a gap-free
 //! feed that replicas poll to keep their presence filters current.
 //!
-//! `stage_blocks` writes a batch with `COPY ... FROM STDIN (FORMAT binary)` straight into
-//! `locations` under the staging's id. A multihash staged twice for one CAR breaks the primary
-//! key; that batch is then rolled back to a savepoint and written again with `INSERT ... ON
-//! CONFLICT DO UPDATE`, so the last staged row of a multihash wins, as the trait requires.
+//! `stage_blocks` sorts a batch by multihash and writes its two halves (cut between two
+//! multihashes) at once on two connections, each with `COPY ... FROM STDIN (FORMAT binary)`
+//! straight into `locations` under the staging's id: one backend inserting into the primary key
+//! is CPU-bound on one core. Each half's transaction holds the `stagings` row `FOR SHARE`, so an
+//! abort or recovery waits for it and rows never outlive their staging. A multihash staged twice
+//! for one CAR breaks the primary key; that half is then rolled back to a savepoint and written
+//! again with `INSERT ... ON CONFLICT DO UPDATE`, so the last staged row of a multihash wins, as
+//! the trait requires.
 //!
 //! `commit_car` is one transaction: it deletes the `stagings` row (which also locks out a
 //! concurrent abort), deletes the rows of the CAR it replaces, if any, and upserts the `cars`
