@@ -57,10 +57,11 @@
 //! (2 cores): about 10 minutes per 10^8 rows, during which replicas of the previous version
 //! keep reading (their commits wait, then fail and can be retried).
 //!
-//! Blocks are not partitioned by hash prefix: a lookup is one B-tree descent whatever the
-//! table's size (depth 4 at 10^8 to 10^9 rows), and the scale benchmark (BENCHMARKS.md) shows
-//! no latency growth that partitions would remove; partitions would add planning cost to every
-//! lookup.
+//! Locations are not partitioned by hash prefix: a lookup is one B-tree descent whatever the
+//! table's size (depth 4 at 10^8 to 10^9 rows), and partitions would add planning cost to every
+//! lookup without shrinking what a lookup reads. What does grow at 10^8 rows (BENCHMARKS.md,
+//! "Scale") is the share of lookups whose index leaf and heap page are not in memory; making
+//! lookups index-only (`INCLUDE ("offset", length)`) is the next step, not partitions.
 //!
 //! `cars.commit_seq` (migration 3) numbers commits: `commit_car` takes
 //! `nextval('car_commit_seq')` while holding a transaction-level advisory lock (keyed on the
