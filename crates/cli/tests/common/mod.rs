@@ -523,7 +523,7 @@ pub struct Heard {
 pub struct BitswapClient {
     server: PeerId,
     control: libp2p_stream::Control,
-    received: mpsc::Receiver<Message>,
+    received: mpsc::Receiver<(Instant, Message)>,
     heard: Heard,
 }
 
@@ -534,22 +534,9 @@ impl BitswapClient {
             server,
             swarm,
             control,
-            mut incoming,
+            incoming,
         } = ClientSwarm::connect(addr, Duration::from_secs(120)).await;
-        let (tx, received) = mpsc::channel(4096);
-        tokio::spawn(async move {
-            while let Some((_, mut stream)) = incoming.next().await {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    while let Ok(Some(body)) = read_frame(&mut stream, MAX_MESSAGE_SIZE).await {
-                        let message = decode_message(&body).expect("server sends valid messages");
-                        if tx.send(message).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
+        let received = receive_messages(incoming);
         tokio::spawn(drive(swarm));
         Self {
             server,
@@ -590,7 +577,7 @@ impl BitswapClient {
         let deadline = tokio::time::Instant::now() + within;
         while !done(&self.heard) {
             match tokio::time::timeout_at(deadline, self.received.recv()).await {
-                Ok(Some(message)) => {
+                Ok(Some((_, message))) => {
                     for block in message.payload {
                         if let Ok(cid) = block.prefix.to_cid(&block.data) {
                             self.heard.blocks.insert(cid, block.data);
@@ -620,8 +607,8 @@ impl BitswapClient {
 /// per wantlist).
 pub struct WantStream {
     wants: Stream,
-    /// (arrival, CIDs of the blocks in one message).
-    received: mpsc::UnboundedReceiver<(Instant, Vec<Cid>)>,
+    /// (arrival, message), from [`receive_messages`].
+    received: mpsc::Receiver<(Instant, Message)>,
 }
 
 impl WantStream {
@@ -631,28 +618,9 @@ impl WantStream {
             server,
             swarm,
             mut control,
-            mut incoming,
+            incoming,
         } = ClientSwarm::connect(addr, Duration::from_secs(120)).await;
-        let (tx, received) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some((_, mut stream)) = incoming.next().await {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    while let Ok(Some(body)) = read_frame(&mut stream, MAX_MESSAGE_SIZE).await {
-                        let message = decode_message(&body).expect("server sends valid messages");
-                        let at = Instant::now();
-                        let cids = message
-                            .payload
-                            .iter()
-                            .map(|b| b.prefix.to_cid(&b.data).expect("a valid prefix"))
-                            .collect();
-                        if tx.send((at, cids)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
+        let received = receive_messages(incoming);
         tokio::spawn(drive(swarm));
         let wants = control
             .open_stream(server, ProtocolVersion::V1_2_0.protocol())
@@ -674,11 +642,39 @@ impl WantStream {
 
     /// The next message's arrival and blocks (at most 60 s).
     pub async fn next(&mut self) -> (Instant, Vec<Cid>) {
-        tokio::time::timeout(Duration::from_secs(60), self.received.recv())
+        let (at, message) = tokio::time::timeout(Duration::from_secs(60), self.received.recv())
             .await
             .expect("an answer within 60 s")
-            .expect("the client is running")
+            .expect("the client is running");
+        let cids = message
+            .payload
+            .iter()
+            .map(|b| b.prefix.to_cid(&b.data).expect("a valid prefix"))
+            .collect();
+        (at, cids)
     }
+}
+
+/// Reads every stream the server opens to the client (its answers) and forwards each decoded
+/// message with the instant it was decoded (at most 4096 waiting).
+fn receive_messages(
+    mut incoming: libp2p_stream::IncomingStreams,
+) -> mpsc::Receiver<(Instant, Message)> {
+    let (tx, received) = mpsc::channel(4096);
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(body)) = read_frame(&mut stream, MAX_MESSAGE_SIZE).await {
+                    let message = decode_message(&body).expect("server sends valid messages");
+                    if tx.send((Instant::now(), message)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    received
 }
 
 /// The value at quantile `p` (0 to 1) of `sorted` (ascending, not empty), nearest rank.

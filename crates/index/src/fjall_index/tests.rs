@@ -207,21 +207,12 @@ fn replacing_commit_removes_the_old_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let index = FjallIndex::open(dir.path()).expect("open");
     let inner = &index.inner;
-    let record = |blocks| CarRecord {
-        key: "cars/a.car".into(),
-        version: 1,
-        roots: vec![],
-        size: 100,
-        blocks,
-        block_bytes: 10 * blocks,
-        ingested_at: 1,
-    };
     inner
         .stage("cars/a.car", &[row(1, 10), row(2, 20)])
         .expect("stage");
-    inner.commit(record(2)).expect("commit");
+    inner.commit(record("cars/a.car", 2)).expect("commit");
     inner.stage("cars/a.car", &[row(1, 30)]).expect("restage");
-    inner.commit(record(1)).expect("recommit");
+    inner.commit(record("cars/a.car", 1)).expect("recommit");
     assert_eq!(physical_rows(inner), (1, 1, 0));
     let locations = inner.locations(&row(1, 0).multihash).expect("locations");
     assert_eq!(locations.len(), 1);
