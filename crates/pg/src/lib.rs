@@ -34,12 +34,13 @@
 //! A database holding a migration newer than this build knows is refused
 //! ([`PgError::SchemaTooNew`]) rather than used.
 //!
-//! Block index tables (migrations 1, 3 and 4):
+//! Block index tables (migrations 1, 3, 4 and 5):
 //! - `cars(key PK, id BIGINT UNIQUE, version, roots TEXT[], size, blocks, block_bytes,
 //!   ingested_at, commit_seq UNIQUE)`: committed CAR records; `id` (sequence `car_ids`) is
 //!   what location rows carry instead of the key;
 //! - `locations(car_id BIGINT, "offset" BIGINT, length INT, multihash BYTEA,
-//!   PK (multihash, car_id))`, index on `(car_id, multihash)`: committed locations, and staged
+//!   PK (multihash, car_id) INCLUDE ("offset", length))`, index on `(car_id, multihash)`:
+//!   committed locations, and staged
 //!   ones under their staging's id, which no `cars` row has until the commit, so lookups (which
 //!   join `cars` on the id) do not see them;
 //! - `stagings(car PK, id BIGINT, opened_at)`: CAR keys staged but neither committed nor
@@ -60,8 +61,10 @@
 //! Locations are not partitioned by hash prefix: a lookup is one B-tree descent whatever the
 //! table's size (depth 4 at 10^8 to 10^9 rows), and partitions would add planning cost to every
 //! lookup without shrinking what a lookup reads. What does grow at 10^8 rows (BENCHMARKS.md,
-//! "Scale") is the share of lookups whose index leaf and heap page are not in memory; making
-//! lookups index-only (`INCLUDE ("offset", length)`) is the next step, not partitions.
+//! "Scale") is the share of lookups whose index leaf and heap page are not in memory, so since
+//! migration 5 the primary key carries `offset` and `length` and a lookup is an index-only scan:
+//! it reads the primary key (about 90 bytes a row) and never the heap, once autovacuum has
+//! marked the rows' pages all-visible (set to run after every 1 % of new rows).
 //!
 //! `cars.commit_seq` (migration 3) numbers commits: `commit_car` takes
 //! `nextval('car_commit_seq')` while holding a transaction-level advisory lock (keyed on the
@@ -204,6 +207,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "compact_locations",
         include_str!("../migrations/0004_compact_locations.sql"),
+    ),
+    (
+        5,
+        "index_only_lookups",
+        include_str!("../migrations/0005_index_only_lookups.sql"),
     ),
 ];
 

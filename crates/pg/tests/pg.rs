@@ -696,3 +696,141 @@ async fn migration_4_keeps_every_location_of_a_version_3_database() {
         "replaced rows left behind"
     );
 }
+
+/// A database created by the schema of migration 4, holding committed CARs, is migrated on
+/// connect to migration 5: every location reads the same; the primary key is still unique on
+/// `(multihash, car_id)` (a batch that repeats a multihash is still upserted) and now carries
+/// `offset` and `length`, so that once vacuumed a lookup is an index-only scan that reads no
+/// heap page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_5_makes_lookups_index_only_on_a_version_4_database() {
+    let server = server();
+    let url = server.url();
+    let schema = unique_schema("migr5");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema};
+             CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {} {} {} {}
+             INSERT INTO schema_migrations (version, name) VALUES (1, 'block_index'),
+                 (2, 'provider_records'), (3, 'presence_feed'), (4, 'compact_locations');",
+            include_str!("../migrations/0001_block_index.sql"),
+            include_str!("../migrations/0002_provider_records.sql"),
+            include_str!("../migrations/0003_presence_feed.sql"),
+            include_str!("../migrations/0004_compact_locations.sql"),
+        ))
+        .await
+        .expect("version 4 schema");
+    // Two CARs committed by a version-4 replica; seeds 100..200 are in both.
+    for (key, seeds, base) in [("cars/a.car", 0..200, 1000), ("cars/b.car", 100..300, 5000)] {
+        client
+            .execute(
+                "INSERT INTO cars (key, version, roots, size, blocks, block_bytes, ingested_at, \
+                     commit_seq) \
+                 VALUES ($1, 1, '{bafkqaaa}', 1000, 200, 0, 5, nextval('car_commit_seq'))",
+                &[&key],
+            )
+            .await
+            .unwrap();
+        for seed in seeds {
+            let offset = i64::from(base + seed);
+            client
+                .execute(
+                    "INSERT INTO locations (car_id, \"offset\", length, multihash) \
+                     SELECT id, $2, 7, $3 FROM cars WHERE key = $1",
+                    &[&key, &offset, &test_multihash(seed).to_bytes()],
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    let index = PgIndex::connect(&url, &config(&schema))
+        .await
+        .expect("migrating connect");
+    assert_eq!(
+        index.pool().applied_migrations().await.unwrap(),
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    for seed in 0..300 {
+        let mut want = Vec::new();
+        if seed < 200 {
+            want.push(BlockLocation {
+                car: "cars/a.car".into(),
+                offset: 1000 + u64::from(seed),
+                length: 7,
+            });
+        }
+        if seed >= 100 {
+            want.push(BlockLocation {
+                car: "cars/b.car".into(),
+                offset: 5000 + u64::from(seed),
+                length: 7,
+            });
+        }
+        assert_eq!(
+            index.locations(&test_multihash(seed)).await.unwrap(),
+            want,
+            "seed {seed}"
+        );
+    }
+    // The primary key: unique on two columns, carrying two more.
+    let shape = client
+        .query_one(
+            "SELECT i.indisunique, i.indnkeyatts::int, i.indnatts::int \
+             FROM pg_index i JOIN pg_constraint c ON c.conindid = i.indexrelid \
+             WHERE c.conname = 'locations_pkey' AND c.connamespace = $1::text::regnamespace",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (shape.get::<_, bool>(0), shape.get::<_, i32>(1), shape.get::<_, i32>(2)),
+        (true, 2, 4)
+    );
+    // Still the conflict target of a batch that repeats a multihash: the last row wins.
+    let mut repeated = rows(400..410, 0);
+    repeated.extend(rows(400..401, 90));
+    index.stage_blocks("cars/c.car", &repeated).await.unwrap();
+    index.commit_car(&record("cars/c.car", 10)).await.unwrap();
+    assert_eq!(
+        index.locations(&test_multihash(400)).await.unwrap(),
+        vec![BlockLocation {
+            car: "cars/c.car".into(),
+            offset: 490,
+            length: 7
+        }]
+    );
+    // Once vacuumed, the lookup reads the primary key only (a table this small would be read
+    // whole, hence the planner settings).
+    client
+        .batch_execute(&format!("VACUUM ANALYZE {schema}.locations"))
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        .await
+        .unwrap();
+    let plan = client
+        .query(
+            &format!(
+                "EXPLAIN (ANALYZE, COSTS OFF) SELECT c.key, l.\"offset\", l.length \
+                 FROM {schema}.locations l JOIN {schema}.cars c ON c.id = l.car_id \
+                 WHERE l.multihash = $1"
+            ),
+            &[&test_multihash(150).to_bytes()],
+        )
+        .await
+        .unwrap();
+    let plan: Vec<String> = plan.iter().map(|r| r.get(0)).collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Only Scan using locations_pkey") && plan.contains("Heap Fetches: 0"),
+        "{plan}"
+    );
+}
