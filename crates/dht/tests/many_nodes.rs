@@ -259,6 +259,36 @@ async fn pester(bad: &HeadSwarm, target: &HeadSwarm) {
     }
 }
 
+/// A FIND_NODE from `from` to `to` outside the DHT service, each step timed out after 5 s:
+/// which step fails, for the failure message of a node that cannot bootstrap.
+async fn ask_by_hand(from: &HeadSwarm, to: &HeadSwarm) -> String {
+    let step = Duration::from_secs(5);
+    let dial = hydrant_dht::Dialer::dial(&*from.dialer, to.peer, vec![to.addr.clone()]);
+    match tokio::time::timeout(step, dial).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return format!("dial failed: {e}"),
+        Err(_) => return "dial timed out".into(),
+    }
+    let mut control = from.control.clone();
+    let mut s = match tokio::time::timeout(step, control.open_stream(to.peer, PROTOCOL)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return format!("open_stream failed: {e}"),
+        Err(_) => return "open_stream timed out".into(),
+    };
+    let body = encode_request(&Request::FindNode {
+        key: from.peer.to_bytes(),
+    });
+    if let Err(e) = write_frame(&mut s, &body).await {
+        return format!("write failed: {e}");
+    }
+    match tokio::time::timeout(step, read_frame(&mut s, 65536)).await {
+        Ok(Ok(Some(answer))) => format!("answered ({} bytes)", answer.len()),
+        Ok(Ok(None)) => "stream closed unanswered".into(),
+        Ok(Err(e)) => format!("read failed: {e}"),
+        Err(_) => "answer timed out".into(),
+    }
+}
+
 async fn find_provider(node: &Node, key: &[u8]) -> Vec<ProviderInfo> {
     node.dht()
         .get_providers(key, Some(1))
@@ -284,6 +314,24 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         ((z ^ (z >> 31)) % n as u64) as usize
     }
+}
+
+/// The node's admission and request counters, for a failure message.
+fn counters(node: &Node) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = node.dht().stats();
+    format!(
+        "probes {} failed {}, admissions {} rejections {} evictions {}, \
+         requests {} failed {}, inbound ok {}",
+        s.probes.load(Relaxed),
+        s.probe_failures.load(Relaxed),
+        s.admissions.load(Relaxed),
+        s.rejections.load(Relaxed),
+        s.evictions.load(Relaxed),
+        s.outbound_requests.load(Relaxed),
+        s.outbound_failures.load(Relaxed),
+        s.inbound_ok.iter().map(|c| c.load(Relaxed)).sum::<u64>(),
+    )
 }
 
 fn open_fds() -> usize {
@@ -366,8 +414,13 @@ async fn bootstrap_all(nodes: &[Node]) {
             return;
         }
         eprintln!(
-            "bootstrapping {} node(s) with an empty table again (attempt {attempt})",
-            empty.len()
+            "bootstrapping {} node(s) with an empty table again (attempt {attempt}): {}",
+            empty.len(),
+            empty
+                .iter()
+                .map(|&i| format!("node {i}: {}", counters(&nodes[i])))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
         for i in empty {
             let mut from = HashSet::new();
@@ -376,6 +429,13 @@ async fn bootstrap_all(nodes: &[Node]) {
                 if seed != i {
                     from.insert(seed);
                 }
+            }
+            if attempt > 3 {
+                let seed = *from.iter().next().expect("3 seeds");
+                eprintln!(
+                    "  node {i} asks node {seed} by hand: {}",
+                    ask_by_hand(&nodes[i].heads[0], &nodes[seed].heads[0]).await
+                );
             }
             let seeds = from.iter().flat_map(|&s| nodes[s].contacts()).collect();
             nodes[i].dht().bootstrap(seeds).await;
@@ -407,7 +467,11 @@ async fn two_hundred_nodes_survive_sixty_percent_stream_resetters() {
     let all: Vec<usize> = (0..n).collect();
     report(&format!("bootstrapped; {}", table_sizes(&nodes, &all)));
     for (i, node) in nodes.iter().enumerate() {
-        assert!(!node.dht().routing_table().is_empty(), "node {i} has peers");
+        assert!(
+            !node.dht().routing_table().is_empty(),
+            "node {i} has peers ({})",
+            counters(node)
+        );
     }
 
     // An honest node provides some keys; honest nodes (single- and multi-head) find it.
