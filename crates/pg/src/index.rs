@@ -214,6 +214,10 @@ impl PgIndex {
     }
 }
 
+/// Connections one `stage_blocks` batch is written on at once (a power of two; see
+/// `stage_blocks`).
+const COPY_STREAMS: usize = 4;
+
 /// A staged row as written: multihash bytes, offset, length.
 type Row3 = (Vec<u8>, i64, i32);
 
@@ -478,14 +482,26 @@ impl CarCatalog for PgIndex {
             .map_err(|e| storage(WHAT, &e))?
             .get(0);
         drop(client);
-        // Two halves on two connections at once: one PostgreSQL backend inserting into the
-        // primary key is CPU-bound on one core. The halves split between two multihashes, so
-        // they never hold the same key and never wait for each other.
-        let (first, second) = converted.split_at(split_point(&converted));
-        tokio::try_join!(
-            self.stage_part(car_key, staging_id, first),
-            self.stage_part(car_key, staging_id, second),
-        )?;
+        // Parts on connections of their own at once: one PostgreSQL backend inserting into the
+        // primary key is CPU-bound on one core while the key fits in memory, and waits on one
+        // random read at a time once it does not. Parts split between two multihashes, so they
+        // never hold the same key and never wait for each other.
+        let mut parts = vec![converted.as_slice()];
+        while parts.len() < COPY_STREAMS {
+            parts = parts
+                .into_iter()
+                .flat_map(|p| {
+                    let (a, b) = p.split_at(split_point(p));
+                    [a, b]
+                })
+                .collect();
+        }
+        futures::future::try_join_all(
+            parts
+                .into_iter()
+                .map(|part| self.stage_part(car_key, staging_id, part)),
+        )
+        .await?;
         Ok(())
     }
 
