@@ -1,5 +1,5 @@
 //! The index contract as executable checks, shared by every backend: one suite per half,
-//! [`lookup_suite`] and [`catalog_suite`].
+//! [`lookup_suite`] and [`catalog_suite`], and [`pin_suite`] for the pin store.
 //!
 //! A backend's test calls both with a factory that returns a fresh, *empty* index each
 //! time (a new temporary directory, a new database schema, ...). Every check panics with a
@@ -29,8 +29,8 @@ use std::sync::Arc;
 use cid::Cid;
 
 use crate::{
-    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LOCATIONS, Multihash,
-    StagedBlock,
+    BlockIndex, BlockLocation, CarRecord, IndexError, MAX_LIST_CARS, MAX_LIST_PINS, MAX_LOCATIONS,
+    Multihash, Pin, PinStore, StagedBlock,
 };
 
 /// Multicodec code of the raw codec.
@@ -626,5 +626,89 @@ pub async fn car_multihashes_pages_in_byte_order<I: BlockIndex>(index: I) {
         index.car_multihashes(key, None, 100).await.expect("list"),
         vec![test_multihash(40)],
         "a replaced CAR lists its new rows only"
+    );
+}
+
+/// The pin store's suite ([`PinStore`]): add, rename, remove, and paging in CID byte order.
+/// Runs on one fresh store from `make`.
+///
+/// # Panics
+/// When the backend breaks a contract (the message says which), or `make` panics.
+pub async fn pin_suite<P, F, Fut>(make: F)
+where
+    P: PinStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = P>,
+{
+    let store = make().await;
+    let pin = |seed: u32, codec: u64, name: &str, at: u64| Pin {
+        cid: Cid::new_v1(codec, test_multihash(seed)),
+        name: name.to_owned(),
+        created_at: at,
+    };
+    let first = pin(1, DAG_PB, "first", 100);
+    assert_eq!(
+        store.pin(&first.cid).await.unwrap(),
+        None,
+        "nothing pinned yet"
+    );
+    assert!(store.add_pin(&first).await.unwrap(), "a new pin");
+    assert_eq!(store.pin(&first.cid).await.unwrap(), Some(first.clone()));
+    // Pinning again renames it and keeps when it was first pinned.
+    assert!(
+        !store
+            .add_pin(&pin(1, DAG_PB, "renamed", 200))
+            .await
+            .unwrap(),
+        "not new"
+    );
+    assert_eq!(
+        store.pin(&first.cid).await.unwrap(),
+        Some(pin(1, DAG_PB, "renamed", 100)),
+        "renamed, first created_at kept"
+    );
+    // The same multihash under another codec, and a CIDv0, are other pins.
+    let raw = pin(1, RAW, "", 300);
+    let v0 = Pin {
+        cid: Cid::new_v0(test_multihash(2)).expect("sha2-256"),
+        name: "v0".into(),
+        created_at: 400,
+    };
+    assert!(store.add_pin(&raw).await.unwrap());
+    assert!(store.add_pin(&v0).await.unwrap());
+    for seed in 10..40 {
+        store
+            .add_pin(&pin(seed, DAG_CBOR, "", u64::from(seed)))
+            .await
+            .unwrap();
+    }
+    // Pages in byte order of the binary CIDs, strictly after `after`, capped by `limit`.
+    let mut all = Vec::new();
+    let mut after: Option<Cid> = None;
+    loop {
+        let page = store.list_pins(after.as_ref(), 7).await.unwrap();
+        assert!(page.len() <= 7, "a page holds at most `limit` pins");
+        let Some(last) = page.last() else { break };
+        after = Some(last.cid);
+        all.extend(page);
+    }
+    assert_eq!(all.len(), 33, "every pin listed once");
+    let keys: Vec<Vec<u8>> = all.iter().map(|p| p.cid.to_bytes()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "pins listed in byte order of their CIDs");
+    assert!(all.contains(&v0) && all.contains(&raw));
+    assert!(
+        store.list_pins(None, usize::MAX).await.unwrap().len() <= MAX_LIST_PINS,
+        "capped"
+    );
+    // Removal.
+    assert!(store.remove_pin(&raw.cid).await.unwrap(), "was pinned");
+    assert!(!store.remove_pin(&raw.cid).await.unwrap(), "already gone");
+    assert_eq!(store.pin(&raw.cid).await.unwrap(), None);
+    assert_eq!(
+        store.pin(&first.cid).await.unwrap().map(|p| p.name),
+        Some("renamed".to_owned()),
+        "the same multihash's other pin stays"
     );
 }

@@ -1,6 +1,6 @@
 //! [`FjallIndex`]: the embedded [`BlockIndex`] backend on the fjall LSM-tree.
 //!
-//! Layout (four fjall keyspaces of one database; integers big-endian so keys sort by number):
+//! Layout (five fjall keyspaces of one database; integers big-endian so keys sort by number):
 //!
 //! | keyspace | key | value |
 //! | --- | --- | --- |
@@ -8,6 +8,7 @@
 //! | `car_blocks` | CAR number (u64) ++ multihash bytes | empty |
 //! | `cars` | CAR key (UTF-8) | JSON `{number, record}`, committed CARs only |
 //! | `staging` | CAR number (u64) | JSON `{key, state}`: rows written but not visible |
+//! | `pins` | CID bytes | `created_at` (u64) ++ name (UTF-8), see [`PinStore`](crate::PinStore) |
 //!
 //! A multihash is self-delimiting (varint code, varint length, digest), so a prefix scan of
 //! `blocks` on a multihash's bytes yields exactly that block's rows. Each CAR gets a number when
@@ -45,6 +46,7 @@ use crate::{
     MAX_LIST_MULTIHASHES, MAX_LOCATIONS, Multihash, StagedBlock,
 };
 
+mod pins;
 mod sorter;
 use sorter::RowSorter;
 pub use sorter::{MERGE_BUFFER_BYTES, SORT_BUFFER_BYTES};
@@ -67,6 +69,7 @@ const KS_BLOCKS: &str = "blocks";
 const KS_CAR_BLOCKS: &str = "car_blocks";
 const KS_CARS: &str = "cars";
 const KS_STAGING: &str = "staging";
+const KS_PINS: &str = "pins";
 
 /// Bytes of a CAR number in keys.
 const NUMBER_LEN: usize = 8;
@@ -103,6 +106,9 @@ struct Inner {
     car_blocks: Keyspace,
     cars: Keyspace,
     staging: Keyspace,
+    pins: Keyspace,
+    /// Held by pin writes (a pin's read and write go together).
+    pin_writes: Mutex<()>,
     /// Committed CAR number -> CAR key: the visibility filter of `locations`.
     committed: RwLock<HashMap<u64, Arc<str>>>,
     /// CAR key -> the stagings opened by this process and not yet committed/aborted.
@@ -212,6 +218,7 @@ impl FjallIndex {
         let car_blocks = keyspace(KS_CAR_BLOCKS, false)?;
         let cars = keyspace(KS_CARS, true)?;
         let staging = keyspace(KS_STAGING, false)?;
+        let pins = keyspace(KS_PINS, true)?;
 
         let mut committed = HashMap::new();
         let mut max_number = 0u64;
@@ -235,6 +242,8 @@ impl FjallIndex {
             car_blocks,
             cars,
             staging,
+            pins,
+            pin_writes: Mutex::new(()),
             committed: RwLock::new(committed),
             live: Mutex::new(HashMap::new()),
             dir: dir.to_owned(),

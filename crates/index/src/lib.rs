@@ -26,6 +26,7 @@
 //! - limits [`MAX_LOCATIONS`], [`MAX_LIST_CARS`], [`MAX_LIST_MULTIHASHES`];
 //! - `FjallIndex`: the embedded backend (the default), behind the `fjall` feature so that
 //!   crates using only the traits do not build an embedded database;
+//! - [`PinStore`] and [`Pin`]: the pinned roots, kept in the same database;
 //! - [`filter`]: the in-memory presence filter ([`filter::PresenceFilter`]) and the lookup
 //!   wrapper that consults it first ([`filter::FilteredIndex`]);
 //! - [`conformance`]: the contract suites every backend passes, one per half.
@@ -36,6 +37,7 @@ pub mod conformance;
 pub mod filter;
 #[cfg(feature = "fjall")]
 mod fjall_index;
+mod pins;
 
 #[cfg(feature = "fjall")]
 pub use fjall_index::{
@@ -44,6 +46,7 @@ pub use fjall_index::{
     SORT_BUFFER_BYTES as FJALL_SORT_BUFFER_BYTES,
 };
 pub use hydrant_blocks::Multihash;
+pub use pins::{MAX_LIST_PINS, MAX_PIN_NAME_BYTES, Pin, PinStore};
 
 /// Most locations [`BlockIndex::locations`] returns for one block (the first ones in the
 /// backend's order). A block present in more CARs is still served; the rest are not listed,

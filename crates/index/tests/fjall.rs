@@ -32,7 +32,7 @@ fn row(seed: u32, offset: u64) -> StagedBlock {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fjall_passes_both_conformance_suites() {
+async fn fjall_passes_the_conformance_suites() {
     let parent = tempfile::tempdir().expect("tempdir");
     let counter = AtomicU32::new(0);
     let make = || {
@@ -43,6 +43,24 @@ async fn fjall_passes_both_conformance_suites() {
     };
     conformance::lookup_suite(make).await;
     conformance::catalog_suite(make).await;
+    conformance::pin_suite(make).await;
+}
+
+#[tokio::test]
+async fn pins_survive_a_reopen() {
+    use hydrant_index::{Pin, PinStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pin = Pin {
+        cid: cid::Cid::new_v1(0x70, test_multihash(5)),
+        name: "kept".into(),
+        created_at: 42,
+    };
+    {
+        let index = FjallIndex::open(dir.path()).expect("open");
+        assert!(index.add_pin(&pin).await.unwrap());
+    }
+    let index = FjallIndex::open(dir.path()).expect("reopen");
+    assert_eq!(index.pin(&pin.cid).await.unwrap(), Some(pin));
 }
 
 #[tokio::test]

@@ -254,7 +254,7 @@ async fn copy_locations(
     writer.finish().await.map(drop)
 }
 
-fn storage(what: &str, err: &tokio_postgres::Error) -> IndexError {
+pub(crate) fn storage(what: &str, err: &tokio_postgres::Error) -> IndexError {
     IndexError::Storage(format!("{what}: {}", describe(err)))
 }
 

@@ -88,6 +88,9 @@
 //! use the `"C"` collation so `list_cars` pages in byte order whatever the database's default
 //! collation.
 //!
+//! Pins (migration 6, [`hydrant_index::PinStore`]): `pins(cid BYTEA PK, name TEXT,
+//! created_at BIGINT)`, the CID in binary form.
+//!
 //! Provider records (`migrations/0002_provider_records.sql`):
 //! `provider_records(key BYTEA, provider BYTEA, addrs BYTEA, expires_at BIGINT,
 //! PK (key, provider))` with a B-tree index on `expires_at`.
@@ -119,6 +122,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 mod index;
+mod pins;
 mod providers;
 
 pub use index::PgIndex;
@@ -213,6 +217,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "index_only_lookups",
         include_str!("../migrations/0005_index_only_lookups.sql"),
     ),
+    (6, "pins", include_str!("../migrations/0006_pins.sql")),
 ];
 
 /// Lifts `statement_timeout` for the rest of the current transaction: for statements whose

@@ -38,6 +38,7 @@ async fn index_conformance() {
     };
     hydrant_index::conformance::lookup_suite(make).await;
     hydrant_index::conformance::catalog_suite(make).await;
+    hydrant_index::conformance::pin_suite(make).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -790,7 +791,11 @@ async fn migration_5_makes_lookups_index_only_on_a_version_4_database() {
         .await
         .unwrap();
     assert_eq!(
-        (shape.get::<_, bool>(0), shape.get::<_, i32>(1), shape.get::<_, i32>(2)),
+        (
+            shape.get::<_, bool>(0),
+            shape.get::<_, i32>(1),
+            shape.get::<_, i32>(2)
+        ),
         (true, 2, 4)
     );
     // Still the conflict target of a batch that repeats a multihash: the last row wins.
