@@ -24,6 +24,7 @@
 #   SCALE_SAMPLES      timed lookups of each kind (default 2000)
 #   SCALE_READY_TIMEOUT  seconds a daemon may take to become ready (default 3600)
 #   SCALE_PG_OPTIONS   extra postgres server options, e.g. "-c shared_buffers=1GB"
+#   SCALE_PG_STATEMENT_TIMEOUT  the repository's index.statement_timeout_secs (default 300)
 #   HYDRANT_PG_BIN     directory of initdb/pg_ctl/psql (default: newest /usr/lib/postgresql/*/bin)
 #   HYDRANT_BIN        the hydrant binary (default target/release/hydrant, built when missing)
 set -euo pipefail
@@ -167,7 +168,10 @@ run_one() {
     printf '[dht]\nenabled = false\n'
     if [[ $backend == pg ]]; then
       psql_value "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null
-      printf '[index]\nkind = "postgres"\nurl = "%s"\nschema = "%s"\n' "$PG_URL" "$schema"
+      # A bulk load on a shared machine: a checkpoint's fsync can hold a COPY of one batch past
+      # the default 30 s statement timeout (seen once at 10^8 rows with four COPY streams).
+      printf '[index]\nkind = "postgres"\nurl = "%s"\nschema = "%s"\nstatement_timeout_secs = %s\n' \
+        "$PG_URL" "$schema" "${SCALE_PG_STATEMENT_TIMEOUT:-300}"
     fi
   } >"$repo/config.toml"
 
