@@ -16,6 +16,8 @@ use hydrant_node::{API_FILE, Repo, RepoError};
 use hydrant_node::{DaemonInfo, Overrides};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod pin;
+
 fn peer_id_text(repo: &Repo) -> String {
     repo.keypair.public().to_peer_id().to_string()
 }
@@ -92,6 +94,15 @@ enum Command {
         /// Print one JSON summary line per file instead of text.
         #[arg(long)]
         json: bool,
+        /// Pin each CAR's roots (`--pin=false` leaves them unpinned). No walk: a CAR may hold
+        /// part of a DAG.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        pin: bool,
+    },
+    /// Pins: root CIDs whose whole DAG the node keeps.
+    Pin {
+        #[command(subcommand)]
+        command: pin::PinCommand,
     },
     /// Write a CARv1 of the DAG under CID, read from this node's store.
     Export {
@@ -258,7 +269,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Ingest { files, json } => ingest(&repo_dir, &files, json).await,
+        Command::Ingest { files, json, pin } => ingest(&repo_dir, &files, json, pin).await,
+        Command::Pin { command } => pin::run(&repo_dir, command).await,
         Command::Export { cid, output } => export(&repo_dir, cid, output.as_deref()).await,
         Command::Config {
             command: ConfigCommand::Check { json },
@@ -350,7 +362,7 @@ fn progress_bar(total: u64) -> ProgressBar {
     )
 }
 
-async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
+async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool, pin: bool) -> Result<()> {
     let client = api_client(repo_dir)?;
     let daemon = running_daemon(repo_dir, &client).await;
     let services = match &daemon {
@@ -368,15 +380,23 @@ async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
             }
         };
         let result = match (&daemon, &services, stored) {
-            (Some(info), _, Some(key)) => index_remote(&client, info, &key).await,
-            (Some(info), _, None) => ingest_remote(&client, info, file).await,
-            (None, Some(services), Some(key)) => services
-                .ingester
-                .index_stored(&key, None)
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|s| Ok(serde_json::to_value(s)?)),
-            (None, Some(services), None) => ingest_local(services, file).await,
+            (Some(info), _, Some(key)) => index_remote(&client, info, &key, pin).await,
+            (Some(info), _, None) => ingest_remote(&client, info, file, pin).await,
+            (None, Some(services), stored) => {
+                let summary = match stored {
+                    Some(key) => services.ingester.index_stored(&key, None).await?,
+                    None => ingest_local(services, file).await?,
+                };
+                let pinned = if pin {
+                    hydrant_node::pin_roots(services, &summary.roots).await?
+                } else {
+                    Vec::new()
+                };
+                let mut summary = serde_json::to_value(summary)?;
+                summary["pinned"] =
+                    serde_json::json!(pinned.iter().map(ToString::to_string).collect::<Vec<_>>());
+                Ok(summary)
+            }
             (None, None, _) => unreachable!("one of daemon or local services is set"),
         };
         match result {
@@ -432,10 +452,11 @@ async fn index_remote(
     client: &reqwest::Client,
     info: &DaemonInfo,
     key: &str,
+    pin: bool,
 ) -> Result<serde_json::Value> {
     let url = reqwest::Url::parse_with_params(
         &format!("{}/api/v1/cars/index", info.api_url),
-        &[("key", key)],
+        &[("key", key), ("pin", &pin.to_string())],
     )?;
     let response = client
         .post(url)
@@ -463,7 +484,7 @@ async fn daemon_answer(response: reqwest::Response) -> Result<serde_json::Value>
     Ok(body)
 }
 
-async fn ingest_local(services: &Services, file: &Path) -> Result<serde_json::Value> {
+async fn ingest_local(services: &Services, file: &Path) -> Result<hydrant_ingest::IngestSummary> {
     let input = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
@@ -487,13 +508,14 @@ async fn ingest_local(services: &Services, file: &Path) -> Result<serde_json::Va
     let result = services.ingester.ingest(input, Some(progress)).await;
     ticker.abort();
     bar.finish_and_clear();
-    Ok(serde_json::to_value(result?)?)
+    Ok(result?)
 }
 
 async fn ingest_remote(
     client: &reqwest::Client,
     info: &DaemonInfo,
     file: &Path,
+    pin: bool,
 ) -> Result<serde_json::Value> {
     let input = tokio::fs::File::open(file)
         .await
@@ -508,7 +530,7 @@ async fn ingest_remote(
             .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
     };
     let response = client
-        .put(format!("{}/api/v1/cars", info.api_url))
+        .put(format!("{}/api/v1/cars?pin={pin}", info.api_url))
         .body(reqwest::Body::wrap_stream(counted))
         .send()
         .await

@@ -5,9 +5,10 @@
 //! | `GET /api/v1/id` | the [`DaemonInfo`] of this daemon |
 //! | `GET /healthz` | liveness: 200 while the process serves HTTP |
 //! | `GET /readyz` | readiness ([`crate::http::health::Readiness`] as JSON): 200 when ready, 503 when not |
-//! | `PUT /api/v1/cars` | ingests the CAR in the request body (streamed); answers an `IngestSummary` |
-//! | `POST /api/v1/cars/index?key=KEY` | indexes the CAR already stored under object key `KEY`, in place |
+//! | `PUT /api/v1/cars[?pin=false]` | ingests the CAR in the request body (streamed) and pins its roots (unless `pin=false`); answers an `IngestSummary` with `pinned` (the CIDs pinned) |
+//! | `POST /api/v1/cars/index?key=KEY[&pin=false]` | indexes the CAR already stored under object key `KEY`, in place; pins as `PUT` |
 //! | `GET /api/v1/cars?after=KEY&limit=N` | committed CARs, ordered by key, at most `limit` (<= 1000) |
+//! | `GET /api/v1/pins`, `GET`/`POST`/`DELETE /api/v1/pins/{cid}` | pins: see [`crate::http::pins`] |
 //! | `GET /api/v1/dht/heads` | the DHT heads and the main peer: index, peer ID, addresses, connected peers |
 //! | `GET /api/v1/dht/heads/{peer_id}/peers` | peers connected to one head |
 //! | `GET /api/v1/dht/routing-table` | the shared routing table: peer IDs and addresses |
@@ -22,7 +23,7 @@
 //! `WWW-Authenticate: Bearer`. The token is compared in constant time (of SHA-256 digests).
 //!
 //! Errors are JSON `{"error": "..."}`: 400 for a bad CAR (the message names the problem and the
-//! byte offset), 401 without the token, 413 past `api.max_upload_bytes`, 500 for a server-side
+//! byte offset), 401 without the token, 422 for a pin of an incomplete DAG, 413 past `api.max_upload_bytes`, 500 for a server-side
 //! failure (details only in the log), 504 past `api.request_timeout_secs` (ingests are exempt).
 //! Every error body also carries the request ID (`request_id`, see [`crate::http`]).
 
@@ -41,6 +42,7 @@ use hydrant_ingest::IngestError;
 use serde::Deserialize;
 
 use crate::http::error::ApiError;
+use crate::http::pins;
 pub use crate::http::state::{ApiState, ApiToken};
 use crate::p2p::dht::DhtService;
 use crate::repo::DaemonInfo;
@@ -53,6 +55,8 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 const UNTIMED_ROUTES: &[(Method, &str)] = &[
     (Method::PUT, "/api/v1/cars"),
     (Method::POST, "/api/v1/cars/index"),
+    // Walks the whole DAG first.
+    (Method::POST, "/api/v1/pins/{cid}"),
 ];
 
 /// Routes answered without the token: load balancers probe them.
@@ -81,6 +85,11 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/id", get(id))
         .route("/api/v1/cars", put(put_car).get(list_cars))
         .route("/api/v1/cars/index", post(index_stored))
+        .route("/api/v1/pins", get(pins::list))
+        .route(
+            "/api/v1/pins/{cid}",
+            get(pins::get_one).post(pins::add).delete(pins::remove),
+        )
         .route("/api/v1/dht/heads", get(dht_heads))
         .route("/api/v1/dht/heads/{peer_id}/peers", get(dht_head_peers))
         .route("/api/v1/dht/routing-table", get(dht_routing_table))
@@ -120,41 +129,68 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     (status, Json(readiness)).into_response()
 }
 
+/// `?pin=false` leaves an ingested CAR's roots unpinned (they are pinned by default).
+#[derive(Deserialize)]
+struct PinQuery {
+    pin: Option<bool>,
+}
+
 #[derive(Deserialize)]
 struct IndexQuery {
     key: String,
 }
 
-async fn index_stored(State(state): State<ApiState>, Query(q): Query<IndexQuery>) -> Response {
+async fn index_stored(
+    State(state): State<ApiState>,
+    Query(q): Query<IndexQuery>,
+    Query(pin): Query<PinQuery>,
+) -> Response {
     let ticket = state.services.ingest_stats.start();
     let result = state
         .services
         .ingester
         .index_stored(&q.key, Some(ticket.progress()))
         .await;
-    ingested(&state, ticket, result)
+    ingested(&state, ticket, result, pin.pin.unwrap_or(true)).await
 }
 
-/// The answer to an ingest through the API, for both routes: counted, roots announced, the
-/// summary (200) or the [`ApiError`].
-fn ingested(
+/// The answer to an ingest through the API, for both routes: counted, roots pinned (when
+/// `pin`) and announced, the summary with `"pinned": [CIDs]` (200) or the [`ApiError`].
+async fn ingested(
     state: &ApiState,
     ticket: crate::stores::meters::IngestTicket,
     result: Result<hydrant_ingest::IngestSummary, IngestError>,
+    pin: bool,
 ) -> Response {
     ticket.finish(&result);
-    match result {
-        Ok(summary) => {
-            if let (Some(dht), true) = (&state.dht, state.announce_roots) {
-                dht.announce_car(&summary.car_key, &summary.roots);
-            }
-            (StatusCode::OK, Json(summary)).into_response()
-        }
-        Err(e) => ApiError::ingest(e, state.max_upload_bytes).into_response(),
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => return ApiError::ingest(e, state.max_upload_bytes).into_response(),
+    };
+    if let (Some(dht), true) = (&state.dht, state.announce_roots) {
+        dht.announce_car(&summary.car_key, &summary.roots);
     }
+    let pinned = if pin {
+        match crate::stores::pins::pin_roots(&state.services, &summary.roots).await {
+            Ok(pinned) => pinned.iter().map(ToString::to_string).collect(),
+            Err(e) => {
+                return ApiError::internal("the CAR was stored but pinning its roots failed", e)
+                    .into_response();
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let mut body = serde_json::to_value(&summary).unwrap_or_default();
+    body["pinned"] = serde_json::json!(pinned);
+    (StatusCode::OK, Json(body)).into_response()
 }
 
-async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
+async fn put_car(
+    State(state): State<ApiState>,
+    Query(pin): Query<PinQuery>,
+    body: Body,
+) -> Response {
     let limit = state.max_upload_bytes;
     let seen = Arc::new(AtomicU64::new(0));
     let counter = seen.clone();
@@ -183,7 +219,7 @@ async fn put_car(State(state): State<ApiState>, body: Body) -> Response {
         .ingester
         .ingest(reader, Some(ticket.progress()))
         .await;
-    ingested(&state, ticket, result)
+    ingested(&state, ticket, result, pin.pin.unwrap_or(true)).await
 }
 
 /// `stream`, ended with a [`std::io::ErrorKind::TimedOut`] error when no item arrives for

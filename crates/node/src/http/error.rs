@@ -18,6 +18,9 @@ pub(crate) enum ApiError {
     Unauthorized,
     /// 404: what the request names does not exist (or that part of the node is off).
     NotFound(String),
+    /// 422: a well-formed request the store's content cannot satisfy (pinning a DAG with a
+    /// block missing); the message names what is missing.
+    Unprocessable(String),
     /// 413: an upload past `api.max_upload_bytes` (the limit, bytes).
     TooLarge(u64),
     /// 408: an upload that stopped sending (`api.upload_idle_timeout_secs`); the message says
@@ -75,6 +78,7 @@ impl IntoResponse for ApiError {
                     .to_owned(),
             ),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Self::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             Self::UploadStalled(m) => (StatusCode::REQUEST_TIMEOUT, m),
             Self::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -8,6 +8,7 @@ pub(crate) mod health;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 mod middleware;
+mod pins;
 mod serve;
 pub(crate) mod slow_clients;
 pub(crate) mod state;

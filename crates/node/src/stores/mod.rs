@@ -7,5 +7,6 @@
 pub(crate) mod export;
 pub(crate) mod filter_snapshot;
 pub(crate) mod meters;
+pub mod pins;
 pub mod services;
 pub mod storage;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hydrant_blockstore::CarBlockstore;
 use hydrant_index::filter::{FilteredIndex, PresenceFilter};
-use hydrant_index::{BlockIndex, BlockLookup, CarCatalog, FjallIndex};
+use hydrant_index::{BlockIndex, BlockLookup, CarCatalog, FjallIndex, PinStore};
 use hydrant_ingest::{IngestConfig, Ingester};
 use hydrant_pg::{PgIndex, PgPool, PoolConfig};
 use object_store::ObjectStore;
@@ -25,6 +25,8 @@ pub struct Services {
     pub index: Arc<dyn BlockLookup>,
     /// The CAR catalogue of the index (records, staging), unfiltered.
     pub catalog: Arc<dyn CarCatalog>,
+    /// The pins, in the index's database.
+    pub pins: Arc<dyn PinStore>,
     /// The presence filter and its index wrapper (`None` when `[filter]` is disabled).
     pub filtered: Option<FilteredIndex>,
     /// The PostgreSQL index when `[index] kind = "postgres"` (for its commit feed and pool).
@@ -64,27 +66,36 @@ impl Services {
         let metered = storage::open(repo)?;
         let store_stats = metered.stats();
         let store: Arc<dyn ObjectStore> = Arc::new(metered);
-        let (catalog, pg, feed, origin): (Arc<dyn BlockIndex>, _, _, _) = match &repo.config.index {
-            IndexConfig::Fjall { path } => {
-                let dir = repo.resolve(path);
-                let index = FjallIndex::open(&dir).map_err(|e| NodeError::Index {
-                    what: dir.display().to_string(),
-                    detail: e.to_string(),
-                })?;
-                let origin = dir.display().to_string();
-                (Arc::new(index.clone()), None, Feed::Fjall(index), origin)
-            }
-            IndexConfig::Postgres(config) => {
-                let index = PgIndex::new(connect_pg(repo, config).await?);
-                let origin = format!(
-                    "{} schema {}",
-                    crate::config::redact_password(&config.url),
-                    config.schema
-                );
-                let feed = Feed::Pg(index.clone());
-                (Arc::new(index.clone()), Some(index), feed, origin)
-            }
-        };
+        let (catalog, pins, pg, feed, origin): (Arc<dyn BlockIndex>, Arc<dyn PinStore>, _, _, _) =
+            match &repo.config.index {
+                IndexConfig::Fjall { path } => {
+                    let dir = repo.resolve(path);
+                    let index = FjallIndex::open(&dir).map_err(|e| NodeError::Index {
+                        what: dir.display().to_string(),
+                        detail: e.to_string(),
+                    })?;
+                    let origin = dir.display().to_string();
+                    let pins = Arc::new(index.clone());
+                    (
+                        Arc::new(index.clone()),
+                        pins,
+                        None,
+                        Feed::Fjall(index),
+                        origin,
+                    )
+                }
+                IndexConfig::Postgres(config) => {
+                    let index = PgIndex::new(connect_pg(repo, config).await?);
+                    let origin = format!(
+                        "{} schema {}",
+                        crate::config::redact_password(&config.url),
+                        config.schema
+                    );
+                    let feed = Feed::Pg(index.clone());
+                    let pins = Arc::new(index.clone());
+                    (Arc::new(index.clone()), pins, Some(index), feed, origin)
+                }
+            };
         let fjall = match &feed {
             Feed::Fjall(index) => Some(index.clone()),
             Feed::Pg(_) => None,
@@ -146,6 +157,7 @@ impl Services {
         Ok(Self {
             index,
             catalog,
+            pins,
             filtered,
             fjall,
             pg,
