@@ -89,14 +89,17 @@ impl DirectoryBuilder {
     }
 
     /// Ends the directory: its root CID, cumulative size and blocks (one for a flat directory;
-    /// the shards bottom-up, the root last, for a HAMT).
+    /// the shards bottom-up, the root last, for a HAMT). It is a HAMT when it has entries and
+    /// [`estimated_size`](Self::estimated_size) is over the profile's threshold.
     ///
     /// # Errors
     /// [`ImportError::HamtTooDeep`] when two names of a HAMT share their whole 64-bit hash.
     pub fn finish(self) -> Result<Imported, ImportError> {
         let flat = self.flat_block();
+        // boxo decides when an entry is added: an empty directory is always flat.
         let over = match self.profile.hamt_threshold {
             None => false,
+            Some(_) if self.entries.is_empty() => false,
             Some(threshold) => self.estimate(&flat) > threshold,
         };
         if !over {
@@ -143,7 +146,12 @@ impl DirectoryBuilder {
         pb_block(&self.profile, &links, &data)
     }
 
-    /// The size estimate the profile compares with its HAMT threshold, bytes.
+    /// The size in bytes of this directory as a flat node, estimated the profile's way
+    /// ([`HamtEstimation`]): what [`finish`](Self::finish) compares with the HAMT threshold.
+    pub fn estimated_size(&self) -> u64 {
+        self.estimate(&self.flat_block())
+    }
+
     fn estimate(&self, flat: &Block) -> u64 {
         match self.profile.hamt_estimation {
             // boxo `productionLinkSize`: len(name) + cid.ByteLen().
