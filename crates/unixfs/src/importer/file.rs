@@ -56,13 +56,17 @@ pub struct FileImporter {
 }
 
 impl FileImporter {
-    /// A new, empty file. `metadata` goes on the root node when it is a dag-pb node (as boxo
-    /// `SetFileAttributes`: a file that is a single raw leaf cannot carry it and loses it).
+    /// A new, empty file. `metadata` (if any) goes on the root node only (boxo
+    /// `SetFileAttributes`), which must then be dag-pb.
     ///
     /// # Errors
-    /// [`ImportError::Profile`] when the profile is invalid.
+    /// [`ImportError::Profile`] when the profile is invalid;
+    /// [`ImportError::MetadataWithRawLeaves`] for metadata with raw leaves (as Kubo).
     pub fn new(profile: &ImportProfile, metadata: Metadata) -> Result<Self, ImportError> {
         profile.validate()?;
+        if profile.raw_leaves && !metadata.is_empty() {
+            return Err(ImportError::MetadataWithRawLeaves);
+        }
         Ok(FileImporter {
             profile: *profile,
             metadata,
@@ -137,7 +141,7 @@ impl FileImporter {
     }
 
     /// Emits the leaf of one chunk and queues its link at level 0.
-    /// `root`: this leaf is the whole file (it then carries the metadata, unless raw).
+    /// `root`: this leaf is the whole file (it then carries the metadata).
     fn leaf(&mut self, chunk: Vec<u8>, root: bool, out: &mut Vec<Block>) {
         let content = chunk.len() as u64;
         let block = if self.profile.raw_leaves {

@@ -102,6 +102,11 @@ pub enum ImportError {
     /// The same name was added twice to one directory.
     #[error("duplicate directory entry {0:?}")]
     DuplicateName(String),
+    /// Mode or mtime was asked for a file with raw leaves: they need a dag-pb root, and Kubo
+    /// refuses `--raw-leaves` with them (it turns raw leaves off when they were not asked
+    /// for: use a profile with `raw_leaves = false`).
+    #[error("UnixFS mode and mtime need dag-pb leaves (raw_leaves = false)")]
+    MetadataWithRawLeaves,
     /// Two names of a HAMT directory share all 64 bits of their hash (boxo: "sharded
     /// directory too deep").
     #[error("HAMT hash collision: {0:?} and {1:?} share every hash bit")]
@@ -135,7 +140,8 @@ fn raw_block(profile: &ImportProfile, data: Vec<u8>) -> Block {
 }
 
 /// The UnixFS `Symlink` node pointing at `target` (boxo `SymlinkData`: `Type = Symlink`,
-/// `Data = target`, no `filesize`), with optional metadata.
+/// `Data = target`, no `filesize`), with `metadata.mtime` if set. `metadata.mode` is not
+/// written, as Kubo's adder (`addSymlink`) writes only the mtime of a symlink.
 ///
 /// Spec: unixfs.md § "`dag-pb` `Symlink`".
 ///
@@ -149,7 +155,7 @@ pub fn symlink_block(
     profile.validate()?;
     let mut data = UnixFsData::new(DataType::Symlink);
     data.data = Bytes::copy_from_slice(target.as_bytes());
-    metadata.apply(&mut data);
+    data.mtime = metadata.mtime;
     let block = pb_block(profile, &[], &data);
     Ok(Imported {
         cid: block.cid,

@@ -40,7 +40,7 @@ pub struct ImportProfile {
     /// File leaves as raw blocks (codec 0x55) rather than dag-pb UnixFS `File` nodes.
     pub raw_leaves: bool,
     /// Fixed chunk size, bytes: every leaf holds this many bytes of the file, the last one
-    /// fewer. At least 1; boxo refuses chunks over 2 MiB ([`MAX_CHUNK_SIZE`]).
+    /// fewer. From 1 to [`MAX_CHUNK_SIZE`] (boxo's limit).
     pub chunk_size: usize,
     /// Most links of one file node (the balanced DAG's width), at least 2.
     pub max_links: usize,
@@ -53,8 +53,9 @@ pub struct ImportProfile {
     pub hamt_fanout: u16,
 }
 
-/// Largest chunk boxo accepts, bytes (`chunker.BlockSizeLimit`, 2 MiB).
-pub const MAX_CHUNK_SIZE: usize = 2 * 1024 * 1024;
+/// Largest chunk boxo accepts, bytes (`chunker.ChunkSizeLimit`: the 2 MiB block limit less
+/// 256 bytes for the framing of dag-pb leaves).
+pub const MAX_CHUNK_SIZE: usize = 2 * 1024 * 1024 - 256;
 
 /// Why an [`ImportProfile`] cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,7 +128,7 @@ impl ImportProfile {
             return invalid("hash must be sha2-256, sha2-512, blake2b-256, blake2b-512 or blake3");
         }
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
-            return invalid("chunk_size must be between 1 and 2 MiB");
+            return invalid("chunk_size must be between 1 byte and 2 MiB - 256 bytes");
         }
         if self.max_links < 2 {
             return invalid("max_links must be at least 2");

@@ -299,7 +299,7 @@ fn metadata_goes_on_the_root_only() {
         );
         assert_eq!(ufs.mtime, root.then_some((1_700_000_000, 0)));
     }
-    // A single dag-pb leaf is the root and carries it too; a single raw leaf cannot.
+    // A single dag-pb leaf is the root and carries it too; raw leaves cannot (Kubo refuses).
     let mut file = FileImporter::new(&profile, meta).unwrap();
     drop(file.push(b"abcd"));
     let done = file.finish();
@@ -307,9 +307,62 @@ fn metadata_goes_on_the_root_only() {
     let node = PbNode::decode(&b.cid, &b.data).unwrap();
     let ufs = UnixFsData::decode(&b.cid, node.data.as_ref().unwrap()).unwrap();
     assert_eq!(ufs.mode, Some(0o644));
-    let mut raw = FileImporter::new(&tiny(4, 2, true), meta).unwrap();
-    drop(raw.push(b"abcd"));
-    assert_eq!(raw.finish().cid.codec(), CODEC_RAW);
+    assert!(matches!(
+        FileImporter::new(&tiny(4, 2, true), meta),
+        Err(ImportError::MetadataWithRawLeaves)
+    ));
+    // Directories (and HAMT roots) carry both; symlinks only the mtime, as Kubo.
+    let dir = DirectoryBuilder::new(&profile, meta)
+        .unwrap()
+        .finish()
+        .unwrap();
+    let b = &dir.blocks[0];
+    let ufs = UnixFsData::decode(
+        &b.cid,
+        PbNode::decode(&b.cid, &b.data)
+            .unwrap()
+            .data
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (ufs.mode, ufs.mtime),
+        (Some(0o644), Some((1_700_000_000, 0)))
+    );
+    let link = symlink_block(&profile, "t", meta).unwrap();
+    let b = &link.blocks[0];
+    let ufs = UnixFsData::decode(
+        &b.cid,
+        PbNode::decode(&b.cid, &b.data)
+            .unwrap()
+            .data
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!((ufs.mode, ufs.mtime), (None, Some((1_700_000_000, 0))));
+    // Nanoseconds are written only when not 0.
+    let with_nanos = Metadata {
+        mode: None,
+        mtime: Some((5, 7)),
+    };
+    let link = symlink_block(&profile, "t", with_nanos).unwrap();
+    assert!(
+        link.blocks[0].data.len()
+            > symlink_block(
+                &profile,
+                "t",
+                Metadata {
+                    mode: None,
+                    mtime: Some((5, 0))
+                }
+            )
+            .unwrap()
+            .blocks[0]
+                .data
+                .len()
+    );
 }
 
 #[test]
