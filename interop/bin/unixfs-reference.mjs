@@ -13,6 +13,8 @@
 //                                                   keystream, key sha256(seed), zero nonce
 //   { "dir": [[NAME, NODE], ...] }                  a directory (possibly empty)
 //   { "symlink": TARGET }
+// and any NODE may carry UnixFS 1.5 metadata: "mode": BITS, "mtime": [SECONDS, NANOSECONDS]
+// (NANOSECONDS 0: not written).
 // stdout: one JSON line per case, in order: { "cid": ROOT, "size": CUMULATIVE_SIZE }.
 // Errors go to stderr with exit code 1.
 //
@@ -39,14 +41,24 @@ function deterministicBytes (size, seed) {
   return new Uint8Array(cipher.update(Buffer.alloc(size)))
 }
 
+function metadata (node) {
+  const meta = {}
+  if (node.mode != null) meta.mode = node.mode
+  if (node.mtime != null) {
+    meta.mtime = { secs: BigInt(node.mtime[0]) }
+    if (node.mtime[1] !== 0) meta.mtime.nsecs = node.mtime[1]
+  }
+  return meta
+}
+
 // Import candidates for NODE at `path`.
 function * candidates (node, path) {
   if (node.file != null) {
-    yield { path, content: deterministicBytes(node.file.size, node.file.seed) }
+    yield { path, content: deterministicBytes(node.file.size, node.file.seed), ...metadata(node) }
   } else if (node.symlink != null) {
-    yield { path, link: node.symlink }
+    yield { path, link: node.symlink, ...metadata(node) }
   } else if (node.dir != null) {
-    yield { path }
+    yield { path, ...metadata(node) }
     for (const [name, child] of node.dir) {
       yield * candidates(child, `${path}/${name}`)
     }

@@ -36,6 +36,8 @@ enum Node {
     /// Entries by name (unique).
     Dir(Vec<(String, Node)>),
     Symlink(String),
+    /// `node` (not a `Meta`) with UnixFS 1.5 metadata.
+    Meta(Metadata, Box<Node>),
 }
 
 /// Parameters over a named profile; `None` keeps the profile's value.
@@ -107,14 +109,29 @@ fn node_json(node: &Node) -> Value {
         Node::Dir(entries) => json!({
             "dir": entries.iter().map(|(n, c)| json!([n, node_json(c)])).collect::<Vec<_>>()
         }),
+        Node::Meta(meta, node) => {
+            let mut v = node_json(node);
+            if let Some(mode) = meta.mode {
+                v["mode"] = json!(mode);
+            }
+            if let Some((secs, nanos)) = meta.mtime {
+                v["mtime"] = json!([secs, nanos]);
+            }
+            v
+        }
     }
 }
 
 /// Builds `node` with this crate; files are pushed in slices of varying sizes.
 fn build(profile: &ImportProfile, node: &Node) -> Imported {
+    build_with(profile, node, Metadata::default())
+}
+
+fn build_with(profile: &ImportProfile, node: &Node, meta: Metadata) -> Imported {
     match node {
+        Node::Meta(meta, node) => build_with(profile, node, *meta),
         Node::File { size, seed } => {
-            let mut file = FileImporter::new(profile, Metadata::default()).unwrap();
+            let mut file = FileImporter::new(profile, meta).unwrap();
             let bytes = Deterministic::new(*size, seed).into_vec();
             // Slices of 1, 7, chunk - 1, chunk, chunk + 1, 3 chunks + 5 bytes, in turn.
             let c = profile.chunk_size;
@@ -130,9 +147,9 @@ fn build(profile: &ImportProfile, node: &Node) -> Imported {
             assert_eq!(done.blocks.last().map(|b| b.cid), Some(done.cid));
             done
         }
-        Node::Symlink(target) => symlink_block(profile, target, Metadata::default()).unwrap(),
+        Node::Symlink(target) => symlink_block(profile, target, meta).unwrap(),
         Node::Dir(entries) => {
-            let mut dir = DirectoryBuilder::new(profile, Metadata::default()).unwrap();
+            let mut dir = DirectoryBuilder::new(profile, meta).unwrap();
             for (name, child) in entries {
                 let child = build(profile, child);
                 dir.add(name, child.cid, child.size).unwrap();
@@ -528,6 +545,57 @@ fn random_trees_match_reference() {
     compare(&cases);
 }
 
+/// UnixFS 1.5 metadata on files (dag-pb leaves, as Kubo requires), directories, HAMT roots
+/// and symlinks (mtime only, as Kubo writes). Modes are not JS's defaults (0644 files, 0755
+/// directories), which JS leaves out and boxo writes. Files here have one level of links:
+/// see `known_differences_file_metadata` for the others.
+#[test]
+fn metadata_on_roots() {
+    let meta = |mode: Option<u32>, secs: i64, nanos: u32| Metadata {
+        mode,
+        mtime: Some((secs, nanos)),
+    };
+    let with = |m: Metadata, n: Node| Node::Meta(m, Box::new(n));
+    let tree = with(
+        meta(Some(0o700), 1_700_000_000, 5),
+        dir(vec![
+            (
+                "leaves",
+                with(meta(Some(0o4755), -5, 999_999_999), file(1000, "m")),
+            ),
+            ("plain", file(10, "p")),
+            (
+                "link",
+                with(meta(None, 1_234, 0), Node::Symlink("plain".into())),
+            ),
+            ("sub", with(meta(Some(0o711), 0, 1), dir(vec![]))),
+            (
+                "hamt",
+                with(
+                    meta(Some(0o750), 42, 0),
+                    Node::Dir((0..60).map(|i| (format!("h{i}"), file(i, "h"))).collect()),
+                ),
+            ),
+        ]),
+    );
+    let mut cases = Vec::new();
+    for profile in PROFILES {
+        cases.push(Case {
+            what: "metadata".into(),
+            profile,
+            params: Params {
+                raw_leaves: Some(false),
+                chunk_size: Some(256),
+                max_links: Some(4),
+                hamt_threshold: Some(1000),
+                ..Params::default()
+            },
+            tree: tree.clone(),
+        });
+    }
+    compare(&cases);
+}
+
 /// The one known difference, pinned so that a change on either side is noticed: JS leaves a
 /// non-empty subdirectory out of its parent's HAMT estimate (its link is counted as 0 bytes
 /// until the subdirectory is flushed), boxo counts it. A directory of files plus one
@@ -561,5 +629,39 @@ fn known_difference_subdirectory_in_hamt_estimate() {
     let js = reference(&cases);
     for (((cid, _), flat), case) in js.iter().zip(&flat_cids).zip(&cases) {
         assert_eq!(cid, flat, "JS keeps the directory flat: {}", case.what);
+    }
+}
+
+/// Two more known differences, in files with metadata, where JS departs from boxo (which puts
+/// the metadata on the root node only, `SetFileAttributes`):
+/// - a file of one dag-pb leaf: JS wraps the *encoded leaf block* as the root's `Data`
+///   (`filesize` then counts the protobuf framing); boxo adds the metadata to the leaf;
+/// - a file of two or more levels: JS also writes the metadata on every intermediate node.
+#[test]
+fn known_differences_file_metadata() {
+    let meta = Metadata {
+        mode: Some(0o600),
+        mtime: Some((1, 0)),
+    };
+    let params = Params {
+        raw_leaves: Some(false),
+        chunk_size: Some(256),
+        max_links: Some(4),
+        ..Params::default()
+    };
+    let cases: Vec<Case> = [100u64, 3000]
+        .iter()
+        .map(|size| Case {
+            what: format!("{size}-byte file with metadata"),
+            profile: "unixfs-v1-2025",
+            params: params.clone(),
+            tree: Node::Meta(meta, Box::new(file(*size, "k"))),
+        })
+        .collect();
+    let js = reference(&cases);
+    for (case, (cid, size)) in cases.iter().zip(&js) {
+        let ours = build(&case.profile(), &case.tree);
+        assert_ne!(ours.cid.to_string(), *cid, "{}: JS now agrees", case.what);
+        assert!(ours.size < *size, "{}: JS writes more bytes", case.what);
     }
 }

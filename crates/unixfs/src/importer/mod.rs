@@ -18,16 +18,23 @@
 //! (profiles, `balanced` layout, HAMT threshold with `>`).
 //!
 //! Where the reference JS importer (`ipfs-unixfs-importer` 17.1.1) differs from boxo, this
-//! module follows boxo/Kubo. The one difference found: the HAMT estimate (`block-bytes` or
-//! `links-bytes`) of a directory with a non-empty subdirectory. boxo (MFS) counts the
-//! subdirectory's link with its final CID and `Tsize`; JS counts it as 0 bytes from the moment
-//! its first child is added until it is flushed, and checks the threshold at each addition, so
-//! its result depends on the order entries arrive and it may keep flat a directory Kubo shards
-//! (`tests/reference.rs`, `known_difference_subdirectory_in_hamt_estimate`). Everything else
-//! compared matches: file layouts, raw and dag-pb leaves, CIDv0/v1, empty files and
-//! directories, symlinks, names, HAMTs of fanout 8 to 256 on both sides of the threshold.
-//! UnixFS 1.5 metadata is not compared (JS omits a default `mode`, boxo writes any non-zero
-//! one).
+//! module follows boxo/Kubo. Differences found (each pinned by a test in
+//! `tests/reference.rs`):
+//! - the HAMT estimate (`block-bytes` or `links-bytes`) of a directory with a non-empty
+//!   subdirectory: boxo (MFS) counts the subdirectory's link with its final CID and `Tsize`;
+//!   JS counts it as 0 bytes from the moment its first child is added until it is flushed,
+//!   and checks the threshold at each addition, so its result depends on the order entries
+//!   arrive and it may keep flat a directory Kubo shards;
+//! - metadata of a file of one dag-pb leaf: JS makes a root whose `Data` is the encoded leaf
+//!   block, boxo adds the metadata to the leaf;
+//! - metadata of a file of two or more levels: JS writes it on every intermediate node too,
+//!   boxo on the root only;
+//! - a `mode` equal to JS's defaults (0644 files, 0755 directories) is left out by JS and
+//!   written by boxo (not compared).
+//!
+//! Everything else compared matches: file layouts, raw and dag-pb leaves, CIDv0/v1, empty
+//! files and directories, symlinks, names, HAMTs of fanout 8 to 256 on both sides of the
+//! threshold, `mode`/`mtime` on directories, HAMT roots, symlinks and one-level files.
 
 mod dir;
 mod file;
