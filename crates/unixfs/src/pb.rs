@@ -125,7 +125,7 @@ impl PbNode {
     /// Encodes this node as protobuf bytes, `Data` first, then `Links` (tag order).
     ///
     /// This is NOT the canonical DAG-PB byte order (`Links` before `Data`, as go-codec-dagpb
-    /// and `@ipld/dag-pb` write it): the importer uses [`encode_dag_pb`]. Kept as is for the
+    /// and `@ipld/dag-pb` write it): the importer uses `encode_dag_pb`. Kept as is for the
     /// tests of other crates that build blocks with it.
     ///
     /// Spec: unixfs.md § "`dag-pb` Node".

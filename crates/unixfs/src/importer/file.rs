@@ -79,8 +79,8 @@ impl FileImporter {
     /// Appends `bytes` to the file and returns the blocks finished by them (leaves and any
     /// tree node that is complete), children before parents; often none.
     ///
-    /// A full chunk is kept until at least one more byte arrives, so that [`finish`]
-    /// (Self::finish) knows whether it is the whole file.
+    /// A full chunk is kept until at least one more byte arrives, so that
+    /// [`finish`](Self::finish) knows whether it is the whole file.
     pub fn push(&mut self, mut bytes: &[u8]) -> Vec<Block> {
         let mut out = Vec::new();
         self.content_len += bytes.len() as u64;
