@@ -47,7 +47,7 @@ struct Pending {
 pub struct FileImporter {
     profile: ImportProfile,
     metadata: Metadata,
-    /// The chunk being filled (never `chunk_size` bytes or more between calls).
+    /// The chunk being filled: at most `chunk_size` bytes (a full one waits for one more byte).
     chunk: Vec<u8>,
     /// `levels[i]`: links to finished subtrees of depth `i` (0: leaves) not yet in a node.
     levels: Vec<Vec<Pending>>,
