@@ -1,5 +1,5 @@
 //! hydrant-unixfs: reading IPLD DAGs the way the trustless gateway and `hydrant export` need
-//! to (the exporter side; the importer comes later).
+//! to, and making UnixFS DAGs from files and directories the way Kubo does (the importer).
 //!
 //! What it does:
 //! - finds the links of a block by its codec: [`links`] (dag-pb, raw, dag-cbor, dag-json);
@@ -8,7 +8,10 @@
 //! - walks a DAG depth-first without doing I/O or holding block data: [`DagWalker`], for
 //!   `dag-scope=all|entity|block`, `entity-bytes=from:to` and `dups=y|n`;
 //! - resolves content paths one block at a time: [`resolve_path`] (UnixFS directories, HAMT
-//!   shards, DAG-CBOR/DAG-JSON maps and lists).
+//!   shards, DAG-CBOR/DAG-JSON maps and lists);
+//! - imports files, directories and symlinks into UnixFS blocks with the CIDs Kubo/boxo make,
+//!   per IPIP-0499 profiles, without doing I/O: [`importer`] ([`FileImporter`],
+//!   [`DirectoryBuilder`], [`symlink_block`], [`ImportProfile`]).
 //!
 //! Specs: `unixfs.md` (DAG-PB / UnixFS data model, HAMT), `trustless-gateway.md`
 //! (§ "`dag-scope`", § "`entity-bytes`", § "CAR `order`", § "CAR `dups`"), `path-gateway.md`
@@ -22,17 +25,28 @@
 //!   `.on_block(&Cid, &[u8]) -> Result<(), DagError>`, `.upcoming(n)`
 //! - `"entity".parse::<DagScope>()`, `"0:*".parse::<EntityBytes>()`
 //! - `resolve_path(&Cid, &[u8], &[String], &mut HamtCursor) -> Result<PathStep, DagError>`
+//! - `ImportProfile::{unixfs_v1_2025(), unixfs_v0_2015(), by_name(&str)}` (pub fields)
+//! - `FileImporter::new(&ImportProfile, Metadata) -> Result<Self, ImportError>`,
+//!   `.push(&[u8]) -> Vec<Block>`, `.finish() -> Imported { cid, size, blocks }`
+//! - `DirectoryBuilder::new(&ImportProfile, Metadata) -> Result<Self, ImportError>`,
+//!   `.add(name, Cid, size) -> Result<(), ImportError>`, `.finish() -> Result<Imported, ImportError>`
+//! - `symlink_block(&ImportProfile, target, Metadata) -> Result<Imported, ImportError>`
 //!
 //! Parsers of outside bytes (fuzz targets): [`PbNode::decode`], [`UnixFsData::decode`],
 //! [`links`], [`resolve_path`], `EntityBytes::from_str`.
 
 mod error;
+pub mod importer;
 mod links;
 mod path;
 mod pb;
 mod walker;
 
 pub use error::DagError;
+pub use importer::{
+    Block, DirectoryBuilder, FileImporter, HamtEstimation, ImportError, ImportProfile, Imported,
+    Metadata, ProfileError, symlink_block,
+};
 pub use links::links;
 pub use path::{HAMT_HASH_BITS, HamtCursor, PathStep, resolve_path};
 pub use pb::{DataType, MAX_HAMT_FANOUT, PbLink, PbNode, UnixFsData};

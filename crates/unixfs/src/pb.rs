@@ -122,9 +122,13 @@ impl PbNode {
         })
     }
 
-    /// Encodes this node as DAG-PB bytes (`Data` first, then `Links`, as in canonical DAG-PB).
+    /// Encodes this node as protobuf bytes, `Data` first, then `Links` (tag order).
     ///
-    /// Spec: unixfs.md § "`dag-pb` Node". Used by tests and, later, by the importer.
+    /// This is NOT the canonical DAG-PB byte order (`Links` before `Data`, as go-codec-dagpb
+    /// and `@ipld/dag-pb` write it): the importer uses `encode_dag_pb`. Kept as is for the
+    /// tests of other crates that build blocks with it.
+    ///
+    /// Spec: unixfs.md § "`dag-pb` Node".
     pub fn encode(&self) -> Vec<u8> {
         // prost writes fields in tag order (Data = 1 before Links = 2), which is the
         // canonical DAG-PB byte order.
@@ -142,6 +146,36 @@ impl PbNode {
         };
         raw.encode_to_vec()
     }
+}
+
+/// Canonical DAG-PB bytes of a node: every `PBLink` (`Hash`, `Name`, `Tsize`, each written
+/// when present) in the given order, then `Data` (written when `data` is not empty; UnixFS
+/// nodes always have one).
+///
+/// Spec: DAG-PB canonical form (Links before Data), as boxo and `@ipld/dag-pb` encode.
+pub(crate) fn encode_dag_pb(links: &[PbLink], data: &[u8]) -> Vec<u8> {
+    let mut out = RawPbNode {
+        data: None,
+        links: links
+            .iter()
+            .map(|l| RawPbLink {
+                hash: Some(Bytes::from(l.cid.to_bytes())),
+                name: l.name.clone(),
+                tsize: l.tsize,
+            })
+            .collect(),
+    }
+    .encode_to_vec();
+    if !data.is_empty() {
+        // Field 1 (Data), wire type 2: appended after the links, as canonical DAG-PB wants.
+        RawPbNode {
+            data: Some(Bytes::copy_from_slice(data)),
+            links: Vec::new(),
+        }
+        .encode(&mut out)
+        .unwrap_or_default();
+    }
+    out
 }
 
 /// UnixFS node type (`Data.Type`).
@@ -265,9 +299,10 @@ impl UnixFsData {
             hash_type: self.hash_type,
             fanout: self.fanout,
             mode: self.mode,
+            // unixfs.md § "`mtime` Field": `FractionalNanoseconds` is absent when 0.
             mtime: self.mtime.map(|(s, n)| RawUnixTime {
                 seconds: Some(s),
-                fractional_nanoseconds: Some(n),
+                fractional_nanoseconds: (n != 0).then_some(n),
             }),
         }
         .encode_to_vec()
