@@ -11,7 +11,10 @@
 //!   shards, DAG-CBOR/DAG-JSON maps and lists);
 //! - imports files, directories and symlinks into UnixFS blocks with the CIDs Kubo/boxo make,
 //!   per IPIP-0499 profiles, without doing I/O: [`importer`] ([`FileImporter`],
-//!   [`DirectoryBuilder`], [`symlink_block`], [`ImportProfile`]).
+//!   [`DirectoryBuilder`], [`symlink_block`], [`ImportProfile`]);
+//! - exports UnixFS DAGs back into file bytes, directory listings and trees, resolving
+//!   `CID/path` first, without doing I/O: [`exporter`] ([`exporter::Resolver`],
+//!   [`exporter::FileReader`], [`exporter::DirLister`], [`exporter::TreeExporter`]).
 //!
 //! Specs: `unixfs.md` (DAG-PB / UnixFS data model, HAMT), `trustless-gateway.md`
 //! (§ "`dag-scope`", § "`entity-bytes`", § "CAR `order`", § "CAR `dups`"), `path-gateway.md`
@@ -31,11 +34,23 @@
 //! - `DirectoryBuilder::new(&ImportProfile, Metadata) -> Result<Self, ImportError>`,
 //!   `.add(name, Cid, size) -> Result<(), ImportError>`, `.finish() -> Result<Imported, ImportError>`
 //! - `symlink_block(&ImportProfile, target, Metadata) -> Result<Imported, ImportError>`
+//! - `exporter::Resolver::new(root, "a/b") -> Result<Self, ExportError>`, `.next_wanted() ->
+//!   Result<Option<Cid>, ExportError>`, `.on_block(&Cid, &[u8])`, `.finish() -> Resolved`
+//! - `exporter::FileReader::new(cid, path, offset, Option<length>)`, `.next() ->
+//!   Result<FileStep, ExportError>` (`Need(Cid)` / `Bytes(Bytes)` / `Done`), `.on_block(&Cid,
+//!   &[u8])`, `.size()`
+//! - `exporter::DirLister::new(cid, path, fetch_children)`, `.next_wanted()`, `.on_block()`,
+//!   `.finish() -> Result<Vec<DirEntry>, ExportError>` (sorted by name)
+//! - `exporter::TreeExporter::new(root)`, `.next() -> Result<TreeStep, ExportError>`
+//!   (`Need(Cid)` / `Entry(Box<TreeEntry>)` / `Done`), `.on_block()`
+//! - blocking drivers over `get: FnMut(&Cid) -> Result<Option<Bytes>, ExportError>`:
+//!   `exporter::{resolve_with, read_file_with, list_dir_with, export_tree_with}`
 //!
 //! Parsers of outside bytes (fuzz targets): [`PbNode::decode`], [`UnixFsData::decode`],
 //! [`links`], [`resolve_path`], `EntityBytes::from_str`.
 
 mod error;
+pub mod exporter;
 pub mod importer;
 mod links;
 mod path;
