@@ -451,8 +451,8 @@ fn resolve_errors_name_the_segment_and_the_cid() {
         matches!(&e, ExportError::NotADirectory { segment, .. } if segment == "x"),
         "{e}"
     );
-    let e = resolve_with(root.cid, "../a", store.get()).unwrap_err();
-    assert!(matches!(e, ExportError::NotFound { .. }), "{e}");
+    let e = resolve_with(root.cid, "a/../../a", store.get()).unwrap_err();
+    assert!(matches!(e, ExportError::InvalidPath { .. }), "{e}");
     let r = resolve_with(root.cid, "./a/../a//b.txt", store.get()).unwrap();
     assert_eq!(r.name.as_deref(), Some("b.txt"));
     // `ls` and `cat` of the wrong kind.
@@ -638,4 +638,62 @@ fn invalid_names_are_refused_for_export() {
         let e = list_dir_with(c, "d", false, store.get()).unwrap_err();
         assert!(matches!(e, ExportError::InvalidName { .. }), "{e}");
     }
+}
+
+#[test]
+fn file_and_symlink_metadata_is_exposed() {
+    let p = tiny(false);
+    let meta = Metadata {
+        mode: Some(0o640),
+        mtime: Some((1_700_000_000, 5)),
+    };
+    let mut store = Store::default();
+    let mut f = FileImporter::new(&p, meta).unwrap();
+    let mut blocks = f.push(b"0123456789");
+    let mut file = f.finish();
+    blocks.append(&mut file.blocks);
+    file.blocks = blocks;
+    store.put_all(&file);
+    let link = symlink_block(&p, "x/y", meta).unwrap();
+    store.put_all(&link);
+    let mut d = DirectoryBuilder::new(&p, Metadata::default()).unwrap();
+    d.add("f", file.cid, file.size).unwrap();
+    d.add("l", link.cid, link.size).unwrap();
+    let dir = d.finish().unwrap();
+    store.put_all(&dir);
+    let mut seen = Vec::new();
+    export_tree_with(dir.cid, store.get(), |ev| {
+        if let TreeEvent::Entry(e) = ev {
+            seen.push((e.path.clone(), e.mode, e.mtime));
+            if let TreeEntryKind::File(r) = &e.kind {
+                assert_eq!(r.size(), Some(10));
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            (String::new(), None, None),
+            ("f".into(), Some(0o640), Some((1_700_000_000, 5))),
+            // Kubo writes only the mtime of a symlink.
+            ("l".into(), None, Some((1_700_000_000, 5))),
+        ]
+    );
+    let listed = list_dir_with(dir.cid, "d", true, store.get()).unwrap();
+    assert_eq!(listed[0].mode, Some(0o640));
+    assert_eq!(listed[0].filesize, Some(10));
+    assert_eq!(listed[1].kind, EntryType::Symlink);
+    assert_eq!(listed[1].mtime, Some((1_700_000_000, 5)));
+    // Without fetching children, dag-pb entries are of unknown type and nothing is fetched
+    // but the directory.
+    store.fetched.borrow_mut().clear();
+    let listed = list_dir_with(dir.cid, "d", false, store.get()).unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|e| e.kind == EntryType::Unknown && e.filesize.is_none())
+    );
+    assert_eq!(*store.fetched.borrow(), vec![dir.cid]);
 }

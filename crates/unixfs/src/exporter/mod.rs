@@ -22,6 +22,12 @@
 //!
 //! Identity CIDs (multihash 0x00) are never asked for: their data is the digest.
 //!
+//! Machines do not share blocks: the block a [`Resolver`] ends at is asked for again by the
+//! machine that reads the target ([`FileReader`], [`DirLister`], [`TreeExporter`]); a caller
+//! over a slow source keeps the last block it fetched. Symlinks are not followed (a path
+//! through one is [`ExportError::NotADirectory`]); a [`TreeExporter`] exports them as
+//! symlinks.
+//!
 //! Limits (all bounded, see the constants): [`MAX_PATH_SEGMENTS`], [`MAX_NAME_LEN`],
 //! [`MAX_TREE_DEPTH`], and a HAMT may be at most `64 / log2(fanout)` shards deep (the hash
 //! bits run out, unixfs.md § "HAMT Structure and Parameters").
@@ -80,6 +86,13 @@ pub enum ExportError {
         cid: Cid,
         /// The segment that asked to go below it.
         segment: String,
+    },
+    /// A content path that climbs above its root with `..` (unixfs.md § "Relative Path
+    /// Components": "MUST reject").
+    #[error("{path}: invalid path traversal above the root CID")]
+    InvalidPath {
+        /// The path as given (`ROOT/…`).
+        path: String,
     },
     /// The caller has no block for this CID.
     #[error("{path}: block {cid} is missing")]
@@ -178,7 +191,7 @@ impl ExportError {
             | Self::Fetch { cid, .. } => Some(cid),
             Self::Dag { source, .. } => source.undecodable_block(),
             Self::UnexpectedBlock { got, .. } => Some(got),
-            Self::LimitExceeded { .. } => None,
+            Self::LimitExceeded { .. } | Self::InvalidPath { .. } => None,
         }
     }
 }

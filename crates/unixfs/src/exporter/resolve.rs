@@ -47,7 +47,7 @@ impl Resolver {
     /// `root`. Segments must already be percent-decoded.
     ///
     /// # Errors
-    /// [`ExportError::NotFound`] for a `..` that would leave the root;
+    /// [`ExportError::InvalidPath`] for a `..` that would leave the root;
     /// [`ExportError::LimitExceeded`] for more than [`MAX_PATH_SEGMENTS`] segments or a
     /// segment longer than [`MAX_NAME_LEN`].
     pub fn new(root: Cid, path: &str) -> Result<Self, ExportError> {
@@ -57,10 +57,8 @@ impl Resolver {
                 "" | "." => {}
                 ".." => {
                     if segments.pop().is_none() {
-                        return Err(ExportError::NotFound {
-                            path: root.to_string(),
-                            segment: "..".into(),
-                            cid: root,
+                        return Err(ExportError::InvalidPath {
+                            path: format!("{root}/{path}"),
                         });
                     }
                 }
