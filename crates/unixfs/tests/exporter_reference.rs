@@ -1,5 +1,5 @@
-//! The exporter against the reference JS exporter (`ipfs-unixfs-exporter`, installed in
-//! `interop/node_modules` as a dependency of ipfs-car), through
+//! The exporter against the reference JS exporter (`ipfs-unixfs-exporter` 16.2.2, pinned in
+//! `interop/package.json`; the version Helia uses), through
 //! `interop/bin/unixfs-export-reference.mjs`: DAGs made by the importer are read on both
 //! sides; file bytes (whole and ranges), directory listings (names, CIDs, Tsizes, types,
 //! file sizes) and the paths of whole trees must be equal. Node runs once per test. Needs
