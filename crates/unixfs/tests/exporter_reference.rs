@@ -463,7 +463,10 @@ fn read_car(path: &std::path::Path) -> (Vec<Cid>, Blocks) {
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    PathBuf::from("/work/shared/fixtures/gateway-conformance").join(name)
+    // testdata/fixtures at the workspace root (as hydrant-testkit finds it).
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/fixtures/gateway-conformance")
+        .join(name)
 }
 
 /// Kubo-made DAGs from the gateway conformance fixtures (a HAMT of multi-block files,
