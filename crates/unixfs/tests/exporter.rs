@@ -131,7 +131,7 @@ fn export(store: &Store, root: Cid) -> Result<BTreeMap<String, Out>, ExportError
                     TreeEntryKind::Directory => Out::Dir(e.mode, e.mtime),
                     TreeEntryKind::File(_) => Out::File(Vec::new()),
                     TreeEntryKind::Symlink(t) => {
-                        Out::Symlink(String::from_utf8(t.to_vec()).unwrap())
+                        Out::Symlink(String::from_utf8_lossy(t).into_owned())
                     }
                 };
                 assert!(out.insert(e.path.clone(), o).is_none(), "{} twice", e.path);
@@ -696,4 +696,50 @@ fn file_and_symlink_metadata_is_exposed() {
             .all(|e| e.kind == EntryType::Unknown && e.filesize.is_none())
     );
     assert_eq!(*store.fetched.borrow(), vec![dir.cid]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A corrupted block (one byte changed, same CID) anywhere in a DAG never panics any
+    /// machine: each returns bytes/entries or an error.
+    #[test]
+    fn corrupt_blocks_never_panic(
+        raw in any::<bool>(), threshold in proptest::option::of(0u64..200),
+        which in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), byte in any::<u8>(),
+    ) {
+        let mut p = tiny(raw);
+        p.hamt_threshold = threshold;
+        p.hamt_fanout = 8;
+        let mut store = Store::default();
+        let (root, _) = small_tree(&mut store, &p);
+        let mut cids: Vec<Cid> = store.blocks.keys().copied().collect();
+        cids.sort();
+        let victim = *which.get(&cids);
+        let mut data = store.blocks[&victim].to_vec();
+        if !data.is_empty() {
+            let i = at.index(data.len());
+            data[i] = byte;
+        }
+        store.put(victim, data);
+        let _ = export_tree_with(root.cid, store.get(), |_| Ok(()));
+        for path in ["", "a", "a/b.txt", "a/link", "c"] {
+            if let Ok(r) = resolve_with(root.cid, path, store.get()) {
+                let _ = list_dir_with(r.cid, path, true, store.get());
+                let _ = read_file_with(r.cid, path, 3, Some(4), store.get(), |_| Ok(()));
+            }
+        }
+    }
+
+    /// Arbitrary bytes as a dag-pb or raw root never panic any machine.
+    #[test]
+    fn arbitrary_roots_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), pb in any::<bool>()) {
+        let mut store = Store::default();
+        let cid = sha(if pb { 0x70 } else { 0x55 }, &bytes);
+        store.put(cid, bytes);
+        let _ = export_tree_with(cid, store.get(), |_| Ok(()));
+        let _ = list_dir_with(cid, "x", true, store.get());
+        let _ = read_file_with(cid, "x", 0, None, store.get(), |_| Ok(()));
+        let _ = resolve_with(cid, "a/b", store.get());
+    }
 }

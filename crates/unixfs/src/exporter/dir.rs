@@ -279,7 +279,7 @@ impl DirLister {
                         e.kind = EntryType::Raw;
                         e.filesize = Some(b.len() as u64);
                     }
-                    Node::Pb(pb, ufs) => {
+                    Node::Pb(_, ufs) => {
                         e.kind = match ufs.data_type {
                             DataType::Directory | DataType::HamtShard => EntryType::Directory,
                             DataType::Symlink => EntryType::Symlink,
@@ -297,7 +297,6 @@ impl DirLister {
                                 size
                             });
                         }
-                        drop(pb);
                         e.mode = ufs.mode;
                         e.mtime = ufs.mtime;
                     }
