@@ -743,3 +743,56 @@ proptest! {
         let _ = resolve_with(cid, "a/b", store.get());
     }
 }
+
+/// A chain of HAMT shards (fanout 8, each linking the next as bucket `0`) deeper than the
+/// 64 hash bits allow (21 levels of 3 bits) is refused, not walked.
+#[test]
+fn hamt_deeper_than_its_hash_is_refused() {
+    let mut store = Store::default();
+    let leaf = sha(0x55, b"x");
+    store.put(leaf, b"x".to_vec());
+    let shard = |links: Vec<PbLink>| {
+        let mut u = UnixFsData::new(DataType::HamtShard);
+        u.fanout = Some(8);
+        u.hash_type = Some(0x22);
+        u.data = Bytes::from_static(&[1]);
+        let b = PbNode {
+            links,
+            data: Some(Bytes::from(u.encode())),
+        }
+        .encode();
+        (sha(0x70, &b), b)
+    };
+    let build = |store: &mut Store, levels: usize| {
+        let (mut cid, b) = shard(vec![PbLink {
+            cid: leaf,
+            name: Some("0name".into()),
+            tsize: Some(1),
+        }]);
+        store.put(cid, b);
+        for _ in 1..levels {
+            let (c, b) = shard(vec![PbLink {
+                cid,
+                name: Some("0".into()),
+                tsize: Some(1),
+            }]);
+            store.put(c, b);
+            cid = c;
+        }
+        cid
+    };
+    let ok = build(&mut store, 21);
+    let listed = list_dir_with(ok, "d", false, store.get()).unwrap();
+    assert_eq!(listed.len(), 1);
+    let deep = build(&mut store, 22);
+    let e = list_dir_with(deep, "d", false, store.get()).unwrap_err();
+    assert!(
+        matches!(e, ExportError::LimitExceeded { limit: 21, .. }),
+        "{e}"
+    );
+    let e = export_tree_with(deep, store.get(), |_| Ok(())).unwrap_err();
+    assert!(
+        matches!(e, ExportError::LimitExceeded { limit: 21, .. }),
+        "{e}"
+    );
+}
