@@ -31,6 +31,11 @@
 //! Limits (all bounded, see the constants): [`MAX_PATH_SEGMENTS`], [`MAX_NAME_LEN`],
 //! [`MAX_TREE_DEPTH`], and a HAMT may be at most `64 / log2(fanout)` shards deep (the hash
 //! bits run out, unixfs.md § "HAMT Structure and Parameters").
+//!
+//! Not bounded here (the caller's to cap): the total bytes and blocks read (a DAG reusing a
+//! subtree many times is read as often as it is linked, as Kubo does), the number of entries
+//! of one listing (kept in memory to be sorted), and duplicate entry names in a directory
+//! (listed and exported as they come).
 
 mod dir;
 mod file;
