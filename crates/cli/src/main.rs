@@ -16,6 +16,7 @@ use hydrant_node::{API_FILE, Repo, RepoError};
 use hydrant_node::{DaemonInfo, Overrides};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod add;
 mod pin;
 
 fn peer_id_text(repo: &Repo) -> String {
@@ -99,6 +100,10 @@ enum Command {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         pin: bool,
     },
+    /// Add files and directories as UnixFS (the CIDs Kubo gives them), stored as one CAR
+    /// through the running daemon or the repository, roots pinned. Prints `added <cid> <name>`
+    /// per entry.
+    Add(add::AddArgs),
     /// Pins: root CIDs whose whole DAG the node keeps.
     Pin {
         #[command(subcommand)]
@@ -271,6 +276,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Ingest { files, json, pin } => ingest(&repo_dir, &files, json, pin).await,
         Command::Pin { command } => pin::run(&repo_dir, command).await,
+        Command::Add(args) => add::run(&repo_dir, args).await,
         Command::Export { cid, output } => export(&repo_dir, cid, output.as_deref()).await,
         Command::Config {
             command: ConfigCommand::Check { json },
