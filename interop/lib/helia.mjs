@@ -24,6 +24,10 @@ import { setMaxListeners } from 'node:events'
  * @param {object} [opts.services] extra libp2p services (e.g. a kad-dht); none by default
  * @param {Array} [opts.peerDiscovery] libp2p peer discovery modules; none by default
  * @param {Array} [opts.routers] Helia routers (e.g. delegated HTTP); none by default
+ * @param {object} [opts.connectionMonitor] js-libp2p's connection monitor settings, e.g.
+ *   `{ abortConnectionOnPingFailure: false }` for long transfers on a loaded machine (a ping
+ *   past its adaptive timeout otherwise aborts the connection, and without routing the node
+ *   cannot find the provider again)
  */
 export async function makeHelia (opts = {}) {
   const listen = opts.listen ?? []
@@ -37,6 +41,7 @@ export async function makeHelia (opts = {}) {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: opts.peerDiscovery ?? [],
+    ...(opts.connectionMonitor ? { connectionMonitor: opts.connectionMonitor } : {}),
     services: { identify: identify(), ...(opts.services ?? {}) },
     // loopback addresses are what we test with: never refuse them
     connectionGater: {

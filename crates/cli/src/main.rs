@@ -17,6 +17,7 @@ use hydrant_node::{DaemonInfo, Overrides};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod add;
+mod files;
 mod pin;
 
 fn peer_id_text(repo: &Repo) -> String {
@@ -104,6 +105,33 @@ enum Command {
     /// through the running daemon or the repository, roots pinned. Prints `added <cid> <name>`
     /// per entry.
     Add(add::AddArgs),
+    /// Print a UnixFS file (`CID[/path]`) to standard output.
+    Cat {
+        /// `CID[/path]` or `/ipfs/CID[/path]`.
+        path: String,
+        /// First byte to print.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Most bytes to print.
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// List a UnixFS directory (`CID[/path]`): `<cid> <size> <name>`, `/` after directories.
+    Ls {
+        /// `CID[/path]` or `/ipfs/CID[/path]`.
+        path: String,
+        /// One JSON object per entry: `{"name", "cid", "type", "size"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a UnixFS file or directory tree (`CID[/path]`) to disk, bytes identical.
+    Get {
+        /// `CID[/path]` or `/ipfs/CID[/path]`.
+        path: String,
+        /// Destination (default: the last name of the path, or the CID); must not exist.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Pins: root CIDs whose whole DAG the node keeps.
     Pin {
         #[command(subcommand)]
@@ -277,6 +305,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ingest { files, json, pin } => ingest(&repo_dir, &files, json, pin).await,
         Command::Pin { command } => pin::run(&repo_dir, command).await,
         Command::Add(args) => add::run(&repo_dir, args).await,
+        Command::Cat {
+            path,
+            offset,
+            length,
+        } => files::cat(&repo_dir, &path, offset, length).await,
+        Command::Ls { path, json } => files::ls(&repo_dir, &path, json).await,
+        Command::Get { path, output } => files::get(&repo_dir, &path, output).await,
         Command::Export { cid, output } => export(&repo_dir, cid, output.as_deref()).await,
         Command::Config {
             command: ConfigCommand::Check { json },

@@ -1,0 +1,100 @@
+// `hydrant add` of a 1 GiB file (issue 16; add.test.mjs has the directory tree), in a file of
+// its own because the test runner's timeout is per file.
+//
+// A 1 GiB file: its CID equals the reference; Helia fetches it over Bitswap and the gateway
+//   returns it as a CAR whose blocks verify, both hashing to the file's sha256.
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { after, before, describe, it } from 'node:test'
+import { CarBlockIterator } from '@ipld/car'
+import { unixfs } from '@helia/unixfs'
+import { importer } from 'ipfs-unixfs-importer'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced } from 'ipfs-unixfs-importer/layout'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { seededBytes } from '../lib/fixture.mjs'
+import { dial, makeHelia, stopAll, timeoutSignal } from '../lib/helia.mjs'
+import { hydrantBin, skipUnlessHydrant, startHydrant } from '../lib/hydrant.mjs'
+
+const pExecFile = promisify(execFile)
+const skip = await skipUnlessHydrant()
+const GIB = 1 << 30
+
+// The profile unixfs-v1-2025 in ipfs-unixfs-importer's options (as bin/unixfs-reference.mjs).
+const V1_2025 = {
+  profile: 'unixfs-v1-2025',
+  cidVersion: 1,
+  rawLeaves: true,
+  chunker: fixedSize({ chunkSize: 1_048_576 }),
+  layout: balanced({ maxChildrenPerNode: 1024 }),
+  shardSplitThresholdBytes: 262_144,
+  wrapWithDirectory: false
+}
+const blackHole = { put: async (cid) => cid }
+
+async function add (hydrant, args) {
+  const { stdout } = await pExecFile(hydrantBin(), ['--repo', hydrant.repo, 'add', '--json', ...args], {
+    maxBuffer: 256 << 20,
+    timeout: 600_000
+  })
+  return stdout.trim().split('\n').map(l => JSON.parse(l))
+}
+
+const sha = (b) => createHash('sha256').update(b).digest('hex')
+
+describe('hydrant add, 1 GiB', { skip }, () => {
+  let hydrant, helia, work
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'hydrant-add-'))
+    hydrant = await startHydrant()
+    // Long transfers on a loaded machine: a slow ping must not abort the connection.
+    helia = await makeHelia({ connectionMonitor: { abortConnectionOnPingFailure: false } })
+    await dial(helia, hydrant.tcpAddr)
+  }, { timeout: 120_000 })
+
+  after(async () => {
+    await stopAll(helia)
+    await hydrant?.stop()
+    if (work) await rm(work, { recursive: true, force: true })
+  })
+
+  it('a 1 GiB file: the reference CID, back over Bitswap and as a verified gateway CAR', { timeout: 1_200_000 }, async () => {
+    const file = join(work, 'big.bin')
+    const bytes = seededBytes(GIB, 7)
+    const want = sha(bytes)
+    await writeFile(file, bytes)
+    let reference
+    for await (const e of importer([{ path: 'big.bin', content: createReadStream(file) }], blackHole, V1_2025)) reference = e.cid.toString()
+
+    const lines = await add(hydrant, [file])
+    const cid = lines[0].cid
+    assert.equal(lines[0].name, 'big.bin')
+    assert.equal(cid, reference, 'same CID as ipfs-unixfs-importer')
+
+    // Bitswap: hash the bytes as they stream, then drop the blocks Helia kept.
+    const hash = createHash('sha256')
+    for await (const c of unixfs(helia).cat(CID.parse(cid), { signal: timeoutSignal(600_000) })) hash.update(c)
+    assert.equal(hash.digest('hex'), want, 'Bitswap bytes')
+
+    // Gateway: the CAR in DFS order; raw leaves in order are the file.
+    const res = await fetch(`${hydrant.gatewayUrl}/ipfs/${cid}?format=car&dag-scope=all&dups=n`)
+    assert.equal(res.status, 200)
+    const leaves = createHash('sha256')
+    let blocks = 0
+    for await (const { cid: c, bytes: b } of await CarBlockIterator.fromIterable(res.body)) {
+      assert.deepEqual(Buffer.from((await sha256.digest(b)).bytes), Buffer.from(c.multihash.bytes), `block ${c}`)
+      if (c.code === 0x55) leaves.update(b)
+      blocks++
+    }
+    assert.equal(leaves.digest('hex'), want, 'gateway CAR bytes')
+    assert.equal(blocks, 1024 + 1, '1024 leaves of 1 MiB and their root')
+  })
+})

