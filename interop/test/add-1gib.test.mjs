@@ -4,50 +4,27 @@
 // A 1 GiB file: its CID equals the reference; Helia fetches it over Bitswap and the gateway
 //   returns it as a CAR whose blocks verify, both hashing to the file's sha256.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { CarBlockIterator } from '@ipld/car'
 import { unixfs } from '@helia/unixfs'
 import { importer } from 'ipfs-unixfs-importer'
-import { fixedSize } from 'ipfs-unixfs-importer/chunker'
-import { balanced } from 'ipfs-unixfs-importer/layout'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { seededBytes } from '../lib/fixture.mjs'
-import { dial, makeHelia, stopAll, timeoutSignal } from '../lib/helia.mjs'
-import { hydrantBin, skipUnlessHydrant, startHydrant } from '../lib/hydrant.mjs'
+import { stopAll, timeoutSignal } from '../lib/helia.mjs'
+import { skipUnlessHydrant, startHydrant } from '../lib/hydrant.mjs'
+import { V1_2025, blackHole, connectedHelia, hydrantAdd, sha } from '../lib/unixfs.mjs'
 
-const pExecFile = promisify(execFile)
 const skip = await skipUnlessHydrant()
 const GIB = 1 << 30
 
-// The profile unixfs-v1-2025 in ipfs-unixfs-importer's options (as bin/unixfs-reference.mjs).
-const V1_2025 = {
-  profile: 'unixfs-v1-2025',
-  cidVersion: 1,
-  rawLeaves: true,
-  chunker: fixedSize({ chunkSize: 1_048_576 }),
-  layout: balanced({ maxChildrenPerNode: 1024 }),
-  shardSplitThresholdBytes: 262_144,
-  wrapWithDirectory: false
-}
-const blackHole = { put: async (cid) => cid }
 
-async function add (hydrant, args) {
-  const { stdout } = await pExecFile(hydrantBin(), ['--repo', hydrant.repo, 'add', '--json', ...args], {
-    maxBuffer: 256 << 20,
-    timeout: 600_000
-  })
-  return stdout.trim().split('\n').map(l => JSON.parse(l))
-}
 
-const sha = (b) => createHash('sha256').update(b).digest('hex')
 
 describe('hydrant add, 1 GiB', { skip }, () => {
   let hydrant, helia, work
@@ -55,9 +32,7 @@ describe('hydrant add, 1 GiB', { skip }, () => {
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'hydrant-add-'))
     hydrant = await startHydrant()
-    // Long transfers on a loaded machine: a slow ping must not abort the connection.
-    helia = await makeHelia({ connectionMonitor: { abortConnectionOnPingFailure: false } })
-    await dial(helia, hydrant.tcpAddr)
+    helia = await connectedHelia(hydrant)
   }, { timeout: 120_000 })
 
   after(async () => {
@@ -74,7 +49,7 @@ describe('hydrant add, 1 GiB', { skip }, () => {
     let reference
     for await (const e of importer([{ path: 'big.bin', content: createReadStream(file) }], blackHole, V1_2025)) reference = e.cid.toString()
 
-    const lines = await add(hydrant, [file])
+    const lines = await hydrantAdd(hydrant, [file])
     const cid = lines[0].cid
     assert.equal(lines[0].name, 'big.bin')
     assert.equal(cid, reference, 'same CID as ipfs-unixfs-importer')

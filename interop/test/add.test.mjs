@@ -4,44 +4,23 @@
 // - /usr/share/doc (real files and symlinks) added with `hydrant add -r` through a running
 //   daemon: its root equals ipfs-unixfs-importer's (profile unixfs-v1-2025) over the same tree;
 //   Helia fetches every file over Bitswap and each equals the file on disk.
-// - A 1 GiB file: its CID equals the reference; Helia fetches it over Bitswap and the gateway
-//   returns it as a CAR whose blocks verify, both hashing to the file's sha256.
+// - A 1 GiB file: add-1gib.test.mjs.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises'
+import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
-import { CarBlockIterator } from '@ipld/car'
 import { unixfs } from '@helia/unixfs'
 import { importer } from 'ipfs-unixfs-importer'
-import { fixedSize } from 'ipfs-unixfs-importer/chunker'
-import { balanced } from 'ipfs-unixfs-importer/layout'
 import { CID } from 'multiformats/cid'
-import { sha256 } from 'multiformats/hashes/sha2'
-import { seededBytes } from '../lib/fixture.mjs'
-import { dial, makeHelia, stopAll, timeoutSignal } from '../lib/helia.mjs'
-import { hydrantBin, skipUnlessHydrant, startHydrant } from '../lib/hydrant.mjs'
+import { stopAll, timeoutSignal } from '../lib/helia.mjs'
+import { skipUnlessHydrant, startHydrant } from '../lib/hydrant.mjs'
+import { V1_2025, blackHole, connectedHelia, hydrantAdd, sha } from '../lib/unixfs.mjs'
 
-const pExecFile = promisify(execFile)
 const skip = await skipUnlessHydrant()
 const DOC = '/usr/share/doc'
-const GIB = 1 << 30
 
-// The profile unixfs-v1-2025 in ipfs-unixfs-importer's options (as bin/unixfs-reference.mjs).
-const V1_2025 = {
-  profile: 'unixfs-v1-2025',
-  cidVersion: 1,
-  rawLeaves: true,
-  chunker: fixedSize({ chunkSize: 1_048_576 }),
-  layout: balanced({ maxChildrenPerNode: 1024 }),
-  shardSplitThresholdBytes: 262_144,
-  wrapWithDirectory: false
-}
-const blackHole = { put: async (cid) => cid }
 
 /** Import candidates for the tree at `dir` as `hydrant add -r` sees it (no dot names). */
 async function * candidates (dir, path) {
@@ -79,15 +58,7 @@ async function regularFiles (dir, rel = '') {
   return out
 }
 
-async function add (hydrant, args) {
-  const { stdout } = await pExecFile(hydrantBin(), ['--repo', hydrant.repo, 'add', '--json', ...args], {
-    maxBuffer: 256 << 20,
-    timeout: 600_000
-  })
-  return stdout.trim().split('\n').map(l => JSON.parse(l))
-}
 
-const sha = (b) => createHash('sha256').update(b).digest('hex')
 
 describe('hydrant add', { skip }, () => {
   let hydrant, helia, work
@@ -95,9 +66,7 @@ describe('hydrant add', { skip }, () => {
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'hydrant-add-'))
     hydrant = await startHydrant()
-    // Long transfers on a loaded machine: a slow ping must not abort the connection.
-    helia = await makeHelia({ connectionMonitor: { abortConnectionOnPingFailure: false } })
-    await dial(helia, hydrant.tcpAddr)
+    helia = await connectedHelia(hydrant)
   }, { timeout: 120_000 })
 
   after(async () => {
@@ -107,7 +76,7 @@ describe('hydrant add', { skip }, () => {
   })
 
   it(`-r ${DOC}: the reference root, and every file back over Bitswap`, { timeout: 900_000 }, async () => {
-    const lines = await add(hydrant, ['-r', DOC])
+    const lines = await hydrantAdd(hydrant, ['-r', DOC])
     const car = lines.at(-1)
     const root = lines.find(l => l.name === 'doc')
     assert.ok(root, 'an entry for the directory itself')

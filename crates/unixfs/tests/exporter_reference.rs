@@ -6,10 +6,10 @@
 //! `node` and `interop/node_modules` (`scripts/interop.sh install`); fails, never skips,
 //! without them.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use cid::Cid;
@@ -89,47 +89,19 @@ fn paths(tree: &Tree, base: &str, dirs: &mut Vec<String>, files: &mut Vec<(Strin
     }
 }
 
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
-
 /// Runs the reference script once on `blocks` and `ops`; one JSON value per op.
 fn reference(blocks: &Blocks, ops: &[Value]) -> Vec<Value> {
-    let dir = interop_dir();
-    let hint = "run `scripts/interop.sh install` (needs node >= 20 and npm) to install \
-                interop/node_modules with ipfs-car (and its ipfs-unixfs-exporter)";
-    assert!(
-        dir.join("node_modules/ipfs-unixfs-exporter").is_dir(),
-        "interop/node_modules/ipfs-unixfs-exporter is missing: {hint}"
-    );
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let input = json!({
         "blocks": blocks.iter().map(|(c, b)| json!([c.to_string(), hex(b)])).collect::<Vec<_>>(),
         "ops": ops,
     })
     .to_string();
-    let mut child = Command::new("node")
-        .arg("bin/unixfs-export-reference.mjs")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node ({e}): {hint}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "unixfs-export-reference.mjs failed: {}\n({hint})",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> =
+        common::run_reference("unixfs-export-reference.mjs", "ipfs-unixfs-exporter", input)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
     assert_eq!(lines.len(), ops.len(), "one line per op");
     lines
 }

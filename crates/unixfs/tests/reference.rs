@@ -12,9 +12,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use common::Deterministic;
 use hydrant_unixfs::{
@@ -159,48 +156,20 @@ fn build_with(profile: &ImportProfile, node: &Node, meta: Metadata) -> Imported 
     }
 }
 
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
-
 /// Root CID and cumulative size of every case, from the JS importer (one node process).
 fn reference(cases: &[Case]) -> Vec<(String, u64)> {
-    let dir = interop_dir();
-    let hint = "run `scripts/interop.sh install` (needs node >= 20 and npm) to install \
-                interop/node_modules with ipfs-unixfs-importer";
-    assert!(
-        dir.join("node_modules/ipfs-unixfs-importer").is_dir(),
-        "interop/node_modules/ipfs-unixfs-importer is missing: {hint}"
-    );
     let input = Value::Array(cases.iter().map(Case::to_json).collect()).to_string();
-    let mut child = Command::new("node")
-        .arg("bin/unixfs-reference.mjs")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node ({e}): {hint}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "unixfs-reference.mjs failed: {}\n({hint})",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<(String, u64)> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (
-                v["cid"].as_str().unwrap().to_string(),
-                v["size"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let lines: Vec<(String, u64)> =
+        common::run_reference("unixfs-reference.mjs", "ipfs-unixfs-importer", input)
+            .iter()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["cid"].as_str().unwrap().to_string(),
+                    v["size"].as_u64().unwrap(),
+                )
+            })
+            .collect();
     assert_eq!(lines.len(), cases.len(), "one line per case");
     lines
 }

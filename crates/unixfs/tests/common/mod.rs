@@ -68,3 +68,42 @@ pub fn import_deterministic(
     done.blocks.clear();
     done
 }
+
+/// Runs `interop/bin/<script>` once with `input` on its stdin and returns its stdout lines.
+/// Fails, with the install hint, when node or `interop/node_modules/<module>` is missing or the
+/// script fails.
+pub fn run_reference(script: &str, module: &str, input: String) -> Vec<String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop");
+    let hint = format!(
+        "run `scripts/interop.sh install` (needs node >= 20 and npm) to install \
+         interop/node_modules with {module}"
+    );
+    assert!(
+        dir.join("node_modules").join(module).is_dir(),
+        "interop/node_modules/{module} is missing: {hint}"
+    );
+    let mut child = Command::new("node")
+        .arg(format!("bin/{script}"))
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}): {hint}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("node runs");
+    writer.join().expect("writer").expect("input written");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n({hint})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,48 @@
+// Shared by the `hydrant add` interop tests: the reference importer's options for the profile
+// unixfs-v1-2025 (as bin/unixfs-reference.mjs), `hydrant add --json`, a Helia client that
+// survives long transfers, and sha256.
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { promisify } from 'node:util'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced } from 'ipfs-unixfs-importer/layout'
+import { dial, makeHelia } from './helia.mjs'
+import { hydrantBin } from './hydrant.mjs'
+
+const pExecFile = promisify(execFile)
+
+/** ipfs-unixfs-importer options of the profile unixfs-v1-2025 (IPIP-0499). */
+export const V1_2025 = {
+  profile: 'unixfs-v1-2025',
+  cidVersion: 1,
+  rawLeaves: true,
+  chunker: fixedSize({ chunkSize: 1_048_576 }),
+  layout: balanced({ maxChildrenPerNode: 1024 }),
+  shardSplitThresholdBytes: 262_144,
+  wrapWithDirectory: false
+}
+
+/** A blockstore for the importer that keeps nothing (only the CIDs are wanted). */
+export const blackHole = { put: async (cid) => cid }
+
+/** `hydrant --repo <repo> add --json ...args`: the parsed lines. */
+export async function hydrantAdd (hydrant, args) {
+  const { stdout } = await pExecFile(hydrantBin(), ['--repo', hydrant.repo, 'add', '--json', ...args], {
+    maxBuffer: 256 << 20,
+    timeout: 600_000
+  })
+  return stdout.trim().split('\n').map(l => JSON.parse(l))
+}
+
+/**
+ * A Helia client connected to `hydrant`. Long transfers on a loaded machine: a ping past
+ * js-libp2p's adaptive timeout must not abort the connection (without routing, Helia could not
+ * find Hydrant again).
+ */
+export async function connectedHelia (hydrant) {
+  const helia = await makeHelia({ connectionMonitor: { abortConnectionOnPingFailure: false } })
+  await dial(helia, hydrant.tcpAddr)
+  return helia
+}
+
+export const sha = (b) => createHash('sha256').update(b).digest('hex')
