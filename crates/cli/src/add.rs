@@ -84,9 +84,9 @@ impl AddArgs {
         })?;
         if let Some(version) = self.cid_version {
             profile.cid_version = version;
-            // As Kubo: CIDv1 without an explicit --raw-leaves gets raw leaves.
-            if version == 1 && self.raw_leaves.is_none() {
-                profile.raw_leaves = true;
+            // As Kubo: without an explicit --raw-leaves, CIDv1 gets raw leaves and CIDv0 not.
+            if self.raw_leaves.is_none() {
+                profile.raw_leaves = version == 1;
             }
         }
         if let Some(raw) = self.raw_leaves {

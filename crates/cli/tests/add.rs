@@ -68,6 +68,29 @@ async fn add_stores_pins_and_refuses_bad_input_whole() {
     assert_ne!(entry(&with_hidden, "tree")["cid"], root);
     assert!(with_hidden.iter().any(|l| l["name"] == "tree/.hidden"));
 
+    // Standard input, with Kubo's `ipfs add --cid-version=0` (dag-pb leaves): Kubo's well-known
+    // CID of "hello\n", the same under the legacy profile.
+    for args in [
+        &["--cid-version", "0"][..],
+        &["--profile", "unixfs-v0-2015"],
+    ] {
+        let mut child = hydrant(&repo)
+            .args(["add", "-n", "-Q"])
+            .args(args)
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"hello\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN",
+            "{args:?}"
+        );
+    }
+
     // A directory needs -r; a FIFO anywhere in the tree fails the whole add, naming it.
     let out = add(&repo, &[], &tree);
     assert!(!out.status.success());

@@ -12,7 +12,6 @@
 
 mod common;
 
-
 use common::Deterministic;
 use hydrant_unixfs::{
     DirectoryBuilder, FileImporter, HamtEstimation, ImportProfile, Imported, Metadata,
