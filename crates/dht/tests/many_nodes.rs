@@ -396,18 +396,25 @@ async fn bootstrap_all(nodes: &[Node]) {
             up_ref.lock().unwrap().push(i);
         })
         .await;
-    // As the daemon does (it bootstraps again every minute while its table is empty): a node
-    // whose every seed answer was lost (on a loaded machine a seed's answer can miss the
-    // request timeout) bootstraps again from other seeds.
-    // Under a loaded CI run a node can miss every answer three times in a row (fresh-clone runs
-    // of 2026-12-06), so it tries more often, with a pause that lets the other nodes' queues
-    // drain.
-    let mut rng = Rng(11);
+    let all: Vec<usize> = (0..nodes.len()).collect();
+    rebootstrap_empty(nodes, &all[1..], &all, 11).await;
+}
+
+/// As the daemon does (it bootstraps again every minute while its table is empty): each node of
+/// `which` left with an empty table bootstraps again from 3 random nodes of `seeds`, up to 10
+/// times, 500 ms apart. On a loaded machine a seed's answer can miss the request timeout, and a
+/// liveness probe that times out evicts an honest peer; a CI run saw a node miss every answer
+/// three times in a row (fresh-clone runs of 2026-12-06), and one saw an honest node lose every
+/// peer to timed-out liveness probes during the refresh after the switch (2026-12-07).
+async fn rebootstrap_empty(nodes: &[Node], which: &[usize], seeds: &[usize], seed: u64) {
+    let mut rng = Rng(seed);
     for attempt in 1..=10 {
         if attempt > 1 {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let empty: Vec<usize> = (1..nodes.len())
+        let empty: Vec<usize> = which
+            .iter()
+            .copied()
             .filter(|&i| nodes[i].dht().routing_table().is_empty())
             .collect();
         if empty.is_empty() {
@@ -425,20 +432,20 @@ async fn bootstrap_all(nodes: &[Node]) {
         for i in empty {
             let mut from = HashSet::new();
             while from.len() < 3 {
-                let seed = rng.below(nodes.len());
-                if seed != i {
-                    from.insert(seed);
+                let s = seeds[rng.below(seeds.len())];
+                if s != i {
+                    from.insert(s);
                 }
             }
             if attempt > 3 {
-                let seed = *from.iter().next().expect("3 seeds");
+                let s = *from.iter().next().expect("3 seeds");
                 eprintln!(
-                    "  node {i} asks node {seed} by hand: {}",
-                    ask_by_hand(&nodes[i].heads[0], &nodes[seed].heads[0]).await
+                    "  node {i} asks node {s} by hand: {}",
+                    ask_by_hand(&nodes[i].heads[0], &nodes[s].heads[0]).await
                 );
             }
-            let seeds = from.iter().flat_map(|&s| nodes[s].contacts()).collect();
-            nodes[i].dht().bootstrap(seeds).await;
+            let contacts = from.iter().flat_map(|&s| nodes[s].contacts()).collect();
+            nodes[i].dht().bootstrap(contacts).await;
         }
     }
 }
@@ -537,6 +544,9 @@ async fn two_hundred_nodes_survive_sixty_percent_stream_resetters() {
         "honest nodes refreshed; {}",
         table_sizes(&nodes, &honest)
     ));
+    // An honest node whose honest peers all timed out on the loaded machine bootstraps again
+    // from honest nodes, as the daemon would.
+    rebootstrap_empty(&nodes, &honest, &honest, 13).await;
     for &h in &honest {
         let table = nodes[h].dht().routing_table();
         assert!(!table.is_empty(), "honest node {h} keeps peers");
