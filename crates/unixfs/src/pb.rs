@@ -122,38 +122,22 @@ impl PbNode {
         })
     }
 
-    /// Encodes this node as protobuf bytes, `Data` first, then `Links` (tag order).
-    ///
-    /// This is NOT the canonical DAG-PB byte order (`Links` before `Data`, as go-codec-dagpb
-    /// and `@ipld/dag-pb` write it): the importer uses `encode_dag_pb`. Kept as is for the
-    /// tests of other crates that build blocks with it.
+    /// Encodes this node in the canonical DAG-PB byte order: every `PBLink` in order, then
+    /// `Data` when present.
     ///
     /// Spec: unixfs.md § "`dag-pb` Node".
     pub fn encode(&self) -> Vec<u8> {
-        // prost writes fields in tag order (Data = 1 before Links = 2), which is the
-        // canonical DAG-PB byte order.
-        let raw = RawPbNode {
-            data: self.data.clone(),
-            links: self
-                .links
-                .iter()
-                .map(|l| RawPbLink {
-                    hash: Some(Bytes::from(l.cid.to_bytes())),
-                    name: l.name.clone(),
-                    tsize: l.tsize,
-                })
-                .collect(),
-        };
-        raw.encode_to_vec()
+        encode_dag_pb(&self.links, self.data.as_deref())
     }
 }
 
 /// Canonical DAG-PB bytes of a node: every `PBLink` (`Hash`, `Name`, `Tsize`, each written
-/// when present) in the given order, then `Data` (written when `data` is not empty; UnixFS
-/// nodes always have one).
+/// when present) in the given order, then `Data` when it is `Some` (UnixFS nodes always have
+/// one). prost writes fields in tag order (`Data` = 1 before `Links` = 2), so `Data` is
+/// appended separately.
 ///
 /// Spec: DAG-PB canonical form (Links before Data), as boxo and `@ipld/dag-pb` encode.
-pub(crate) fn encode_dag_pb(links: &[PbLink], data: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_dag_pb(links: &[PbLink], data: Option<&[u8]>) -> Vec<u8> {
     let mut out = RawPbNode {
         data: None,
         links: links
@@ -166,7 +150,7 @@ pub(crate) fn encode_dag_pb(links: &[PbLink], data: &[u8]) -> Vec<u8> {
             .collect(),
     }
     .encode_to_vec();
-    if !data.is_empty() {
+    if let Some(data) = data {
         // Field 1 (Data), wire type 2: appended after the links, as canonical DAG-PB wants.
         RawPbNode {
             data: Some(Bytes::copy_from_slice(data)),

@@ -138,7 +138,11 @@ fn make_block(profile: &ImportProfile, codec: u64, data: Vec<u8>) -> Block {
 
 /// A dag-pb block with these links (in this order) and UnixFS `Data`.
 fn pb_block(profile: &ImportProfile, links: &[PbLink], data: &UnixFsData) -> Block {
-    make_block(profile, CODEC_DAG_PB, encode_dag_pb(links, &data.encode()))
+    make_block(
+        profile,
+        CODEC_DAG_PB,
+        encode_dag_pb(links, Some(&data.encode())),
+    )
 }
 
 /// A raw (codec 0x55) block, always CIDv1.
