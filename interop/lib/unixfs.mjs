@@ -3,11 +3,15 @@
 // survives long transfers, and sha256.
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before } from 'node:test'
 import { promisify } from 'node:util'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
-import { dial, makeHelia } from './helia.mjs'
-import { hydrantBin } from './hydrant.mjs'
+import { dial, makeHelia, stopAll } from './helia.mjs'
+import { hydrantBin, startHydrant } from './hydrant.mjs'
 
 const pExecFile = promisify(execFile)
 
@@ -46,3 +50,23 @@ export async function connectedHelia (hydrant) {
 }
 
 export const sha = (b) => createHash('sha256').update(b).digest('hex')
+
+/**
+ * Registers, in the calling `describe`, a `before` that starts a daemon, a connected Helia
+ * client and a temporary directory, and an `after` that stops and removes them. Returns the
+ * object whose `hydrant`, `helia` and `work` the tests read once `before` has run.
+ */
+export function daemonWithHelia () {
+  const ctx = {}
+  before(async () => {
+    ctx.work = await mkdtemp(join(tmpdir(), 'hydrant-add-'))
+    ctx.hydrant = await startHydrant()
+    ctx.helia = await connectedHelia(ctx.hydrant)
+  }, { timeout: 120_000 })
+  after(async () => {
+    await stopAll(ctx.helia)
+    await ctx.hydrant?.stop()
+    if (ctx.work) await rm(ctx.work, { recursive: true, force: true })
+  })
+  return ctx
+}

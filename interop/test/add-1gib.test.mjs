@@ -6,18 +6,17 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { appendFile, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { appendFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { CarBlockIterator } from '@ipld/car'
 import { unixfs } from '@helia/unixfs'
 import { importer } from 'ipfs-unixfs-importer'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { stopAll, timeoutSignal } from '../lib/helia.mjs'
-import { skipUnlessHydrant, startHydrant } from '../lib/hydrant.mjs'
-import { V1_2025, blackHole, connectedHelia, hydrantAdd } from '../lib/unixfs.mjs'
+import { timeoutSignal } from '../lib/helia.mjs'
+import { skipUnlessHydrant } from '../lib/hydrant.mjs'
+import { V1_2025, blackHole, daemonWithHelia, hydrantAdd } from '../lib/unixfs.mjs'
 
 const skip = await skipUnlessHydrant()
 const GIB = 1 << 30
@@ -26,22 +25,10 @@ const GIB = 1 << 30
 
 
 describe('hydrant add, 1 GiB', { skip }, () => {
-  let hydrant, helia, work
-
-  before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'hydrant-add-'))
-    hydrant = await startHydrant()
-    helia = await connectedHelia(hydrant)
-  }, { timeout: 120_000 })
-
-  after(async () => {
-    await stopAll(helia)
-    await hydrant?.stop()
-    if (work) await rm(work, { recursive: true, force: true })
-  })
+  const ctx = daemonWithHelia()
 
   it('a 1 GiB file: the reference CID, back over Bitswap and as a verified gateway CAR', { timeout: 1_200_000 }, async () => {
-    const file = join(work, 'big.bin')
+    const file = join(ctx.work, 'big.bin')
     // Random bytes, 64 MiB at a time (never the whole file in memory).
     const whole = createHash('sha256')
     for (let written = 0; written < GIB; written += 64 << 20) {
@@ -53,18 +40,18 @@ describe('hydrant add, 1 GiB', { skip }, () => {
     let reference
     for await (const e of importer([{ path: 'big.bin', content: createReadStream(file) }], blackHole, V1_2025)) reference = e.cid.toString()
 
-    const lines = await hydrantAdd(hydrant, [file])
+    const lines = await hydrantAdd(ctx.hydrant, [file])
     const cid = lines[0].cid
     assert.equal(lines[0].name, 'big.bin')
     assert.equal(cid, reference, 'same CID as ipfs-unixfs-importer')
 
     // Bitswap: hash the bytes as they stream, then drop the blocks Helia kept.
     const hash = createHash('sha256')
-    for await (const c of unixfs(helia).cat(CID.parse(cid), { signal: timeoutSignal(600_000) })) hash.update(c)
+    for await (const c of unixfs(ctx.helia).cat(CID.parse(cid), { signal: timeoutSignal(600_000) })) hash.update(c)
     assert.equal(hash.digest('hex'), want, 'Bitswap bytes')
 
     // Gateway: the CAR in DFS order; raw leaves in order are the file.
-    const res = await fetch(`${hydrant.gatewayUrl}/ipfs/${cid}?format=car&dag-scope=all&dups=n`)
+    const res = await fetch(`${ctx.hydrant.gatewayUrl}/ipfs/${cid}?format=car&dag-scope=all&dups=n`)
     assert.equal(res.status, 200)
     const leaves = createHash('sha256')
     let blocks = 0

@@ -7,16 +7,15 @@
 // - A 1 GiB file: add-1gib.test.mjs.
 import assert from 'node:assert/strict'
 import { createReadStream } from 'node:fs'
-import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { unixfs } from '@helia/unixfs'
 import { importer } from 'ipfs-unixfs-importer'
 import { CID } from 'multiformats/cid'
-import { stopAll, timeoutSignal } from '../lib/helia.mjs'
-import { skipUnlessHydrant, startHydrant } from '../lib/hydrant.mjs'
-import { V1_2025, blackHole, connectedHelia, hydrantAdd, sha } from '../lib/unixfs.mjs'
+import { timeoutSignal } from '../lib/helia.mjs'
+import { skipUnlessHydrant } from '../lib/hydrant.mjs'
+import { V1_2025, blackHole, daemonWithHelia, hydrantAdd, sha } from '../lib/unixfs.mjs'
 
 const skip = await skipUnlessHydrant()
 const DOC = '/usr/share/doc'
@@ -61,22 +60,10 @@ async function regularFiles (dir, rel = '') {
 
 
 describe('hydrant add', { skip }, () => {
-  let hydrant, helia, work
-
-  before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'hydrant-add-'))
-    hydrant = await startHydrant()
-    helia = await connectedHelia(hydrant)
-  }, { timeout: 120_000 })
-
-  after(async () => {
-    await stopAll(helia)
-    await hydrant?.stop()
-    if (work) await rm(work, { recursive: true, force: true })
-  })
+  const ctx = daemonWithHelia()
 
   it(`-r ${DOC}: the reference root, and every file back over Bitswap`, { timeout: 900_000 }, async () => {
-    const lines = await hydrantAdd(hydrant, ['-r', DOC])
+    const lines = await hydrantAdd(ctx.hydrant, ['-r', DOC])
     const car = lines.at(-1)
     const root = lines.find(l => l.name === 'doc')
     assert.ok(root, 'an entry for the directory itself')
@@ -86,7 +73,7 @@ describe('hydrant add', { skip }, () => {
 
     // Every regular file by the CID `add` printed for it, and every 20th also by its path
     // under the root (which ties the printed CIDs to the verified root).
-    const fs = unixfs(helia)
+    const fs = unixfs(ctx.helia)
     const printed = new Map(lines.filter(l => l.name).map(l => [l.name, l.cid]))
     const files = await regularFiles(DOC)
     assert.ok(files.length > 10, `${files.length} files`)
