@@ -504,6 +504,58 @@ async fn statement_timeout_cuts_stuck_reads_but_not_commits() {
     );
 }
 
+/// The migrations of the older builds the migration tests start from: (version, name, SQL).
+const OLD_MIGRATIONS: [(i32, &str, &str); 4] = [
+    (
+        1,
+        "block_index",
+        include_str!("../migrations/0001_block_index.sql"),
+    ),
+    (
+        2,
+        "provider_records",
+        include_str!("../migrations/0002_provider_records.sql"),
+    ),
+    (
+        3,
+        "presence_feed",
+        include_str!("../migrations/0003_presence_feed.sql"),
+    ),
+    (
+        4,
+        "compact_locations",
+        include_str!("../migrations/0004_compact_locations.sql"),
+    ),
+];
+
+/// A client whose `search_path` is the new schema `schema`, holding what `PgPool::connect` of
+/// a build whose newest migration is `version` created there.
+async fn database_at(url: &str, schema: &str, version: i32) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema};
+             CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+        ))
+        .await
+        .expect("schema");
+    for (v, name, sql) in OLD_MIGRATIONS.iter().filter(|m| m.0 <= version) {
+        client.batch_execute(sql).await.expect(name);
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[v, name],
+            )
+            .await
+            .expect("recorded");
+    }
+    client
+}
+
 /// A database created by the schema before migration 4 (CAR keys as text in every `blocks` row),
 /// holding committed CARs (one committed twice, one empty) and an open staging, is migrated on
 /// connect: every location, CAR record, CAR multihash listing and feed position reads the same
@@ -514,27 +566,7 @@ async fn migration_4_keeps_every_location_of_a_version_3_database() {
     let server = server();
     let url = server.url();
     let schema = unique_schema("migr4");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    // What `PgPool::connect` of the previous version created.
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path = {schema};
-             CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
-             {}
-             {}
-             {}
-             INSERT INTO schema_migrations (version, name) VALUES
-                 (1, 'block_index'), (2, 'provider_records'), (3, 'presence_feed');",
-            include_str!("../migrations/0001_block_index.sql"),
-            include_str!("../migrations/0002_provider_records.sql"),
-            include_str!("../migrations/0003_presence_feed.sql"),
-        ))
-        .await
-        .expect("version 3 schema");
+    let client = database_at(&url, &schema, 3).await;
     // Rows as the previous version's commit_car wrote them: cars/b.car committed twice (the
     // second commit replaced its rows), cars/empty.car without blocks, cars/open.car staged.
     let mut expected: Vec<(u32, &str, u64)> = Vec::new();
@@ -708,25 +740,7 @@ async fn migration_5_makes_lookups_index_only_on_a_version_4_database() {
     let server = server();
     let url = server.url();
     let schema = unique_schema("migr5");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path = {schema};
-             CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
-             {} {} {} {}
-             INSERT INTO schema_migrations (version, name) VALUES (1, 'block_index'),
-                 (2, 'provider_records'), (3, 'presence_feed'), (4, 'compact_locations');",
-            include_str!("../migrations/0001_block_index.sql"),
-            include_str!("../migrations/0002_provider_records.sql"),
-            include_str!("../migrations/0003_presence_feed.sql"),
-            include_str!("../migrations/0004_compact_locations.sql"),
-        ))
-        .await
-        .expect("version 4 schema");
+    let client = database_at(&url, &schema, 4).await;
     // Two CARs committed by a version-4 replica; seeds 100..200 are in both.
     for (key, seeds, base) in [("cars/a.car", 0..200, 1000), ("cars/b.car", 100..300, 5000)] {
         client
