@@ -261,10 +261,7 @@ pub(crate) async fn run(repo_dir: &Path, args: AddArgs) -> Result<()> {
         profile,
         recursive: args.recursive,
         hidden: args.hidden,
-        spill: spill
-            .as_ref()
-            .map(|f| f.try_clone().map(BufWriter::new))
-            .transpose()?,
+        spill: spill.map(BufWriter::new),
         blocks: 0,
         bar: bar.clone(),
         report: Box::new(move |added: &Added| {
@@ -277,7 +274,7 @@ pub(crate) async fn run(repo_dir: &Path, args: AddArgs) -> Result<()> {
     };
     let paths = args.paths.clone();
     let wrap = args.wrap_with_directory;
-    let (roots, walk) = tokio::task::spawn_blocking(move || -> Result<(Vec<Cid>, Walk)> {
+    let (roots, mut walk) = tokio::task::spawn_blocking(move || -> Result<(Vec<Cid>, Walk)> {
         let mut roots = Vec::new();
         let mut wrapper = wrap
             .then(|| DirectoryBuilder::new(&walk.profile, Metadata::default()))
@@ -303,9 +300,6 @@ pub(crate) async fn run(repo_dir: &Path, args: AddArgs) -> Result<()> {
             let (cid, _) = walk.finish(dir.finish()?, "")?;
             roots.push(cid);
         }
-        if let Some(spill) = &mut walk.spill {
-            spill.flush().context("writing the temporary CAR")?;
-        }
         Ok((roots, walk))
     })
     .await??;
@@ -313,10 +307,14 @@ pub(crate) async fn run(repo_dir: &Path, args: AddArgs) -> Result<()> {
     if quieter && let Some(last) = roots.last() {
         println!("{last}");
     }
-    let Some(spill) = spill else {
+    let Some(spill) = walk.spill.take() else {
         return Ok(());
     };
-    drop(walk.spill);
+    // Flushes the last sections.
+    let spill = spill
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("writing the temporary CAR")?;
     let car = car_reader(&roots, spill)?;
     let summary = match &daemon {
         Some(info) => {
@@ -336,15 +334,7 @@ pub(crate) async fn run(repo_dir: &Path, args: AddArgs) -> Result<()> {
             let services =
                 hydrant_node::Services::open(&hydrant_node::Repo::open(repo_dir)?).await?;
             let summary = services.ingester.ingest(car, None).await?;
-            let pinned = if args.pin {
-                hydrant_node::pin_roots(&services, &summary.roots).await?
-            } else {
-                Vec::new()
-            };
-            let mut summary = serde_json::to_value(summary)?;
-            summary["pinned"] =
-                serde_json::json!(pinned.iter().map(ToString::to_string).collect::<Vec<_>>());
-            summary
+            hydrant_node::with_pinned_roots(&services, &summary, args.pin).await?
         }
     };
     if json {

@@ -428,15 +428,7 @@ async fn ingest(repo_dir: &Path, files: &[PathBuf], json: bool, pin: bool) -> Re
                     Some(key) => services.ingester.index_stored(&key, None).await?,
                     None => ingest_local(services, file).await?,
                 };
-                let pinned = if pin {
-                    hydrant_node::pin_roots(services, &summary.roots).await?
-                } else {
-                    Vec::new()
-                };
-                let mut summary = serde_json::to_value(summary)?;
-                summary["pinned"] =
-                    serde_json::json!(pinned.iter().map(ToString::to_string).collect::<Vec<_>>());
-                Ok(summary)
+                Ok(hydrant_node::with_pinned_roots(services, &summary, pin).await?)
             }
             (None, None, _) => unreachable!("one of daemon or local services is set"),
         };

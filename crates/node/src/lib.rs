@@ -31,7 +31,7 @@ pub use http::state::ApiToken;
 pub use p2p::swarm::SwarmError;
 pub use repo::{API_FILE, DaemonInfo, Repo, RepoError};
 pub use stores::export::car_stream;
-pub use stores::pins::{PinError, PinView, pin_dag, pin_roots};
+pub use stores::pins::{PinError, PinView, pin_dag, pin_roots, with_pinned_roots};
 pub use stores::services::Services;
 
 /// The swarm pieces the node's DHT tests drive directly (a bare swarm with the node's

@@ -170,20 +170,12 @@ async fn ingested(
     if let (Some(dht), true) = (&state.dht, state.announce_roots) {
         dht.announce_car(&summary.car_key, &summary.roots);
     }
-    let pinned = if pin {
-        match crate::stores::pins::pin_roots(&state.services, &summary.roots).await {
-            Ok(pinned) => pinned.iter().map(ToString::to_string).collect(),
-            Err(e) => {
-                return ApiError::internal("the CAR was stored but pinning its roots failed", e)
-                    .into_response();
-            }
+    match crate::stores::pins::with_pinned_roots(&state.services, &summary, pin).await {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => {
+            ApiError::internal("the CAR was stored but pinning its roots failed", e).into_response()
         }
-    } else {
-        Vec::new()
-    };
-    let mut body = serde_json::to_value(&summary).unwrap_or_default();
-    body["pinned"] = serde_json::json!(pinned);
-    (StatusCode::OK, Json(body)).into_response()
+    }
 }
 
 async fn put_car(

@@ -93,6 +93,26 @@ pub async fn pin_roots(services: &Services, roots: &[String]) -> Result<Vec<Cid>
     Ok(pinned)
 }
 
+/// An ingest's answer, as the API and the CLI give it: the summary's fields plus `pinned`, the
+/// roots [`pin_roots`] pinned (none when `pin` is false).
+///
+/// # Errors
+/// As [`pin_roots`] (the CAR stays stored and indexed).
+pub async fn with_pinned_roots(
+    services: &Services,
+    summary: &hydrant_ingest::IngestSummary,
+    pin: bool,
+) -> Result<serde_json::Value, PinError> {
+    let pinned = if pin {
+        pin_roots(services, &summary.roots).await?
+    } else {
+        Vec::new()
+    };
+    let mut body = serde_json::to_value(summary).unwrap_or_default();
+    body["pinned"] = serde_json::json!(pinned.iter().map(ToString::to_string).collect::<Vec<_>>());
+    Ok(body)
+}
+
 fn check_name(name: &str) -> Result<(), PinError> {
     if name.len() > MAX_PIN_NAME_BYTES {
         return Err(PinError::NameTooLong(name.len()));
