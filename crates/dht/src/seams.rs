@@ -175,11 +175,20 @@ impl Dialer for ChannelDialer {
     }
 }
 
-/// Serves a [`DialRequest`] in the swarm task: dials unless connected or dialing.
+/// Serves a [`DialRequest`] in the swarm task: dials unless connected or dialing, from a new
+/// local port.
+///
+/// Not from the listening port (libp2p's default, "port reuse"): every outbound connection
+/// then has the same local address, so dialing a peer again within the TCP `TIME_WAIT` of a
+/// closed connection to it (60 s on Linux) fails with `EADDRINUSE` ("Address already in use").
+/// Heads close idle connections and re-dial the same peers often; in the 200-node test one node
+/// failed every dial to its seeds that way (CI, 2026-12-07). Heads are servers: nothing needs
+/// their outbound connections to come from the listening port.
 pub fn handle_dial_request<B: NetworkBehaviour>(swarm: &mut Swarm<B>, request: DialRequest) {
     let opts = DialOpts::peer_id(request.peer)
         .addresses(request.addrs)
         .condition(PeerCondition::DisconnectedAndNotDialing)
+        .allocate_new_port()
         .build();
     let result = match swarm.dial(opts) {
         Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => Ok(()),
