@@ -310,6 +310,7 @@ async fn start_http(
         services.clone(),
         info.clone(),
         config,
+        repo.dir.clone(),
         p2p.dht.clone(),
         p2p.bitswap.clone(),
         health.clone(),

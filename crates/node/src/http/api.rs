@@ -15,6 +15,7 @@
 //! | `GET /api/v1/dht/providers?after=CURSOR&limit=N` | stored provider records, paged (`next` is the cursor) |
 //! | `GET /api/v1/dht/lookup/{cid}` | providers of a CID: our data first, then a DHT walk |
 //! | `GET /metrics` | Prometheus metrics (see [`crate::http::metrics`]) |
+//! | `POST /api/v0/...` | Kubo's RPC API, as Kubo answers it: see [`crate::http::kubo`] |
 //!
 //! The `/api/v1/dht/*` paths answer 404 when `dht.enabled = false`.
 //!
@@ -57,6 +58,11 @@ const UNTIMED_ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/api/v1/cars/index"),
     // Walks the whole DAG first.
     (Method::POST, "/api/v1/pins/{cid}"),
+    // The Kubo RPC's uploads, and its pin (a DAG walk).
+    (Method::POST, "/api/v0/add"),
+    (Method::POST, "/api/v0/block/put"),
+    (Method::POST, "/api/v0/dag/import"),
+    (Method::POST, "/api/v0/pin/add"),
 ];
 
 /// Routes answered without the token: load balancers probe them.
@@ -97,6 +103,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/dht/lookup/{cid}", get(dht_lookup))
         .route("/metrics", get(metrics))
         .route("/api/v1/debug/memory", get(crate::http::memory::report))
+        .merge(crate::http::kubo::routes())
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
     let router = match token {
@@ -151,30 +158,32 @@ async fn index_stored(
         .ingester
         .index_stored(&q.key, Some(ticket.progress()))
         .await;
-    ingested(&state, ticket, result, pin.pin.unwrap_or(true)).await
+    answer(ingested(&state, ticket, result, pin.pin.unwrap_or(true)).await)
 }
 
-/// The answer to an ingest through the API, for both routes: counted, roots pinned (when
-/// `pin`) and announced, the summary with `"pinned": [CIDs]` (200) or the [`ApiError`].
-async fn ingested(
+/// The end of an ingest through the API, for every route that ingests (`/api/v1` and the Kubo
+/// RPC's): counted, announced, roots pinned (when `pin`); the summary with `"pinned": [CIDs]`
+/// or the [`ApiError`].
+pub(crate) async fn ingested(
     state: &ApiState,
     ticket: crate::stores::meters::IngestTicket,
     result: Result<hydrant_ingest::IngestSummary, IngestError>,
     pin: bool,
-) -> Response {
+) -> Result<serde_json::Value, ApiError> {
     ticket.finish(&result);
-    let summary = match result {
-        Ok(summary) => summary,
-        Err(e) => return ApiError::ingest(e, state.max_upload_bytes).into_response(),
-    };
+    let summary = result.map_err(|e| ApiError::ingest(e, state.max_upload_bytes))?;
     if let (Some(dht), true) = (&state.dht, state.announce_roots) {
         dht.announce_car(&summary.car_key, &summary.roots);
     }
-    match crate::stores::pins::with_pinned_roots(&state.services, &summary, pin).await {
+    crate::stores::pins::with_pinned_roots(&state.services, &summary, pin)
+        .await
+        .map_err(|e| ApiError::internal("the CAR was stored but pinning its roots failed", e))
+}
+
+fn answer(result: Result<serde_json::Value, ApiError>) -> Response {
+    match result {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
-        Err(e) => {
-            ApiError::internal("the CAR was stored but pinning its roots failed", e).into_response()
-        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -211,14 +220,14 @@ async fn put_car(
         .ingester
         .ingest(reader, Some(ticket.progress()))
         .await;
-    ingested(&state, ticket, result, pin.pin.unwrap_or(true)).await
+    answer(ingested(&state, ticket, result, pin.pin.unwrap_or(true)).await)
 }
 
 /// `stream`, ended with a [`std::io::ErrorKind::TimedOut`] error when no item arrives for
 /// `idle` (`api.upload_idle_timeout_secs`): the ingest then fails and removes its staging
 /// object, and the client gets 408. Time between items only: a slow upload that keeps moving
 /// is never cut.
-fn idle_limited<S, T>(
+pub(crate) fn idle_limited<S, T>(
     stream: S,
     idle: std::time::Duration,
 ) -> impl futures::Stream<Item = std::io::Result<T>> + Send

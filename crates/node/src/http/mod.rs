@@ -5,6 +5,7 @@
 pub(crate) mod api;
 pub(crate) mod error;
 pub(crate) mod health;
+mod kubo;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 mod middleware;

@@ -116,6 +116,8 @@ pub struct ApiState {
     pub(crate) request_timeout: std::time::Duration,
     pub(crate) upload_idle_timeout: std::time::Duration,
     pub(crate) announce_roots: bool,
+    /// Where uploads that must be spilled before they are ingested wait (the repository).
+    pub(crate) spill_dir: std::path::PathBuf,
     /// The DHT, when enabled.
     pub dht: Option<Arc<DhtService>>,
     /// The Bitswap server (for its counters).
@@ -129,11 +131,12 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// The state of a daemon's API.
+    /// The state of a daemon's API; `spill_dir` is the repository directory.
     pub fn new(
         services: Services,
         info: DaemonInfo,
         config: &Config,
+        spill_dir: std::path::PathBuf,
         dht: Option<Arc<DhtService>>,
         bitswap: Arc<BitswapHandle>,
         health: Arc<Health>,
@@ -147,6 +150,7 @@ impl ApiState {
                 config.api.upload_idle_timeout_secs,
             ),
             announce_roots: config.dht.announce_roots,
+            spill_dir,
             dht,
             bitswap,
             health,

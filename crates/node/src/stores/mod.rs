@@ -9,4 +9,5 @@ pub(crate) mod filter_snapshot;
 pub(crate) mod meters;
 pub mod pins;
 pub mod services;
+pub mod spill;
 pub mod storage;

@@ -45,7 +45,7 @@ use cid::Cid;
 
 pub use dir::DirectoryBuilder;
 pub use file::FileImporter;
-pub use profile::{HamtEstimation, ImportProfile, MAX_CHUNK_SIZE, ProfileError};
+pub use profile::{HamtEstimation, ImportProfile, MAX_CHUNK_SIZE, ProfileError, ProfileOverrides};
 
 use crate::links::{CODEC_DAG_PB, CODEC_RAW};
 use crate::pb::{DataType, PbLink, UnixFsData, encode_dag_pb};

@@ -63,6 +63,27 @@ pub enum ProfileError {
     /// A field is out of range; the message says which and why.
     #[error("invalid import profile: {0}")]
     Invalid(&'static str),
+    /// An override ([`ProfileOverrides`]) does not parse; the message names the option and
+    /// the value.
+    #[error("{0}")]
+    Option(String),
+}
+
+/// Kubo's `add` options over a profile's parameters (`--cid-version`, `--raw-leaves`,
+/// `--chunker`, `--max-links`, `--hash`); `None` keeps the profile's value.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileOverrides {
+    /// CID version, 0 or 1.
+    pub cid_version: Option<u8>,
+    /// Raw leaves or dag-pb leaves.
+    pub raw_leaves: Option<bool>,
+    /// Kubo's chunker string; only `size-<bytes>` (the fixed-size chunker) is supported.
+    pub chunker: Option<String>,
+    /// Most links per file node.
+    pub max_links: Option<usize>,
+    /// Multihash function by its multicodec name: `sha2-256`, `sha2-512`, `blake2b-256`,
+    /// `blake2b-512`, `blake3`.
+    pub hash: Option<String>,
 }
 
 impl ImportProfile {
@@ -112,6 +133,50 @@ impl ImportProfile {
         }
     }
 
+    /// This profile with `overrides` applied as Kubo applies its `add` options: a hash other
+    /// than sha2-256 without an explicit CID version means CIDv1, and without an explicit
+    /// `raw_leaves` CIDv1 means raw leaves and CIDv0 dag-pb leaves. The result is validated.
+    ///
+    /// # Errors
+    /// [`ProfileError::Option`] for a chunker other than `size-<bytes>` or an unknown hash
+    /// name; [`ProfileError::Invalid`] when the result is out of range.
+    pub fn with_overrides(mut self, overrides: &ProfileOverrides) -> Result<Self, ProfileError> {
+        if let Some(name) = &overrides.hash {
+            self.hash = hash_code(name).ok_or_else(|| {
+                ProfileError::Option(format!(
+                    "hash {name:?} is not supported: use sha2-256, sha2-512, blake2b-256, \
+                     blake2b-512 or blake3"
+                ))
+            })?;
+        }
+        let version = overrides
+            .cid_version
+            .or((self.hash != SHA2_256 && self.cid_version == 0).then_some(1));
+        if let Some(version) = version {
+            self.cid_version = version;
+            self.raw_leaves = version == 1;
+        }
+        if let Some(raw) = overrides.raw_leaves {
+            self.raw_leaves = raw;
+        }
+        if let Some(chunker) = &overrides.chunker {
+            self.chunk_size = chunker
+                .strip_prefix("size-")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| {
+                    ProfileError::Option(format!(
+                        "chunker {chunker:?} is not supported: only size-<bytes> (fixed-size \
+                         chunks)"
+                    ))
+                })?;
+        }
+        if let Some(links) = overrides.max_links {
+            self.max_links = links;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Checks every field against the ranges documented on it.
     ///
     /// # Errors
@@ -149,10 +214,77 @@ impl Default for ImportProfile {
     }
 }
 
+/// The multihash code of a hash function by its multicodec name, if the importer supports it.
+fn hash_code(name: &str) -> Option<u64> {
+    Some(match name {
+        "sha2-256" => SHA2_256,
+        "sha2-512" => 0x13,
+        "blake2b-256" => 0xb220,
+        "blake2b-512" => 0xb240,
+        "blake3" => 0x1e,
+        _ => return None,
+    })
+}
+
 /// Full digest length in bytes of the hash functions [`ImportProfile::hash`] accepts.
 pub(crate) fn digest_len(code: u64) -> usize {
     match code {
         0x13 | 0xb240 => 64,
         _ => 32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_follow_kubo() {
+        let v0 = ImportProfile::unixfs_v0_2015();
+        let v1 = v0
+            .with_overrides(&ProfileOverrides {
+                cid_version: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(v1.raw_leaves, "CIDv1 without --raw-leaves means raw leaves");
+        assert_eq!(v1.chunk_size, 262_144, "the rest of the profile stays");
+        let blake3 = v0
+            .with_overrides(&ProfileOverrides {
+                hash: Some("blake3".into()),
+                raw_leaves: Some(false),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((blake3.cid_version, blake3.hash), (1, 0x1e));
+        assert!(!blake3.raw_leaves, "an explicit --raw-leaves wins");
+        let chunked = v0
+            .with_overrides(&ProfileOverrides {
+                chunker: Some("size-1000".into()),
+                max_links: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((chunked.chunk_size, chunked.max_links), (1000, 3));
+
+        let rabin = v0.with_overrides(&ProfileOverrides {
+            chunker: Some("rabin".into()),
+            ..Default::default()
+        });
+        assert!(rabin.unwrap_err().to_string().contains("\"rabin\""));
+        let md5 = v0.with_overrides(&ProfileOverrides {
+            hash: Some("md5".into()),
+            ..Default::default()
+        });
+        assert!(md5.unwrap_err().to_string().contains("\"md5\""));
+        let v0_blake3 = v0.with_overrides(&ProfileOverrides {
+            cid_version: Some(0),
+            hash: Some("blake3".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            v0_blake3.unwrap_err(),
+            ProfileError::Invalid("CIDv0 requires sha2-256")
+        );
     }
 }
