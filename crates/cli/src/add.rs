@@ -3,9 +3,9 @@
 //!
 //! Each input file is read once. The importer (`hydrant_unixfs::importer`) hands out blocks
 //! children first and the root last, but a CAR's header names its roots before any block, so
-//! the sections are spilled to an unnamed temporary file in the repository; once the walk is
-//! done the header and that file are streamed to the ingest pipeline (of the running daemon, or
-//! of the repository). Memory: one chunk per file being read, the pending links of its tree,
+//! the blocks are spilled ([`CarSpill`]) to an unnamed temporary file in the repository; once
+//! the walk is done the CAR is streamed to the ingest pipeline (of the running daemon, or of
+//! the repository). Memory: one chunk per file being read, the pending links of its tree,
 //! and the entries of the directories on the current path.
 //!
 //! Symlinks are stored as UnixFS symlink nodes, never followed (so a symlink loop is just a
@@ -13,14 +13,16 @@
 //! are left out unless `--hidden`.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use cid::Cid;
 use clap::Args;
+use hydrant_node::CarSpill;
 use hydrant_unixfs::importer::{
-    Block, DirectoryBuilder, FileImporter, ImportProfile, Imported, Metadata, symlink_block,
+    Block, DirectoryBuilder, FileImporter, ImportProfile, Imported, Metadata, ProfileOverrides,
+    symlink_block,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -76,33 +78,19 @@ pub(crate) struct AddArgs {
 
 impl AddArgs {
     fn import_profile(&self) -> Result<ImportProfile> {
-        let mut profile = ImportProfile::by_name(&self.profile).ok_or_else(|| {
+        let profile = ImportProfile::by_name(&self.profile).ok_or_else(|| {
             anyhow!(
                 "unknown profile {:?}: use unixfs-v1-2025 or unixfs-v0-2015",
                 self.profile
             )
         })?;
-        if let Some(version) = self.cid_version {
-            profile.cid_version = version;
-            // As Kubo: without an explicit --raw-leaves, CIDv1 gets raw leaves and CIDv0 not.
-            if self.raw_leaves.is_none() {
-                profile.raw_leaves = version == 1;
-            }
-        }
-        if let Some(raw) = self.raw_leaves {
-            profile.raw_leaves = raw;
-        }
-        if let Some(chunker) = &self.chunker {
-            profile.chunk_size = chunker
-                .strip_prefix("size-")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| anyhow!("chunker {chunker:?}: only size-<bytes> is supported"))?;
-        }
-        if let Some(links) = self.max_links {
-            profile.max_links = links;
-        }
-        profile.validate()?;
-        Ok(profile)
+        Ok(profile.with_overrides(&ProfileOverrides {
+            cid_version: self.cid_version,
+            raw_leaves: self.raw_leaves,
+            chunker: self.chunker.clone(),
+            max_links: self.max_links,
+            hash: None,
+        })?)
     }
 }
 
@@ -119,9 +107,8 @@ struct Walk {
     profile: ImportProfile,
     recursive: bool,
     hidden: bool,
-    /// Where the sections go (`None` with `--only-hash`).
-    spill: Option<BufWriter<File>>,
-    blocks: u64,
+    /// Where the blocks go (`None` with `--only-hash`).
+    spill: Option<CarSpill>,
     bar: ProgressBar,
     /// Called for each entry added, children before parents.
     report: Box<dyn FnMut(&Added) + Send>,
@@ -129,16 +116,8 @@ struct Walk {
 
 impl Walk {
     fn store(&mut self, blocks: Vec<Block>) -> Result<()> {
-        self.blocks += blocks.len() as u64;
         if let Some(spill) = &mut self.spill {
-            let mut section = Vec::new();
-            for block in blocks {
-                section.clear();
-                hydrant_car::encode_section(&block.cid, &block.data, &mut section);
-                spill
-                    .write_all(&section)
-                    .context("writing the temporary CAR")?;
-            }
+            spill.write(blocks).context("writing the temporary CAR")?;
         }
         Ok(())
     }
@@ -251,18 +230,14 @@ pub(crate) async fn run(repo_dir: &Path, args: AddArgs) -> Result<()> {
         } else {
             std::env::temp_dir()
         };
-        Some(
-            tempfile::tempfile_in(&dir)
-                .with_context(|| format!("creating a temporary file in {}", dir.display()))?,
-        )
+        Some(CarSpill::create_in(&dir)?)
     };
     let bar = progress_bar();
     let mut walk = Walk {
         profile,
         recursive: args.recursive,
         hidden: args.hidden,
-        spill: spill.map(BufWriter::new),
-        blocks: 0,
+        spill,
         bar: bar.clone(),
         report: Box::new(move |added: &Added| {
             if json {
@@ -310,12 +285,10 @@ pub(crate) async fn run(repo_dir: &Path, args: AddArgs) -> Result<()> {
     let Some(spill) = walk.spill.take() else {
         return Ok(());
     };
-    // Flushes the last sections.
-    let spill = spill
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the temporary CAR")?;
-    let car = car_reader(&roots, spill)?;
+    let blocks = spill.blocks();
+    let car = spill
+        .into_car(&roots)
+        .context("reading back the temporary CAR")?;
     let summary = match &daemon {
         Some(info) => {
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
@@ -342,25 +315,12 @@ pub(crate) async fn run(repo_dir: &Path, args: AddArgs) -> Result<()> {
     } else if !quieter {
         eprintln!(
             "stored {} blocks as {}{}",
-            walk.blocks,
+            blocks,
             summary["car_key"].as_str().unwrap_or_default(),
             if args.pin { ", roots pinned" } else { "" }
         );
     }
     Ok(())
-}
-
-/// The CARv1: a header naming `roots`, then the sections spilled to `spill`.
-fn car_reader(
-    roots: &[Cid],
-    mut spill: File,
-) -> Result<impl tokio::io::AsyncRead + Unpin + Send + 'static> {
-    spill.rewind().context("reading back the temporary CAR")?;
-    let header = std::io::Cursor::new(hydrant_car::encode_v1_header(roots));
-    Ok(tokio::io::AsyncReadExt::chain(
-        header,
-        tokio::fs::File::from_std(spill),
-    ))
 }
 
 fn progress_bar() -> ProgressBar {

@@ -33,6 +33,7 @@ pub use repo::{API_FILE, DaemonInfo, Repo, RepoError};
 pub use stores::export::car_stream;
 pub use stores::pins::{PinError, PinView, pin_dag, pin_roots, with_pinned_roots};
 pub use stores::services::Services;
+pub use stores::spill::CarSpill;
 
 /// The swarm pieces the node's DHT tests drive directly (a bare swarm with the node's
 /// transports, and the loop that runs it). Not for production callers.

@@ -11,8 +11,7 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::AsyncWriteExt;
@@ -74,7 +73,7 @@ async fn client() -> Client {
         hydrant_node::p2p_testing::SwarmLoop {
             dials,
             dialer,
-            connected: Arc::new(Mutex::new(HashSet::new())),
+            connected: Default::default(),
             disconnect: None,
             stop: stop_rx.clone(),
             drain: stop_rx,

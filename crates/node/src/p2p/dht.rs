@@ -14,8 +14,7 @@
 //! ADD_PROVIDER for our own content is sent by the peer that serves it (kad-dht.md, "Content
 //! Provider Advertisement": the provider must be the sender).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -36,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::SwarmConfig;
-use crate::p2p::swarm::{self};
+use crate::p2p::swarm::{self, ConnectedPeers};
 use crate::{NodeError, repo::Repo};
 
 /// Most providers taken from the provider store for one key.
@@ -60,13 +59,13 @@ pub struct Member {
     /// Addresses it listens on, each ending in `/p2p/<peer ID>`.
     pub addrs: Vec<Multiaddr>,
     /// Peers currently connected to it.
-    pub connected: Arc<Mutex<HashSet<PeerId>>>,
+    pub connected: ConnectedPeers,
 }
 
 impl Member {
     /// The connected peers, sorted.
     pub fn connected_peers(&self) -> Vec<PeerId> {
-        let mut peers: Vec<PeerId> = crate::lock(&self.connected).iter().copied().collect();
+        let mut peers: Vec<PeerId> = crate::lock(&self.connected).keys().copied().collect();
         peers.sort();
         peers
     }
@@ -236,8 +235,8 @@ pub struct MainPeer {
     pub dialer: ChannelDialer,
     /// The addresses it listens on (with `/p2p/`).
     pub addrs: Vec<Multiaddr>,
-    /// Its connected-peer set, kept by the daemon's swarm loop.
-    pub connected: Arc<Mutex<HashSet<PeerId>>>,
+    /// Its connected peers, kept by the daemon's swarm loop.
+    pub connected: ConnectedPeers,
 }
 
 /// Starts the heads, the DHT service, the provider store's writer and GC, bootstrap, the
@@ -278,7 +277,7 @@ pub async fn start(
         let (addrs, _) =
             crate::p2p::swarm::listen_all(&mut head, &swarm_config.listen, peer_id).await?;
         let (dialer, dials) = ChannelDialer::new();
-        let connected = Arc::new(Mutex::new(HashSet::new()));
+        let connected = ConnectedPeers::default();
         handles.push(HeadHandle {
             peer_id,
             control: head.behaviour().stream.new_control(),

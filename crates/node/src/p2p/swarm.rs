@@ -1,7 +1,7 @@
 //! The libp2p swarm: TCP and WebSocket transports, Noise, Yamux, identify, ping, a connection
 //! limit, and `libp2p-stream` for the protocols Hydrant speaks itself (Bitswap).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -184,14 +184,18 @@ pub(crate) async fn listen_all(
     Ok((bound, ids))
 }
 
+/// The peers a swarm is connected to, each with the remote address of its latest connection;
+/// its [`drive_swarm`] loop keeps it.
+pub type ConnectedPeers = Arc<Mutex<HashMap<PeerId, Multiaddr>>>;
+
 /// What [`drive_swarm`] serves besides the swarm's own events.
 pub struct SwarmLoop {
     /// Dial requests from the DHT.
     pub dials: mpsc::Receiver<DialRequest>,
     /// The dialer whose address book identify results fill.
     pub dialer: ChannelDialer,
-    /// The connected-peer set to keep.
-    pub connected: Arc<Mutex<HashSet<PeerId>>>,
+    /// The connected peers to keep.
+    pub connected: ConnectedPeers,
     /// Peers to disconnect (Bitswap peers that stopped reading); `None` for a swarm without
     /// Bitswap.
     pub disconnect: Option<mpsc::Receiver<PeerId>>,
@@ -205,7 +209,7 @@ pub struct SwarmLoop {
 }
 
 /// Drives one swarm until `stop` is set: dial requests, identify results into the dialer's
-/// address book, the connected-peer set, disconnections and draining (see [`SwarmLoop`]).
+/// address book, the connected peers, disconnections and draining (see [`SwarmLoop`]).
 pub async fn drive_swarm(mut swarm: Swarm<Behaviour>, tasks: SwarmLoop) {
     let SwarmLoop {
         mut dials,
@@ -234,8 +238,8 @@ pub async fn drive_swarm(mut swarm: Swarm<Behaviour>, tasks: SwarmLoop) {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                     peer_id, info, ..
                 })) => dialer.set_listen_addrs(peer_id, info.listen_addrs),
-                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                    crate::lock(&connected).insert(peer_id);
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    crate::lock(&connected).insert(peer_id, endpoint.get_remote_address().clone());
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                     tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");

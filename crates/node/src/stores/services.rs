@@ -50,7 +50,7 @@ pub struct Services {
     /// Ingests through the API: results, failures, the ones running.
     pub ingest_stats: Arc<IngestStats>,
     /// Peers connected to the main (Bitswap) swarm, kept by the daemon's swarm loop.
-    pub main_peers: Arc<std::sync::Mutex<std::collections::HashSet<libp2p::PeerId>>>,
+    pub main_peers: crate::p2p::swarm::ConnectedPeers,
 }
 
 impl Services {

@@ -58,8 +58,20 @@ pub(crate) async fn add(
     params: Params,
     request: Request,
 ) -> Result<Response, KuboError> {
-    let options = AddOptions::parse(&params)?;
     let mut multipart = multipart(&state, request)?;
+    let result = add_files(&state, &params, &mut multipart).await;
+    if result.is_err() {
+        drain(&mut multipart).await;
+    }
+    result
+}
+
+async fn add_files(
+    state: &ApiState,
+    params: &Params,
+    multipart: &mut multer::Multipart<'static>,
+) -> Result<Response, KuboError> {
+    let options = AddOptions::parse(params)?;
     let spill =
         if options.only_hash {
             None
@@ -79,34 +91,7 @@ pub(crate) async fn add(
     };
     let (tx, rx) = mpsc::channel(IMPORT_QUEUE);
     let worker = tokio::task::spawn_blocking(move || worker.run(rx));
-    let limit = state.max_upload_bytes;
-    let read = async move {
-        while let Some(mut field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| multipart_error(e, limit))?
-        {
-            let begin = Part::Begin {
-                path: part_path(&field)?,
-                kind: PartKind::of(&field),
-            };
-            // A send fails only when the worker stopped on an error: that error is the answer.
-            if tx.send(begin).await.is_err() {
-                return Ok(());
-            }
-            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
-                if tx.send(Part::Data(chunk)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            if tx.send(Part::End).await.is_err() {
-                return Ok(());
-            }
-        }
-        let _ = tx.send(Part::Finish).await;
-        Ok::<_, KuboError>(())
-    };
-    let read = read.await;
+    let read = read_parts(multipart, tx, state.max_upload_bytes).await;
     let imported = worker
         .await
         .map_err(|e| KuboError::internal("the import thread failed", e))?;
@@ -127,9 +112,47 @@ pub(crate) async fn add(
             .ingester
             .ingest(car, Some(ticket.progress()))
             .await;
-        ingested(&state, ticket, result, options.pin).await?;
+        ingested(state, ticket, result, options.pin).await?;
     }
     Ok(ndjson(events))
+}
+
+/// Hands every part to the import thread. When the thread stops on an error, the rest of the
+/// upload is still read (and dropped), so that the client, which sends its whole body before
+/// it reads the answer, gets the error rather than a broken pipe.
+async fn read_parts(
+    multipart: &mut multer::Multipart<'static>,
+    tx: mpsc::Sender<Part>,
+    limit: u64,
+) -> Result<(), KuboError> {
+    let mut importing = true;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, limit))?
+    {
+        let begin = Part::Begin {
+            path: part_path(&field)?,
+            kind: PartKind::of(&field),
+        };
+        importing = importing && tx.send(begin).await.is_ok();
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+            importing = importing && tx.send(Part::Data(chunk)).await.is_ok();
+        }
+        importing = importing && tx.send(Part::End).await.is_ok();
+    }
+    if importing {
+        let _ = tx.send(Part::Finish).await;
+    }
+    Ok(())
+}
+
+/// Reads what is left of a refused upload (at most `api.max_upload_bytes`, and not past a stall
+/// or a malformed part), so that the client gets the error answer rather than a broken pipe.
+async fn drain(multipart: &mut multer::Multipart<'static>) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
 }
 
 /// The options of one `add`.
@@ -560,10 +583,22 @@ pub(crate) async fn dag_import(
     params: Params,
     request: Request,
 ) -> Result<Response, KuboError> {
+    let mut multipart = multipart(&state, request)?;
+    let result = import_cars(&state, &params, &mut multipart).await;
+    if result.is_err() {
+        drain(&mut multipart).await;
+    }
+    result
+}
+
+async fn import_cars(
+    state: &ApiState,
+    params: &Params,
+    multipart: &mut multer::Multipart<'static>,
+) -> Result<Response, KuboError> {
     let pin = params.flag("pin-roots", true)?;
     let stats = params.flag("stats", false)?;
     let limit = state.max_upload_bytes;
-    let mut multipart = multipart(&state, request)?;
     let mut lines = Vec::new();
     let (mut blocks, mut block_bytes) = (0u64, 0u64);
     while let Some(field) = multipart
@@ -577,7 +612,7 @@ pub(crate) async fn dag_import(
             .ingester
             .ingest(part_reader(field), Some(ticket.progress()))
             .await;
-        let summary = ingested(&state, ticket, result, pin).await?;
+        let summary = ingested(state, ticket, result, pin).await?;
         blocks += summary["blocks"].as_u64().unwrap_or_default();
         block_bytes += summary["block_bytes"].as_u64().unwrap_or_default();
         for root in summary["roots"].as_array().into_iter().flatten() {
@@ -604,7 +639,20 @@ pub(crate) async fn block_put(
     params: Params,
     request: Request,
 ) -> Result<Response, KuboError> {
-    let format = BlockFormat::parse(&params)?;
+    let mut multipart = multipart(&state, request)?;
+    let result = put_blocks(&state, &params, &mut multipart).await;
+    if result.is_err() {
+        drain(&mut multipart).await;
+    }
+    result
+}
+
+async fn put_blocks(
+    state: &ApiState,
+    params: &Params,
+    multipart: &mut multer::Multipart<'static>,
+) -> Result<Response, KuboError> {
+    let format = BlockFormat::parse(params)?;
     let pin = params.flag("pin", false)?;
     let max_block = if params.flag("allow-big-block", false)? {
         usize::try_from(state.max_upload_bytes).unwrap_or(usize::MAX)
@@ -612,7 +660,6 @@ pub(crate) async fn block_put(
         MAX_BLOCK_SIZE
     };
     let limit = state.max_upload_bytes;
-    let mut multipart = multipart(&state, request)?;
     let mut blocks = Vec::new();
     while let Some(mut field) = multipart
         .next_field()
@@ -647,7 +694,7 @@ pub(crate) async fn block_put(
         .ingester
         .ingest(std::io::Cursor::new(car), Some(ticket.progress()))
         .await;
-    ingested(&state, ticket, result, pin).await?;
+    ingested(state, ticket, result, pin).await?;
     let answers: Vec<_> = blocks
         .iter()
         .map(|(cid, data)| serde_json::json!({ "Key": cid.to_string(), "Size": data.len() }))

@@ -20,6 +20,8 @@
 //! | command | module |
 //! | --- | --- |
 //! | `add`, `block/put`, `dag/import` | [`add`] |
+//! | `id`, `version`, `swarm/peers`, `routing/findprovs` | [`node`] |
+//! | `pin/add`, `pin/ls`, `pin/rm` | [`pins`] |
 
 use axum::Router;
 use axum::extract::{FromRequestParts, RawQuery};
@@ -32,8 +34,11 @@ use serde::Serialize;
 
 use crate::http::error::ApiError;
 use crate::http::state::ApiState;
+use crate::stores::services::Services;
 
 mod add;
+mod node;
+mod pins;
 
 /// The version Hydrant reports in `version` and `id` (`AgentVersion`).
 pub(crate) const AGENT_VERSION: &str = concat!("hydrant/", env!("CARGO_PKG_VERSION"));
@@ -45,6 +50,13 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/v0/add", command(add::add))
         .route("/api/v0/block/put", command(add::block_put))
         .route("/api/v0/dag/import", command(add::dag_import))
+        .route("/api/v0/id", command(node::id))
+        .route("/api/v0/version", command(node::version))
+        .route("/api/v0/swarm/peers", command(node::swarm_peers))
+        .route("/api/v0/routing/findprovs", command(node::findprovs))
+        .route("/api/v0/pin/add", command(pins::add))
+        .route("/api/v0/pin/ls", command(pins::ls))
+        .route("/api/v0/pin/rm", command(pins::rm))
         .route("/api/v0/{*command}", any(command_not_found))
 }
 
@@ -312,6 +324,39 @@ pub(crate) fn ipfs_path(arg: &str) -> Result<(Cid, &str), KuboError> {
         KuboError::Client(format!("invalid path {arg:?}: {root:?} is not a CID: {e}"))
     })?;
     Ok((cid, path.trim_matches('/')))
+}
+
+/// The block `cid` from the store; a missing block is Kubo's offline answer (500, naming it).
+///
+/// # Errors
+/// [`KuboError::Failed`] when the block is not stored; [`KuboError::Internal`] when the store
+/// fails.
+pub(crate) async fn block(services: &Services, cid: &Cid) -> Result<bytes::Bytes, KuboError> {
+    hydrant_blocks::Blockstore::get(services.blockstore.as_ref(), cid)
+        .await
+        .map_err(|e| KuboError::internal("the blockstore failed; see the server's log", e))?
+        .ok_or_else(|| {
+            KuboError::Failed(format!(
+                "block was not found locally (offline): ipld: could not find {cid}"
+            ))
+        })
+}
+
+/// The CID that `path` (segments below `root`, UnixFS directories and HAMT shards) names
+/// (unixfs.md § "UnixFS Paths").
+///
+/// # Errors
+/// [`KuboError::Failed`] for a missing block or a name not in its directory, as Kubo;
+/// [`KuboError::Client`] for a path that cannot be valid.
+pub(crate) async fn resolve(services: &Services, root: Cid, path: &str) -> Result<Cid, KuboError> {
+    use hydrant_unixfs::exporter::Resolver;
+    let failed = |e: hydrant_unixfs::exporter::ExportError| KuboError::Failed(e.to_string());
+    let mut resolver = Resolver::new(root, path).map_err(|e| KuboError::Client(e.to_string()))?;
+    while let Some(cid) = resolver.next_wanted().map_err(failed)? {
+        let data = block(services, &cid).await?;
+        resolver.on_block(&cid, &data).map_err(failed)?;
+    }
+    Ok(resolver.finish().map_err(failed)?.cid)
 }
 
 #[cfg(test)]
