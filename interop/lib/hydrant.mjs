@@ -90,9 +90,12 @@ export const SANDBOX_DHT = { bootstrap: [], listen_ip: '127.0.0.1', port_base: 0
  * dhtHeads, repo, info, bin, ingest(car), ingestHttp(car), stop(), logTail() }.
  *
  * `dht`: [dht] keys merged over SANDBOX_DHT into <repo>/config.toml (when the
- * binary wrote one with a [dht] section); `args`: extra daemon arguments.
+ * binary wrote one with a [dht] section); `config`: other sections' keys,
+ * `{ section: { key: value } }` (the section must exist); `files`: files
+ * written into the repo before the daemon starts, `{ name: text }` (mode 0600,
+ * e.g. an `api.token_file`); `args`: extra daemon arguments.
  */
-export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, args: extraArgs = [] } = {}) {
+export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, config: sections = {}, files = {}, args: extraArgs = [] } = {}) {
   const work = await mkdtemp(join(tmpdir(), 'hydrant-interop-'))
   const repo = join(work, 'repo')
   const logPath = join(work, 'daemon.stderr.log')
@@ -107,8 +110,21 @@ export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_00
   const configPath = join(repo, 'config.toml')
   let config = null
   try { config = await readFile(configPath, 'utf8') } catch {}
-  const edited = config === null ? null : setTomlKeys(config, 'dht', { ...SANDBOX_DHT, ...dht })
-  if (edited !== null) await writeFile(configPath, edited)
+  try {
+    let edited = config === null ? null : setTomlKeys(config, 'dht', { ...SANDBOX_DHT, ...dht })
+    if (edited === null) edited = config
+    for (const [section, values] of Object.entries(sections)) {
+      edited = edited === null ? null : setTomlKeys(edited, section, values)
+      if (edited === null) throw new Error(`cannot set [${section}]: ${configPath} lacks the section`)
+    }
+    if (edited !== null && edited !== config) await writeFile(configPath, edited)
+    for (const [name, text] of Object.entries(files)) {
+      await writeFile(join(repo, name), text, { mode: 0o600 })
+    }
+  } catch (err) {
+    await rm(work, { recursive: true, force: true })
+    throw err
+  }
 
   const args = [
     '--repo', repo, 'daemon',

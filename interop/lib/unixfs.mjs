@@ -1,6 +1,6 @@
-// Shared by the `hydrant add` interop tests: the reference importer's options for the profile
-// unixfs-v1-2025 (as bin/unixfs-reference.mjs), `hydrant add --json`, a Helia client that
-// survives long transfers, and sha256.
+// Shared by the `hydrant add` and Kubo RPC `add` interop tests: the reference importer's options
+// for the profiles unixfs-v1-2025 and unixfs-v0-2015 (as bin/unixfs-reference.mjs),
+// `hydrant add --json`, a Helia client that survives long transfers, and sha256.
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -22,6 +22,21 @@ export const V1_2025 = {
   rawLeaves: true,
   chunker: fixedSize({ chunkSize: 1_048_576 }),
   layout: balanced({ maxChildrenPerNode: 1024 }),
+  shardSplitThresholdBytes: 262_144,
+  wrapWithDirectory: false
+}
+
+/**
+ * ipfs-unixfs-importer options of the profile unixfs-v0-2015: Kubo's `ipfs add` defaults (CIDv0,
+ * dag-pb leaves, 256 KiB chunks, 174 links). Spread it (`{ ...V0_2015, cidVersion: 1 }`): the
+ * importer writes its profile's defaults into the object it is given.
+ */
+export const V0_2015 = {
+  profile: 'unixfs-v0-2015',
+  cidVersion: 0,
+  rawLeaves: false,
+  chunker: fixedSize({ chunkSize: 262_144 }),
+  layout: balanced({ maxChildrenPerNode: 174 }),
   shardSplitThresholdBytes: 262_144,
   wrapWithDirectory: false
 }
