@@ -11,7 +11,8 @@
 //! - **Errors** are `{"Message": "...", "Code": 0|1, "Type": "error"}` ([`KuboError`]): 400 with
 //!   `Code` 1 when the request is at fault (a missing argument, an unparsable CID), 500 with
 //!   `Code` 0 when the command failed (a block not in the store), as Kubo.
-//! - **Commands Hydrant does not implement** answer 404 with a Kubo error naming the command,
+//! - **Commands Hydrant does not implement** answer 404 (POST; 405 for other methods, as Kubo
+//!   checks the method first) with a Kubo error naming the command,
 //!   never a hang (Kubo answers `404 page not found` for an unknown command).
 //! - **Outputs**: one JSON value (`application/json`), a stream of JSON values, one per line
 //!   (`X-Chunked-Output: 1`), or raw bytes (`X-Stream-Output: 1`, `text/plain`), as Kubo marks
@@ -28,7 +29,7 @@ use axum::extract::{FromRequestParts, RawQuery};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, any, post};
+use axum::routing::{MethodRouter, post};
 use cid::Cid;
 use serde::Serialize;
 
@@ -57,7 +58,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/v0/pin/add", command(pins::add))
         .route("/api/v0/pin/ls", command(pins::ls))
         .route("/api/v0/pin/rm", command(pins::rm))
-        .route("/api/v0/{*command}", any(command_not_found))
+        .route("/api/v0/{*command}", command(command_not_found))
 }
 
 /// A POST-only route, 405 for any other method (Kubo's text).
