@@ -238,6 +238,14 @@ impl CarBlockstore {
         hit
     }
 
+    /// Empties the read cache, so that no block of a deleted CAR is answered from it (a
+    /// deletion is rare; the cache refills from the reads that follow).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
     /// The configuration this blockstore reads with.
     pub fn config(&self) -> &ReadConfig {
         &self.config

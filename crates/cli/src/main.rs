@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod add;
 mod files;
 mod pin;
+mod rm;
 
 fn peer_id_text(repo: &Repo) -> String {
     repo.keypair.public().to_peer_id().to_string()
@@ -131,6 +132,24 @@ enum Command {
         /// Destination (default: the last name of the path, or the CID); must not exist.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Delete stored CARs, named by key (`cars/<blake3>.car`) or by a root CID (every CAR with
+    /// it among its roots). A CAR with a pinned root is refused: unpin it first. Blocks also in
+    /// a kept CAR stay served.
+    Rm {
+        /// CAR keys or root CIDs.
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Print `{"deleted": record}` per CAR.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every CAR none of whose roots is pinned, then remove objects no CAR record
+    /// points at (leftovers of interrupted ingests and deletions).
+    Gc {
+        /// Print `{"deleted": [records], "bytes", "sweep": {...}}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Pins: root CIDs whose whole DAG the node keeps.
     Pin {
@@ -304,6 +323,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Ingest { files, json, pin } => ingest(&repo_dir, &files, json, pin).await,
         Command::Pin { command } => pin::run(&repo_dir, command).await,
+        Command::Rm { targets, json } => rm::rm(&repo_dir, &targets, json).await,
+        Command::Gc { json } => rm::gc(&repo_dir, json).await,
         Command::Add(args) => add::run(&repo_dir, args).await,
         Command::Cat {
             path,

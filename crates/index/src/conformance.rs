@@ -83,6 +83,7 @@ where
     list_cars_pages_in_key_order(make().await).await;
     car_returns_the_committed_record(make().await).await;
     car_multihashes_pages_in_byte_order(make().await).await;
+    delete_removes_the_car_and_keeps_shared_blocks(make().await).await;
 }
 
 /// A distinct sha2-256-shaped multihash per `seed` (the digest is not a real hash: the index
@@ -353,6 +354,71 @@ pub async fn block_in_two_cars_has_two_locations<I: BlockIndex>(index: I) {
             location("cars/one.car", 100, 9),
             location("cars/two.car", 200, 9)
         ]
+    );
+}
+
+/// `delete_car` removes the record and every row of one CAR at once; a block also in another
+/// CAR keeps that location; deleting again, or an unknown key, changes nothing.
+pub async fn delete_removes_the_car_and_keeps_shared_blocks<I: BlockIndex>(index: I) {
+    index
+        .stage_blocks("cars/gone.car", &[row(1, 10, 5), row(2, 20, 5)])
+        .await
+        .expect("stage");
+    index
+        .commit_car(&record("cars/gone.car", 2))
+        .await
+        .expect("commit");
+    index
+        .stage_blocks("cars/kept.car", &[row(2, 30, 5), row(3, 40, 5)])
+        .await
+        .expect("stage");
+    index
+        .commit_car(&record("cars/kept.car", 2))
+        .await
+        .expect("commit");
+
+    let deleted = index.delete_car("cars/gone.car").await.expect("delete");
+    assert_eq!(deleted, Some(record("cars/gone.car", 2)));
+    assert!(
+        locations(&index, 1).await.is_empty(),
+        "only in the deleted CAR"
+    );
+    assert_eq!(
+        locations(&index, 2).await,
+        vec![location("cars/kept.car", 30, 5)],
+        "shared with a kept CAR"
+    );
+    assert_eq!(locations(&index, 3).await.len(), 1);
+    assert_eq!(index.car("cars/gone.car").await.expect("car"), None);
+    let listed: Vec<String> = index
+        .list_cars(None, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(listed, ["cars/kept.car"]);
+    assert!(
+        index
+            .car_multihashes("cars/gone.car", None, 10)
+            .await
+            .map(|m| m.is_empty())
+            .unwrap_or(true),
+        "no rows of the deleted CAR are listed"
+    );
+    assert_eq!(
+        index.delete_car("cars/gone.car").await.expect("again"),
+        None
+    );
+    assert_eq!(
+        index.delete_car("cars/never.car").await.expect("unknown"),
+        None
+    );
+    assert!(index.recover().await.expect("recover").is_empty());
+    assert_eq!(
+        locations(&index, 3).await.len(),
+        1,
+        "recover keeps the kept CAR"
     );
 }
 

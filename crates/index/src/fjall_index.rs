@@ -137,7 +137,8 @@ struct Live {
 enum StagingState {
     /// Rows being written for a CAR that is not committed (yet).
     Staged,
-    /// Rows of a committed CAR replaced by a newer commit of the same key, awaiting removal.
+    /// Rows of a committed CAR replaced by a newer commit of the same key, or deleted, awaiting
+    /// removal.
     Retired,
 }
 
@@ -359,6 +360,12 @@ impl CarCatalog for FjallIndex {
     async fn abort_car(&self, car_key: &str) -> Result<(), IndexError> {
         let car_key = car_key.to_owned();
         self.blocking("abort_car", move |inner| inner.abort(&car_key))
+            .await
+    }
+
+    async fn delete_car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
+        let key = key.to_owned();
+        self.blocking("delete_car", move |inner| inner.delete(&key))
             .await
     }
 
@@ -689,6 +696,34 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Deletes a committed CAR as a replacing commit retires the rows it replaces: the record
+    /// goes and a `Retired` staging entry for its number comes in one fsynced batch, the number
+    /// leaves the visibility map (every row invisible at once), then the rows are removed.
+    fn delete(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
+        let Some(stored) = self.stored_car(key)? else {
+            return Ok(None);
+        };
+        let number = stored.number;
+        let entry = StagingEntry {
+            key: key.to_owned(),
+            state: StagingState::Retired,
+        };
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        batch.remove(&self.cars, key);
+        batch.insert(&self.staging, number.to_be_bytes(), encode_json(&entry)?);
+        batch
+            .commit()
+            .map_err(|e| storage(&format!("deleting {key}"), e))?;
+        self.committed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&number);
+        if let Err(e) = self.remove_rows(number) {
+            tracing::warn!(car = %key, error = %e, "removing a deleted CAR's index rows failed; recover() finishes it");
+        }
+        Ok(Some(stored.record))
     }
 
     fn abort(&self, car_key: &str) -> Result<(), IndexError> {

@@ -229,6 +229,18 @@ pub trait CarCatalog: Send + Sync + 'static {
     /// [`IndexError::Storage`] when the removal fails; [`recover`](Self::recover) finishes it.
     async fn abort_car(&self, car_key: &str) -> Result<(), IndexError>;
 
+    /// Removes the committed CAR stored under `key`: its record and every one of its rows, at
+    /// once (a lookup sees all of the CAR's rows or none of them) and durably before it
+    /// returns. Rows of other CARs holding the same blocks stay. Returns the removed record, or
+    /// `None` when no CAR is committed under `key` (nothing changes). The stored object is the
+    /// caller's to delete, after this returns, so that no row ever points at a missing object.
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when the removal fails before it is durable (nothing changed).
+    /// A failure after it, while the invisible rows are cleaned up, is only logged:
+    /// [`recover`](Self::recover) finishes it.
+    async fn delete_car(&self, key: &str) -> Result<Option<CarRecord>, IndexError>;
+
     /// Removes rows left staged by a crash; returns the keys of the CARs cleaned up.
     ///
     /// Every staging not yet committed is removed, including one opened by a live writer of this

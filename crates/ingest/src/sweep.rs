@@ -78,6 +78,19 @@ impl SweepConfig {
         }
     }
 
+    /// The rule of [`for_store`](Self::for_store) for a sweep that runs while ingests may run
+    /// in this process too (a `gc` through a running daemon): leftovers younger than
+    /// [`STALE_STAGING`] (staging, temporaries) or [`ORPHAN_AGE`] (`cars/` without a record)
+    /// stay, so that an ingest between its upload and its commit is never raced.
+    pub fn while_serving(local_root: Option<PathBuf>, shared_index: bool) -> Self {
+        let local = local_root.is_some();
+        let mut config = Self::for_store(local_root, true);
+        if !local && !shared_index {
+            config.orphan_age = None;
+        }
+        config
+    }
+
     /// True when the sweep removes leftovers of any age, which is only safe while no ingest
     /// runs (before the node accepts any).
     pub fn removes_everything(&self) -> bool {

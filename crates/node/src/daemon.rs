@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::NodeError;
-use crate::config::{Config, StorageConfig};
+use crate::config::Config;
 use crate::http::health::Health;
 use crate::http::state::{ApiState, ApiToken};
 use crate::http::{ConnectionLimits, Listener, memory, serve, slow_clients};
@@ -100,7 +100,7 @@ pub async fn run(
     );
 
     let services = Services::open(&repo).await?;
-    recover_interrupted_ingests(&repo, &services).await;
+    recover_interrupted_ingests(&services).await;
     let signals = Signals::new();
     let p2p = start_p2p(&repo, &services, &signals).await?;
     let http = start_http(&repo, &services, &p2p, api_token, &signals).await?;
@@ -124,12 +124,8 @@ pub async fn run(
 /// ingest starts when nothing else can be ingesting, see [`hydrant_ingest::SweepConfig`]) and,
 /// with PostgreSQL, index stagings older than any live ingest. Failures are logged: a replica
 /// that cannot sweep still serves.
-async fn recover_interrupted_ingests(repo: &Repo, services: &Services) {
-    let local_store = match &repo.config.storage {
-        StorageConfig::Local { path } => Some(repo.resolve(path)),
-        StorageConfig::S3(_) => None,
-    };
-    let sweep = hydrant_ingest::SweepConfig::for_store(local_store, services.pg.is_some());
+async fn recover_interrupted_ingests(services: &Services) {
+    let sweep = services.sweep_config(false);
     let (ingester, wait) = (services.ingester.clone(), sweep.removes_everything());
     let swept = tokio::spawn(async move {
         match ingester.sweep(&sweep).await {

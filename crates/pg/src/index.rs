@@ -607,6 +607,35 @@ impl CarCatalog for PgIndex {
         tx.commit().await.map_err(|e| storage(WHAT, &e))
     }
 
+    /// One transaction removes the record and the rows (a lookup joins `cars`, so they vanish
+    /// together at its commit).
+    async fn delete_car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
+        const WHAT: &str = "delete_car";
+        let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        // Removing the rows takes as long as the CAR has blocks.
+        tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        let Some(row) = tx
+            .query_opt(
+                &format!("DELETE FROM cars WHERE key = $1 RETURNING id, {CAR_COLUMNS}"),
+                &[&key],
+            )
+            .await
+            .map_err(|e| storage(WHAT, &e))?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = row.get("id");
+        let record = car_record(&row)?;
+        tx.execute("DELETE FROM locations WHERE car_id = $1", &[&id])
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        tx.commit().await.map_err(|e| storage(WHAT, &e))?;
+        Ok(Some(record))
+    }
+
     async fn recover(&self) -> Result<Vec<String>, IndexError> {
         let keys = self.remove_stagings("recover", None).await?;
         if !keys.is_empty() {

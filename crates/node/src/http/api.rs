@@ -8,6 +8,8 @@
 //! | `PUT /api/v1/cars[?pin=false]` | ingests the CAR in the request body (streamed) and pins its roots (unless `pin=false`); answers an `IngestSummary` with `pinned` (the CIDs pinned) |
 //! | `POST /api/v1/cars/index?key=KEY[&pin=false]` | indexes the CAR already stored under object key `KEY`, in place; pins as `PUT` |
 //! | `GET /api/v1/cars?after=KEY&limit=N` | committed CARs, ordered by key, at most `limit` (<= 1000) |
+//! | `DELETE /api/v1/cars/{key}` | deletes the CAR (`cars/<blake3>.car`) unless a root is pinned (409): `{"deleted": record}`; see [`crate::stores::delete`] |
+//! | `POST /api/v1/gc` | deletes every CAR with no pinned root, then sweeps the store: `{"deleted": [records], "bytes", "sweep"}` |
 //! | `GET /api/v1/pins`, `GET`/`POST`/`DELETE /api/v1/pins/{cid}` | pins: see [`crate::http::pins`] |
 //! | `GET /api/v1/dht/heads` | the DHT heads and the main peer: index, peer ID, addresses, connected peers |
 //! | `GET /api/v1/dht/heads/{peer_id}/peers` | peers connected to one head |
@@ -37,7 +39,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use futures::{StreamExt, TryStreamExt};
 use hydrant_ingest::IngestError;
 use serde::Deserialize;
@@ -58,6 +60,9 @@ const UNTIMED_ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/api/v1/cars/index"),
     // Walks the whole DAG first.
     (Method::POST, "/api/v1/pins/{cid}"),
+    // Deletes CARs one by one, then lists the store.
+    (Method::POST, "/api/v1/gc"),
+    (Method::POST, "/api/v0/repo/gc"),
     // The Kubo RPC's uploads, and its pin (a DAG walk).
     (Method::POST, "/api/v0/add"),
     (Method::POST, "/api/v0/block/put"),
@@ -91,6 +96,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/id", get(id))
         .route("/api/v1/cars", put(put_car).get(list_cars))
         .route("/api/v1/cars/index", post(index_stored))
+        .route("/api/v1/cars/{*key}", delete(delete_car))
+        .route("/api/v1/gc", post(gc))
         .route("/api/v1/pins", get(pins::list))
         .route(
             "/api/v1/pins/{cid}",
@@ -251,6 +258,31 @@ where
             }
         }
     })
+}
+
+/// The answer to a failed deletion.
+pub(crate) fn delete_failed(e: crate::stores::delete::DeleteError) -> ApiError {
+    use crate::stores::delete::DeleteError;
+    match e {
+        e @ DeleteError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        e @ DeleteError::Pinned { .. } => ApiError::Conflict(e.to_string()),
+        e => ApiError::internal("the deletion failed; see the server's log", e),
+    }
+}
+
+async fn delete_car(State(state): State<ApiState>, Path(key): Path<String>) -> Response {
+    match crate::stores::delete::delete_car(&state.services, &key).await {
+        Ok(record) => Json(serde_json::json!({ "deleted": record })).into_response(),
+        Err(e) => delete_failed(e).into_response(),
+    }
+}
+
+async fn gc(State(state): State<ApiState>) -> Response {
+    let sweep = state.services.sweep_config(true);
+    match crate::stores::delete::gc(&state.services, &sweep).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => delete_failed(e).into_response(),
+    }
 }
 
 #[derive(Deserialize)]

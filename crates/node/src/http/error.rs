@@ -21,6 +21,9 @@ pub(crate) enum ApiError {
     /// 422: a well-formed request the store's content cannot satisfy (pinning a DAG with a
     /// block missing); the message names what is missing.
     Unprocessable(String),
+    /// 409: the request conflicts with what must be kept (deleting a CAR whose root is pinned);
+    /// the message says what to do.
+    Conflict(String),
     /// 413: an upload past `api.max_upload_bytes` (the limit, bytes).
     TooLarge(u64),
     /// 408: an upload that stopped sending (`api.upload_idle_timeout_secs`); the message says
@@ -79,6 +82,7 @@ impl IntoResponse for ApiError {
             ),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
             Self::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            Self::Conflict(m) => (StatusCode::CONFLICT, m),
             Self::UploadStalled(m) => (StatusCode::REQUEST_TIMEOUT, m),
             Self::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

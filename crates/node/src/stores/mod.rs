@@ -4,6 +4,7 @@
 //!
 //! [`Services`]: services::Services
 
+pub mod delete;
 pub(crate) mod export;
 pub(crate) mod filter_snapshot;
 pub(crate) mod meters;

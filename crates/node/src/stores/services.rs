@@ -51,6 +51,8 @@ pub struct Services {
     pub ingest_stats: Arc<IngestStats>,
     /// Peers connected to the main (Bitswap) swarm, kept by the daemon's swarm loop.
     pub main_peers: crate::p2p::swarm::ConnectedPeers,
+    /// The directory of a local object store (`None` for S3), for the sweep's rules.
+    pub local_store: Option<std::path::PathBuf>,
 }
 
 impl Services {
@@ -170,7 +172,22 @@ impl Services {
             index_stats,
             ingest_stats: Arc::default(),
             main_peers: Arc::default(),
+            local_store: match &repo.config.storage {
+                crate::config::StorageConfig::Local { path } => Some(repo.resolve(path)),
+                crate::config::StorageConfig::S3(_) => None,
+            },
         })
+    }
+
+    /// The rules of a sweep of this node's store ([`SweepConfig::for_store`]; with `serving`,
+    /// [`SweepConfig::while_serving`]: ingests may run meanwhile).
+    pub fn sweep_config(&self, serving: bool) -> hydrant_ingest::SweepConfig {
+        let (root, shared) = (self.local_store.clone(), self.pg.is_some());
+        if serving {
+            hydrant_ingest::SweepConfig::while_serving(root, shared)
+        } else {
+            hydrant_ingest::SweepConfig::for_store(root, shared)
+        }
     }
 
     /// The Bitswap server's configuration from `[bitswap]`.

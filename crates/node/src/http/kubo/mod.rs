@@ -120,6 +120,7 @@ impl From<ApiError> for KuboError {
             ApiError::BadRequest(m) | ApiError::Unprocessable(m) | ApiError::UploadStalled(m) => {
                 Self::Client(m)
             }
+            ApiError::Conflict(m) => Self::Failed(m),
             ApiError::NotFound(m) => Self::NotFound(m),
             ApiError::TooLarge(limit) => Self::TooLarge(limit),
             ApiError::Timeout(m) => Self::Failed(m),
