@@ -20,6 +20,12 @@
 //! | command | module |
 //! | --- | --- |
 //! | `add`, `block/put`, `dag/import` | [`add`] |
+//! | `cat` (file bytes, `offset`/`length`) | [`read`] |
+//! | `ls` (directory entries, Kubo's `Objects`/`Links`) | [`read`] |
+//! | `get` (a tar of the file or tree) | [`read`] |
+//! | `block/get` (raw block bytes), `block/stat` (`Key`, `Size`) | [`read`] |
+//! | `dag/get` (a node as DAG-JSON) | [`dag`] |
+//! | `dag/export` (a CARv1 of the DAG) | [`dag`] |
 
 use axum::Router;
 use axum::extract::{FromRequestParts, RawQuery};
@@ -34,6 +40,8 @@ use crate::http::error::ApiError;
 use crate::http::state::ApiState;
 
 mod add;
+mod dag;
+mod read;
 
 /// The version Hydrant reports in `version` and `id` (`AgentVersion`).
 pub(crate) const AGENT_VERSION: &str = concat!("hydrant/", env!("CARGO_PKG_VERSION"));
@@ -45,6 +53,13 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/v0/add", command(add::add))
         .route("/api/v0/block/put", command(add::block_put))
         .route("/api/v0/dag/import", command(add::dag_import))
+        .route("/api/v0/cat", command(read::cat))
+        .route("/api/v0/ls", command(read::ls))
+        .route("/api/v0/get", command(read::get))
+        .route("/api/v0/block/get", command(read::block_get))
+        .route("/api/v0/block/stat", command(read::block_stat))
+        .route("/api/v0/dag/get", command(dag::dag_get))
+        .route("/api/v0/dag/export", command(dag::dag_export))
         .route("/api/v0/{*command}", any(command_not_found))
 }
 
