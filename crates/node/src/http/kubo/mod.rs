@@ -23,6 +23,12 @@
 //! | `add`, `block/put`, `dag/import` | [`add`] |
 //! | `id`, `version`, `swarm/peers`, `routing/findprovs` | [`node`] |
 //! | `pin/add`, `pin/ls`, `pin/rm` | [`pins`] |
+//! | `cat` (file bytes, `offset`/`length`) | [`read`] |
+//! | `ls` (directory entries, Kubo's `Objects`/`Links`) | [`read`] |
+//! | `get` (a tar of the file or tree) | [`read`] |
+//! | `block/get` (raw block bytes), `block/stat` (`Key`, `Size`) | [`read`] |
+//! | `dag/get` (a node as DAG-JSON) | [`dag`] |
+//! | `dag/export` (a CARv1 of the DAG) | [`dag`] |
 
 use axum::Router;
 use axum::extract::{FromRequestParts, RawQuery};
@@ -40,6 +46,8 @@ use crate::stores::services::Services;
 mod add;
 mod node;
 mod pins;
+mod dag;
+mod read;
 
 /// The version Hydrant reports in `version` and `id` (`AgentVersion`).
 pub(crate) const AGENT_VERSION: &str = concat!("hydrant/", env!("CARGO_PKG_VERSION"));
@@ -58,6 +66,13 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/v0/pin/add", command(pins::add))
         .route("/api/v0/pin/ls", command(pins::ls))
         .route("/api/v0/pin/rm", command(pins::rm))
+        .route("/api/v0/cat", command(read::cat))
+        .route("/api/v0/ls", command(read::ls))
+        .route("/api/v0/get", command(read::get))
+        .route("/api/v0/block/get", command(read::block_get))
+        .route("/api/v0/block/stat", command(read::block_stat))
+        .route("/api/v0/dag/get", command(dag::dag_get))
+        .route("/api/v0/dag/export", command(dag::dag_export))
         .route("/api/v0/{*command}", command(command_not_found))
 }
 
