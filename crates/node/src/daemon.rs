@@ -278,6 +278,14 @@ async fn start_http(
         services.pg.clone(),
         services.filtered.clone(),
     ));
+    if let Some(pg) = services.pg.clone() {
+        tokio::spawn(crate::stores::delete::follow_deletions(
+            services.clone(),
+            pg,
+            Duration::from_millis(config.filter.poll_interval_ms),
+            signals.stop.subscribe(),
+        ));
+    }
     let filter_worker = services.filtered.clone().map(|filtered| {
         tokio::spawn(crate::http::health::run_filter(
             filtered,

@@ -95,6 +95,21 @@ impl PgIndex {
         Ok(row.get(0))
     }
 
+    /// How many CARs were ever deleted ([`CarCatalog::delete_car`]): replicas poll it and
+    /// empty their read caches when it moves.
+    ///
+    /// # Errors
+    /// [`IndexError::Storage`] when the database cannot answer.
+    pub async fn deletions(&self) -> Result<i64, IndexError> {
+        const WHAT: &str = "deletions";
+        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+        let row = client
+            .query_one("SELECT seq FROM car_deletions", &[])
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        Ok(row.get(0))
+    }
+
     /// Removes the stagings opened more than `older_than` ago and their staged rows: what
     /// crashed ingests of any replica left behind. Unlike [`CarCatalog::recover`] it spares
     /// younger stagings, so a replica can run it at start-up while others ingest (give it more
@@ -630,6 +645,9 @@ impl CarCatalog for PgIndex {
         let id: i64 = row.get("id");
         let record = car_record(&row)?;
         tx.execute("DELETE FROM locations WHERE car_id = $1", &[&id])
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
+        tx.execute("UPDATE car_deletions SET seq = seq + 1", &[])
             .await
             .map_err(|e| storage(WHAT, &e))?;
         tx.commit().await.map_err(|e| storage(WHAT, &e))?;

@@ -218,6 +218,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0005_index_only_lookups.sql"),
     ),
     (6, "pins", include_str!("../migrations/0006_pins.sql")),
+    (
+        7,
+        "deletions",
+        include_str!("../migrations/0007_deletions.sql"),
+    ),
 ];
 
 /// Lifts `statement_timeout` for the rest of the current transaction: for statements whose

@@ -206,7 +206,8 @@ pub struct FilterConfig {
     /// Fraction of absent blocks the filter lets through to the index, in (0, 0.5].
     pub false_positive_rate: f64,
     /// Milliseconds between polls of a shared (PostgreSQL) index for CARs committed by other
-    /// replicas.
+    /// replicas, and for CARs they deleted (the read cache is emptied then; this poll runs
+    /// even with the filter off).
     pub poll_interval_ms: u64,
     /// Seconds between snapshots of the filter (`filter.snapshot` in the repository) while the
     /// node runs, written only when CARs were committed since the last one; a clean stop always

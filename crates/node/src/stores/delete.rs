@@ -148,3 +148,33 @@ pub async fn gc(services: &Services, sweep: &SweepConfig) -> Result<GcReport, De
         .map_err(|e| DeleteError::Sweep(e.to_string()))?;
     Ok(report)
 }
+
+/// Empties the read cache whenever another replica deletes a CAR (PostgreSQL's deletion
+/// counter moved), every `poll`, until `stop`: no replica keeps serving a cached block of a
+/// deleted CAR for longer than `poll` plus a query.
+pub(crate) async fn follow_deletions(
+    services: Services,
+    pg: hydrant_pg::PgIndex,
+    poll: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut seen: Option<i64> = None;
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        match pg.deletions().await {
+            Ok(now) => {
+                if seen.is_some_and(|before| before != now) {
+                    services.blockstore.clear_cache();
+                    tracing::info!("CARs were deleted: read cache emptied");
+                }
+                seen = Some(now);
+            }
+            Err(e) => tracing::debug!(error = %e, "polling the deletion counter failed"),
+        }
+    }
+}

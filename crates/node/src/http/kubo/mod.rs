@@ -22,7 +22,7 @@
 //! | --- | --- |
 //! | `add`, `block/put`, `dag/import` | [`add`] |
 //! | `id`, `version`, `swarm/peers`, `routing/findprovs` | [`node`] |
-//! | `pin/add`, `pin/ls`, `pin/rm` | [`pins`] |
+//! | `pin/add`, `pin/ls`, `pin/rm`, `repo/gc` | [`pins`] |
 //! | `cat` (file bytes, `offset`/`length`) | [`read`] |
 //! | `ls` (directory entries, Kubo's `Objects`/`Links`) | [`read`] |
 //! | `get` (a tar of the file or tree) | [`read`] |
@@ -44,9 +44,9 @@ use crate::http::state::ApiState;
 use crate::stores::services::Services;
 
 mod add;
+mod dag;
 mod node;
 mod pins;
-mod dag;
 mod read;
 
 /// The version Hydrant reports in `version` and `id` (`AgentVersion`).
@@ -66,6 +66,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/v0/pin/add", command(pins::add))
         .route("/api/v0/pin/ls", command(pins::ls))
         .route("/api/v0/pin/rm", command(pins::rm))
+        .route("/api/v0/repo/gc", command(pins::repo_gc))
         .route("/api/v0/cat", command(read::cat))
         .route("/api/v0/ls", command(read::ls))
         .route("/api/v0/get", command(read::get))

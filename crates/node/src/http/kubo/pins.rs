@@ -1,5 +1,5 @@
 //! The Kubo RPC pin commands: `pin/add`, `pin/ls`, `pin/rm`, over the pins of
-//! [`crate::stores::pins`]. Hydrant's pins are Kubo's recursive pins; there are no direct pins,
+//! [`crate::stores::pins`], and `repo/gc` ([`crate::stores::delete::gc`]). Hydrant's pins are Kubo's recursive pins; there are no direct pins,
 //! and indirect pins (the blocks under a recursive pin) are not listed.
 
 use axum::body::Body;
@@ -233,4 +233,17 @@ fn streamed(state: ApiState, names: bool, name_filter: Option<String>) -> Respon
     let mut response = ndjson(Vec::<serde_json::Value>::new());
     *response.body_mut() = Body::from_stream(pages);
     response
+}
+
+/// `POST /api/v0/repo/gc`: deletes every CAR none of whose roots is pinned, then sweeps the
+/// store (as `POST /api/v1/gc`); one `{"Key": {"/": CID}}` line per root of each deleted CAR
+/// (Kubo lists every removed block; Hydrant removes whole CARs).
+pub(crate) async fn repo_gc(State(state): State<ApiState>) -> Result<Response, KuboError> {
+    let sweep = state.services.sweep_config(true);
+    let report = crate::stores::delete::gc(&state.services, &sweep)
+        .await
+        .map_err(crate::http::api::delete_failed)?;
+    Ok(ndjson(report.deleted.iter().flat_map(|car| {
+        car.roots.iter().map(|root| json!({ "Key": { "/": root } }))
+    })))
 }
