@@ -307,3 +307,25 @@ async fn replicas_on_postgres_stop_serving_a_deleted_block() {
             .await;
     assert!(gone.is_err(), "the object is removed from the shared store");
 }
+
+#[tokio::test]
+async fn periodic_gc_removes_unpinned_cars_and_keeps_pinned_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = local_repo(dir.path());
+    std::fs::write(
+        repo.join("config.toml"),
+        "[dht]\nenabled = false\n[gc]\ninterval_secs = 1\n",
+    )
+    .unwrap();
+    let daemon = Replica::start(&repo, Ports::free());
+    let (api, gateway) = (daemon.info.api_url.clone(), daemon.info.gateway_url.clone());
+    ingest(&api, car_of(&[b"pinned, kept"]), true).await;
+    ingest(&api, car_of(&[b"unpinned, collected"]), false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while raw_status(&gateway, &raw(b"unpinned, collected")).await != 404 {
+        assert!(Instant::now() < deadline, "the periodic gc never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(raw_status(&gateway, &raw(b"pinned, kept")).await, 200);
+    assert!(daemon.log().contains("periodic garbage collection done"));
+}

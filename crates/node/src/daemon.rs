@@ -278,6 +278,13 @@ async fn start_http(
         services.pg.clone(),
         services.filtered.clone(),
     ));
+    if config.gc.interval_secs > 0 {
+        tokio::spawn(crate::stores::delete::periodic_gc(
+            services.clone(),
+            Duration::from_secs(config.gc.interval_secs),
+            signals.drain.subscribe(),
+        ));
+    }
     if let Some(pg) = services.pg.clone() {
         tokio::spawn(crate::stores::delete::follow_deletions(
             services.clone(),

@@ -44,6 +44,8 @@ pub struct Config {
     pub filter: FilterConfig,
     /// Graceful shutdown (SIGTERM / Ctrl-C).
     pub shutdown: ShutdownConfig,
+    /// Periodic garbage collection of unpinned CARs.
+    pub gc: GcConfig,
     /// The memory budget shared by Bitswap, the gateway and the DHT.
     pub limits: LimitsConfig,
 }

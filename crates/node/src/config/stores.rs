@@ -249,6 +249,17 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// `[gc]`: periodic garbage collection ([`crate::stores::delete::gc`]): every CAR none of whose
+/// roots is pinned is deleted, then the store is swept. Off by default: deleting is the
+/// operator's decision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// Seconds between runs, the first one this long after start-up; 0 (the default) turns
+    /// periodic runs off (`hydrant gc` and `POST /api/v1/gc` still work).
+    pub interval_secs: u64,
+}
+
 /// `url` with the password of a `user:password@` URL or a `password=...` pair replaced by `***`.
 pub fn redact_password(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {

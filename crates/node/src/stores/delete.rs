@@ -178,3 +178,28 @@ pub(crate) async fn follow_deletions(
         }
     }
 }
+
+/// Runs [`gc`] every `every` (`[gc] interval_secs`), the first time `every` after start-up,
+/// until `drain`; each run is logged with what it removed.
+pub(crate) async fn periodic_gc(
+    services: Services,
+    every: std::time::Duration,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+) {
+    let sweep = services.sweep_config(true);
+    loop {
+        tokio::select! {
+            _ = drain.wait_for(|d| *d) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match gc(&services, &sweep).await {
+            Ok(report) => tracing::info!(
+                cars = report.deleted.len(),
+                bytes = report.bytes,
+                swept = report.sweep.removed(),
+                "periodic garbage collection done"
+            ),
+            Err(e) => tracing::warn!(error = %e, "periodic garbage collection failed"),
+        }
+    }
+}
