@@ -278,6 +278,11 @@ async fn start_http(
         services.pg.clone(),
         services.filtered.clone(),
     ));
+    tokio::spawn(crate::stores::denylists::keep_current(
+        services.clone(),
+        config.denylist.clone(),
+        signals.stop.subscribe(),
+    ));
     if config.gc.interval_secs > 0 {
         tokio::spawn(crate::stores::delete::periodic_gc(
             services.clone(),
@@ -337,6 +342,10 @@ async fn start_http(
         services
             .gateway_router(config)
             .merge(hydrant_routing::router(router, RoutingConfig::default()))
+            .layer(axum::middleware::from_fn_with_state(
+                services.denylists.clone(),
+                crate::http::refuse_denied,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 memory::GatewayShare {
                     budget: services.budget.clone(),

@@ -79,6 +79,10 @@ pub enum NodeError {
     /// The DHT could not be started.
     #[error("DHT: {0}")]
     Dht(String),
+    /// A denylist (`denylists/*.deny`) cannot be read or does not parse: the message names the
+    /// file and line.
+    #[error("denylist {0}")]
+    Denylist(String),
     /// The file descriptor limit is below what the connection limits may need.
     #[error("{0}")]
     Descriptors(String),

@@ -46,6 +46,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Periodic garbage collection of unpinned CARs.
     pub gc: GcConfig,
+    /// Denylists (IPIP-383 `.deny` files) and where to fetch them.
+    pub denylist: DenylistConfig,
     /// The memory budget shared by Bitswap, the gateway and the DHT.
     pub limits: LimitsConfig,
 }

@@ -260,6 +260,32 @@ pub struct GcConfig {
     pub interval_secs: u64,
 }
 
+/// `[denylist]`: the `.deny` files of `<repository>/denylists/` (see
+/// [`crate::stores::denylists`]), reloaded without a restart, and lists fetched from URLs into
+/// that directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DenylistConfig {
+    /// Seconds between checks of the directory for added, changed or removed lists; at least
+    /// 1. Default 10.
+    pub reload_secs: u64,
+    /// `http(s)://` URLs of `.deny` lists, fetched at start-up and every `fetch_secs` into the
+    /// directory (as `url-<hash>.deny`); a failed fetch keeps the last copy. Default none.
+    pub urls: Vec<String>,
+    /// Seconds between fetches of `urls`; at least 60. Default 3600.
+    pub fetch_secs: u64,
+}
+
+impl Default for DenylistConfig {
+    fn default() -> Self {
+        Self {
+            reload_secs: 10,
+            urls: Vec::new(),
+            fetch_secs: 3600,
+        }
+    }
+}
+
 /// `url` with the password of a `user:password@` URL or a `password=...` pair replaced by `***`.
 pub fn redact_password(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {

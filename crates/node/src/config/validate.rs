@@ -45,6 +45,32 @@ impl Config {
                  127.0.0.1/::1 or set api.token_file",
             ));
         }
+        let d = &self.denylist;
+        if d.reload_secs == 0 {
+            return Err(refuse(
+                "denylist.reload_secs",
+                &0,
+                "use at least 1 (default 10): 0 would never notice a changed list",
+            ));
+        }
+        if !d.urls.is_empty() && d.fetch_secs < 60 {
+            return Err(refuse(
+                "denylist.fetch_secs",
+                &d.fetch_secs,
+                "use at least 60 (default 3600): list hosts should not be polled harder",
+            ));
+        }
+        if let Some(url) = d
+            .urls
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(refuse(
+                "denylist.urls",
+                url,
+                "each URL must start with http:// or https://",
+            ));
+        }
         for (field, secs) in [
             (
                 "gateway.request_timeout_secs",

@@ -41,10 +41,13 @@
 //! | `hydrant_ingest_{blocks,bytes}_total` | counter | blocks and CAR bytes of newly ingested CARs |
 //! | `hydrant_ingest_failures_total` | counter | `reason` (invalid, too_large, interrupted, not_found, error) |
 //! | `hydrant_ingest_in_progress`, `hydrant_ingest_in_progress_bytes` | gauge | ingests running, CAR bytes they verified so far |
+//! | `hydrant_denylist_refusals_total` | counter | `list` (the `.deny` file name): blocks and paths refused |
+//! | `hydrant_denylist_rules` | gauge | `list`: rules of each list in force |
 //!
 //! `outcome` of the HTTP listeners: `found` for 1xx to 3xx, `not_found` for 404 and 410, `shed`
 //! for 429 and 503, `bad_request` for other 4xx, `error` for other 5xx (504 timeouts included).
-//! Labels never carry a CID, a peer or a request path: only fixed values and route templates.
+//! Labels never carry a CID, a peer or a request path: only fixed values, route templates and
+//! the names of the operator's denylist files.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -524,4 +527,23 @@ fn storage_metrics(r: &mut Registry, state: &ApiState) {
             filtered.lookups(),
         );
     }
+    let lists = &services.denylists;
+    let refusals = Family::<Vec<(&'static str, String)>, Counter>::default();
+    for (list, n) in lists.refusals() {
+        refusals
+            .get_or_create(&vec![("list", list.to_string())])
+            .inc_by(n);
+    }
+    r.register(
+        "denylist_refusals",
+        "Blocks and paths refused by a denylist (lookups, gateway requests, announcements)",
+        refusals,
+    );
+    let rules = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for (list, n) in lists.summary() {
+        rules
+            .get_or_create(&vec![("list", list)])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register("denylist_rules", "Rules of each denylist in force", rules);
 }

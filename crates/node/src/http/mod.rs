@@ -3,6 +3,7 @@
 //! on slow gateway clients. The gateway's own handlers live in `hydrant-gateway`.
 
 pub(crate) mod api;
+mod denylist;
 pub(crate) mod error;
 pub(crate) mod health;
 mod kubo;
@@ -14,5 +15,6 @@ mod serve;
 pub(crate) mod slow_clients;
 pub(crate) mod state;
 
+pub(crate) use denylist::refuse_denied;
 pub(crate) use middleware::{HttpStats, LayerConfig, Listener, layer};
 pub(crate) use serve::{ConnectionLimits, serve};

@@ -365,6 +365,7 @@ pub async fn start(
         self_provider.clone(),
         announce_rx,
         announce_stats.clone(),
+        services.denylists.clone(),
     )));
     let bootstrap: Vec<(PeerId, Vec<Multiaddr>)> = d
         .bootstrap
@@ -421,11 +422,18 @@ async fn announcer(
     me: ProviderInfo,
     rx: mpsc::Receiver<Vec<u8>>,
     stats: Arc<AnnounceStats>,
+    denylists: Arc<crate::stores::denylists::Denylists>,
 ) {
     tokio_stream_from(rx)
         .for_each_concurrent(ANNOUNCE_CONCURRENCY, |key| {
             let (handle, me, stats) = (handle.clone(), me.clone(), stats.clone());
+            // A denied block is never announced.
+            let denied = hydrant_index::Multihash::from_bytes(&key)
+                .is_ok_and(|mh| denylists.check_multihash(&mh).is_some());
             async move {
+                if denied {
+                    return;
+                }
                 let counter = match handle.provide_as(me.peer, &key, me.addrs.clone()).await {
                     Ok(n) if n > 0 => &stats.announced,
                     Ok(_) => &stats.failed,

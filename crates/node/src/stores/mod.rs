@@ -5,6 +5,7 @@
 //! [`Services`]: services::Services
 
 pub mod delete;
+pub mod denylists;
 pub(crate) mod export;
 pub(crate) mod filter_snapshot;
 pub(crate) mod meters;

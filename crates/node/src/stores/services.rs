@@ -53,6 +53,8 @@ pub struct Services {
     pub main_peers: crate::p2p::swarm::ConnectedPeers,
     /// The directory of a local object store (`None` for S3), for the sweep's rules.
     pub local_store: Option<std::path::PathBuf>,
+    /// The denylists in force; [`Services::index`] already applies them.
+    pub denylists: Arc<crate::stores::denylists::Denylists>,
 }
 
 impl Services {
@@ -139,6 +141,13 @@ impl Services {
             Some(f) => Arc::new(f.clone()),
             None => metered,
         };
+        let denylists = Arc::new(
+            crate::stores::denylists::Denylists::load(&repo.dir).map_err(NodeError::Denylist)?,
+        );
+        let index: Arc<dyn BlockLookup> = Arc::new(crate::stores::denylists::DenyingLookup {
+            inner: index,
+            lists: denylists.clone(),
+        });
         let read = &repo.config.read;
         let blockstore = Arc::new(CarBlockstore::new(
             index.clone(),
@@ -172,6 +181,7 @@ impl Services {
             index_stats,
             ingest_stats: Arc::default(),
             main_peers: Arc::default(),
+            denylists,
             local_store: match &repo.config.storage {
                 crate::config::StorageConfig::Local { path } => Some(repo.resolve(path)),
                 crate::config::StorageConfig::S3(_) => None,
