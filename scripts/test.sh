@@ -21,12 +21,14 @@ if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt 16384 ]]; then
 fi
 
 # crates/pg tests start a private PostgreSQL cluster from the server binaries; the scale-out
-# tests put HAProxy in front of several nodes (crates/testkit).
+# tests put HAProxy in front of several nodes (crates/testkit); the browser test
+# (crates/cli/tests/browser.rs) runs headless Chromium.
 missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 if (( ${#missing[@]} )) && [[ $(id -u) == 0 ]]; then
-  echo "== installing ${missing[*]} (for crates/pg and crates/testkit tests)"
+  echo "== installing ${missing[*]} (for crates/pg, crates/testkit and the browser tests)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
