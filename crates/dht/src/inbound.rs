@@ -44,6 +44,8 @@ pub struct InboundHandler {
     k: usize,
     provider_lookup_deadline: Duration,
     budget: MemoryBudget,
+    /// Every head of this service with its addresses: offered as closer peers beside the table.
+    heads: Vec<(PeerId, Vec<Multiaddr>)>,
 }
 
 impl InboundHandler {
@@ -51,6 +53,17 @@ impl InboundHandler {
     #[must_use]
     pub fn with_budget(mut self, budget: MemoryBudget) -> Self {
         self.budget = budget;
+        self
+    }
+
+    /// Offers `heads` (every head of the service, with their addresses) as closer peers beside
+    /// the routing table's members, by the same XOR distance: a head's siblings always answer,
+    /// and a FIND_NODE for a head's own ID finds it (as go-libp2p-kad-dht answers its own ID with
+    /// itself), which is what go-libp2p-kad-dht's "lookup check" asks before it admits a peer
+    /// to its table: a head with an empty table still passes it.
+    #[must_use]
+    pub fn with_heads(mut self, heads: Vec<(PeerId, Vec<Multiaddr>)>) -> Self {
+        self.heads = heads;
         self
     }
 
@@ -73,12 +86,23 @@ impl InboundHandler {
             k,
             provider_lookup_deadline,
             budget: MemoryBudget::unlimited(),
+            heads: Vec::new(),
         }
     }
 
+    /// The `k` peers closest to `key` among the table's members and the heads, nearest first,
+    /// never the requester.
     fn closer(&self, key: &[u8], from: &PeerId) -> Vec<PeerInfo> {
-        lock(&self.table)
-            .closest(&Key::from_bytes(key), self.k, Some(from))
+        let target = Key::from_bytes(key);
+        let mut peers = lock(&self.table).closest(&target, self.k, Some(from));
+        for (head, addrs) in &self.heads {
+            if head != from && !peers.iter().any(|(p, _)| p == head) {
+                peers.push((*head, addrs.clone()));
+            }
+        }
+        peers.sort_by_key(|(p, _)| Key::from_peer(p).distance(&target));
+        peers.truncate(self.k);
+        peers
             .into_iter()
             .map(|(peer, addrs)| PeerInfo::new(peer, addrs))
             .collect()
@@ -317,6 +341,57 @@ mod tests {
 
     fn addr(i: u8) -> Multiaddr {
         format!("/ip4/10.{i}.0.1/tcp/4001").parse().unwrap()
+    }
+
+    /// A head with an empty routing table still answers a FIND_NODE for its own ID with itself
+    /// (go-libp2p-kad-dht's lookup check) and offers its siblings; never the requester.
+    #[tokio::test]
+    async fn heads_offer_themselves_and_their_siblings() {
+        let heads = vec![(peer(0), vec![addr(0)]), (peer(1), vec![addr(1)])];
+        let table = Arc::new(Mutex::new(RoutingTable::new(
+            &[peer(0), peer(1)],
+            TableConfig::default(),
+        )));
+        let h = InboundHandler::new(
+            table,
+            Arc::new(NoProviders),
+            Arc::new(Sink::default()),
+            Arc::new(RejectAllValues),
+            Arc::new(DhtStats::default()),
+            20,
+            Duration::from_secs(1),
+        )
+        .with_heads(heads);
+        let find = |key: PeerId, from: PeerId| {
+            let request = Request::FindNode {
+                key: key.to_bytes(),
+            };
+            let h = &h;
+            async move {
+                match h.handle(from, vec![], request).await.unwrap() {
+                    Some(Response::FindNode { closer_peers }) => closer_peers,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let answer = find(peer(0), peer(9)).await;
+        assert_eq!(
+            answer[0],
+            PeerInfo::new(peer(0), vec![addr(0)]),
+            "itself first"
+        );
+        assert!(
+            answer.contains(&PeerInfo::new(peer(1), vec![addr(1)])),
+            "and its sibling"
+        );
+        let answer = find(peer(0), peer(1)).await;
+        assert_eq!(
+            answer,
+            vec![PeerInfo::new(peer(0), vec![addr(0)])],
+            "never the requester"
+        );
+        // Any key: the heads are candidates by distance like table members.
+        assert_eq!(find(peer(7), peer(9)).await.len(), 2);
     }
 
     fn handler(

@@ -205,4 +205,7 @@ pub struct HeadHandle {
     pub control: libp2p_stream::Control,
     /// How to make the head's swarm dial.
     pub dialer: Arc<dyn Dialer>,
+    /// The addresses the head listens on (without `/p2p/`): with them every head offers its
+    /// siblings, and itself, as closer peers (see [`crate::InboundHandler::with_heads`]).
+    pub addrs: Vec<Multiaddr>,
 }

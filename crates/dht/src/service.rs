@@ -137,6 +137,8 @@ impl Dht {
             return zero("refresh_check_interval");
         }
         let ids: Vec<PeerId> = heads.iter().map(|h| h.peer_id).collect();
+        let head_infos: Vec<(PeerId, Vec<Multiaddr>)> =
+            heads.iter().map(|h| (h.peer_id, h.addrs.clone())).collect();
         let table = Arc::new(Mutex::new(RoutingTable::new(&ids, config.table.clone())));
         let stats = Arc::new(DhtStats::default());
         let mut incoming = Vec::new();
@@ -164,7 +166,8 @@ impl Dht {
             config.query.k.max(1),
             config.provider_lookup_deadline,
         )
-        .with_budget(config.budget.clone());
+        .with_budget(config.budget.clone())
+        .with_heads(head_infos);
         let inner = Arc::new(Inner {
             probe_slots: Arc::new(Semaphore::new(config.max_concurrent_probes)),
             config,

@@ -189,6 +189,7 @@ async fn start_node(seed: usize, heads: u32, request_timeout: Duration) -> Node 
             peer_id: h.peer,
             control: h.control.clone(),
             dialer: h.dialer.clone(),
+            addrs: vec![h.addr.clone()],
         })
         .collect();
     let dht = Dht::spawn(

@@ -56,6 +56,7 @@ async fn client() -> Client {
         peer_id: peer,
         control: control.clone(),
         dialer: Arc::new(dialer.clone()),
+        addrs: Vec::new(),
     };
     let mut dht_config = DhtConfig::default();
     dht_config.table.diversity = None;

@@ -282,6 +282,7 @@ pub async fn start(
             peer_id,
             control: head.behaviour().stream.new_control(),
             dialer: Arc::new(dialer.clone()),
+            addrs: without_p2p(&addrs),
         });
         members.push(Member {
             index: Some(i),
@@ -306,6 +307,7 @@ pub async fn start(
         peer_id: main.peer_id,
         control: main.control,
         dialer: Arc::new(main.dialer),
+        addrs: without_p2p(&main.addrs),
     });
     let self_addrs = provider_addrs(&config.swarm.announce, &main.addrs);
     members.push(Member {
@@ -531,6 +533,18 @@ async fn reprovide_pass(
             }
         }
     }
+}
+
+/// `addrs` without their `/p2p/<peer ID>` part, as a DHT answer lists a peer's addresses.
+fn without_p2p(addrs: &[Multiaddr]) -> Vec<Multiaddr> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.iter()
+                .filter(|p| !matches!(p, Protocol::P2p(_)))
+                .collect()
+        })
+        .collect()
 }
 
 /// GET_PROVIDERS answers from Hydrant's data: our Bitswap peer for every block in the index,
