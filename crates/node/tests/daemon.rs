@@ -223,3 +223,98 @@ async fn gateway_car(info: &DaemonInfo, root: Cid) -> Result<Bytes, String> {
     }
     Ok(Bytes::from(raw))
 }
+
+/// A listener on `0.0.0.0` reports one address per interface: `api.json` lists them all, for
+/// the main peer's TCP and WebSocket listeners and for every DHT head (issue 18: only the first
+/// interface's address used to be listed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_listeners_list_every_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    Repo::init(&repo_dir).unwrap();
+    let mut repo = Repo::open(&repo_dir).unwrap();
+    repo.config.dht.listen_ip = "0.0.0.0".parse().unwrap();
+    let overrides = hydrant_node::Overrides {
+        swarm_listen: vec![
+            "/ip4/0.0.0.0/tcp/0".parse().unwrap(),
+            "/ip4/0.0.0.0/tcp/0/ws".parse().unwrap(),
+        ],
+        gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
+        api_listen: Some("127.0.0.1:0".parse().unwrap()),
+        heads: Some(2),
+        dht_port_base: Some(0),
+        bootstrap: Vec::new(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        hydrant_node::run(repo, overrides, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let api_file = repo_dir.join("api.json");
+    let mut info = None;
+    for _ in 0..200 {
+        if let Ok(text) = std::fs::read_to_string(&api_file) {
+            info = Some(serde_json::from_str::<DaemonInfo>(&text).unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let info = info.expect("api.json");
+    // The machine's IPv4 interfaces, as the kernel lists them.
+    let interfaces: HashSet<String> = std::fs::read_to_string("/proc/net/fib_trie")
+        .unwrap_or_default()
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[1].contains("/32 host LOCAL"))
+        .filter_map(|w| w[0].trim().strip_prefix("|-- ").map(str::to_owned))
+        .collect();
+    assert!(interfaces.contains("127.0.0.1"), "{interfaces:?}");
+    let ips = |addrs: &[String], ws: bool| -> HashSet<String> {
+        addrs
+            .iter()
+            .filter(|a| a.contains("/ws") == ws)
+            .filter_map(|a| {
+                a.strip_prefix("/ip4/")?
+                    .split('/')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    assert_eq!(
+        ips(&info.swarm_addrs, false),
+        interfaces,
+        "TCP: {:?}",
+        info.swarm_addrs
+    );
+    assert_eq!(
+        ips(&info.swarm_addrs, true),
+        interfaces,
+        "WS: {:?}",
+        info.swarm_addrs
+    );
+    for head in 0..2 {
+        let of_head: Vec<String> = {
+            let mut peers: Vec<&str> = info
+                .dht_heads
+                .iter()
+                .filter_map(|a| a.rsplit("/p2p/").next())
+                .collect();
+            peers.sort_unstable();
+            peers.dedup();
+            let peer = peers[head];
+            info.dht_heads
+                .iter()
+                .filter(|a| a.ends_with(peer))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(ips(&of_head, false), interfaces, "head {head}: {of_head:?}");
+    }
+    let _ = stop.send(());
+    task.await.unwrap();
+}

@@ -124,8 +124,14 @@ pub fn log_event(event: &libp2p::swarm::SwarmEvent<BehaviourEvent>) {
 /// How long listeners may take to report their addresses at start-up.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Listens on every address and waits until each listener reports at least one bound address.
-/// Returns the bound addresses and the listeners' IDs.
+/// After every listener reported an address, how long to wait for more: a listener on
+/// `0.0.0.0` or `::` reports one address per interface, in a burst.
+const MORE_ADDRS_QUIET: Duration = Duration::from_millis(250);
+
+/// Listens on every address, waits until each listener reports at least one bound address,
+/// then collects the addresses reported until [`MORE_ADDRS_QUIET`] passes without one (every
+/// interface of a wildcard listener, not only the first). Returns the bound addresses and the
+/// listeners' IDs.
 pub(crate) async fn listen_all(
     swarm: &mut Swarm<Behaviour>,
     addrs: &[Multiaddr],
@@ -177,6 +183,22 @@ pub(crate) async fn listen_all(
                     addr: pending.remove(&listener_id).expect("checked"),
                     detail: error.to_string(),
                 });
+            }
+            other => log_event(&other),
+        }
+    }
+    while let Ok(Ok(event)) = tokio::time::timeout_at(
+        deadline,
+        tokio::time::timeout(MORE_ADDRS_QUIET, swarm.select_next_some()),
+    )
+    .await
+    {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let address = with_peer(&address, peer_id);
+                if !bound.contains(&address) {
+                    bound.push(address);
+                }
             }
             other => log_event(&other),
         }
