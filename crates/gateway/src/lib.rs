@@ -46,10 +46,12 @@
 //! - outside-input parsers (fuzz targets): [`negotiate`], [`parse_content_path`]
 
 mod car_stream;
+mod deserialized;
 mod error;
 mod handlers;
 mod passthrough;
 mod request;
+pub mod tar;
 
 use std::sync::Arc;
 
@@ -63,9 +65,13 @@ pub use car_stream::{
     DEFAULT_PREFETCH_WINDOW, car_stream,
 };
 pub use error::{GatewayError, retry_after};
+pub use deserialized::{
+    ByteRange, DEFAULT_MAX_LISTING_ENTRIES, MAX_RANGES, Ranges, content_type_for_name, parse_range,
+    sniff_content_type,
+};
 pub use request::{
-    CarParams, ContentPath, Format, MEDIA_CAR, MEDIA_RAW, Negotiated, RequestError, negotiate,
-    parse_content_path,
+    CarParams, ContentPath, Format, MEDIA_CAR, MEDIA_CBOR, MEDIA_DAG_CBOR, MEDIA_DAG_JSON,
+    MEDIA_JSON, MEDIA_RAW, MEDIA_TAR, Negotiated, RequestError, negotiate, parse_content_path,
 };
 
 /// Default bound on path segments after the CID (trustless-gateway.md § "Security
@@ -98,6 +104,10 @@ pub struct GatewayConfig {
     /// Pass stored CAR sections through when they are the walk's blocks in order (default
     /// `true`); see [`CarStreamOptions::passthrough`].
     pub passthrough: bool,
+    /// Most entries of a directory listed as HTML (default [`DEFAULT_MAX_LISTING_ENTRIES`]);
+    /// a bigger directory is 501 (its entries are kept in memory to be sorted: about 150
+    /// bytes each, so the default bounds a listing to about 10 MiB).
+    pub max_listing_entries: usize,
 }
 
 impl Default for GatewayConfig {
@@ -109,6 +119,7 @@ impl Default for GatewayConfig {
             max_path_segments: DEFAULT_MAX_PATH_SEGMENTS,
             max_path_blocks: DEFAULT_MAX_PATH_BLOCKS,
             passthrough: true,
+            max_listing_entries: DEFAULT_MAX_LISTING_ENTRIES,
         }
     }
 }
