@@ -28,6 +28,9 @@
 //!   ranges as for files. `Accept: text/html` on a dag-json/dag-cbor block: a small HTML page
 //!   with links to the block in each format (`ETag: "DagIndex-…"`).
 //! - `?format=tar`: a tar of the UnixFS file or tree ([`crate::tar`]), `ETag: W/"<cid>.x-tar"`.
+//!   Entry names with `/` or `..` are refused by the exporter (unixfs.md § "Restricted
+//!   Names"): in the root directory that is an error status (400), deeper it cuts the body
+//!   (the upstream "relative paths inside root works" case is not supported).
 //! - A format that would need a codec conversion (dag-json of dag-pb or dag-cbor, dag-cbor of
 //!   dag-json, tar of non-UnixFS, …): 406 ([`GatewayError::CodecMismatch`]).
 //!
@@ -430,7 +433,10 @@ fn boundary() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    format!("hydrant{:016x}", crate::handlers::fnv1a64(&nanos.to_le_bytes()))
+    format!(
+        "hydrant{:016x}",
+        crate::handlers::fnv1a64(&nanos.to_le_bytes())
+    )
 }
 
 /// Blocks for a response body: the store, with the root block already in memory.
@@ -480,9 +486,7 @@ impl BlockSource {
 
 /// A source of body chunks (`Ok(None)` at the end).
 trait Chunks: Send + 'static {
-    fn next_chunk(
-        &mut self,
-    ) -> impl Future<Output = Result<Option<Bytes>, GatewayError>> + Send;
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, GatewayError>> + Send;
 }
 
 /// A body of static pieces and file ranges, in order.
@@ -527,9 +531,15 @@ fn stream_body<C: Chunks>(source: C, first: Option<Bytes>) -> Body {
             Ok(Some(chunk)) => Some((Ok(chunk), (None, source))),
             Ok(None) => None,
             Err(e) => {
-                tracing::debug!(status = e.status().as_u16(), "deserialized response cut short");
+                tracing::debug!(
+                    status = e.status().as_u16(),
+                    "deserialized response cut short"
+                );
                 tokio::task::yield_now().await;
-                Some((Err(std::io::Error::other("response cut short")), (None, None)))
+                Some((
+                    Err(std::io::Error::other("response cut short")),
+                    (None, None),
+                ))
             }
         }
     });
@@ -731,8 +741,7 @@ pub fn sniff_content_type(head: &[u8]) -> &'static str {
             }
         }
     }
-    if lower.starts_with(b"<svg") || (lower.starts_with(b"<?xml") && contains(trimmed, b"<svg"))
-    {
+    if lower.starts_with(b"<svg") || (lower.starts_with(b"<?xml") && contains(trimmed, b"<svg")) {
         return "image/svg+xml";
     }
     if lower.starts_with(b"<?xml") {
@@ -933,11 +942,7 @@ async fn serve_listing(ctx: &Ctx<'_>, target: &Target) -> Result<Response, Gatew
     for segment in &target.segments {
         base.push('/');
         base.push_str(&encode_segment(segment));
-        let _ = write!(
-            crumbs,
-            "/<a href=\"{base}\">{}</a>",
-            escape_html(segment)
-        );
+        let _ = write!(crumbs, "/<a href=\"{base}\">{}</a>", escape_html(segment));
     }
     let mut html = page_head(&format!("{}/", ctx.uri.path().trim_end_matches('/')));
     let dir = target.cid;
@@ -1070,7 +1075,9 @@ async fn serve_tar(ctx: &Ctx<'_>, target: &Target) -> Result<Response, GatewayEr
     // error status, not a cut body.
     let first = body.next_chunk().await?;
     if ctx.head {
-        return Ok((StatusCode::OK, headers, Body::empty()).into_response());
+        // A body of unknown length, as GET's stream: GET's headers (no Content-Length).
+        let none = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+        return Ok((StatusCode::OK, headers, Body::from_stream(none)).into_response());
     }
     Ok((StatusCode::OK, headers, stream_body(body, first)).into_response())
 }
@@ -1244,7 +1251,15 @@ mod tests {
         assert_eq!(parse_range("bytes=31-", 31), Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 31), Unsatisfiable);
         assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
-        for bad in ["", "bytes", "items=0-1", "bytes=5-1", "bytes=a-b", "bytes=1", "bytes=,"] {
+        for bad in [
+            "",
+            "bytes",
+            "items=0-1",
+            "bytes=5-1",
+            "bytes=a-b",
+            "bytes=1",
+            "bytes=,",
+        ] {
             assert_eq!(parse_range(bad, 31), Ignore, "{bad}");
         }
         let many = format!("bytes={}", vec!["0-0"; MAX_RANGES + 1].join(","));
@@ -1259,7 +1274,10 @@ mod tests {
             Some("text/html; charset=utf-8")
         );
         assert_eq!(content_type_for_name("noext"), None);
-        assert_eq!(sniff_content_type(b"hello world\n"), "text/plain; charset=utf-8");
+        assert_eq!(
+            sniff_content_type(b"hello world\n"),
+            "text/plain; charset=utf-8"
+        );
         assert_eq!(sniff_content_type(b""), "text/plain; charset=utf-8");
         assert_eq!(
             sniff_content_type(b"  <!DOCTYPE html><html>"),
@@ -1290,7 +1308,10 @@ mod tests {
             encode_segment(&encode_segment("file-źł.txt")),
             "file-%25C5%25BA%25C5%2582.txt"
         );
-        assert_eq!(escape_html("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape_html("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(human_size(31), "31 B");
         assert_eq!(human_size(1536), "1.5 KiB");
     }

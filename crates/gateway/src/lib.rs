@@ -64,11 +64,11 @@ pub use car_stream::{
     CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PASSTHROUGH_CHUNK,
     DEFAULT_PREFETCH_WINDOW, car_stream,
 };
-pub use error::{GatewayError, retry_after};
 pub use deserialized::{
     ByteRange, DEFAULT_MAX_LISTING_ENTRIES, MAX_RANGES, Ranges, content_type_for_name, parse_range,
     sniff_content_type,
 };
+pub use error::{GatewayError, retry_after};
 pub use request::{
     CarParams, ContentPath, Format, MEDIA_CAR, MEDIA_CBOR, MEDIA_DAG_CBOR, MEDIA_DAG_JSON,
     MEDIA_JSON, MEDIA_RAW, MEDIA_TAR, Negotiated, RequestError, negotiate, parse_content_path,

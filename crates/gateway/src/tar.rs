@@ -202,7 +202,6 @@ pub fn tar_mode(mode: Option<u32>, kind: &TarKind) -> u32 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,11 +23,11 @@ use bytes::Bytes;
 use cid::Cid;
 use hydrant_blocks::Blockstore as _;
 use hydrant_blockstore::CarBlockstore;
+use hydrant_gateway::tar::{TAR_BLOCK, TarKind, padding, tar_header, tar_mode};
 use hydrant_unixfs::exporter::{
     DirLister, ExportError, FileReader, FileStep, Resolved, Resolver, TreeEntryKind, TreeExporter,
     TreeStep,
 };
-use hydrant_gateway::tar::{TAR_BLOCK, TarKind, padding, tar_header, tar_mode};
 use hydrant_unixfs::{DataType, PbNode, UnixFsData};
 use serde::Serialize;
 
