@@ -239,7 +239,7 @@ async fn serve_file(
         .as_deref()
         .or(file.name.as_deref())
         .and_then(content_type_for_name);
-    let mut first: Option<(Bytes, FileReader)> = None;
+    let mut first: Option<(Bytes, Box<FileReader>)> = None;
     let content_type = match forced_type.or(name_type) {
         Some(t) => t.to_string(),
         None => match ranges {
@@ -250,7 +250,7 @@ async fn serve_file(
                 let head = source.next_file_bytes(&mut reader).await?;
                 let t = sniff_content_type(head.as_deref().unwrap_or_default());
                 if let Some(head) = head {
-                    first = Some((head, reader));
+                    first = Some((head, Box::new(reader)));
                 }
                 t.to_string()
             }
@@ -264,7 +264,7 @@ async fn serve_file(
     let default_name = || {
         file.name
             .clone()
-            .unwrap_or_else(|| format!("{}", ctx.uri.path().rsplit('/').next().unwrap_or("")))
+            .unwrap_or_else(|| ctx.uri.path().rsplit('/').next().unwrap_or("").to_string())
     };
     if ctx.negotiated.download {
         insert(
@@ -335,7 +335,7 @@ enum Source {
     File {
         cid: Cid,
         path: String,
-        first: Option<(Bytes, FileReader)>,
+        first: Option<(Bytes, Box<FileReader>)>,
     },
 }
 
@@ -354,12 +354,13 @@ impl Source {
                 out.push_back(Part::Static(data.slice(s..e.min(data.len()))));
             }
             Source::File { cid, path, first } => {
-                if start == 0 && end + 1 == size {
-                    if let Some((head, reader)) = first.take() {
-                        out.push_back(Part::Static(head));
-                        out.push_back(Part::File(Box::new(reader)));
-                        return;
-                    }
+                if start == 0
+                    && end + 1 == size
+                    && let Some((head, reader)) = first.take()
+                {
+                    out.push_back(Part::Static(head));
+                    out.push_back(Part::File(reader));
+                    return;
                 }
                 let reader = FileReader::new(*cid, path.clone(), start, Some(end + 1 - start));
                 out.push_back(Part::File(Box::new(reader)));
@@ -860,10 +861,10 @@ fn dag_page(ctx: &Ctx<'_>, target: &Target) -> Response {
          <a href=\"/ipfs/{cid}?format=car\">CAR</a></p>\n",
         target.data.len()
     );
-    if cid.codec() == CODEC_DAG_JSON {
-        if let Ok(text) = std::str::from_utf8(&target.data) {
-            let _ = write!(html, "<pre>{}</pre>\n", escape_html(text));
-        }
+    if cid.codec() == CODEC_DAG_JSON
+        && let Ok(text) = std::str::from_utf8(&target.data)
+    {
+        let _ = writeln!(html, "<pre>{}</pre>", escape_html(text));
     }
     html.push_str("</body>\n</html>\n");
     html_response(ctx, &common, html)

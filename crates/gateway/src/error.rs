@@ -203,10 +203,10 @@ impl IntoResponse for GatewayError {
         if let Some(secs) = retry_after(status) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Self::RangeNotSatisfiable { size } = self {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                headers.insert(header::CONTENT_RANGE, v);
-            }
+        if let Self::RangeNotSatisfiable { size } = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            headers.insert(header::CONTENT_RANGE, v);
         }
         response
     }
