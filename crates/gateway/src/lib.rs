@@ -1,11 +1,14 @@
-//! hydrant-gateway: the trustless HTTP gateway (raw blocks and CAR streams) over the
-//! [`Blockstore`] seam that Bitswap reads through too, and the CAR streaming that
-//! `hydrant export` reuses.
+//! hydrant-gateway: the HTTP path gateway over the [`Blockstore`] seam that Bitswap reads
+//! through too: trustless responses (raw blocks and CAR streams) and deserialized ones
+//! (UnixFS files, directory listings, dag-json/dag-cbor/json/cbor blocks, tar); the CAR
+//! streaming that `hydrant export` reuses; the tar writer ([`tar`]) the Kubo RPC `get`
+//! reuses.
 //!
 //! Spec: `trustless-gateway.md` (the whole document: `GET`/`HEAD /ipfs/{cid}[/{path}]`,
 //! `format`, `Accept`, `dag-scope`, `entity-bytes`, `car-version`/`car-order`/`car-dups`,
-//! response headers, status codes, probe paths), with the shared headers and status codes of
-//! `path-gateway.md`.
+//! response headers, status codes, probe paths) and `path-gateway.md` (deserialized
+//! responses, `Range`, `filename`/`download`, directory index, shared headers and status
+//! codes; `/ipns/` excepted).
 //!
 //! Behaviour in short:
 //! - `?format=raw` or `Accept: application/vnd.ipld.raw` on `/ipfs/{cid}`: the block.
@@ -16,7 +19,13 @@
 //!   exist); its blocks come first, then the `dag-scope` (or `entity-bytes`) of the
 //!   terminus. A block missing once streaming has begun cuts the response short: the body
 //!   ends with a transport error, never with a clean end (see [`car_stream`]).
-//! - No format at all: 400 (strict trustless mode); only unsupported types: 406.
+//! - No trustless format (`?format=raw|car` or the matching `Accept`): a deserialized response
+//!   (path-gateway.md § "Response Payload"; see `deserialized.rs` for the behaviour per
+//!   codec and UnixFS type): files streamed with ranges, directories redirected to their
+//!   `/` then `index.html` or an HTML listing, symlinks as their target, dag-json, dag-cbor,
+//!   json and cbor blocks as is (`?format=dag-json|dag-cbor|json|cbor`), `?format=tar`. A
+//!   format needing a codec conversion is 406 (IPIP-0524); `Accept` listing only CAR
+//!   variants this gateway cannot produce is 406.
 //! - Identity CIDs (`bafkqaaa` probe) are served from the CID itself and never written as
 //!   CAR blocks. `/ipns/` answers 501.
 //! - Status codes are decided in one place (`error.rs`); bodies are short fixed texts.
@@ -43,7 +52,9 @@
 //!   Stream<Item = Result<Bytes, CarStreamError>>`, [`CarRequest`], [`CarStreamOptions`],
 //!   [`CarStreamError`]
 //! - [`GatewayConfig`], [`GatewayError`], [`RequestError`]
-//! - outside-input parsers (fuzz targets): [`negotiate`], [`parse_content_path`]
+//! - outside-input parsers (fuzz targets): [`negotiate`], [`parse_content_path`],
+//!   [`parse_range`]; content types: [`content_type_for_name`], [`sniff_content_type`]
+//! - [`tar`]: ustar/PAX headers of a UnixFS tree's entries
 
 mod car_stream;
 mod deserialized;
@@ -124,10 +135,11 @@ impl Default for GatewayConfig {
     }
 }
 
-/// The trustless gateway's routes: `GET` and `HEAD` on `/ipfs/{cid}[/{path}]`, and a 501 on
-/// `/ipns/…`. Other paths are left to the caller's router (merge this one into it).
+/// The gateway's routes: `GET` and `HEAD` on `/ipfs/{cid}[/{path}]` (trustless and
+/// deserialized responses), and a 501 on `/ipns/…`. Other paths are left to the caller's
+/// router (merge this one into it).
 ///
-/// Spec: trustless-gateway.md § "HTTP API".
+/// Spec: trustless-gateway.md § "HTTP API", path-gateway.md § "HTTP API".
 pub fn router(blocks: Arc<dyn Blockstore>, config: GatewayConfig) -> Router {
     let state = Arc::new(handlers::AppState { blocks, config });
     Router::new()
