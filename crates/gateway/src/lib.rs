@@ -117,7 +117,9 @@ pub struct GatewayConfig {
     pub passthrough: bool,
     /// Most entries of a directory listed as HTML (default [`DEFAULT_MAX_LISTING_ENTRIES`]);
     /// a bigger directory is 501 (its entries are kept in memory to be sorted: about 150
-    /// bytes each, so the default bounds a listing to about 10 MiB).
+    /// bytes each, so the default bounds a listing to about 10 MiB). Checked after each
+    /// block read (a flat directory is one block of at most 2 MiB, a HAMT one shard at a
+    /// time).
     pub max_listing_entries: usize,
 }
 
