@@ -1,14 +1,20 @@
-//! Fuzz target: the request parsers of the trustless gateway.
+//! Fuzz target: the request parsers of the gateway.
 //!
 //! Input layout: lossy UTF-8, split on `\n` into up to five fields:
 //! `query \n accept \n content-path \n entity-bytes \n dag-scope`. A missing query or accept
 //! field is `None`. Calls `hydrant_gateway::negotiate`, `parse_content_path(path, 64)`,
 //! `str::parse::<EntityBytes>` and `str::parse::<DagScope>`. Checks: no panic; a parsed path
 //! has at most 64 segments, none empty, `.` or `..`; a parsed `entity-bytes` resolves to a
-//! range inside the file; `DagScope` round-trips through `as_str`.
+//! range inside the file; `DagScope` round-trips through `as_str`. The `entity-bytes` field is
+//! also parsed as a `Range` header (`parse_range`): every satisfiable range lies inside the
+//! content. `sniff_content_type` of the whole input and `content_type_for_name` of the path
+//! must not panic.
 #![no_main]
 
-use hydrant_gateway::{Format, negotiate, parse_content_path};
+use hydrant_gateway::{
+    Format, Ranges, content_type_for_name, negotiate, parse_content_path, parse_range,
+    sniff_content_type,
+};
 use hydrant_unixfs::{DagScope, EntityBytes};
 use libfuzzer_sys::fuzz_target;
 
@@ -50,6 +56,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    for size in [0u64, 1, 31, 1000, u64::MAX] {
+        if let Ranges::Satisfiable(list) = parse_range(entity, size) {
+            assert!(!list.is_empty());
+            for r in list {
+                assert!(r.start <= r.end && r.end < size, "{r:?} out of {size}");
+            }
+        }
+    }
+    let _ = sniff_content_type(data);
+    let _ = content_type_for_name(path);
+
     if let Ok(parsed) = scope.parse::<DagScope>() {
         assert_eq!(parsed.as_str().parse::<DagScope>(), Ok(parsed));
     }

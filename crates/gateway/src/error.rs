@@ -6,6 +6,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hydrant_unixfs::DagError;
+use hydrant_unixfs::exporter::ExportError;
 
 use crate::request::RequestError;
 use hydrant_blocks::BlockstoreError;
@@ -63,13 +64,53 @@ pub enum GatewayError {
     /// `/ipns/` is not served by this gateway (501).
     #[error("IPNS is not supported")]
     IpnsUnsupported,
+    /// The requested format does not match the codec of the terminus and would need a
+    /// conversion (e.g. `?format=dag-json` of a dag-pb or dag-cbor block, `?format=tar` of
+    /// something that is not UnixFS): 406 (path-gateway.md § "`406` Not Acceptable",
+    /// IPIP-0524: no codec conversions).
+    #[error("the requested format does not match the content's codec")]
+    CodecMismatch,
+    /// The terminus has no deserialized form this gateway produces (a codec other than
+    /// raw, dag-pb, dag-json, dag-cbor, json, cbor; a dag-pb node without UnixFS data; a
+    /// UnixFS metadata node): 406, with a hint to ask for `?format=raw` or `?format=car`.
+    #[error("the content has no deserialized form")]
+    NotDeserializable,
+    /// `Range` names no byte of the file (416, with `Content-Range: bytes */{size}`, RFC 9110
+    /// § 15.5.17, path-gateway.md § "`Range` (request header)").
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable {
+        /// The size of the file or block, bytes.
+        size: u64,
+    },
+    /// A directory holds more entries than the listing cap (501: listing it is not
+    /// implemented; the entries are available with `?format=car` or `?format=raw`).
+    #[error("directory has more than {limit} entries")]
+    ListingTooLarge {
+        /// The cap on entries of one listing.
+        limit: usize,
+    },
+    /// Reading a UnixFS file, directory or tree failed before the response started: 404 for
+    /// a missing block (path-gateway.md § "`404` Not Found": "missing DAG node"), 400 for
+    /// entry names climbing out of the tree (`..`, `/`), 500 for a block that does not
+    /// decode or sizes that disagree (the stored DAG is invalid).
+    #[error(transparent)]
+    Export(#[from] ExportError),
 }
 
 impl GatewayError {
     /// The status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Request(RequestError::NotAcceptable) => StatusCode::NOT_ACCEPTABLE,
+            Self::Request(RequestError::NotAcceptable)
+            | Self::CodecMismatch
+            | Self::NotDeserializable => StatusCode::NOT_ACCEPTABLE,
+            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::ListingTooLarge { .. } => StatusCode::NOT_IMPLEMENTED,
+            Self::Export(ExportError::MissingBlock { .. }) => StatusCode::NOT_FOUND,
+            Self::Export(ExportError::InvalidName { .. } | ExportError::InvalidPath { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Export(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Request(_) | Self::PathTooDeep => StatusCode::BAD_REQUEST,
             Self::RootNotFound {
                 only_if_cached: true,
@@ -90,14 +131,26 @@ impl GatewayError {
         match self {
             Self::Request(RequestError::InvalidCid) => "invalid CID\n",
             Self::Request(RequestError::InvalidPath(_)) => "invalid content path\n",
-            Self::Request(RequestError::NoFormat) => {
-                "trustless gateway: request application/vnd.ipld.raw or application/vnd.ipld.car \
-                 (Accept header or ?format=raw|car)\n"
-            }
             Self::Request(RequestError::NotAcceptable) => {
-                "only application/vnd.ipld.raw and application/vnd.ipld.car (version=1, \
-                 order=dfs|unk, dups=y|n) are served; fetch ?format=raw and decode client-side\n"
+                "only CAR version=1, order=dfs|unk, dups=y|n is served; fetch ?format=car or \
+                 ?format=raw\n"
             }
+            Self::CodecMismatch => {
+                "the requested format does not match the content's codec and codecs are not \
+                 converted; fetch ?format=raw and convert client-side\n"
+            }
+            Self::NotDeserializable => {
+                "this content has no deserialized form here; fetch ?format=raw or ?format=car\n"
+            }
+            Self::RangeNotSatisfiable { .. } => "range not satisfiable\n",
+            Self::ListingTooLarge { .. } => {
+                "directory too large to list; fetch it with ?format=car or ?format=raw\n"
+            }
+            Self::Export(ExportError::MissingBlock { .. }) => "a block of the content is missing\n",
+            Self::Export(ExportError::InvalidName { .. } | ExportError::InvalidPath { .. }) => {
+                "the content holds an entry name that leaves its directory\n"
+            }
+            Self::Export(_) => "the content's DAG is invalid\n",
             Self::Request(RequestError::InvalidParam(_)) => "invalid query parameter\n",
             Self::Request(RequestError::RawWithPath) => {
                 "raw block requests take no content path: use /ipfs/{cid}?format=raw\n"
@@ -150,6 +203,11 @@ impl IntoResponse for GatewayError {
         if let Some(secs) = retry_after(status) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Self::RangeNotSatisfiable { size } = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            headers.insert(header::CONTENT_RANGE, v);
+        }
         response
     }
 }
@@ -194,6 +252,17 @@ mod tests {
             ),
             (GatewayError::PathNotFound, 404),
             (GatewayError::PathUnsupported, 501),
+            (GatewayError::CodecMismatch, 406),
+            (GatewayError::NotDeserializable, 406),
+            (GatewayError::RangeNotSatisfiable { size: 3 }, 416),
+            (GatewayError::ListingTooLarge { limit: 1 }, 501),
+            (
+                GatewayError::Export(ExportError::MissingBlock {
+                    cid,
+                    path: secret.clone(),
+                }),
+                404,
+            ),
             (
                 GatewayError::Store(BlockstoreError::Storage {
                     key: secret.clone(),

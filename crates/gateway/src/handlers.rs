@@ -29,6 +29,7 @@ use hydrant_blocks::Blockstore;
 /// `Cache-Control` of every `/ipfs/` response (path-gateway.md § "`Cache-Control`").
 const IMMUTABLE: &str = "public, max-age=29030400, immutable";
 
+/// The router's state.
 pub(crate) struct AppState {
     pub(crate) blocks: Arc<dyn Blockstore>,
     pub(crate) config: GatewayConfig,
@@ -85,21 +86,27 @@ async fn serve(
             serve_raw(&ctx, content.cid).await
         }
         Format::Car(params) => serve_car(&ctx, content.cid, &content.segments, params).await,
+        format => {
+            let range = header_str(headers, &header::RANGE);
+            crate::deserialized::serve(&ctx, &content, format, range).await
+        }
     }
 }
 
-struct Ctx<'a> {
-    state: &'a AppState,
-    head: bool,
-    uri: &'a Uri,
-    negotiated: &'a Negotiated,
-    only_if_cached: bool,
-    if_none_match: Option<&'a str>,
+/// What every response of one request needs: the state, the method, the URI and the
+/// negotiated format and conditions.
+pub(crate) struct Ctx<'a> {
+    pub(crate) state: &'a AppState,
+    pub(crate) head: bool,
+    pub(crate) uri: &'a Uri,
+    pub(crate) negotiated: &'a Negotiated,
+    pub(crate) only_if_cached: bool,
+    pub(crate) if_none_match: Option<&'a str>,
 }
 
 impl Ctx<'_> {
     /// `Content-Location` with `format=` added, when the format came from `Accept`.
-    fn content_location(&self, format: &str) -> Option<String> {
+    pub(crate) fn content_location(&self, format: &str) -> Option<String> {
         if !self.negotiated.from_accept {
             return None;
         }
@@ -109,11 +116,11 @@ impl Ctx<'_> {
         })
     }
 
-    fn filename(&self, default: String) -> String {
+    pub(crate) fn filename(&self, default: String) -> String {
         self.negotiated.filename.clone().unwrap_or(default)
     }
 
-    async fn load_root(&self, cid: &Cid) -> Result<Bytes, GatewayError> {
+    pub(crate) async fn load_root(&self, cid: &Cid) -> Result<Bytes, GatewayError> {
         self.state
             .blocks
             .get(cid)
@@ -165,7 +172,7 @@ async fn serve_car(
         return Ok(not_modified(&common));
     }
     let root_data = ctx.load_root(&root).await?;
-    let (path_blocks, terminus, roots) = resolve(ctx.state, root, root_data, segments).await?;
+    let (path_blocks, terminus, roots, _) = resolve(ctx.state, root, root_data, segments).await?;
     let common = Common {
         etag: &etag,
         x_ipfs_path: ctx.uri.path(),
@@ -232,14 +239,15 @@ async fn serve_car(
 }
 
 /// Walks `segments` from `root` (whose bytes are `root_data`), reading each block on the way.
-/// Returns the blocks that verify the path (root first, terminus excluded), the terminus, and
-/// the logical roots (root, then the CID each segment resolved to) for `X-Ipfs-Roots`.
-async fn resolve(
+/// Returns the blocks that verify the path (root first, terminus excluded), the terminus, the
+/// logical roots (root, then the CID each segment resolved to) for `X-Ipfs-Roots`, and the
+/// terminus's bytes.
+pub(crate) async fn resolve(
     state: &AppState,
     root: Cid,
     root_data: Bytes,
     segments: &[String],
-) -> Result<(Vec<Cid>, Cid, Vec<Cid>), GatewayError> {
+) -> Result<Resolution, GatewayError> {
     let mut path_blocks = Vec::new();
     let mut roots = vec![root];
     let (mut cur, mut data) = (root, root_data);
@@ -276,8 +284,11 @@ async fn resolve(
             .ok_or(GatewayError::PathNotFound)?;
         cur = next;
     }
-    Ok((path_blocks, cur, roots))
+    Ok((path_blocks, cur, roots, data))
 }
+
+/// What [`resolve`] returns: path blocks, terminus, logical roots, terminus bytes.
+pub(crate) type Resolution = (Vec<Cid>, Cid, Vec<Cid>, Bytes);
 
 /// Strong ETag of a CAR response: our CARs are deterministic (DFS over immutable blocks), so
 /// the root, the path and every parameter that changes the bytes identify them
@@ -307,7 +318,7 @@ fn car_etag(root: &Cid, segments: &[String], params: &CarParams) -> String {
 }
 
 /// FNV-1a, 64 bits: stable across builds, unlike `std`'s hasher.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -315,7 +326,7 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// `If-None-Match` against our ETag: `*` or any listed tag, weak comparison (RFC 9110
 /// § 13.1.2).
-fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
+pub(crate) fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
     let Some(value) = if_none_match else {
         return false;
     };
@@ -325,15 +336,16 @@ fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-struct Common<'a> {
-    etag: &'a str,
-    x_ipfs_path: &'a str,
-    roots: &'a [Cid],
-    content_location: Option<String>,
+/// The headers every `/ipfs/` response carries (path-gateway.md § "Response Headers").
+pub(crate) struct Common<'a> {
+    pub(crate) etag: &'a str,
+    pub(crate) x_ipfs_path: &'a str,
+    pub(crate) roots: &'a [Cid],
+    pub(crate) content_location: Option<String>,
 }
 
 impl Common<'_> {
-    fn headers(&self) -> HeaderMap {
+    pub(crate) fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         insert(&mut h, header::ETAG, self.etag);
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
@@ -360,12 +372,12 @@ impl Common<'_> {
     }
 }
 
-fn not_modified(common: &Common<'_>) -> Response {
+pub(crate) fn not_modified(common: &Common<'_>) -> Response {
     (StatusCode::NOT_MODIFIED, common.headers(), Body::empty()).into_response()
 }
 
 /// Inserts a header whose value may come from the request; skipped if not a valid value.
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+pub(crate) fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
     }

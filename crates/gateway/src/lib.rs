@@ -1,11 +1,14 @@
-//! hydrant-gateway: the trustless HTTP gateway (raw blocks and CAR streams) over the
-//! [`Blockstore`] seam that Bitswap reads through too, and the CAR streaming that
-//! `hydrant export` reuses.
+//! hydrant-gateway: the HTTP path gateway over the [`Blockstore`] seam that Bitswap reads
+//! through too: trustless responses (raw blocks and CAR streams) and deserialized ones
+//! (UnixFS files, directory listings, dag-json/dag-cbor/json/cbor blocks, tar); the CAR
+//! streaming that `hydrant export` reuses; the tar writer ([`tar`]) the Kubo RPC `get`
+//! reuses.
 //!
 //! Spec: `trustless-gateway.md` (the whole document: `GET`/`HEAD /ipfs/{cid}[/{path}]`,
 //! `format`, `Accept`, `dag-scope`, `entity-bytes`, `car-version`/`car-order`/`car-dups`,
-//! response headers, status codes, probe paths), with the shared headers and status codes of
-//! `path-gateway.md`.
+//! response headers, status codes, probe paths) and `path-gateway.md` (deserialized
+//! responses, `Range`, `filename`/`download`, directory index, shared headers and status
+//! codes; `/ipns/` excepted).
 //!
 //! Behaviour in short:
 //! - `?format=raw` or `Accept: application/vnd.ipld.raw` on `/ipfs/{cid}`: the block.
@@ -16,7 +19,13 @@
 //!   exist); its blocks come first, then the `dag-scope` (or `entity-bytes`) of the
 //!   terminus. A block missing once streaming has begun cuts the response short: the body
 //!   ends with a transport error, never with a clean end (see [`car_stream`]).
-//! - No format at all: 400 (strict trustless mode); only unsupported types: 406.
+//! - No trustless format (`?format=raw|car` or the matching `Accept`): a deserialized response
+//!   (path-gateway.md § "Response Payload"; see `deserialized.rs` for the behaviour per
+//!   codec and UnixFS type): files streamed with ranges, directories redirected to their
+//!   `/` then `index.html` or an HTML listing, symlinks as their target, dag-json, dag-cbor,
+//!   json and cbor blocks as is (`?format=dag-json|dag-cbor|json|cbor`), `?format=tar`. A
+//!   format needing a codec conversion is 406 (IPIP-0524); `Accept` listing only CAR
+//!   variants this gateway cannot produce is 406.
 //! - Identity CIDs (`bafkqaaa` probe) are served from the CID itself and never written as
 //!   CAR blocks. `/ipns/` answers 501.
 //! - Status codes are decided in one place (`error.rs`); bodies are short fixed texts.
@@ -43,13 +52,17 @@
 //!   Stream<Item = Result<Bytes, CarStreamError>>`, [`CarRequest`], [`CarStreamOptions`],
 //!   [`CarStreamError`]
 //! - [`GatewayConfig`], [`GatewayError`], [`RequestError`]
-//! - outside-input parsers (fuzz targets): [`negotiate`], [`parse_content_path`]
+//! - outside-input parsers (fuzz targets): [`negotiate`], [`parse_content_path`],
+//!   [`parse_range`]; content types: [`content_type_for_name`], [`sniff_content_type`]
+//! - [`tar`]: ustar/PAX headers of a UnixFS tree's entries
 
 mod car_stream;
+mod deserialized;
 mod error;
 mod handlers;
 mod passthrough;
 mod request;
+pub mod tar;
 
 use std::sync::Arc;
 
@@ -62,10 +75,14 @@ pub use car_stream::{
     CarRequest, CarStreamError, CarStreamOptions, DEFAULT_PASSTHROUGH_CHUNK,
     DEFAULT_PREFETCH_WINDOW, car_stream,
 };
+pub use deserialized::{
+    ByteRange, DEFAULT_MAX_LISTING_ENTRIES, MAX_RANGES, Ranges, content_type_for_name, parse_range,
+    sniff_content_type,
+};
 pub use error::{GatewayError, retry_after};
 pub use request::{
-    CarParams, ContentPath, Format, MEDIA_CAR, MEDIA_RAW, Negotiated, RequestError, negotiate,
-    parse_content_path,
+    CarParams, ContentPath, Format, MEDIA_CAR, MEDIA_CBOR, MEDIA_DAG_CBOR, MEDIA_DAG_JSON,
+    MEDIA_JSON, MEDIA_RAW, MEDIA_TAR, Negotiated, RequestError, negotiate, parse_content_path,
 };
 
 /// Default bound on path segments after the CID (trustless-gateway.md § "Security
@@ -98,6 +115,12 @@ pub struct GatewayConfig {
     /// Pass stored CAR sections through when they are the walk's blocks in order (default
     /// `true`); see [`CarStreamOptions::passthrough`].
     pub passthrough: bool,
+    /// Most entries of a directory listed as HTML (default [`DEFAULT_MAX_LISTING_ENTRIES`]);
+    /// a bigger directory is 501 (its entries are kept in memory to be sorted: about 150
+    /// bytes each, so the default bounds a listing to about 10 MiB). Checked after each
+    /// block read (a flat directory is one block of at most 2 MiB, a HAMT one shard at a
+    /// time).
+    pub max_listing_entries: usize,
 }
 
 impl Default for GatewayConfig {
@@ -109,14 +132,16 @@ impl Default for GatewayConfig {
             max_path_segments: DEFAULT_MAX_PATH_SEGMENTS,
             max_path_blocks: DEFAULT_MAX_PATH_BLOCKS,
             passthrough: true,
+            max_listing_entries: DEFAULT_MAX_LISTING_ENTRIES,
         }
     }
 }
 
-/// The trustless gateway's routes: `GET` and `HEAD` on `/ipfs/{cid}[/{path}]`, and a 501 on
-/// `/ipns/…`. Other paths are left to the caller's router (merge this one into it).
+/// The gateway's routes: `GET` and `HEAD` on `/ipfs/{cid}[/{path}]` (trustless and
+/// deserialized responses), and a 501 on `/ipns/…`. Other paths are left to the caller's
+/// router (merge this one into it).
 ///
-/// Spec: trustless-gateway.md § "HTTP API".
+/// Spec: trustless-gateway.md § "HTTP API", path-gateway.md § "HTTP API".
 pub fn router(blocks: Arc<dyn Blockstore>, config: GatewayConfig) -> Router {
     let state = Arc::new(handlers::AppState { blocks, config });
     Router::new()

@@ -12,6 +12,16 @@ use hydrant_unixfs::{DagScope, EntityBytes};
 pub const MEDIA_RAW: &str = "application/vnd.ipld.raw";
 /// Media type of a CAR.
 pub const MEDIA_CAR: &str = "application/vnd.ipld.car";
+/// Media type of a tar of a UnixFS tree (path-gateway.md § "`Accept` (request header)").
+pub const MEDIA_TAR: &str = "application/x-tar";
+/// Media type of a DAG-JSON block.
+pub const MEDIA_DAG_JSON: &str = "application/vnd.ipld.dag-json";
+/// Media type of a DAG-CBOR block.
+pub const MEDIA_DAG_CBOR: &str = "application/vnd.ipld.dag-cbor";
+/// Media type of a JSON block (codec `json`, 0x0200) or a JSON UnixFS file.
+pub const MEDIA_JSON: &str = "application/json";
+/// Media type of a CBOR block (codec `cbor`, 0x51).
+pub const MEDIA_CBOR: &str = "application/cbor";
 
 /// Why a request was refused before any block was read. Mapped to 400 or 406 in `error.rs`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,12 +32,8 @@ pub enum RequestError {
     /// A path segment is not valid (bad percent-encoding, not UTF-8, `.`/`..`, too many).
     #[error("invalid content path: {0}")]
     InvalidPath(&'static str),
-    /// Neither `format` nor a usable `Accept` was given to a trustless-only gateway
-    /// (trustless-gateway.md: "SHOULD return HTTP 400 ... when `Accept` header is missing").
-    #[error("no response format requested")]
-    NoFormat,
-    /// `Accept` names only types or CAR parameters this gateway does not produce, or
-    /// `format` names a deserialized format (406 Not Acceptable).
+    /// `Accept` names CAR variants this gateway does not produce (`version=2`, an unknown
+    /// `order`, …) and nothing else it can answer, not even a wildcard (406 Not Acceptable).
     #[error("requested response format is not supported")]
     NotAcceptable,
     /// A query parameter has an invalid value; names the parameter.
@@ -89,12 +95,49 @@ pub struct CarParams {
 }
 
 /// The response format a request negotiated.
+///
+/// Spec: path-gateway.md § "`format` (request query parameter)", § "`Accept` (request
+/// header)", § "Response Payload".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `application/vnd.ipld.raw`.
+    /// `application/vnd.ipld.raw` (trustless).
     Raw,
-    /// `application/vnd.ipld.car; version=1; order=dfs` with these parameters.
+    /// `application/vnd.ipld.car; version=1; order=dfs` with these parameters (trustless).
     Car(CarParams),
+    /// No explicit format: the deserialized response the terminus's codec implies (file bytes,
+    /// directory index, the block of a dag-json/dag-cbor/json/cbor CID). `html`: `Accept`
+    /// asked for `text/html` (a dag-json/dag-cbor block is then answered as an HTML page).
+    Deserialized {
+        /// `text/html` was the preferred acceptable type.
+        html: bool,
+    },
+    /// `?format=tar` / `application/x-tar`: a tar of the UnixFS file or directory.
+    Tar,
+    /// `?format=dag-json` / `application/vnd.ipld.dag-json`: a dag-json block as is.
+    DagJson,
+    /// `?format=dag-cbor` / `application/vnd.ipld.dag-cbor`: a dag-cbor block as is.
+    DagCbor,
+    /// `?format=json` / `application/json`: a json or dag-json block, or a UnixFS file, as
+    /// `application/json`.
+    Json,
+    /// `?format=cbor` / `application/cbor`: a cbor or dag-cbor block as `application/cbor`.
+    Cbor,
+}
+
+impl Format {
+    /// The `format=` value naming this format (`None` for [`Format::Deserialized`]).
+    pub fn query_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Format::Raw => "raw",
+            Format::Car(_) => "car",
+            Format::Tar => "tar",
+            Format::DagJson => "dag-json",
+            Format::DagCbor => "dag-cbor",
+            Format::Json => "json",
+            Format::Cbor => "cbor",
+            Format::Deserialized { .. } => return None,
+        })
+    }
 }
 
 /// Everything the query string and `Accept` decided.
@@ -107,6 +150,9 @@ pub struct Negotiated {
     pub from_accept: bool,
     /// `filename` query parameter, decoded.
     pub filename: Option<String>,
+    /// `download=true` (path-gateway.md § "`download` (request query parameter)"): the
+    /// response is an `attachment`.
+    pub download: bool,
 }
 
 /// Decides the response format from the raw query string (without `?`) and the `Accept`
@@ -115,13 +161,16 @@ pub struct Negotiated {
 /// `format` wins over `Accept`; with `format=car`, CAR parameters (`dups`, `order`,
 /// `version`) are still taken from the first acceptable CAR entry of `Accept`, and the
 /// `car-*` query parameters override both. `order=unk` is accepted and answered with `dfs`.
-/// The default is `dups=n`.
+/// The default is `dups=n`. Without `format` and without an `Accept` entry naming a format
+/// this gateway produces, the answer is [`Format::Deserialized`] (path-gateway.md § "Response
+/// Payload": "implicit deserialized response type"); `html` is set when `text/html` is the
+/// first acceptable entry.
 ///
 /// # Errors
-/// [`RequestError::NoFormat`] when no format is requested (no `format`, and `Accept` absent
-/// or only wildcards); [`RequestError::NotAcceptable`] when only unsupported types are
-/// acceptable or `format` is a deserialized format; [`RequestError::InvalidParam`] for a bad
-/// `format`, `dag-scope`, `entity-bytes`, `car-version`, `car-order` or `car-dups`.
+/// [`RequestError::NotAcceptable`] when `Accept` lists only CAR variants this gateway cannot
+/// produce (and no wildcard); [`RequestError::InvalidParam`] for a bad `format` (including
+/// `ipns-record`, which has no meaning under `/ipfs/`), `dag-scope`, `entity-bytes`,
+/// `car-version`, `car-order` or `car-dups`.
 pub fn negotiate(query: Option<&str>, accept: Option<&str>) -> Result<Negotiated, RequestError> {
     let q = Query::parse(query.unwrap_or_default());
     let accepted = parse_accept(accept.unwrap_or_default());
@@ -132,10 +181,12 @@ pub fn negotiate(query: Option<&str>, accept: Option<&str>) -> Result<Negotiated
     let mut kind = match q.get("format") {
         Some("raw") => Some(Kind::Raw),
         Some("car") => Some(Kind::Car(first_car.flatten())),
+        Some("tar") => Some(Kind::Other(Format::Tar)),
+        Some("dag-json") => Some(Kind::Other(Format::DagJson)),
+        Some("dag-cbor") => Some(Kind::Other(Format::DagCbor)),
+        Some("json") => Some(Kind::Other(Format::Json)),
+        Some("cbor") => Some(Kind::Other(Format::Cbor)),
         Some("ipns-record") => return Err(RequestError::InvalidParam("format")),
-        Some("tar" | "dag-json" | "dag-cbor" | "json" | "cbor") => {
-            return Err(RequestError::NotAcceptable);
-        }
         Some(_) => return Err(RequestError::InvalidParam("format")),
         None => None,
     };
@@ -144,21 +195,37 @@ pub fn negotiate(query: Option<&str>, accept: Option<&str>) -> Result<Negotiated
         kind = accepted.iter().find_map(|a| match a {
             Accepted::Raw => Some(Kind::Raw),
             Accepted::Car { dups } => Some(Kind::Car(*dups)),
-            Accepted::Other { .. } => None,
+            Accepted::Known(f) => Some(Kind::Other(*f)),
+            Accepted::Other { .. } | Accepted::BadCar => None,
         });
     }
     let Some(kind) = kind else {
-        let only_wildcards = accepted
+        let bad_car = accepted.iter().any(|a| matches!(a, Accepted::BadCar));
+        let wildcard = accepted
             .iter()
-            .all(|a| matches!(a, Accepted::Other { wildcard: true }));
-        return Err(if only_wildcards {
-            RequestError::NoFormat
-        } else {
-            RequestError::NotAcceptable
+            .any(|a| matches!(a, Accepted::Other { wildcard: true }));
+        if bad_car && !wildcard {
+            return Err(RequestError::NotAcceptable);
+        }
+        return Ok(Negotiated {
+            format: Format::Deserialized { html: false },
+            from_accept: false,
+            filename: q.get("filename").map(str::to_string),
+            download: q.get("download") == Some("true"),
         });
     };
     let format = match kind {
         Kind::Raw => Format::Raw,
+        // `text/html` is not a `format`: no Content-Location for it.
+        Kind::Other(f @ Format::Deserialized { .. }) => {
+            return Ok(Negotiated {
+                format: f,
+                from_accept: false,
+                filename: q.get("filename").map(str::to_string),
+                download: q.get("download") == Some("true"),
+            });
+        }
+        Kind::Other(f) => f,
         Kind::Car(accept_dups) => {
             match q.get("car-version") {
                 None | Some("1") => {}
@@ -201,6 +268,7 @@ pub fn negotiate(query: Option<&str>, accept: Option<&str>) -> Result<Negotiated
         format,
         from_accept,
         filename: q.get("filename").map(str::to_string),
+        download: q.get("download") == Some("true"),
     })
 }
 
@@ -208,6 +276,8 @@ enum Kind {
     Raw,
     /// `dups` from `Accept`, if it said.
     Car(Option<bool>),
+    /// Any other format (never [`Format::Raw`] or [`Format::Car`]).
+    Other(Format),
 }
 
 #[derive(Debug, PartialEq)]
@@ -217,6 +287,10 @@ enum Accepted {
     Car {
         dups: Option<bool>,
     },
+    /// A CAR variant this gateway cannot produce.
+    BadCar,
+    /// Another format this gateway produces (`text/html` is `Deserialized { html: true }`).
+    Known(Format),
     /// Anything else; `wildcard` for `*/*` and `application/*`.
     Other {
         wildcard: bool,
@@ -260,7 +334,13 @@ fn parse_accept(header: &str) -> Vec<Accepted> {
         let accepted = match media.as_str() {
             MEDIA_RAW => Accepted::Raw,
             MEDIA_CAR if car_ok => Accepted::Car { dups },
-            MEDIA_CAR => Accepted::Other { wildcard: false },
+            MEDIA_CAR => Accepted::BadCar,
+            MEDIA_TAR => Accepted::Known(Format::Tar),
+            MEDIA_DAG_JSON => Accepted::Known(Format::DagJson),
+            MEDIA_DAG_CBOR => Accepted::Known(Format::DagCbor),
+            MEDIA_JSON => Accepted::Known(Format::Json),
+            MEDIA_CBOR => Accepted::Known(Format::Cbor),
+            "text/html" => Accepted::Known(Format::Deserialized { html: true }),
             "*/*" | "application/*" => Accepted::Other { wildcard: true },
             _ => Accepted::Other { wildcard: false },
         };
@@ -341,6 +421,12 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
 /// quotes, backslashes and controls replaced by `_`) and, when the name is not plain ASCII,
 /// `filename*=UTF-8''…` (path-gateway.md § "`Content-Disposition`", RFC 8187).
 pub(crate) fn content_disposition(filename: &str) -> String {
+    disposition("attachment", filename)
+}
+
+/// `Content-Disposition: {kind}; filename=…` (`kind` is `inline` or `attachment`), encoded
+/// as [`content_disposition`].
+pub(crate) fn disposition(kind: &str, filename: &str) -> String {
     let ascii: String = filename
         .chars()
         .map(|c| {
@@ -352,7 +438,7 @@ pub(crate) fn content_disposition(filename: &str) -> String {
         })
         .collect();
     if ascii == filename {
-        return format!("attachment; filename=\"{ascii}\"");
+        return format!("{kind}; filename=\"{ascii}\"");
     }
     let mut encoded = String::new();
     for b in filename.bytes() {
@@ -362,7 +448,7 @@ pub(crate) fn content_disposition(filename: &str) -> String {
             encoded.push_str(&format!("%{b:02X}"));
         }
     }
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 #[cfg(test)]
@@ -451,12 +537,23 @@ mod tests {
             ),
             Ok(car(DagScope::All, None, true))
         );
-        assert_eq!(n(None, None), Err(RequestError::NoFormat));
-        assert_eq!(n(None, Some("*/*")), Err(RequestError::NoFormat));
-        assert_eq!(n(None, Some("text/html")), Err(RequestError::NotAcceptable));
+        let plain = Ok(Format::Deserialized { html: false });
+        assert_eq!(n(None, None), plain);
+        assert_eq!(n(None, Some("*/*")), plain);
+        assert_eq!(n(None, Some("image/png")), plain);
         assert_eq!(
-            n(Some("format=tar"), None),
-            Err(RequestError::NotAcceptable)
+            n(None, Some("text/html,application/xhtml+xml,*/*;q=0.8")),
+            Ok(Format::Deserialized { html: true })
+        );
+        assert_eq!(n(Some("format=tar"), None), Ok(Format::Tar));
+        assert_eq!(n(None, Some(MEDIA_TAR)), Ok(Format::Tar));
+        assert_eq!(n(Some("format=dag-json"), None), Ok(Format::DagJson));
+        assert_eq!(n(None, Some(MEDIA_DAG_CBOR)), Ok(Format::DagCbor));
+        assert_eq!(n(Some("format=json"), Some(MEDIA_RAW)), Ok(Format::Json));
+        assert_eq!(n(None, Some(MEDIA_CBOR)), Ok(Format::Cbor));
+        assert_eq!(
+            n(None, Some("application/vnd.ipld.car;version=2, */*")),
+            plain
         );
         assert_eq!(
             n(Some("format=bogus"), None),

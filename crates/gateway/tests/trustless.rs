@@ -306,15 +306,21 @@ async fn if_none_match_and_head() {
 #[tokio::test]
 async fn status_codes() {
     let (base, root, _) = serve_fixture(TWO_SINGLE).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let absent = Cid::new_v1(0x55, Code::Sha2_256.digest(b"absent"));
     type Case<'a> = (String, Option<(&'a str, &'a str)>, u16);
     let cases: Vec<Case> = vec![
         ("/ipfs/not-a-cid?format=raw".to_string(), None, 400),
-        (format!("/ipfs/{root}"), None, 400),
-        (format!("/ipfs/{root}"), Some(("accept", "*/*")), 400),
-        (format!("/ipfs/{root}"), Some(("accept", "text/html")), 406),
-        (format!("/ipfs/{root}?format=tar"), None, 406),
+        // No trustless format: deserialized (the root is a directory: redirect to its `/`).
+        (format!("/ipfs/{root}"), None, 301),
+        (format!("/ipfs/{root}"), Some(("accept", "*/*")), 301),
+        (format!("/ipfs/{root}"), Some(("accept", "text/html")), 301),
+        (format!("/ipfs/{root}/"), None, 200),
+        (format!("/ipfs/{root}?format=tar"), None, 200),
+        // No codec conversions (IPIP-0524): dag-json of a dag-pb directory.
         (format!("/ipfs/{root}?format=dag-json"), None, 406),
         (format!("/ipfs/{root}?format=nonsense"), None, 400),
         (

@@ -122,6 +122,8 @@ impl Kind {
             Ok(n) => match n.format {
                 hydrant_gateway::Format::Raw => Kind::Block,
                 hydrant_gateway::Format::Car(_) => Kind::Car,
+                // Deserialized responses (files, listings, dag-json/dag-cbor, tar).
+                _ => Kind::Other,
             },
             Err(_) => Kind::Other,
         }

@@ -344,6 +344,11 @@ impl DirLister {
         Ok(())
     }
 
+    /// Number of entries read so far (to cap a listing's memory while it is being read).
+    pub fn entries_read(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The entries, sorted by name (bytewise, as `ipfs ls` shows them).
     ///
     /// # Errors
