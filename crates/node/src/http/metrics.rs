@@ -29,7 +29,7 @@
 //! | `hydrant_index_lookups_total` | counter | multihashes looked up in the index past the filter |
 //! | `hydrant_index_lookup_duration_seconds` | histogram | `kind` (single, batch): lookup calls past the filter |
 //! | `hydrant_object_store_request_duration_seconds` | histogram | `op` (as above; list only `list_with_delimiter`, delete not timed) |
-//! | `hydrant_gateway_requests_total` | counter | `type` (block, car, other: deserialized responses and the rest), `outcome` (found, not_found, shed, bad_request, error) |
+//! | `hydrant_gateway_requests_total` | counter | `type` (block, car, deserialized: files, listings and dag-json/cbor blocks, tar, other: routing and the rest), `outcome` (found, not_found, shed, bad_request, error) |
 //! | `hydrant_gateway_request_duration_seconds` | histogram | `type`: time until the response head |
 //! | `hydrant_gateway_response_body_bytes_total` | counter | bytes of gateway response bodies (GET) |
 //! | `hydrant_api_requests_total` | counter | `route` (matched template, or `unmatched`), `outcome` (as the gateway's) |

@@ -94,16 +94,28 @@ pub fn layer(router: axum::Router, config: LayerConfig, stats: Arc<HttpStats>) -
 enum Kind {
     Block,
     Car,
+    /// The path gateway's deserialized answers: files, directory listings, dag-json/dag-cbor
+    /// and json/cbor blocks.
+    Deserialized,
+    Tar,
     Other,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Block, Kind::Car, Kind::Other];
+    const ALL: [Kind; 5] = [
+        Kind::Block,
+        Kind::Car,
+        Kind::Deserialized,
+        Kind::Tar,
+        Kind::Other,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Kind::Block => "block",
             Kind::Car => "car",
+            Kind::Deserialized => "deserialized",
+            Kind::Tar => "tar",
             Kind::Other => "other",
         }
     }
@@ -122,8 +134,8 @@ impl Kind {
             Ok(n) => match n.format {
                 hydrant_gateway::Format::Raw => Kind::Block,
                 hydrant_gateway::Format::Car(_) => Kind::Car,
-                // Deserialized responses (files, listings, dag-json/dag-cbor, tar).
-                _ => Kind::Other,
+                hydrant_gateway::Format::Tar => Kind::Tar,
+                _ => Kind::Deserialized,
             },
             Err(_) => Kind::Other,
         }
