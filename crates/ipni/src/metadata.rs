@@ -92,6 +92,16 @@ impl Protocol {
     }
 }
 
+/// Reads an unsigned varint, refusing any that does not re-encode to the same bytes:
+/// `unsigned-varint` accepts a 10-byte varint whose top bits overflow 64 bits, which
+/// go-varint refuses (`ErrOverflow`); non-minimal forms are refused by both.
+fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (v, rest) = unsigned_varint::decode::u64(bytes).ok()?;
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    let used = bytes.len() - rest.len();
+    (unsigned_varint::encode::u64(v, &mut buf) == &bytes[..used]).then_some((v, rest))
+}
+
 fn push_varint(out: &mut Vec<u8>, v: u64) {
     let mut buf = unsigned_varint::encode::u64_buffer();
     out.extend_from_slice(unsigned_varint::encode::u64(v, &mut buf));
@@ -143,15 +153,14 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Protocol>, MetadataError> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let offset = bytes.len() - rest.len();
-        let (code, after) =
-            unsigned_varint::decode::u64(rest).map_err(|_| MetadataError::Varint { offset })?;
+        let (code, after) = read_varint(rest).ok_or(MetadataError::Varint { offset })?;
         rest = after;
         if code == TRANSPORT_BITSWAP {
             out.push(Protocol::Bitswap);
             continue;
         }
         let len_offset = bytes.len() - rest.len();
-        let (len, after) = unsigned_varint::decode::u64(rest).map_err(|_| {
+        let (len, after) = read_varint(rest).ok_or_else(|| {
             if rest.is_empty() {
                 MetadataError::Truncated { code }
             } else {
