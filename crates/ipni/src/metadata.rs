@@ -160,13 +160,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Protocol>, MetadataError> {
             continue;
         }
         let len_offset = bytes.len() - rest.len();
-        let (len, after) = read_varint(rest).ok_or_else(|| {
-            if rest.is_empty() {
-                MetadataError::Truncated { code }
-            } else {
-                MetadataError::Varint { offset: len_offset }
-            }
-        })?;
+        let len_error = if rest.is_empty() {
+            MetadataError::Truncated { code }
+        } else {
+            MetadataError::Varint { offset: len_offset }
+        };
+        let (len, after) = read_varint(rest).ok_or(len_error)?;
         let len = usize::try_from(len).map_err(|_| MetadataError::Truncated { code })?;
         if after.len() < len {
             return Err(MetadataError::Truncated { code });
