@@ -87,9 +87,8 @@ proptest! {
             signature,
         };
         let bytes = ad.to_dag_json();
-        // Valid JSON whose keys serde_json sorts the same way (lexical).
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        prop_assert_eq!(serde_json::to_vec(&v).unwrap().len() <= bytes.len() + 64, true);
+        // Valid JSON.
+        let _: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         prop_assert_eq!(Advertisement::from_dag_json(&bytes).unwrap(), ad);
     }
 }
