@@ -204,3 +204,63 @@ async fn every_rule_kind_blocks_on_every_path_and_lists_reload() {
         "{stderr}"
     );
 }
+
+/// `[denylist] urls`: a list fetched over HTTP at start-up applies like a local one.
+#[tokio::test]
+async fn lists_fetched_from_a_url_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    run_json(hydrant(&repo).args(["init", "--json"]));
+    let (denied, free): (&[u8], &[u8]) = (b"denied by a fetched list", b"not listed");
+    let cids = [raw(denied), raw(free)];
+    let mut car = hydrant_car::encode_v1_header(&cids);
+    for (cid, data) in cids.iter().zip([denied, free]) {
+        hydrant_car::encode_section(cid, data, &mut car);
+    }
+    let car_path = dir.path().join("blocks.car");
+    std::fs::write(&car_path, &car).unwrap();
+
+    // A one-file HTTP server: every request gets the list.
+    let list = format!("/ipfs/{}\n", cids[0]);
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/lists/remote.deny", server.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut conn in server.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut conn, &mut request);
+            let _ = std::io::Write::write_all(
+                &mut conn,
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{list}",
+                    list.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    std::fs::write(
+        repo.join("config.toml"),
+        format!("[dht]\nenabled = false\n[denylist]\nreload_secs = 1\nurls = [{url:?}]\n"),
+    )
+    .unwrap();
+    run_json(hydrant(&repo).args(["ingest", "--json"]).arg(&car_path));
+    let daemon = Replica::start(&repo, Ports::free());
+    let gateway = daemon.info.gateway_url.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(format!("{gateway}/ipfs/{}?format=raw", cids[0])).await != 410 {
+        assert!(Instant::now() < deadline, "the fetched list never applied");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        status(format!("{gateway}/ipfs/{}?format=raw", cids[1])).await,
+        200
+    );
+    let fetched: Vec<_> = std::fs::read_dir(repo.join("denylists"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        fetched.len() == 1 && fetched[0].starts_with("url-") && fetched[0].ends_with(".deny"),
+        "{fetched:?}"
+    );
+}
