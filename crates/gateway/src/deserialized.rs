@@ -1062,16 +1062,14 @@ async fn serve_tar(ctx: &Ctx<'_>, target: &Target) -> Result<Response, GatewayEr
         header::CONTENT_DISPOSITION,
         &disposition("attachment", &ctx.filename(format!("{name}.tar"))),
     );
-    let mut body = TarBody {
-        store: BlockSource {
-            store: ctx.state.blocks.clone(),
-            root: (target.cid, target.data.clone()),
-        },
-        tree: TreeExporter::new(target.cid),
+    // Entries without an mtime get 0: the same bytes on every request.
+    let mut body = TarBody::new(
+        ctx.state.blocks.clone(),
+        target.cid,
+        target.data.clone(),
         name,
-        file: None,
-        finished: false,
-    };
+        0,
+    );
     // The first chunk is read before the status: a bad root (or its entries' names) is an
     // error status, not a cut body.
     let first = body.next_chunk().await?;
@@ -1090,18 +1088,48 @@ struct TarFile {
     written: u64,
 }
 
-/// A tar of a UnixFS tree, entry by entry, file bytes as they are read (the logic of the
-/// node's Kubo `get`, over the gateway's block source).
-struct TarBody {
+/// A tar of a UnixFS file or tree (ustar, PAX where ustar cannot hold a value), entry by
+/// entry, each directory before its contents, file bytes as they are read: one block and the
+/// exporter's pending links in memory. Served by `?format=tar` and by the node's Kubo `get`.
+pub struct TarBody {
     store: BlockSource,
     tree: TreeExporter,
     name: String,
     file: Option<TarFile>,
     finished: bool,
+    default_mtime: i64,
 }
 
-impl Chunks for TarBody {
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
+impl TarBody {
+    /// The tar of the tree under `root` (whose block is `root_data`), its top entry named
+    /// `name`; an entry without a UnixFS `mtime` gets `default_mtime` (seconds since the Unix
+    /// epoch).
+    pub fn new(
+        store: Arc<dyn Blockstore>,
+        root: Cid,
+        root_data: Bytes,
+        name: String,
+        default_mtime: i64,
+    ) -> Self {
+        TarBody {
+            store: BlockSource {
+                store,
+                root: (root, root_data),
+            },
+            tree: TreeExporter::new(root),
+            name,
+            file: None,
+            finished: false,
+            default_mtime,
+        }
+    }
+
+    /// The next bytes of the tar, `Ok(None)` after its end.
+    ///
+    /// # Errors
+    /// A missing block ([`GatewayError::Export`] naming it and its path), a block that does
+    /// not decode, a file whose bytes disagree with its stated size, a storage failure.
+    pub async fn next_bytes(&mut self) -> Result<Option<Bytes>, GatewayError> {
         loop {
             if self.finished {
                 return Ok(None);
@@ -1149,7 +1177,7 @@ impl Chunks for TarBody {
                     };
                     let mtime = match entry.mtime {
                         Some((secs, nanos)) if nanos <= 999_999_999 => secs,
-                        _ => 0,
+                        _ => self.default_mtime,
                     };
                     let header = tar_header(&path, &kind, tar_mode(entry.mode, &kind), mtime);
                     if let (TarKind::File(size), Some(reader)) = (&kind, reader) {
@@ -1167,6 +1195,12 @@ impl Chunks for TarBody {
                 }
             }
         }
+    }
+}
+
+impl Chunks for TarBody {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
+        self.next_bytes().await
     }
 }
 

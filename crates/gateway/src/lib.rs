@@ -76,8 +76,8 @@ pub use car_stream::{
     DEFAULT_PREFETCH_WINDOW, car_stream,
 };
 pub use deserialized::{
-    ByteRange, DEFAULT_MAX_LISTING_ENTRIES, MAX_RANGES, Ranges, content_type_for_name, parse_range,
-    sniff_content_type,
+    ByteRange, DEFAULT_MAX_LISTING_ENTRIES, MAX_RANGES, Ranges, TarBody, content_type_for_name,
+    parse_range, sniff_content_type,
 };
 pub use error::{GatewayError, retry_after};
 pub use request::{

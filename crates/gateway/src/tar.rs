@@ -206,6 +206,82 @@ pub fn tar_mode(mode: Option<u32>, kind: &TarKind) -> u32 {
 mod tests {
     use super::*;
 
+    fn parse(header: &[u8]) -> tar::Header {
+        let mut h = tar::Header::new_old();
+        h.as_mut_bytes().copy_from_slice(&header[..TAR_BLOCK]);
+        h
+    }
+
+    #[test]
+    fn tar_header_is_ustar_with_checksum() {
+        let header = tar_header("QmRoot/a/b.txt", &TarKind::File(1234), 0o644, 1_700_000_000);
+        assert_eq!(header.len(), TAR_BLOCK);
+        let h = parse(&header);
+        assert!(h.as_ustar().is_some(), "ustar magic");
+        assert_eq!(&*h.path_bytes(), b"QmRoot/a/b.txt");
+        assert_eq!(h.size().unwrap(), 1234);
+        assert_eq!(h.mode().unwrap(), 0o644);
+        assert_eq!(h.mtime().unwrap(), 1_700_000_000);
+        assert_eq!(h.entry_type(), tar::EntryType::Regular);
+        assert_eq!(h.cksum().unwrap(), {
+            let mut copy = header.clone();
+            copy[148..156].fill(b' ');
+            copy.iter().map(|b| u32::from(*b)).sum::<u32>()
+        });
+        // Go's layout of the fields.
+        assert_eq!(&header[100..108], b"0000644\0");
+        assert_eq!(&header[124..136], b"00000002322\0");
+        assert_eq!(header[155], b' ');
+    }
+
+    #[test]
+    fn tar_symlink_and_directory() {
+        let link = tar_header(
+            "d/l",
+            &TarKind::Symlink(Bytes::from_static(b"../t")),
+            0o777,
+            5,
+        );
+        let h = parse(&link);
+        assert_eq!(h.entry_type(), tar::EntryType::Symlink);
+        assert_eq!(&*h.link_name_bytes().unwrap(), b"../t");
+        let dir = tar_header("d", &TarKind::Directory, 0o755, 5);
+        assert_eq!(parse(&dir).entry_type(), tar::EntryType::Directory);
+        assert_eq!(parse(&dir).size().unwrap(), 0);
+    }
+
+    #[test]
+    fn tar_long_paths_use_prefix_then_pax() {
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(50));
+        let header = tar_header(&long, &TarKind::File(1), 0o644, 0);
+        assert_eq!(header.len(), TAR_BLOCK, "fits in prefix + name");
+        assert_eq!(&*parse(&header).path_bytes(), long.as_bytes());
+
+        let longer = format!("root/{}", "x".repeat(300));
+        let unicode = "root/é".to_owned();
+        for path in [longer, unicode] {
+            let header = tar_header(&path, &TarKind::File(3), 0o644, 0);
+            let mut archive = header.clone();
+            archive.extend(b"abc");
+            archive.resize(archive.len() + padding(3), 0);
+            archive.extend([0; 1024]);
+            let mut reader = tar::Archive::new(&archive[..]);
+            let mut entries = reader.entries().unwrap();
+            let mut entry = entries.next().unwrap().unwrap();
+            assert_eq!(&*entry.path_bytes(), path.as_bytes());
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+            assert_eq!(body, "abc");
+            assert!(entries.next().is_none());
+        }
+    }
+
+    #[test]
+    fn modes_default_as_go() {
+        assert_eq!(tar_mode(None, &TarKind::Directory), 0o755);
+        assert_eq!(tar_mode(Some(0o600), &TarKind::File(0)), 0o600);
+    }
+
     #[test]
     fn kubo_pax_record_length_counts_itself() {
         assert_eq!(pax_record("path", b"a"), b"9 path=a\n");

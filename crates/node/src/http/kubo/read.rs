@@ -23,11 +23,7 @@ use bytes::Bytes;
 use cid::Cid;
 use hydrant_blocks::Blockstore as _;
 use hydrant_blockstore::CarBlockstore;
-use hydrant_gateway::tar::{TAR_BLOCK, TarKind, padding, tar_header, tar_mode};
-use hydrant_unixfs::exporter::{
-    DirLister, ExportError, FileReader, FileStep, Resolved, Resolver, TreeEntryKind, TreeExporter,
-    TreeStep,
-};
+use hydrant_unixfs::exporter::{DirLister, ExportError, FileReader, FileStep, Resolved, Resolver};
 use hydrant_unixfs::{DataType, PbNode, UnixFsData};
 use serde::Serialize;
 
@@ -509,98 +505,15 @@ pub(crate) fn get_name(arg: &str) -> String {
     clean.last().copied().unwrap_or(rest).to_owned()
 }
 
-/// A file being written into the tar.
-struct TarFile {
-    reader: FileReader,
-    size: u64,
-    written: u64,
-}
-
-/// `get`'s body: the tar of a UnixFS tree, entry by entry, file bytes as they are read.
-struct TarChunks {
-    store: Arc<CarBlockstore>,
-    tree: TreeExporter,
-    name: String,
-    file: Option<TarFile>,
-    finished: bool,
-}
+/// `get`'s body: the gateway's tar of a UnixFS tree ([`hydrant_gateway::TarBody`]).
+struct TarChunks(hydrant_gateway::TarBody);
 
 impl Chunks for TarChunks {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, KuboError> {
-        loop {
-            if self.finished {
-                return Ok(None);
-            }
-            if let Some(file) = &mut self.file {
-                match next_file_bytes(&self.store, &mut file.reader).await? {
-                    Some(bytes) => {
-                        file.written += bytes.len() as u64;
-                        if file.written > file.size {
-                            return Err(KuboError::Failed(format!(
-                                "{}: more bytes than its size {}",
-                                file.reader.path(),
-                                file.size
-                            )));
-                        }
-                        return Ok(Some(bytes));
-                    }
-                    None => {
-                        if file.written != file.size {
-                            return Err(KuboError::Failed(format!(
-                                "{}: {} bytes, its size says {}",
-                                file.reader.path(),
-                                file.written,
-                                file.size
-                            )));
-                        }
-                        let pad = padding(file.size);
-                        self.file = None;
-                        if pad > 0 {
-                            return Ok(Some(Bytes::from(vec![0; pad])));
-                        }
-                    }
-                }
-                continue;
-            }
-            match self.tree.next().map_err(export_error)? {
-                TreeStep::Need(cid) => {
-                    let data = fetch_block(&self.store, &cid).await?;
-                    self.tree.on_block(&cid, &data).map_err(export_error)?;
-                }
-                TreeStep::Entry(entry) => {
-                    let entry = *entry;
-                    let path = if entry.path.is_empty() {
-                        self.name.clone()
-                    } else {
-                        format!("{}/{}", self.name, entry.path)
-                    };
-                    let (kind, reader) = match entry.kind {
-                        TreeEntryKind::Directory => (TarKind::Directory, None),
-                        TreeEntryKind::Symlink(target) => (TarKind::Symlink(target), None),
-                        TreeEntryKind::File(reader) => {
-                            (TarKind::File(reader.size().unwrap_or(0)), Some(reader))
-                        }
-                    };
-                    let mtime = match entry.mtime {
-                        Some((secs, nanos)) if nanos <= 999_999_999 => secs,
-                        _ => now_secs(),
-                    };
-                    let header = tar_header(&path, &kind, tar_mode(entry.mode, &kind), mtime);
-                    if let (TarKind::File(size), Some(reader)) = (&kind, reader) {
-                        self.file = Some(TarFile {
-                            reader: *reader,
-                            size: *size,
-                            written: 0,
-                        });
-                    }
-                    return Ok(Some(Bytes::from(header)));
-                }
-                TreeStep::Done => {
-                    self.finished = true;
-                    return Ok(Some(Bytes::from_static(&[0; 2 * TAR_BLOCK])));
-                }
-            }
-        }
+        self.0
+            .next_bytes()
+            .await
+            .map_err(|e| KuboError::Failed(e.to_string()))
     }
 }
 
@@ -637,13 +550,14 @@ pub(crate) async fn get(
     }
     let store = state.services.blockstore.clone();
     let target = resolve(&store, arg).await?;
-    let source = TarChunks {
+    let root_data = fetch_block(&store, &target.cid).await?;
+    let source = TarChunks(hydrant_gateway::TarBody::new(
         store,
-        tree: TreeExporter::new(target.cid),
-        name: get_name(arg),
-        file: None,
-        finished: false,
-    };
+        target.cid,
+        root_data,
+        get_name(arg),
+        now_secs(),
+    ));
     stream_response("application/x-tar", source).await
 }
 
@@ -689,76 +603,6 @@ pub(crate) async fn block_stat(
 mod tests {
     use super::*;
 
-    fn parse(header: &[u8]) -> tar::Header {
-        let mut h = tar::Header::new_old();
-        h.as_mut_bytes().copy_from_slice(&header[..TAR_BLOCK]);
-        h
-    }
-
-    #[test]
-    fn kubo_tar_header_is_ustar_with_checksum() {
-        let header = tar_header("QmRoot/a/b.txt", &TarKind::File(1234), 0o644, 1_700_000_000);
-        assert_eq!(header.len(), TAR_BLOCK);
-        let h = parse(&header);
-        assert!(h.as_ustar().is_some(), "ustar magic");
-        assert_eq!(&*h.path_bytes(), b"QmRoot/a/b.txt");
-        assert_eq!(h.size().unwrap(), 1234);
-        assert_eq!(h.mode().unwrap(), 0o644);
-        assert_eq!(h.mtime().unwrap(), 1_700_000_000);
-        assert_eq!(h.entry_type(), tar::EntryType::Regular);
-        assert_eq!(h.cksum().unwrap(), {
-            let mut copy = header.clone();
-            copy[148..156].fill(b' ');
-            copy.iter().map(|b| u32::from(*b)).sum::<u32>()
-        });
-        // Go's layout of the fields.
-        assert_eq!(&header[100..108], b"0000644\0");
-        assert_eq!(&header[124..136], b"00000002322\0");
-        assert_eq!(header[155], b' ');
-    }
-
-    #[test]
-    fn kubo_tar_symlink_and_directory() {
-        let link = tar_header(
-            "d/l",
-            &TarKind::Symlink(Bytes::from_static(b"../t")),
-            0o777,
-            5,
-        );
-        let h = parse(&link);
-        assert_eq!(h.entry_type(), tar::EntryType::Symlink);
-        assert_eq!(&*h.link_name_bytes().unwrap(), b"../t");
-        let dir = tar_header("d", &TarKind::Directory, 0o755, 5);
-        assert_eq!(parse(&dir).entry_type(), tar::EntryType::Directory);
-        assert_eq!(parse(&dir).size().unwrap(), 0);
-    }
-
-    #[test]
-    fn kubo_tar_long_paths_use_prefix_then_pax() {
-        let long = format!("{}/{}", "d".repeat(120), "f".repeat(50));
-        let header = tar_header(&long, &TarKind::File(1), 0o644, 0);
-        assert_eq!(header.len(), TAR_BLOCK, "fits in prefix + name");
-        assert_eq!(&*parse(&header).path_bytes(), long.as_bytes());
-
-        let longer = format!("root/{}", "x".repeat(300));
-        let unicode = "root/é".to_owned();
-        for path in [longer, unicode] {
-            let header = tar_header(&path, &TarKind::File(3), 0o644, 0);
-            let mut archive = header.clone();
-            archive.extend(b"abc");
-            archive.resize(archive.len() + padding(3), 0);
-            archive.extend([0; 1024]);
-            let mut reader = tar::Archive::new(&archive[..]);
-            let mut entries = reader.entries().unwrap();
-            let mut entry = entries.next().unwrap().unwrap();
-            assert_eq!(&*entry.path_bytes(), path.as_bytes());
-            let mut body = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
-            assert_eq!(body, "abc");
-            assert!(entries.next().is_none());
-        }
-    }
-
     #[test]
     fn kubo_get_names_the_top_entry_as_kubo() {
         assert_eq!(get_name("QmCid"), "QmCid");
@@ -786,7 +630,5 @@ mod tests {
             go_mod_time(Some((1_700_000_000, 500_000_000))),
             "2023-11-14T22:13:20.5Z"
         );
-        assert_eq!(tar_mode(None, &TarKind::Directory), 0o755);
-        assert_eq!(tar_mode(Some(0o600), &TarKind::File(0)), 0o600);
     }
 }
