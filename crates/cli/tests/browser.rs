@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Ports, Replica, hydrant_bin, run_json};
+use common::{Ports, Replica, add_tree, hydrant_bin, run_json};
 
 fn hydrant(repo: &Path) -> Command {
     let mut command = Command::new(hydrant_bin());
@@ -59,25 +59,7 @@ fn chromium_renders_a_page_with_its_image_and_a_directory_listing() {
     let repo = dir.path().join("repo");
     run_json(hydrant(&repo).args(["init", "--json"]));
     std::fs::write(repo.join("config.toml"), "[dht]\nenabled = false\n").unwrap();
-    let out = hydrant(&repo)
-        .args(["add", "-r", "--json"])
-        .arg(fixtures().join("browser-site"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let site = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|v| v["name"] == "browser-site")
-        .unwrap()["cid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let site = add_tree(&repo, &fixtures().join("browser-site"));
     let listing = run_json(
         hydrant(&repo)
             .args(["ingest", "--json"])

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use common::{BitswapClient, Ports, Replica, hydrant_bin, run_json};
+use common::{BitswapClient, Ports, Replica, add_tree, hydrant_bin, run_json};
 use hydrant_bitswap::WantType;
 use multihash_codetable::{Code, MultihashDigest};
 
@@ -55,25 +55,7 @@ async fn every_rule_kind_blocks_on_every_path_and_lists_reload() {
     std::fs::create_dir(&site).unwrap();
     std::fs::write(site.join("public.txt"), "for everyone").unwrap();
     std::fs::write(site.join("secret.txt"), "for no one").unwrap();
-    let out = hydrant(&repo)
-        .args(["add", "-r", "--json"])
-        .arg(&site)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let root = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|v| v["name"] == "site")
-        .unwrap()["cid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let root = add_tree(&repo, &site);
     let blocks: Vec<&[u8]> = vec![
         b"denied by CID",
         b"denied by double hash",

@@ -116,6 +116,33 @@ pub fn run_json(command: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `hydrant add -r --json DIR` on the repository `repo` (through its daemon when one runs);
+/// the CID of the directory itself.
+pub fn add_tree(repo: &Path, dir: &Path) -> String {
+    let out = Command::new(hydrant_bin())
+        .arg("--repo")
+        .arg(repo)
+        .args(["add", "-r", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["name"] == name)
+        .unwrap()["cid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Wantlist entries for `cids`, each `want_type`, priority 1, asking for DONT_HAVE.
 pub fn wantlist(cids: &[Cid], want_type: WantType) -> Vec<WantlistEntry> {
     cids.iter()
