@@ -4,7 +4,7 @@
 // listener; then fetches over Bitswap from the peer it found.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -64,7 +64,8 @@ describe('routing: Helia finds Hydrant by DHT and delegated routing', { skip }, 
 
   before(async () => {
     fx = await directoryFixture()
-    hydrant = await startHydrant()
+    // Denylists reload every second: the announcement test adds one.
+    hydrant = await startHydrant({ config: { denylist: { reload_secs: 1 } } })
     const res = await hydrant.ingest(fx.car)
     assert.deepEqual(res.roots, [fx.root])
     // CIDs below the root, resolved offline from the fixture CAR
@@ -222,7 +223,7 @@ describe('routing: Helia finds Hydrant by DHT and delegated routing', { skip }, 
     }
   }))
 
-  it('a new CAR\'s root is announced (ADD_PROVIDER from the main peer) to a Helia DHT server Hydrant admitted; a Helia that only knows that server finds Hydrant', { timeout: 120_000 }, async () => {
+  it('a new CAR\'s root is announced (ADD_PROVIDER from the main peer) to a Helia DHT server Hydrant admitted, a denied one is not; a Helia that only knows that server finds Hydrant', { timeout: 120_000 }, async () => {
     let server, seeker
     let root
     const dir = await mkdtemp(join(tmpdir(), 'hydrant-interop-announce-'))
@@ -240,6 +241,15 @@ describe('routing: Helia finds Hydrant by DHT and delegated routing', { skip }, 
         assert.ok(entry.addrs.map(transportPart).includes(transportPart(server.libp2p.getMultiaddrs()[0])),
           `routing table entry ${JSON.stringify(entry)} has the server's listen address`)
 
+        // A CAR whose root a denylist names: ingested first, never announced.
+        await writeFile(join(dir, 'denied.bin'), seededBytes(1000, 24))
+        const denied = await packWithIpfsCar(join(dir, 'denied.bin'), join(dir, 'denied.car'), { wrap: false })
+        await mkdir(join(hydrant.repo, 'denylists'), { recursive: true })
+        await writeFile(join(hydrant.repo, 'denylists', 'interop.deny'), `/ipfs/${denied}\n`)
+        await waitFor(async () => (await fetch(`${hydrant.gatewayUrl}/ipfs/${denied}?format=raw`)).status === 410,
+          { timeoutMs: 15_000, what: 'the denylist to be loaded' })
+        await hydrant.ingest(join(dir, 'denied.car'))
+
         const bytes = seededBytes(1.5 * 1024 * 1024, 23)
         await writeFile(join(dir, 'announced.bin'), bytes)
         root = await packWithIpfsCar(join(dir, 'announced.bin'), join(dir, 'announced.car'), { wrap: false })
@@ -252,6 +262,9 @@ describe('routing: Helia finds Hydrant by DHT and delegated routing', { skip }, 
           return ids.length > 0 && ids
         }, { timeoutMs: 30_000, what: `a provider record for ${root} at the Helia DHT server` })
         assert.deepEqual(stored, [hydrant.peerId], 'the record names Hydrant\'s main peer (js kad-dht drops records not sent by the provider itself)')
+        await new Promise(resolve => setTimeout(resolve, 1000))
+        assert.deepEqual(await server.libp2p.services.dht.providers.getProviders(CID.parse(denied)), [],
+          'the denied root was ingested before the announced one, and never announced')
 
         seeker = await client(() => makeDhtHelia(server.libp2p.getMultiaddrs()[0].toString()))
         await waitFor(() => seeker.libp2p.services.dht.routingTable.size > 0, { timeoutMs: 30_000, what: 'the Helia server in the seeker\'s routing table' })
