@@ -128,6 +128,22 @@ async fn deleted_blocks_are_gone_everywhere_and_shared_ones_stay() {
         .unwrap();
     assert_eq!(again.status(), 404);
 
+    // `hydrant rm` by root CID (through the daemon): every CAR with that root goes.
+    let d = ingest(&api, car_of(&[b"only in D"]), false).await;
+    let removed = run_json(hydrant(&repo).args(["rm", "--json", &raw(b"only in D").to_string()]));
+    assert_eq!(removed["deleted"]["key"], d.as_str());
+    assert_eq!(raw_status(&gateway, &raw(b"only in D")).await, 404);
+    let unknown = hydrant(&repo)
+        .args(["rm", &raw(b"never stored").to_string()])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no stored CAR has"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+
     // gc: an unpinned CAR goes (through the CLI, which uses the daemon), the pinned one stays.
     let c = ingest(&api, car_of(&[b"only in C"]), false).await;
     let report = run_json(hydrant(&repo).args(["gc", "--json"]));
