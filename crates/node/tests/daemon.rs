@@ -231,9 +231,6 @@ async fn gateway_car(info: &DaemonInfo, root: Cid) -> Result<Bytes, String> {
 async fn wildcard_listeners_list_every_interface() {
     let dir = tempfile::tempdir().unwrap();
     let repo_dir = dir.path().join("repo");
-    Repo::init(&repo_dir).unwrap();
-    let mut repo = Repo::open(&repo_dir).unwrap();
-    repo.config.dht.listen_ip = "0.0.0.0".parse().unwrap();
     let overrides = hydrant_node::Overrides {
         swarm_listen: vec![
             "/ip4/0.0.0.0/tcp/0".parse().unwrap(),
@@ -245,24 +242,10 @@ async fn wildcard_listeners_list_every_interface() {
         dht_port_base: Some(0),
         bootstrap: Vec::new(),
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        hydrant_node::run(repo, overrides, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let api_file = repo_dir.join("api.json");
-    let mut info = None;
-    for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(&api_file) {
-            info = Some(serde_json::from_str::<DaemonInfo>(&text).unwrap());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let info = info.expect("api.json");
+    let (info, stop, task) = common::start_daemon_with(&repo_dir, overrides, |repo| {
+        repo.config.dht.listen_ip = "0.0.0.0".parse().unwrap();
+    })
+    .await;
     // The machine's IPv4 interfaces, as the kernel lists them.
     let interfaces: HashSet<String> = std::fs::read_to_string("/proc/net/fib_trie")
         .unwrap_or_default()

@@ -21,9 +21,6 @@ pub async fn start_daemon(
     heads: u32,
     configure: impl FnOnce(&mut Repo),
 ) -> Running {
-    Repo::init(repo_dir).unwrap();
-    let mut repo = Repo::open(repo_dir).unwrap();
-    configure(&mut repo);
     let overrides = Overrides {
         swarm_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -32,6 +29,18 @@ pub async fn start_daemon(
         dht_port_base: Some(0),
         bootstrap: Vec::new(),
     };
+    start_daemon_with(repo_dir, overrides, configure).await
+}
+
+/// [`start_daemon`] with the caller's `overrides` (listen addresses, heads).
+pub async fn start_daemon_with(
+    repo_dir: &Path,
+    overrides: Overrides,
+    configure: impl FnOnce(&mut Repo),
+) -> Running {
+    Repo::init(repo_dir).unwrap();
+    let mut repo = Repo::open(repo_dir).unwrap();
+    configure(&mut repo);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         hydrant_node::run(repo, overrides, async {
