@@ -71,6 +71,73 @@ pub struct GatewayConfig {
     /// closed, so one client cannot take the listener's connections. Behind a reverse proxy
     /// raise it as `max_requests_per_ip`. 1 to `max_connections`; default 128.
     pub max_connections_per_ip: u32,
+    /// The URL clients on the network reach this gateway at, e.g. `https://gw.example.net`
+    /// (scheme, host and optional port; no path, query or user). When set, routing answers
+    /// (Delegated Routing V1, IPNI advertisements) name the gateway as an HTTP provider with
+    /// protocol `transport-ipfs-gateway-http` and [`GatewayConfig::public_multiaddr`]. Unset
+    /// (the default): the gateway is not advertised.
+    pub public_url: Option<String>,
+}
+
+impl GatewayConfig {
+    /// The multiaddr of [`Self::public_url`] as someguy and IPNI write HTTP providers:
+    /// `/dns/<host>/tcp/<port>/https` (or `/ip4`, `/ip6` for an address literal, `/http` for
+    /// plain HTTP; the port defaults to 443 or 80). `None` when unset; `Err` with the reason
+    /// when the URL is not an absolute `http(s)://host[:port][/]` URL.
+    pub fn public_multiaddr(&self) -> Result<Option<libp2p::Multiaddr>, String> {
+        let Some(url) = &self.public_url else {
+            return Ok(None);
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| "not an absolute URL: write it as https://host[:port]".to_string())?;
+        let (default_port, tail) = match scheme.to_ascii_lowercase().as_str() {
+            "https" => (443u16, "https"),
+            "http" => (80u16, "http"),
+            other => return Err(format!("scheme {other:?} is neither http nor https")),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() {
+            return Err("the URL has no host".into());
+        }
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err("only scheme, host and port are allowed: no path, query or user".into());
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or("an IPv6 host lacks its closing ']'")?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("port {p:?} is not a number from 0 to 65535"))?,
+            None => default_port,
+        };
+        let host_part = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => format!("/ip4/{ip}"),
+            Ok(std::net::IpAddr::V6(ip)) => format!("/ip6/{ip}"),
+            Err(_)
+                if !host.is_empty()
+                    && host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') =>
+            {
+                format!("/dns/{}", host.to_ascii_lowercase())
+            }
+            Err(_) => return Err(format!("host {host:?} is not a DNS name or IP address")),
+        };
+        format!("{host_part}/tcp/{port}/{tail}")
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("cannot form a multiaddr: {e}"))
+    }
 }
 
 impl Default for GatewayConfig {
@@ -83,6 +150,7 @@ impl Default for GatewayConfig {
             header_read_timeout_secs: 10,
             max_connections: 2048,
             max_connections_per_ip: 128,
+            public_url: None,
         }
     }
 }

@@ -336,3 +336,40 @@ fn timeouts_are_refused_outside_one_second_to_an_hour() {
         (5, 7)
     );
 }
+
+#[test]
+fn gateway_public_url_becomes_an_http_provider_multiaddr_or_is_refused() {
+    let with = |url: &str| GatewayConfig {
+        public_url: Some(url.into()),
+        ..GatewayConfig::default()
+    };
+    for (url, want) in [
+        (
+            "https://gw.example.net",
+            "/dns/gw.example.net/tcp/443/https",
+        ),
+        (
+            "https://GW.example.net/",
+            "/dns/gw.example.net/tcp/443/https",
+        ),
+        ("http://203.0.113.5:8080", "/ip4/203.0.113.5/tcp/8080/http"),
+        ("http://[2001:db8::1]:81", "/ip6/2001:db8::1/tcp/81/http"),
+    ] {
+        let got = with(url).public_multiaddr().unwrap().unwrap();
+        assert_eq!(got.to_string(), want, "{url}");
+    }
+    assert_eq!(GatewayConfig::default().public_multiaddr().unwrap(), None);
+    for bad in [
+        "gw.example.net",
+        "ftp://x",
+        "https://x/ipfs",
+        "https://u@x",
+        "https://x:99999",
+        "https://",
+    ] {
+        let mut config = Config::default();
+        config.gateway = with(bad);
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.field, "gateway.public_url", "{bad}: {err}");
+    }
+}

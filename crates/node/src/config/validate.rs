@@ -166,6 +166,15 @@ impl Config {
                 reason: "use 1 to 65536 (default 16): 0 would answer every request 429".into(),
             });
         }
+        if let Err(reason) = g.public_multiaddr() {
+            return Err(ConfigError {
+                field: "gateway.public_url",
+                value: g.public_url.clone().unwrap_or_default(),
+                reason: format!(
+                    "{reason} (e.g. https://gw.example.net or http://203.0.113.5:8080)"
+                ),
+            });
+        }
         Ok(())
     }
 
