@@ -105,6 +105,27 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The headers every answer to this request shares ([`Common::headers`]: ETag,
+    /// immutable Cache-Control, X-Ipfs-Path, X-Ipfs-Roots, Content-Location when given).
+    pub(crate) fn common<'b>(
+        &'b self,
+        etag: &'b str,
+        roots: &'b [Cid],
+        content_location: Option<String>,
+    ) -> Common<'b> {
+        Common {
+            etag,
+            x_ipfs_path: self.uri.path(),
+            roots,
+            content_location,
+        }
+    }
+
+    /// `304 Not Modified` with `common`'s headers when the request's `If-None-Match` names
+    /// its ETag (trustless-gateway.md § "If-None-Match"); `None` when the answer is needed.
+    pub(crate) fn unchanged(&self, common: &Common<'_>) -> Option<Response> {
+        etag_matches(self.if_none_match, common.etag).then(|| not_modified(common))
+    }
     /// `Content-Location` with `format=` added, when the format came from `Accept`.
     pub(crate) fn content_location(&self, format: &str) -> Option<String> {
         if !self.negotiated.from_accept {
@@ -133,14 +154,10 @@ impl Ctx<'_> {
 
 async fn serve_raw(ctx: &Ctx<'_>, cid: Cid) -> Result<Response, GatewayError> {
     let etag = format!("\"{cid}.raw\"");
-    let common = Common {
-        etag: &etag,
-        x_ipfs_path: ctx.uri.path(),
-        roots: &[cid],
-        content_location: ctx.content_location("raw"),
-    };
-    if etag_matches(ctx.if_none_match, &etag) {
-        return Ok(not_modified(&common));
+    let roots = [cid];
+    let common = ctx.common(&etag, &roots, ctx.content_location("raw"));
+    if let Some(unchanged) = ctx.unchanged(&common) {
+        return Ok(unchanged);
     }
     let data = ctx.load_root(&cid).await?;
     let mut headers = common.headers();
@@ -162,23 +179,13 @@ async fn serve_car(
     params: CarParams,
 ) -> Result<Response, GatewayError> {
     let etag = car_etag(&root, segments, &params);
-    if etag_matches(ctx.if_none_match, &etag) {
-        let common = Common {
-            etag: &etag,
-            x_ipfs_path: ctx.uri.path(),
-            roots: &[root],
-            content_location: ctx.content_location("car"),
-        };
-        return Ok(not_modified(&common));
+    if let Some(unchanged) = ctx.unchanged(&ctx.common(&etag, &[root], ctx.content_location("car")))
+    {
+        return Ok(unchanged);
     }
     let root_data = ctx.load_root(&root).await?;
     let (path_blocks, terminus, roots, _) = resolve(ctx.state, root, root_data, segments).await?;
-    let common = Common {
-        etag: &etag,
-        x_ipfs_path: ctx.uri.path(),
-        roots: &roots,
-        content_location: ctx.content_location("car"),
-    };
+    let common = ctx.common(&etag, &roots, ctx.content_location("car"));
     let mut headers = common.headers();
     let content_type = format!(
         "application/vnd.ipld.car; version=1; order=dfs; dups={}",
@@ -326,7 +333,7 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// `If-None-Match` against our ETag: `*` or any listed tag, weak comparison (RFC 9110
 /// § 13.1.2).
-pub(crate) fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
+fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
     let Some(value) = if_none_match else {
         return false;
     };
@@ -372,7 +379,7 @@ impl Common<'_> {
     }
 }
 
-pub(crate) fn not_modified(common: &Common<'_>) -> Response {
+fn not_modified(common: &Common<'_>) -> Response {
     (StatusCode::NOT_MODIFIED, common.headers(), Body::empty()).into_response()
 }
 

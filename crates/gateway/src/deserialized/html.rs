@@ -44,14 +44,9 @@ pub(super) async fn serve_listing(
     target: &Target,
 ) -> Result<Response, GatewayError> {
     let etag = format!("\"DirIndex-{HTML_VERSION}_CID-{}\"", target.cid);
-    let common = Common {
-        etag: &etag,
-        x_ipfs_path: ctx.uri.path(),
-        roots: &target.roots,
-        content_location: None,
-    };
-    if etag_matches(ctx.if_none_match, &etag) {
-        return Ok(not_modified(&common));
+    let common = ctx.common(&etag, &target.roots, None);
+    if let Some(unchanged) = ctx.unchanged(&common) {
+        return Ok(unchanged);
     }
     let limit = ctx.state.config.max_listing_entries;
     let path = ctx.uri.path().to_string();
@@ -197,14 +192,9 @@ pub(super) fn human_size(n: u64) -> String {
 /// Payload": "generated HTML with an option to download DAG-JSON as-is").
 pub(super) fn dag_page(ctx: &Ctx<'_>, target: &Target) -> Response {
     let etag = format!("\"DagIndex-{HTML_VERSION}_CID-{}\"", target.cid);
-    let common = Common {
-        etag: &etag,
-        x_ipfs_path: ctx.uri.path(),
-        roots: &target.roots,
-        content_location: None,
-    };
-    if etag_matches(ctx.if_none_match, &etag) {
-        return not_modified(&common);
+    let common = ctx.common(&etag, &target.roots, None);
+    if let Some(unchanged) = ctx.unchanged(&common) {
+        return unchanged;
     }
     let cid = target.cid;
     let (codec, format) = if cid.codec() == CODEC_DAG_JSON {

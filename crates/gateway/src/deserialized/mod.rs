@@ -64,7 +64,7 @@ use hydrant_unixfs::exporter::{
 use hydrant_unixfs::{DataType, PbNode, UnixFsData};
 
 use crate::error::GatewayError;
-use crate::handlers::{Common, Ctx, etag_matches, insert, not_modified, resolve};
+use crate::handlers::{Common, Ctx, insert, resolve};
 use crate::request::{
     ContentPath, Format, MEDIA_CBOR, MEDIA_DAG_CBOR, MEDIA_DAG_JSON, MEDIA_JSON, MEDIA_TAR,
     disposition,
@@ -230,14 +230,13 @@ async fn serve_file(
     forced_type: Option<&'static str>,
     range: Option<&str>,
 ) -> Result<Response, GatewayError> {
-    let common = Common {
-        etag: &file.etag,
-        x_ipfs_path: ctx.uri.path(),
+    let common = ctx.common(
+        &file.etag,
         roots,
-        content_location: forced_type.and_then(|_| ctx.content_location("json")),
-    };
-    if etag_matches(ctx.if_none_match, &file.etag) {
-        return Ok(not_modified(&common));
+        forced_type.and_then(|_| ctx.content_location("json")),
+    );
+    if let Some(unchanged) = ctx.unchanged(&common) {
+        return Ok(unchanged);
     }
     let path = ctx.uri.path().to_string();
     let size = file_size(&file.cid, &file.data, &path)?;
@@ -582,14 +581,13 @@ fn serve_block(
         _ => return Err(GatewayError::CodecMismatch),
     };
     let etag = format!("\"{}.{suffix}\"", target.cid);
-    let common = Common {
-        etag: &etag,
-        x_ipfs_path: ctx.uri.path(),
-        roots: &target.roots,
-        content_location: format.query_name().and_then(|f| ctx.content_location(f)),
-    };
-    if etag_matches(ctx.if_none_match, &etag) {
-        return Ok(not_modified(&common));
+    let common = ctx.common(
+        &etag,
+        &target.roots,
+        format.query_name().and_then(|f| ctx.content_location(f)),
+    );
+    if let Some(unchanged) = ctx.unchanged(&common) {
+        return Ok(unchanged);
     }
     let mut headers = common.headers();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
@@ -625,14 +623,9 @@ fn serve_block(
 /// A UnixFS symlink: not followed; its target, as text.
 fn serve_symlink(ctx: &Ctx<'_>, target: &Target, link: Bytes) -> Result<Response, GatewayError> {
     let etag = format!("\"{}\"", target.cid);
-    let common = Common {
-        etag: &etag,
-        x_ipfs_path: ctx.uri.path(),
-        roots: &target.roots,
-        content_location: None,
-    };
-    if etag_matches(ctx.if_none_match, &etag) {
-        return Ok(not_modified(&common));
+    let common = ctx.common(&etag, &target.roots, None);
+    if let Some(unchanged) = ctx.unchanged(&common) {
+        return Ok(unchanged);
     }
     let mut headers = common.headers();
     headers.insert(

@@ -6,14 +6,9 @@ use super::*;
 /// segment (the CID for a bare CID), each directory before its contents.
 pub(super) async fn serve_tar(ctx: &Ctx<'_>, target: &Target) -> Result<Response, GatewayError> {
     let etag = format!("W/\"{}.x-tar\"", target.cid);
-    let common = Common {
-        etag: &etag,
-        x_ipfs_path: ctx.uri.path(),
-        roots: &target.roots,
-        content_location: ctx.content_location("tar"),
-    };
-    if etag_matches(ctx.if_none_match, &etag) {
-        return Ok(not_modified(&common));
+    let common = ctx.common(&etag, &target.roots, ctx.content_location("tar"));
+    if let Some(unchanged) = ctx.unchanged(&common) {
+        return Ok(unchanged);
     }
     let name = target
         .name()
