@@ -60,10 +60,7 @@ pub(crate) async fn add(
 ) -> Result<Response, KuboError> {
     let mut multipart = multipart(&state, request)?;
     let result = add_files(&state, &params, &mut multipart).await;
-    if result.is_err() {
-        drain(&mut multipart).await;
-    }
-    result
+    drain_on_error(result, &mut multipart).await
 }
 
 async fn add_files(
@@ -147,12 +144,19 @@ async fn read_parts(
     Ok(())
 }
 
-/// Reads what is left of a refused upload (at most `api.max_upload_bytes`, and not past a stall
-/// or a malformed part), so that the client gets the error answer rather than a broken pipe.
-async fn drain(multipart: &mut multer::Multipart<'static>) {
-    while let Ok(Some(mut field)) = multipart.next_field().await {
-        while let Ok(Some(_)) = field.chunk().await {}
+/// Passes `result` on; when it is an error, first reads and drops what is left of the upload
+/// (at most `api.max_upload_bytes`, and not past a stall or a malformed part), so that the
+/// client gets the error answer rather than a broken pipe.
+async fn drain_on_error(
+    result: Result<Response, KuboError>,
+    multipart: &mut multer::Multipart<'static>,
+) -> Result<Response, KuboError> {
+    if result.is_err() {
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(_)) = field.chunk().await {}
+        }
     }
+    result
 }
 
 /// The options of one `add`.
@@ -585,10 +589,7 @@ pub(crate) async fn dag_import(
 ) -> Result<Response, KuboError> {
     let mut multipart = multipart(&state, request)?;
     let result = import_cars(&state, &params, &mut multipart).await;
-    if result.is_err() {
-        drain(&mut multipart).await;
-    }
-    result
+    drain_on_error(result, &mut multipart).await
 }
 
 async fn import_cars(
@@ -641,10 +642,7 @@ pub(crate) async fn block_put(
 ) -> Result<Response, KuboError> {
     let mut multipart = multipart(&state, request)?;
     let result = put_blocks(&state, &params, &mut multipart).await;
-    if result.is_err() {
-        drain(&mut multipart).await;
-    }
-    result
+    drain_on_error(result, &mut multipart).await
 }
 
 async fn put_blocks(
