@@ -74,8 +74,8 @@ pub use protocol::{
     encode_response, frame, proto, read_frame, write_frame,
 };
 pub use query::{
-    Action, FoundPeer, Lookup, LookupResult, MAX_LOOKUP_PEERS, MAX_LOOKUP_PROVIDERS, QueryConfig,
-    RttEstimator,
+    Action, BETA, FoundPeer, Lookup, LookupResult, MAX_LOOKUP_PEERS, MAX_LOOKUP_PROVIDERS,
+    QueryConfig, RttEstimator,
 };
 pub use seams::{
     ChannelDialer, DIAL_CHANNEL_CAPACITY, DialRequest, Dialer, HeadHandle, LookupError,

@@ -29,8 +29,12 @@
 //! that a slow but honest peer (slower than the stall timeout) may be missing from the result
 //! although it is among the `k` closest. The lookup also ends when nobody is left to ask and
 //! nothing is in flight: while fewer than `k` peers answered and only stalled requests are
-//! left, it waits for them (they are the only source of more peers). GET_PROVIDERS with a
-//! limit also ends once enough providers are known. Peers that failed, timed out or are still
+//! left, it waits for them (they are the only source of more peers) only while fewer than
+//! [`BETA`] peers answered (the spec's "β closest reachable peers ... have been queried"):
+//! with β answers it ends, instead of holding its result for the request timeout of peers
+//! that are most likely dead (a GET_PROVIDERS with a provider limit not yet reached still
+//! waits, since a late answer may hold the providers). GET_PROVIDERS with a limit also ends
+//! once enough providers are known. Peers that failed, timed out or are still
 //! stalled are never in the result (only peers that answered are). The peers kept are bounded
 //! by [`MAX_LOOKUP_PEERS`]: the farthest not-yet-contacted ones are dropped.
 
@@ -41,6 +45,10 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::kbucket::{Distance, K, Key};
 use crate::protocol::PeerInfo;
+
+/// The spec's resilience parameter β (../shared/specs/kad-dht.md, "Termination"): a lookup
+/// that has nobody left to ask but stalled peers ends once this many peers answered.
+pub const BETA: usize = 3;
 
 /// Most peers a lookup keeps track of.
 pub const MAX_LOOKUP_PEERS: usize = 10 * K;
@@ -299,6 +307,23 @@ impl Lookup {
         self.stall_timeout = timeout.max(Duration::from_millis(1));
     }
 
+    /// Stalls the request to `peer` now, before its stall timeout: the caller knows it will
+    /// not be answered soon (its first try failed and it is tried again). As any stalled
+    /// request it stops counting toward `alpha` and holding up the end, may still answer
+    /// until `request_timeout`, and is reported by [`Lookup::take_stalled`]. Ignored unless
+    /// the request is in flight and not stalled yet.
+    pub fn stall_now(&mut self, peer: &PeerId) {
+        let Some(c) = self.index.get(peer).and_then(|d| self.peers.get_mut(d)) else {
+            return;
+        };
+        if let State::Waiting { deadline, .. } = c.state {
+            c.state = State::Stalled(deadline);
+            self.in_flight -= 1;
+            self.stalled += 1;
+            self.newly_stalled.push(c.peer);
+        }
+    }
+
     /// The peers whose request stalled since the last call, in no particular order (each
     /// request stalls at most once).
     pub fn take_stalled(&mut self) -> Vec<PeerId> {
@@ -378,8 +403,10 @@ impl Lookup {
             }
         }
         // Nobody left to ask and fewer than k answers: wait for the requests in flight,
-        // stalled ones included (the only source of more peers).
-        if self.in_flight + self.stalled > 0 {
+        // stalled ones included (the only source of more peers), unless only stalled ones are
+        // left and β peers answered (module doc, "Termination").
+        let dry = self.in_flight == 0 && succeeded >= BETA && self.stop_after_providers.is_none();
+        if self.in_flight + self.stalled > 0 && !dry {
             Action::Wait
         } else {
             self.finished = true;

@@ -79,7 +79,10 @@ pub(crate) struct Inner {
 /// is in fact alive comes back as a candidate (named in answers, probed, admitted). Other
 /// failed lookup requests (dial refused, invalid answer) count toward
 /// [`TableConfig::max_failures`]; a failed liveness
-/// probe evicts at once. Requests still in flight when a lookup ends (stalled ones, see
+/// probe evicts at once. A lookup request that failed, stalled (see [`Lookup`]; its stall
+/// timeout follows the round trips of answered requests, [`crate::RttEstimator`]) or whose
+/// first try failed (it is then stalled at once, `Lookup::stall_now`) makes its peer a
+/// suspect, which lookups skip until it answers ([`RoutingTable::mark_suspect`]). Requests still in flight when a lookup ends (stalled ones, see
 /// [`Lookup`], or farther than its k closest) are not dropped: a task follows them to
 /// their answer or timeout (at most the request timeout) and records the outcome in the
 /// table all the same.
@@ -522,6 +525,19 @@ impl Inner {
         addrs: Vec<Multiaddr>,
         request: &Request,
     ) -> Result<Option<Response>, RequestError> {
+        self.request_with(head, peer, addrs, request, || {}).await
+    }
+
+    /// [`Inner::request`], calling `on_retry` when the first try failed and the request is
+    /// tried again (`Dht`'s doc, "Retry").
+    async fn request_with(
+        &self,
+        head: usize,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: &Request,
+        on_retry: impl FnOnce(),
+    ) -> Result<Option<Response>, RequestError> {
         bump(&self.stats.outbound_requests);
         let timeout = self.config.query.request_timeout;
         let body = encode_request(request);
@@ -532,6 +548,7 @@ impl Inner {
         let work = async {
             match attempt().await {
                 Err(e) if e.is_stream_failure() => {
+                    on_retry();
                     let jitter = crate::kbucket::entropy() % RETRY_JITTER_MS;
                     tokio::time::sleep(RETRY_PAUSE + Duration::from_millis(jitter)).await;
                     attempt().await
@@ -610,6 +627,9 @@ impl Inner {
             _ => Request::FindNode { key: key.to_vec() },
         };
         let mut in_flight = futures::stream::FuturesUnordered::new();
+        // Peers whose first try failed: their request is stalled at once (`Lookup::stall_now`).
+        // At most one message per request, so the channel never fills.
+        let (retry_tx, mut retries) = tokio::sync::mpsc::channel(crate::MAX_LOOKUP_PEERS);
         loop {
             let action = lookup.next_action(Instant::now());
             let stalled = lookup.take_stalled();
@@ -626,8 +646,14 @@ impl Inner {
                     let addrs = lookup.addrs(&peer).to_vec();
                     let request = request.clone();
                     let inner = self.clone();
+                    let retry_tx = retry_tx.clone();
                     in_flight.push(async move {
-                        let r = inner.request(head, peer, addrs.clone(), &request).await;
+                        let on_retry = move || {
+                            let _ = retry_tx.try_send(peer);
+                        };
+                        let r = inner
+                            .request_with(head, peer, addrs.clone(), &request, on_retry)
+                            .await;
                         (peer, addrs, r)
                     });
                 }
@@ -652,6 +678,7 @@ impl Inner {
                                 None => lookup.on_failure(&peer),
                             }
                         }
+                        Some(peer) = retries.recv() => lookup.stall_now(&peer),
                         () = tokio::time::sleep_until(deadline.into()) => {}
                     }
                 }

@@ -687,3 +687,102 @@ fn silent_peers_cost_about_an_adaptive_stall_timeout_each_round() {
     assert!(took < Duration::from_millis(400), "took {took:?}");
     assert!(took_fixed >= Duration::from_secs(1));
 }
+
+#[test]
+fn with_nobody_left_but_stalled_peers_a_lookup_ends_once_beta_answered() {
+    let target = Key::from_bytes(b"beta");
+    let sorted = sorted_peers(5, &target);
+    let start = |n: usize, providers: Option<usize>| {
+        let mut lookup = Lookup::new(
+            target,
+            sorted[..n].iter().map(|p| (*p, vec![])),
+            stall_config(10, 20),
+        );
+        if let Some(p) = providers {
+            lookup = lookup.stop_after_providers(p);
+        }
+        let t0 = Instant::now();
+        assert_eq!(sends(&mut lookup, t0).len(), n);
+        (lookup, t0)
+    };
+    // 3 = β answer, 2 stall: nobody else to ask, the lookup ends at the stall.
+    let (mut lookup, t0) = start(5, None);
+    for p in &sorted[2..5] {
+        assert!(lookup.on_success(p, vec![], vec![]));
+    }
+    assert_eq!(
+        lookup.next_action(t0 + Duration::from_millis(999)),
+        Action::Wait
+    );
+    assert_eq!(
+        lookup.next_action(t0 + Duration::from_secs(1)),
+        Action::Finished
+    );
+    assert_eq!(lookup.into_result().closest.len(), 3);
+    // 2 answers only: the stalled requests are waited for until their timeout.
+    let (mut lookup, t0) = start(4, None);
+    for p in &sorted[2..4] {
+        assert!(lookup.on_success(p, vec![], vec![]));
+    }
+    assert_eq!(
+        lookup.next_action(t0 + Duration::from_secs(1)),
+        Action::Wait
+    );
+    assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(10)));
+    assert_eq!(
+        lookup.next_action(t0 + Duration::from_secs(10)),
+        Action::Finished
+    );
+    // A GET_PROVIDERS still short of providers waits too: a late answer may hold them.
+    let (mut lookup, t0) = start(5, Some(1));
+    for p in &sorted[2..5] {
+        assert!(lookup.on_success(p, vec![], vec![]));
+    }
+    assert_eq!(
+        lookup.next_action(t0 + Duration::from_secs(1)),
+        Action::Wait
+    );
+    assert!(lookup.on_success(&sorted[0], vec![], vec![info(&sorted[4])]));
+    assert_eq!(
+        lookup.next_action(t0 + Duration::from_secs(2)),
+        Action::Finished
+    );
+}
+
+#[test]
+fn a_request_stalled_at_once_frees_its_slot_and_may_still_answer() {
+    let target = Key::from_bytes(b"stall now");
+    let sorted = sorted_peers(4, &target);
+    let mut lookup = Lookup::new(
+        target,
+        sorted.iter().map(|p| (*p, vec![])),
+        stall_config(1, 2),
+    );
+    let t0 = Instant::now();
+    assert_eq!(sends(&mut lookup, t0), sorted[..1]);
+    // Its first try was reset; the retry is under way.
+    lookup.stall_now(&sorted[0]);
+    assert_eq!(lookup.stalled(), 1);
+    assert_eq!(lookup.take_stalled(), vec![sorted[0]]);
+    assert_eq!(
+        sends(&mut lookup, t0),
+        sorted[1..2],
+        "its slot is free at once"
+    );
+    // Only requests in flight and not yet stalled are affected.
+    lookup.stall_now(&sorted[0]);
+    lookup.stall_now(&sorted[3]);
+    assert_eq!(lookup.stalled(), 1);
+    assert!(lookup.take_stalled().is_empty());
+    // The retry succeeds: the answer is taken.
+    assert!(lookup.on_success(&sorted[0], vec![], vec![]));
+    assert!(lookup.on_success(&sorted[1], vec![], vec![]));
+    assert_eq!(lookup.next_action(t0), Action::Finished);
+    let got: Vec<PeerId> = lookup
+        .into_result()
+        .closest
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(got, sorted[..2]);
+}
