@@ -35,7 +35,7 @@ use libp2p::{Multiaddr, PeerId, identify, noise, yamux};
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Request timeout of the test: the product's default (`QueryConfig::default()`, 10 s, with
-/// its 1 s stall timeout keeping lookups moving). Not shorter: 234 libp2p hosts share 2 cores
+/// its stall timeout, at most 1 s, keeping lookups moving). Not shorter: 234 libp2p hosts share 2 cores
 /// here, probing every peer they hear of (about 1,000 to 2,000 probes a second, each on a new
 /// connection, for the whole bootstrap), so the runtime's scheduling delay alone reaches 0.3
 /// to 1 s and healthy round trips of 2 to 5 s are common once anything else runs on the
