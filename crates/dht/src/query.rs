@@ -15,7 +15,8 @@
 //! round trips the node observes ([`RttEstimator`], TCP's SRTT/RTTVAR of RFC 6298:
 //! `srtt + 4 × rttvar`, clamped to [`QueryConfig::min_stall_timeout`] ..
 //! [`QueryConfig::stall_timeout`]); the caller passes the current value with
-//! [`Lookup::set_stall_timeout`], and learns which peers stalled from
+//! [`Lookup::set_stall_timeout`], stalls a request at once with [`Lookup::stall_now`] when it
+//! knows no answer will come soon (its first try failed), and learns which peers stalled from
 //! [`Lookup::take_stalled`] (to mark them suspect in the routing table, so that other lookups
 //! skip them until they answer).
 //!
@@ -36,7 +37,9 @@
 //! waits, since a late answer may hold the providers). GET_PROVIDERS with a limit also ends
 //! once enough providers are known. Peers that failed, timed out or are still
 //! stalled are never in the result (only peers that answered are). The peers kept are bounded
-//! by [`MAX_LOOKUP_PEERS`]: the farthest not-yet-contacted ones are dropped.
+//! by [`MAX_LOOKUP_PEERS`]: the farthest not-yet-contacted ones are dropped. Each peer is asked
+//! at most once, so a lookup has at most [`MAX_LOOKUP_PEERS`] requests in flight, at most
+//! `alpha` of them not stalled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
