@@ -38,6 +38,17 @@
 //! whose lookup request timed out or whose stream failed on both tries (the doc of
 //! [`Dht`](crate::Dht), "Admission"); `record_failure` is left for the other failures.
 //!
+//! Suspects: a peer whose request stalled (no answer within the lookup's stall timeout, see
+//! [`crate::Lookup`]) or failed is marked with [`RoutingTable::mark_suspect`], whether it is
+//! in the table or was only named by others. Lookups skip suspects
+//! ([`RoutingTable::closest_for_lookup`], [`RoutingTable::is_suspect`]) until they answer a
+//! request (any [`RoutingTable::insert_verified`] clears the mark) or
+//! [`TableConfig::suspect_for`] passes. A suspect stays in the table (spec: peers "MUST NOT be
+//! removed from the Routing Table as long as they remain online"): the request that stalled
+//! is followed to its answer or timeout, and a timeout evicts it. So one silent peer costs
+//! the node one stall timeout, not one per lookup, as go-libp2p's dial backoff makes a dead
+//! peer fail fast for later queries.
+//!
 //! Full bucket ("Replacement Policy", seniority): a verified newcomer does not replace
 //! anybody directly. [`InsertOutcome::ProbeOldest`] asks the network layer to probe the
 //! least-recently-seen entry; the newcomer is kept as that entry's pending replacement and
@@ -190,6 +201,12 @@ pub struct TableConfig {
     pub candidate_retry_after: Duration,
     /// Most peers in the table; verified peers past it are refused. Default 20 000.
     pub max_peers: usize,
+    /// A suspect (module doc, "Suspects") that does not answer is skipped by lookups for this
+    /// long. Default 60 s: long enough that the lookups of the next minute do not stall on a
+    /// dead peer again, short enough that a peer wrongly suspected under load (its answer
+    /// later than the request timeout) is not left out for long. At most 4 ×
+    /// `max_candidates` suspects are remembered (the oldest marks are forgotten first).
+    pub suspect_for: Duration,
 }
 
 impl Default for TableConfig {
@@ -203,6 +220,7 @@ impl Default for TableConfig {
             max_candidates: 512,
             candidate_retry_after: Duration::from_secs(600),
             max_peers: 20_000,
+            suspect_for: Duration::from_secs(60),
         }
     }
 }
@@ -307,6 +325,7 @@ pub struct RoutingTable {
     candidates: VecDeque<(PeerId, Vec<Multiaddr>)>,
     candidate_set: HashSet<PeerId>,
     failed_candidates: HashMap<PeerId, Instant>,
+    suspects: HashMap<PeerId, Instant>,
 }
 
 impl RoutingTable {
@@ -328,6 +347,7 @@ impl RoutingTable {
             candidates: VecDeque::new(),
             candidate_set: HashSet::new(),
             failed_candidates: HashMap::new(),
+            suspects: HashMap::new(),
         }
     }
 
@@ -405,10 +425,20 @@ impl RoutingTable {
         n: usize,
         exclude: Option<&PeerId>,
     ) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        self.closest_where(key, n, |p| Some(p) != exclude)
+    }
+
+    /// Up to `n` peers closest to `key` among those `keep` accepts, nearest first.
+    fn closest_where(
+        &self,
+        key: &Key,
+        n: usize,
+        keep: impl Fn(&PeerId) -> bool,
+    ) -> Vec<(PeerId, Vec<Multiaddr>)> {
         let mut all: Vec<(Distance, &PeerId, &Entry)> = self
             .peers
             .iter()
-            .filter(|(p, _)| Some(*p) != exclude)
+            .filter(|(p, _)| keep(p))
             .map(|(p, e)| (Key::from_peer(p).distance(key), p, e))
             .collect();
         if all.len() > n {
@@ -419,6 +449,50 @@ impl RoutingTable {
         all.into_iter()
             .map(|(_, p, e)| (*p, e.addrs.clone()))
             .collect()
+    }
+
+    /// The seeds of a lookup: up to `n` peers closest to `key` that are not suspects at `now`
+    /// (module doc, "Suspects"), nearest first; when every peer is a suspect, the closest of
+    /// them all (a lookup is better started from suspects than not at all).
+    pub fn closest_for_lookup(
+        &self,
+        key: &Key,
+        n: usize,
+        now: Instant,
+    ) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        let seeds = self.closest_where(key, n, |p| !self.is_suspect(p, now));
+        if seeds.is_empty() {
+            self.closest(key, n, None)
+        } else {
+            seeds
+        }
+    }
+
+    /// Marks `peer` suspect at `now`: its request stalled or failed (module doc, "Suspects").
+    pub fn mark_suspect(&mut self, peer: PeerId, now: Instant) {
+        if self.is_head(&peer) {
+            return;
+        }
+        let cap = self.memory_cap();
+        remember(&mut self.suspects, peer, now, cap, self.config.suspect_for);
+    }
+
+    /// Whether `peer` is a suspect at `now`: marked within [`TableConfig::suspect_for`] and
+    /// not heard from since.
+    pub fn is_suspect(&self, peer: &PeerId, now: Instant) -> bool {
+        self.suspects
+            .get(peer)
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.config.suspect_for)
+    }
+
+    /// Number of suspect marks remembered (expired ones included until they are dropped).
+    pub fn suspect_count(&self) -> usize {
+        self.suspects.len()
+    }
+
+    /// Most entries of the failed-candidate and suspect memories.
+    fn memory_cap(&self) -> usize {
+        self.config.max_candidates.saturating_mul(4).max(1)
     }
 
     /// Adds `peer`, which has just answered one of our requests within the timeout, or marks
@@ -433,6 +507,7 @@ impl RoutingTable {
         if self.is_head(&peer) {
             return InsertOutcome::Rejected(RejectReason::OwnHead);
         }
+        self.suspects.remove(&peer);
         let mut addrs = addrs;
         addrs.truncate(MAX_ADDRS_PER_PEER);
         if let Some(entry) = self.peers.get_mut(&peer) {
@@ -656,22 +731,9 @@ impl RoutingTable {
     /// [`TableConfig::candidate_retry_after`]. The memory of failures is bounded by
     /// 4 × [`TableConfig::max_candidates`] (the oldest are forgotten first).
     pub fn candidate_failed(&mut self, peer: PeerId, now: Instant) {
-        let cap = self.config.max_candidates.saturating_mul(4).max(1);
-        if self.failed_candidates.len() >= cap {
-            let retry = self.config.candidate_retry_after;
-            self.failed_candidates
-                .retain(|_, t| now.saturating_duration_since(*t) < retry);
-            if self.failed_candidates.len() >= cap
-                && let Some(oldest) = self
-                    .failed_candidates
-                    .iter()
-                    .min_by_key(|(_, t)| **t)
-                    .map(|(p, _)| *p)
-            {
-                self.failed_candidates.remove(&oldest);
-            }
-        }
-        self.failed_candidates.insert(peer, now);
+        let cap = self.memory_cap();
+        let retry = self.config.candidate_retry_after;
+        remember(&mut self.failed_candidates, peer, now, cap, retry);
     }
 
     /// Peers not heard from within [`TableConfig::liveness_interval`], with their addresses
@@ -784,6 +846,26 @@ pub enum FailureOutcome {
     },
 }
 
+/// Records `peer` at `now` in a memory of marks that expire after `expiry`, holding at most
+/// `cap` of them: when full, the expired marks are dropped, then the oldest one.
+fn remember(
+    marks: &mut HashMap<PeerId, Instant>,
+    peer: PeerId,
+    now: Instant,
+    cap: usize,
+    expiry: Duration,
+) {
+    if marks.len() >= cap && !marks.contains_key(&peer) {
+        marks.retain(|_, t| now.saturating_duration_since(*t) < expiry);
+        if marks.len() >= cap
+            && let Some(oldest) = marks.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p)
+        {
+            marks.remove(&oldest);
+        }
+    }
+    marks.insert(peer, now);
+}
+
 /// A source of non-cryptographic random `u64`s from the standard library's per-process
 /// random hasher keys (no extra dependency). Good for refresh targets, which need not be
 /// unpredictable.
@@ -797,409 +879,4 @@ pub fn entropy() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn peer(i: u32) -> PeerId {
-        let mut seed = [0u8; 32];
-        seed[..4].copy_from_slice(&i.to_be_bytes());
-        seed[31] = 0xaa;
-        libp2p::identity::Keypair::ed25519_from_bytes(seed)
-            .expect("32 bytes")
-            .public()
-            .to_peer_id()
-    }
-
-    fn addr(i: u32) -> Vec<Multiaddr> {
-        let b = i.to_be_bytes();
-        vec![
-            format!("/ip4/{}.{}.{}.{}/tcp/4001", 10 + b[1], b[2], b[3], 1)
-                .parse()
-                .unwrap(),
-        ]
-    }
-
-    fn open_config() -> TableConfig {
-        TableConfig {
-            diversity: None,
-            ..TableConfig::default()
-        }
-    }
-
-    #[test]
-    fn key_of_spec_example() {
-        // ../shared/specs/kad-dht.md, "Kademlia Keyspace" example.
-        let peer: PeerId = "12D3KooWLU2znyJMtDiHArqAGbZn8CgUGp92kxDBtefftEEaHSZS"
-            .parse()
-            .unwrap();
-        let key = Key::from_peer(&peer);
-        let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "e43d28f0996557c0d5571d75c62a57a59d7ac1d30a51ecedcdb9d5e4afa56100"
-        );
-    }
-
-    #[test]
-    fn content_key_of_spec_example() {
-        // "Content Kademlia Identifier" example.
-        let mh: Vec<u8> = (0..34)
-            .map(|i| {
-                u8::from_str_radix(
-                    &"1220e536c7f88d731f374dccb568aff6f56e838a19382e488039b1ca8ad2599e82fe"
-                        [2 * i..2 * i + 2],
-                    16,
-                )
-                .unwrap()
-            })
-            .collect();
-        let hex: String = Key::from_bytes(&mh)
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            hex,
-            "d623250f3f660ab4c3a53d3c97b3f6a0194c548053488d093520206248253bcb"
-        );
-    }
-
-    #[test]
-    fn distance_is_symmetric_and_zero_on_self() {
-        let a = Key::from_bytes(b"a");
-        let b = Key::from_bytes(b"b");
-        assert_eq!(a.distance(&b), b.distance(&a));
-        assert_eq!(a.distance(&a).leading_zeros(), 256);
-        assert!(a.distance(&a) < a.distance(&b));
-    }
-
-    #[test]
-    fn only_verified_peers_enter_and_candidates_do_not() {
-        let head = peer(0);
-        let mut t = RoutingTable::new(&[head], open_config());
-        let now = Instant::now();
-        assert!(t.add_candidate(peer(1), addr(1), now));
-        assert!(!t.contains(&peer(1)), "a candidate is not in the table");
-        assert!(t.closest(&Key::from_peer(&peer(1)), 20, None).is_empty());
-        assert_eq!(t.take_candidates(10), vec![(peer(1), addr(1))]);
-        assert!(matches!(
-            t.insert_verified(peer(1), addr(1), now),
-            InsertOutcome::Inserted { .. }
-        ));
-        assert!(t.contains(&peer(1)));
-        assert!(
-            !t.add_candidate(peer(1), addr(1), now),
-            "already in the table"
-        );
-        assert_eq!(
-            t.insert_verified(head, addr(0), now),
-            InsertOutcome::Rejected(RejectReason::OwnHead)
-        );
-        assert_eq!(
-            t.insert_verified(peer(2), vec![], now),
-            InsertOutcome::Rejected(RejectReason::NoAddresses)
-        );
-    }
-
-    #[test]
-    fn candidate_set_is_bounded_and_failed_candidates_wait() {
-        let mut t = RoutingTable::new(
-            &[peer(0)],
-            TableConfig {
-                max_candidates: 3,
-                ..open_config()
-            },
-        );
-        let now = Instant::now();
-        let added = (1..10)
-            .filter(|i| t.add_candidate(peer(*i), addr(*i), now))
-            .count();
-        assert_eq!(added, 3);
-        assert_eq!(t.candidate_count(), 3);
-        let taken = t.take_candidates(1);
-        t.candidate_failed(taken[0].0, now);
-        assert!(!t.add_candidate(taken[0].0, addr(1), now + Duration::from_secs(1)));
-        assert!(t.add_candidate(taken[0].0, addr(1), now + Duration::from_secs(601)));
-    }
-
-    #[test]
-    fn refused_verified_peers_are_not_candidates_again_for_a_while() {
-        let mut config = open_config();
-        config.k = 1;
-        let mut t = RoutingTable::new(&[peer(0)], config);
-        let now = Instant::now();
-        // Fill one bucket, then offer two more peers of that same bucket.
-        let b = t.bucket_of(&Key::from_peer(&peer(1)));
-        let same: Vec<PeerId> = (2..2000)
-            .map(peer)
-            .filter(|p| t.bucket_of(&Key::from_peer(p)) == b)
-            .take(2)
-            .collect();
-        assert_eq!(same.len(), 2, "found two more peers of one bucket");
-        assert!(matches!(
-            t.insert_verified(peer(1), addr(1), now),
-            InsertOutcome::Inserted { .. }
-        ));
-        assert!(matches!(
-            t.insert_verified(same[0], addr(2), now),
-            InsertOutcome::ProbeOldest { .. }
-        ));
-        assert_eq!(
-            t.insert_verified(same[1], addr(3), now),
-            InsertOutcome::Rejected(RejectReason::BucketFull)
-        );
-        assert!(!t.add_candidate(same[1], addr(3), now + Duration::from_secs(1)));
-        // The oldest answers its probe: the waiting newcomer is dropped and not re-probed soon.
-        assert_eq!(
-            t.insert_verified(peer(1), addr(1), now),
-            InsertOutcome::Updated
-        );
-        assert!(!t.add_candidate(same[0], addr(2), now + Duration::from_secs(1)));
-        let later = now + t.config().candidate_retry_after + Duration::from_secs(1);
-        assert!(t.add_candidate(same[0], addr(2), later));
-        assert!(t.add_candidate(same[1], addr(3), later));
-    }
-
-    #[test]
-    fn failures_remove_after_the_configured_count() {
-        let mut t = RoutingTable::new(&[peer(0)], open_config());
-        let now = Instant::now();
-        t.insert_verified(peer(1), addr(1), now);
-        assert_eq!(t.record_failure(&peer(1), now), FailureOutcome::Counted);
-        // An answer resets the count.
-        t.insert_verified(peer(1), vec![], now);
-        assert_eq!(t.record_failure(&peer(1), now), FailureOutcome::Counted);
-        assert_eq!(
-            t.record_failure(&peer(1), now),
-            FailureOutcome::Removed { replaced_by: None }
-        );
-        assert!(!t.contains(&peer(1)));
-
-        let mut t1 = RoutingTable::new(
-            &[peer(0)],
-            TableConfig {
-                max_failures: 1,
-                ..open_config()
-            },
-        );
-        t1.insert_verified(peer(1), addr(1), now);
-        assert_eq!(
-            t1.record_failure(&peer(1), now),
-            FailureOutcome::Removed { replaced_by: None }
-        );
-    }
-
-    /// Peers that all fall in one bucket of `head`.
-    fn same_bucket_peers(t: &RoutingTable, n: usize) -> Vec<PeerId> {
-        let mut by_bucket: HashMap<BucketId, Vec<PeerId>> = HashMap::new();
-        for i in 1..10_000 {
-            let p = peer(i);
-            let b = t.bucket_of(&Key::from_peer(&p));
-            let v = by_bucket.entry(b).or_default();
-            v.push(p);
-            if v.len() == n {
-                return v.clone();
-            }
-        }
-        panic!("no bucket with {n} peers");
-    }
-
-    #[test]
-    fn full_bucket_keeps_the_senior_peer_unless_it_fails_its_probe() {
-        let mut t = RoutingTable::new(
-            &[peer(0)],
-            TableConfig {
-                k: 3,
-                ..open_config()
-            },
-        );
-        let ps = same_bucket_peers(&t, 5);
-        let t0 = Instant::now();
-        for (i, p) in ps[..3].iter().enumerate() {
-            let out = t.insert_verified(*p, addr(i as u32), t0 + Duration::from_secs(i as u64));
-            assert!(matches!(out, InsertOutcome::Inserted { .. }));
-        }
-        let later = t0 + Duration::from_secs(10);
-        // Newcomer: the oldest (ps[0]) is to be probed; nobody is replaced yet.
-        let out = t.insert_verified(ps[3], addr(3), later);
-        assert_eq!(
-            out,
-            InsertOutcome::ProbeOldest {
-                oldest: ps[0],
-                addrs: addr(0)
-            }
-        );
-        assert!(!t.contains(&ps[3]));
-        // A second newcomer while the probe is pending is refused.
-        assert_eq!(
-            t.insert_verified(ps[4], addr(4), later),
-            InsertOutcome::Rejected(RejectReason::BucketFull)
-        );
-        // The oldest answers: it stays, the newcomer is dropped.
-        assert_eq!(
-            t.insert_verified(ps[0], vec![], later),
-            InsertOutcome::Updated
-        );
-        assert!(t.contains(&ps[0]) && !t.contains(&ps[3]));
-        // Next newcomer: now ps[1] is the oldest; it fails its probe and is replaced.
-        let out = t.insert_verified(ps[3], addr(3), later);
-        assert_eq!(
-            out,
-            InsertOutcome::ProbeOldest {
-                oldest: ps[1],
-                addrs: addr(1)
-            }
-        );
-        assert_eq!(
-            t.evict(&ps[1], later),
-            FailureOutcome::Removed {
-                replaced_by: Some(ps[3])
-            }
-        );
-        assert!(t.contains(&ps[3]) && !t.contains(&ps[1]));
-        assert_eq!(t.len(), 3);
-    }
-
-    #[test]
-    fn diversity_limits_per_table_and_per_bucket() {
-        let mut t = RoutingTable::new(&[peer(0)], TableConfig::default());
-        let now = Instant::now();
-        let same_group =
-            |i: u32| -> Vec<Multiaddr> { vec![format!("/ip4/7.7.{i}.1/tcp/1").parse().unwrap()] };
-        // Per bucket: the 3rd peer of one group in one bucket is refused.
-        let ps = same_bucket_peers(&t, 3);
-        assert!(matches!(
-            t.insert_verified(ps[0], same_group(1), now),
-            InsertOutcome::Inserted { .. }
-        ));
-        assert!(matches!(
-            t.insert_verified(ps[1], same_group(2), now),
-            InsertOutcome::Inserted { .. }
-        ));
-        assert_eq!(
-            t.insert_verified(ps[2], same_group(3), now),
-            InsertOutcome::Rejected(RejectReason::Diversity)
-        );
-        // Per table: a 3rd in another bucket is fine, a 4th is refused.
-        let b0 = t.bucket_of(&Key::from_peer(&ps[0]));
-        let others: Vec<PeerId> = (1..1000)
-            .map(peer)
-            .filter(|p| t.bucket_of(&Key::from_peer(p)) != b0)
-            .take(2)
-            .collect();
-        assert!(matches!(
-            t.insert_verified(others[0], same_group(4), now),
-            InsertOutcome::Inserted { .. }
-        ));
-        assert_eq!(
-            t.insert_verified(others[1], same_group(5), now),
-            InsertOutcome::Rejected(RejectReason::Diversity)
-        );
-        // A peer with one good and one over-represented address is refused too.
-        let mut mixed = addr(77);
-        mixed.extend(same_group(6));
-        assert_eq!(
-            t.insert_verified(others[1], mixed, now),
-            InsertOutcome::Rejected(RejectReason::Diversity)
-        );
-        // Removing one frees a slot.
-        t.evict(&others[0], now);
-        assert!(matches!(
-            t.insert_verified(others[1], same_group(7), now),
-            InsertOutcome::Inserted { .. }
-        ));
-    }
-
-    #[test]
-    fn closest_is_exact_and_excludes() {
-        let mut t = RoutingTable::new(
-            &[peer(0)],
-            TableConfig {
-                k: 1000,
-                ..open_config()
-            },
-        );
-        let now = Instant::now();
-        let ps: Vec<PeerId> = (1..200).map(peer).collect();
-        for (i, p) in ps.iter().enumerate() {
-            t.insert_verified(*p, addr(i as u32), now);
-        }
-        let target = Key::from_bytes(b"some content");
-        let mut expected: Vec<PeerId> = ps.clone();
-        expected.sort_by_key(|p| Key::from_peer(p).distance(&target));
-        let got: Vec<PeerId> = t
-            .closest(&target, 20, None)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(got, expected[..20]);
-        let got: Vec<PeerId> = t
-            .closest(&target, 20, Some(&expected[0]))
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(got, expected[1..21]);
-    }
-
-    #[test]
-    fn buckets_belong_to_the_closest_head() {
-        let heads = [peer(0), peer(1), peer(2)];
-        let t = RoutingTable::new(&heads, open_config());
-        for i in 10..200 {
-            let k = Key::from_peer(&peer(i));
-            let b = t.bucket_of(&k);
-            let closest = heads
-                .iter()
-                .min_by_key(|h| Key::from_peer(h).distance(&k))
-                .unwrap();
-            assert_eq!(heads[b.head], *closest);
-            assert_eq!(
-                u32::from(b.cpl),
-                Key::from_peer(closest).common_prefix_len(&k)
-            );
-        }
-    }
-
-    #[test]
-    fn refresh_targets_fall_in_stale_buckets() {
-        let mut t = RoutingTable::new(&[peer(0), peer(1)], open_config());
-        let t0 = Instant::now();
-        for i in 2..60 {
-            t.insert_verified(peer(i), addr(i), t0);
-        }
-        let stale = t.stale_buckets(t0);
-        assert!(!stale.is_empty());
-        for b in &stale {
-            if b.cpl > 12 {
-                continue;
-            }
-            let key = t
-                .random_key_in_bucket(*b, 1 << 16, &mut entropy)
-                .expect("found");
-            assert!(
-                PeerId::from_bytes(&key).is_ok(),
-                "refresh keys are peer IDs"
-            );
-            assert_eq!(t.bucket_of(&Key::from_bytes(&key)), *b);
-            t.mark_refreshed(&Key::from_bytes(&key), t0);
-        }
-        let still: Vec<_> = t
-            .stale_buckets(t0)
-            .into_iter()
-            .filter(|b| b.cpl <= 12)
-            .collect();
-        assert!(still.is_empty(), "{still:?}");
-        // After the interval they are stale again.
-        assert!(!t.stale_buckets(t0 + Duration::from_secs(601)).is_empty());
-    }
-
-    #[test]
-    fn liveness_due_after_interval() {
-        let mut t = RoutingTable::new(&[peer(0)], open_config());
-        let t0 = Instant::now();
-        t.insert_verified(peer(1), addr(1), t0);
-        assert!(t.due_for_liveness(t0 + Duration::from_secs(10)).is_empty());
-        let due = t.due_for_liveness(t0 + Duration::from_secs(301));
-        assert_eq!(due, vec![(peer(1), addr(1))]);
-    }
-}
+mod tests;

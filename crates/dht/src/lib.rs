@@ -15,13 +15,18 @@
 //!   TableConfig)`, `insert_verified(peer, addrs, now) -> InsertOutcome`,
 //!   `record_failure(&peer, now)`, `evict(&peer, now)`, `add_candidate`, `take_candidates`,
 //!   `candidate_failed`, `closest(&Key, n, exclude) -> Vec<(PeerId, Vec<Multiaddr>)>`,
+//!   suspects (peers whose request stalled or failed, skipped by lookups until they answer):
+//!   `mark_suspect(peer, now)`, `is_suspect(&peer, now)`, `closest_for_lookup(&Key, n, now)`,
 //!   `due_for_liveness(now)`, `stale_buckets(now) -> Vec<BucketId>`,
 //!   `random_key_in_bucket(bucket, tries, entropy)`, `mark_refreshed`.
 //! - `query`: `Lookup::new(target, seeds, QueryConfig)`, `.stop_after_providers(n)`,
 //!   `next_action(now) -> Action {Send(peer), Wait, Finished}`, `on_success(&peer, closer,
-//!   providers)`, `on_failure(&peer)`, `next_deadline()`, `stalled()`, `into_result() ->
-//!   LookupResult`; `QueryConfig { alpha, k, request_timeout, stall_timeout }` (requests
-//!   unanswered after `stall_timeout` stop counting toward α and stop holding up the end).
+//!   providers)`, `on_failure(&peer)`, `next_deadline()`, `stalled()`, `take_stalled()`,
+//!   `set_stall_timeout(d)`, `into_result() -> LookupResult`; `QueryConfig { alpha, k,
+//!   request_timeout, stall_timeout, min_stall_timeout }` (requests unanswered after the
+//!   stall timeout stop counting toward α and stop holding up the end); [`RttEstimator`]
+//!   (SRTT/RTTVAR of answered requests) gives that stall timeout, clamped to
+//!   `min_stall_timeout ..= stall_timeout`.
 //! - `heads`: `head_keypair(&[u8; 32], index, fleet_size) -> Result<Keypair, HeadError>`.
 //! - `seams`: what the node supplies: traits [`ProviderLookup`], [`ProviderSink`],
 //!   [`ValueStore`] (default [`RejectAllValues`]; [`NoProviders`] for no providers),
@@ -69,7 +74,8 @@ pub use protocol::{
     encode_response, frame, proto, read_frame, write_frame,
 };
 pub use query::{
-    Action, FoundPeer, Lookup, LookupResult, MAX_LOOKUP_PEERS, MAX_LOOKUP_PROVIDERS, QueryConfig,
+    Action, BETA, FoundPeer, Lookup, LookupResult, MAX_LOOKUP_PEERS, MAX_LOOKUP_PROVIDERS,
+    QueryConfig, RttEstimator,
 };
 pub use seams::{
     ChannelDialer, DIAL_CHANNEL_CAPACITY, DialRequest, Dialer, HeadHandle, LookupError,

@@ -8,10 +8,17 @@
 //! later answer is ignored).
 //!
 //! Stalled requests (as libp2p-kad's ClosestPeersIter with its `peer_timeout`): a request
-//! unanswered after [`QueryConfig::stall_timeout`] (default 1 s, below `request_timeout`) is
-//! *stalled*. It stays in flight until `request_timeout` and an answer before then is taken as
-//! usual, but it no longer counts toward `alpha`, so at most `alpha` non-stalled requests are
-//! in flight and a lookup goes on past silent peers instead of waiting for their timeouts.
+//! unanswered after the lookup's stall timeout is *stalled*. It stays in flight until
+//! `request_timeout` and an answer before then is taken as usual, but it no longer counts
+//! toward `alpha`, so at most `alpha` non-stalled requests are in flight and a lookup goes on
+//! past silent peers instead of waiting for their timeouts. The stall timeout adapts to the
+//! round trips the node observes ([`RttEstimator`], TCP's SRTT/RTTVAR of RFC 6298:
+//! `srtt + 4 × rttvar`, clamped to [`QueryConfig::min_stall_timeout`] ..
+//! [`QueryConfig::stall_timeout`]); the caller passes the current value with
+//! [`Lookup::set_stall_timeout`], stalls a request at once with [`Lookup::stall_now`] when it
+//! knows no answer will come soon (its first try failed), and learns which peers stalled from
+//! [`Lookup::take_stalled`] (to mark them suspect in the routing table, so that other lookups
+//! skip them until they answer).
 //!
 //! Termination: walking the peers nearest first and skipping those that failed or are
 //! stalled, when the first `k` of them have all answered (stricter than the spec's β = 3, as
@@ -20,13 +27,19 @@
 //! answered peer does not hold the lookup up: it is given up on once the `k` closest answered
 //! peers are known and no non-stalled request closer than them is pending. This is what
 //! removes the tail of several request timeouts in a row behind silent peers; the price is
-//! that a slow but honest peer (slower than `stall_timeout`) may be missing from the result
+//! that a slow but honest peer (slower than the stall timeout) may be missing from the result
 //! although it is among the `k` closest. The lookup also ends when nobody is left to ask and
 //! nothing is in flight: while fewer than `k` peers answered and only stalled requests are
-//! left, it waits for them (they are the only source of more peers). GET_PROVIDERS with a
-//! limit also ends once enough providers are known. Peers that failed, timed out or are still
+//! left, it waits for them (they are the only source of more peers) only while fewer than
+//! [`BETA`] peers answered (the spec's "β closest reachable peers ... have been queried"):
+//! with β answers it ends, instead of holding its result for the request timeout of peers
+//! that are most likely dead (a GET_PROVIDERS with a provider limit not yet reached still
+//! waits, since a late answer may hold the providers). GET_PROVIDERS with a limit also ends
+//! once enough providers are known. Peers that failed, timed out or are still
 //! stalled are never in the result (only peers that answered are). The peers kept are bounded
-//! by [`MAX_LOOKUP_PEERS`]: the farthest not-yet-contacted ones are dropped.
+//! by [`MAX_LOOKUP_PEERS`]: the farthest not-yet-contacted ones are dropped. Each peer is asked
+//! at most once, so a lookup has at most [`MAX_LOOKUP_PEERS`] requests in flight, at most
+//! `alpha` of them not stalled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -35,6 +48,10 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::kbucket::{Distance, K, Key};
 use crate::protocol::PeerInfo;
+
+/// The spec's resilience parameter β (../shared/specs/kad-dht.md, "Termination"): a lookup
+/// that has nobody left to ask but stalled peers ends once this many peers answered.
+pub const BETA: usize = 3;
 
 /// Most peers a lookup keeps track of.
 pub const MAX_LOOKUP_PEERS: usize = 10 * K;
@@ -51,10 +68,14 @@ pub struct QueryConfig {
     pub k: usize,
     /// A request unanswered for this long has failed. Default 10 s.
     pub request_timeout: Duration,
-    /// A request unanswered for this long is stalled: it no longer counts toward `alpha` nor
-    /// holds up the end of the lookup, but may still answer until `request_timeout` (module
-    /// doc). Default 1 s. 0 or at least `request_timeout` switches stalling off.
+    /// The longest stall timeout: a request unanswered for this long is stalled (it no longer
+    /// counts toward `alpha` nor holds up the end of the lookup, but may still answer until
+    /// `request_timeout`; module doc). Also the stall timeout before any round trip was
+    /// observed. Default 1 s. 0 or at least `request_timeout` switches stalling off.
     pub stall_timeout: Duration,
+    /// The shortest stall timeout, whatever the observed round trips ([`RttEstimator`]).
+    /// Default 50 ms; values above `stall_timeout` are read as `stall_timeout`.
+    pub min_stall_timeout: Duration,
 }
 
 impl Default for QueryConfig {
@@ -64,6 +85,57 @@ impl Default for QueryConfig {
             k: K,
             request_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(1),
+            min_stall_timeout: Duration::from_millis(50),
+        }
+    }
+}
+
+impl QueryConfig {
+    /// Whether requests stall at all: `stall_timeout` is neither 0 nor at least
+    /// `request_timeout`.
+    pub fn stalling(&self) -> bool {
+        !self.stall_timeout.is_zero() && self.stall_timeout < self.request_timeout
+    }
+}
+
+/// Round-trip estimate of the node's answered requests, as TCP's retransmission timer
+/// (RFC 6298, section 2): the first sample `r` sets `srtt = r`, `rttvar = r / 2`; each later
+/// one `rttvar = 3/4 rttvar + 1/4 |srtt - r|`, then `srtt = 7/8 srtt + 1/8 r`. Samples are
+/// the times from sending a request to its answer; as Karn's algorithm, the caller gives no
+/// sample for a request that was retried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttEstimator {
+    /// (srtt, rttvar), once a sample was taken.
+    state: Option<(Duration, Duration)>,
+}
+
+impl RttEstimator {
+    /// Takes one round-trip sample.
+    pub fn observe(&mut self, rtt: Duration) {
+        self.state = Some(match self.state {
+            None => (rtt, rtt / 2),
+            Some((srtt, rttvar)) => {
+                let dev = srtt.abs_diff(rtt);
+                (srtt * 7 / 8 + rtt / 8, rttvar * 3 / 4 + dev / 4)
+            }
+        });
+    }
+
+    /// The smoothed round trip (`srtt`), once a sample was taken.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.state.map(|(srtt, _)| srtt)
+    }
+
+    /// The stall timeout for new requests: `srtt + 4 × rttvar` clamped to
+    /// `min_stall_timeout ..= stall_timeout` of `config`, or `stall_timeout` before the first
+    /// sample or when stalling is off ([`QueryConfig::stalling`]).
+    pub fn stall_timeout(&self, config: &QueryConfig) -> Duration {
+        let max = config.stall_timeout;
+        match self.state {
+            Some((srtt, rttvar)) if config.stalling() => {
+                (srtt + rttvar * 4).clamp(config.min_stall_timeout.min(max), max)
+            }
+            _ => max,
         }
     }
 }
@@ -129,6 +201,10 @@ pub struct Lookup {
     in_flight: usize,
     /// Requests in flight, stalled.
     stalled: usize,
+    /// Stall timeout of requests sent from now on (module doc).
+    stall_timeout: Duration,
+    /// Peers whose request stalled since the last [`Lookup::take_stalled`].
+    newly_stalled: Vec<PeerId>,
     requests: usize,
     failures: usize,
     finished: bool,
@@ -141,6 +217,7 @@ impl Lookup {
         seeds: impl IntoIterator<Item = FoundPeer>,
         config: QueryConfig,
     ) -> Lookup {
+        let stall_timeout = config.stall_timeout;
         let mut lookup = Lookup {
             target,
             config,
@@ -150,6 +227,8 @@ impl Lookup {
             stop_after_providers: None,
             in_flight: 0,
             stalled: 0,
+            stall_timeout,
+            newly_stalled: Vec::new(),
             requests: 0,
             failures: 0,
             finished: false,
@@ -224,14 +303,42 @@ impl Lookup {
             .is_some_and(|n| self.providers.len() >= n)
     }
 
+    /// Sets the stall timeout of requests sent from now on (typically
+    /// [`RttEstimator::stall_timeout`]); requests in flight keep theirs. Ignored when stalling
+    /// is off ([`QueryConfig::stalling`]); 0 is read as 1 ms.
+    pub fn set_stall_timeout(&mut self, timeout: Duration) {
+        self.stall_timeout = timeout.max(Duration::from_millis(1));
+    }
+
+    /// Stalls the request to `peer` now, before its stall timeout: the caller knows it will
+    /// not be answered soon (its first try failed and it is tried again). As any stalled
+    /// request it stops counting toward `alpha` and holding up the end, may still answer
+    /// until `request_timeout`, and is reported by [`Lookup::take_stalled`]. Ignored unless
+    /// the request is in flight and not stalled yet.
+    pub fn stall_now(&mut self, peer: &PeerId) {
+        let Some(c) = self.index.get(peer).and_then(|d| self.peers.get_mut(d)) else {
+            return;
+        };
+        if let State::Waiting { deadline, .. } = c.state {
+            c.state = State::Stalled(deadline);
+            self.in_flight -= 1;
+            self.stalled += 1;
+            self.newly_stalled.push(c.peer);
+        }
+    }
+
+    /// The peers whose request stalled since the last call, in no particular order (each
+    /// request stalls at most once).
+    pub fn take_stalled(&mut self) -> Vec<PeerId> {
+        std::mem::take(&mut self.newly_stalled)
+    }
+
     /// The time after which a request sent at `now` is stalled.
     fn stall_at(&self, now: Instant) -> Instant {
-        let timeout = self.config.request_timeout;
-        let stall = self.config.stall_timeout;
-        if stall.is_zero() || stall >= timeout {
-            now + timeout
+        if self.config.stalling() {
+            now + self.stall_timeout.min(self.config.request_timeout)
         } else {
-            now + stall
+            now + self.config.request_timeout
         }
     }
 
@@ -252,6 +359,7 @@ impl Lookup {
                     c.state = State::Stalled(deadline);
                     self.in_flight -= 1;
                     self.stalled += 1;
+                    self.newly_stalled.push(c.peer);
                 }
                 State::Stalled(deadline) if deadline <= now => {
                     c.state = State::Failed;
@@ -298,8 +406,10 @@ impl Lookup {
             }
         }
         // Nobody left to ask and fewer than k answers: wait for the requests in flight,
-        // stalled ones included (the only source of more peers).
-        if self.in_flight + self.stalled > 0 {
+        // stalled ones included (the only source of more peers), unless only stalled ones are
+        // left and β peers answered (module doc, "Termination").
+        let dry = self.in_flight == 0 && succeeded >= BETA && self.stop_after_providers.is_none();
+        if self.in_flight + self.stalled > 0 && !dry {
             Action::Wait
         } else {
             self.finished = true;
@@ -402,558 +512,4 @@ impl Lookup {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
-
-    fn peers(n: u32) -> Vec<PeerId> {
-        (0..n)
-            .map(|i| {
-                let mut seed = [7u8; 32];
-                seed[..4].copy_from_slice(&i.to_be_bytes());
-                libp2p::identity::Keypair::ed25519_from_bytes(seed)
-                    .unwrap()
-                    .public()
-                    .to_peer_id()
-            })
-            .collect()
-    }
-
-    fn info(p: &PeerId) -> PeerInfo {
-        PeerInfo::new(*p, vec!["/ip4/1.2.3.4/tcp/1".parse().unwrap()])
-    }
-
-    /// Simulated network: every peer knows every other peer and answers with its k closest
-    /// to the target, except `bad` peers, which fail.
-    fn run(
-        all: &[PeerId],
-        bad: &HashSet<PeerId>,
-        seeds: &[PeerId],
-        target: Key,
-        config: QueryConfig,
-    ) -> LookupResult {
-        let mut lookup = Lookup::new(target, seeds.iter().map(|p| (*p, vec![])), config.clone());
-        let now = Instant::now();
-        let mut pending = Vec::new();
-        loop {
-            match lookup.next_action(now) {
-                Action::Send(p) => {
-                    assert!(pending.len() < config.alpha, "alpha respected");
-                    pending.push(p);
-                }
-                Action::Wait => {
-                    let p = pending.remove(0);
-                    if bad.contains(&p) {
-                        lookup.on_failure(&p);
-                    } else {
-                        let mut others: Vec<PeerId> =
-                            all.iter().filter(|q| **q != p).copied().collect();
-                        others.sort_by_key(|q| Key::from_peer(q).distance(&target));
-                        // Honest peers know the k closest honest peers and a few bad ones.
-                        let mut closer: Vec<PeerInfo> = others
-                            .iter()
-                            .filter(|q| !bad.contains(q))
-                            .take(config.k)
-                            .map(info)
-                            .collect();
-                        closer.extend(others.iter().filter(|q| bad.contains(q)).take(5).map(info));
-                        assert!(lookup.on_success(&p, closer, vec![]));
-                    }
-                }
-                Action::Finished => break,
-            }
-        }
-        lookup.into_result()
-    }
-
-    #[test]
-    fn finds_the_true_k_closest() {
-        let all = peers(300);
-        let target = Key::from_bytes(b"target");
-        let mut expected = all.clone();
-        expected.sort_by_key(|q| Key::from_peer(q).distance(&target));
-        let result = run(
-            &all,
-            &HashSet::new(),
-            &all[..3],
-            target,
-            QueryConfig::default(),
-        );
-        let got: Vec<PeerId> = result.closest.iter().map(|(p, _)| *p).collect();
-        assert_eq!(got, expected[..20]);
-    }
-
-    #[test]
-    fn failed_peers_are_never_in_the_result() {
-        let all = peers(300);
-        let target = Key::from_bytes(b"target 2");
-        let mut sorted = all.clone();
-        sorted.sort_by_key(|q| Key::from_peer(q).distance(&target));
-        // 60 % of peers fail, including most of the closest.
-        let bad: HashSet<PeerId> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 5 < 3)
-            .map(|(_, p)| *p)
-            .collect();
-        let seeds: Vec<PeerId> = all
-            .iter()
-            .filter(|p| !bad.contains(p))
-            .take(3)
-            .copied()
-            .collect();
-        let result = run(&all, &bad, &seeds, target, QueryConfig::default());
-        let got: Vec<PeerId> = result.closest.iter().map(|(p, _)| *p).collect();
-        let expected: Vec<PeerId> = sorted
-            .iter()
-            .filter(|p| !bad.contains(p))
-            .take(20)
-            .copied()
-            .collect();
-        assert_eq!(got, expected);
-        assert!(result.failures > 0);
-    }
-
-    #[test]
-    fn timeouts_fail_requests_and_late_answers_are_ignored() {
-        let all = peers(5);
-        let config = QueryConfig {
-            request_timeout: Duration::from_secs(10),
-            // Stalling off: this test is about the full request timeout.
-            stall_timeout: Duration::ZERO,
-            ..QueryConfig::default()
-        };
-        let mut lookup = Lookup::new(
-            Key::from_bytes(b"t"),
-            all.iter().map(|p| (*p, vec![])),
-            config,
-        );
-        let t0 = Instant::now();
-        let mut sent = Vec::new();
-        while let Action::Send(p) = lookup.next_action(t0) {
-            sent.push(p);
-        }
-        assert_eq!(sent.len(), 5);
-        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(10)));
-        assert!(lookup.on_success(&sent[0], vec![], vec![]));
-        // Everyone else times out.
-        assert_eq!(
-            lookup.next_action(t0 + Duration::from_secs(11)),
-            Action::Finished
-        );
-        assert!(
-            !lookup.on_success(&sent[1], vec![], vec![]),
-            "late answer ignored"
-        );
-        let result = lookup.into_result();
-        assert_eq!(result.closest.len(), 1);
-        assert_eq!(result.closest[0].0, sent[0]);
-        assert_eq!(result.failures, 4);
-    }
-
-    fn sorted_peers(n: u32, target: &Key) -> Vec<PeerId> {
-        let mut all = peers(n);
-        all.sort_by_key(|q| Key::from_peer(q).distance(target));
-        all
-    }
-
-    fn stall_config(alpha: usize, k: usize) -> QueryConfig {
-        QueryConfig {
-            alpha,
-            k,
-            request_timeout: Duration::from_secs(10),
-            stall_timeout: Duration::from_secs(1),
-        }
-    }
-
-    fn sends(lookup: &mut Lookup, now: Instant) -> Vec<PeerId> {
-        let mut sent = Vec::new();
-        loop {
-            match lookup.next_action(now) {
-                Action::Send(p) => sent.push(p),
-                Action::Wait => return sent,
-                Action::Finished => panic!("finished early"),
-            }
-        }
-    }
-
-    /// Simulated network with a clock: honest peers answer after 10 ms with the k closest
-    /// honest peers and 5 silent ones; silent peers never answer. Returns the result and the
-    /// time the lookup took.
-    fn run_timed(
-        all: &[PeerId],
-        silent: &HashSet<PeerId>,
-        seeds: &[PeerId],
-        target: Key,
-        config: QueryConfig,
-    ) -> (LookupResult, Duration) {
-        let mut lookup = Lookup::new(target, seeds.iter().map(|p| (*p, vec![])), config.clone());
-        let t0 = Instant::now();
-        let mut now = t0;
-        let mut answers: Vec<(Instant, PeerId)> = Vec::new();
-        loop {
-            match lookup.next_action(now) {
-                Action::Send(p) => {
-                    if !silent.contains(&p) {
-                        answers.push((now + Duration::from_millis(10), p));
-                    }
-                }
-                Action::Wait => {
-                    answers.sort();
-                    let next_answer = answers.first().map(|(t, _)| *t);
-                    let wake = match (next_answer, lookup.next_deadline()) {
-                        (Some(a), Some(d)) => a.min(d),
-                        (a, d) => a.or(d).expect("something to wait for"),
-                    };
-                    now = now.max(wake);
-                    while answers.first().is_some_and(|(t, _)| *t <= now) {
-                        let (_, p) = answers.remove(0);
-                        let mut others: Vec<PeerId> =
-                            all.iter().filter(|q| **q != p).copied().collect();
-                        others.sort_by_key(|q| Key::from_peer(q).distance(&target));
-                        let mut closer: Vec<PeerInfo> = others
-                            .iter()
-                            .filter(|q| !silent.contains(q))
-                            .take(config.k)
-                            .map(info)
-                            .collect();
-                        closer.extend(
-                            others
-                                .iter()
-                                .filter(|q| silent.contains(q))
-                                .take(5)
-                                .map(info),
-                        );
-                        lookup.on_success(&p, closer, vec![]);
-                    }
-                }
-                Action::Finished => break,
-            }
-        }
-        (lookup.into_result(), now - t0)
-    }
-
-    #[test]
-    fn silent_peers_cost_a_stall_timeout_not_request_timeouts() {
-        let all = peers(300);
-        let target = Key::from_bytes(b"silent");
-        let mut sorted = all.clone();
-        sorted.sort_by_key(|q| Key::from_peer(q).distance(&target));
-        let silent: HashSet<PeerId> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 5 < 3)
-            .map(|(_, p)| *p)
-            .collect();
-        // Seeds: as a routing table that still holds the silent peers.
-        let seeds: Vec<PeerId> = all.iter().step_by(7).take(20).copied().collect();
-        let expected: Vec<PeerId> = sorted
-            .iter()
-            .filter(|p| !silent.contains(p))
-            .take(20)
-            .copied()
-            .collect();
-        let config = QueryConfig {
-            request_timeout: Duration::from_secs(10),
-            stall_timeout: Duration::from_secs(1),
-            ..QueryConfig::default()
-        };
-        let (with_stall, took) = run_timed(&all, &silent, &seeds, target, config.clone());
-        let got: Vec<PeerId> = with_stall.closest.iter().map(|(p, _)| *p).collect();
-        assert_eq!(got, expected);
-        assert!(took < Duration::from_secs(4), "took {took:?}");
-        let off = QueryConfig {
-            stall_timeout: Duration::ZERO,
-            ..config
-        };
-        let (without, took_off) = run_timed(&all, &silent, &seeds, target, off);
-        eprintln!("60 % silent: {took:?} with stalling, {took_off:?} without");
-        let got: Vec<PeerId> = without.closest.iter().map(|(p, _)| *p).collect();
-        assert_eq!(got, expected);
-        assert!(took_off >= Duration::from_secs(10), "took {took_off:?}");
-    }
-
-    #[test]
-    fn stalled_requests_do_not_count_toward_alpha() {
-        let target = Key::from_bytes(b"stall");
-        let sorted = sorted_peers(12, &target);
-        let mut lookup = Lookup::new(
-            target,
-            sorted.iter().map(|p| (*p, vec![])),
-            stall_config(2, 3),
-        );
-        let t0 = Instant::now();
-        // The two closest are silent.
-        assert_eq!(sends(&mut lookup, t0), sorted[..2]);
-        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(
-            lookup.next_action(t0 + Duration::from_millis(999)),
-            Action::Wait
-        );
-        // After the stall timeout, two more go out although the first two are in flight.
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(sends(&mut lookup, t1), sorted[2..4]);
-        assert_eq!(lookup.stalled(), 2);
-        for p in &sorted[2..4] {
-            assert!(lookup.on_success(p, vec![], vec![]));
-        }
-        assert_eq!(sends(&mut lookup, t1), sorted[4..6]);
-        assert!(lookup.on_success(&sorted[4], vec![], vec![]));
-        // k = 3 answered, the stalled 0 and 1 are closer, 5 (not stalled) is farther: done,
-        // long before the silent peers' 10 s timeout.
-        assert_eq!(lookup.next_action(t1), Action::Finished);
-        let result = lookup.into_result();
-        let got: Vec<PeerId> = result.closest.iter().map(|(p, _)| *p).collect();
-        assert_eq!(got, sorted[2..5], "stalled peers are not in the result");
-        assert_eq!(result.requests, 6);
-        assert_eq!(result.failures, 0);
-    }
-
-    #[test]
-    fn finishes_without_waiting_for_stalled_peers_once_k_closer_answered() {
-        let target = Key::from_bytes(b"stall 2");
-        let sorted = sorted_peers(6, &target);
-        let mut lookup = Lookup::new(
-            target,
-            sorted.iter().map(|p| (*p, vec![])),
-            stall_config(10, 3),
-        );
-        let t0 = Instant::now();
-        assert_eq!(sends(&mut lookup, t0).len(), 6);
-        // All but the closest answer at once; the closest is silent.
-        for p in &sorted[1..] {
-            assert!(lookup.on_success(p, vec![], vec![]));
-        }
-        // Not stalled yet: still waited for (it may answer with closer peers).
-        assert_eq!(
-            lookup.next_action(t0 + Duration::from_millis(500)),
-            Action::Wait
-        );
-        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(
-            lookup.next_action(t0 + Duration::from_secs(1)),
-            Action::Finished
-        );
-        let got: Vec<PeerId> = lookup
-            .into_result()
-            .closest
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(got, sorted[1..4]);
-    }
-
-    #[test]
-    fn a_non_stalled_closer_request_is_still_waited_for() {
-        let target = Key::from_bytes(b"stall 3");
-        let sorted = sorted_peers(6, &target);
-        let mut lookup = Lookup::new(
-            target,
-            sorted[..1].iter().map(|p| (*p, vec![])),
-            stall_config(10, 2),
-        );
-        let t0 = Instant::now();
-        assert_eq!(sends(&mut lookup, t0), sorted[..1]);
-        // 0 stalls; it is the only one known, so the lookup waits for it.
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(lookup.next_action(t1), Action::Wait);
-        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(10)));
-        // Its late answer is taken and names 1..6.
-        let t2 = t0 + Duration::from_secs(3);
-        assert!(lookup.on_success(&sorted[0], sorted[1..].iter().map(info).collect(), vec![]));
-        assert_eq!(sends(&mut lookup, t2).len(), 5);
-        // 3 and 4 answer; 1 and 2 (closer than them, not stalled) are waited for.
-        assert!(lookup.on_success(&sorted[3], vec![], vec![]));
-        assert!(lookup.on_success(&sorted[4], vec![], vec![]));
-        assert_eq!(
-            lookup.next_action(t2 + Duration::from_millis(500)),
-            Action::Wait
-        );
-        assert!(lookup.on_success(&sorted[2], vec![], vec![]));
-        // 0 and 2 answered, 1 is pending and not stalled: wait.
-        assert_eq!(
-            lookup.next_action(t2 + Duration::from_millis(600)),
-            Action::Wait
-        );
-        // 1 stalls: 0 and 2 are the k = 2 closest that answered.
-        assert_eq!(
-            lookup.next_action(t2 + Duration::from_secs(1)),
-            Action::Finished
-        );
-        let got: Vec<PeerId> = lookup
-            .into_result()
-            .closest
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(got, vec![sorted[0], sorted[2]]);
-    }
-
-    #[test]
-    fn late_answers_of_stalled_peers_are_taken_until_the_timeout() {
-        let target = Key::from_bytes(b"stall 4");
-        let sorted = sorted_peers(4, &target);
-        let mut lookup = Lookup::new(
-            target,
-            sorted.iter().map(|p| (*p, vec![])),
-            stall_config(1, 3),
-        );
-        let t0 = Instant::now();
-        assert_eq!(sends(&mut lookup, t0), sorted[..1]);
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(sends(&mut lookup, t1), sorted[1..2]);
-        let t2 = t1 + Duration::from_secs(1);
-        assert_eq!(sends(&mut lookup, t2), sorted[2..3]);
-        // 0 answers late (stalled): taken; 1 never answers; 2 answers in time.
-        assert!(lookup.on_success(&sorted[0], vec![], vec![]));
-        assert_eq!(lookup.stalled(), 1);
-        assert!(lookup.on_success(&sorted[2], vec![], vec![]));
-        assert_eq!(sends(&mut lookup, t2), sorted[3..4]);
-        assert!(lookup.on_success(&sorted[3], vec![], vec![]));
-        // 1 is stalled and skipped: 0, 2, 3 are the k = 3 closest that answered.
-        assert_eq!(lookup.next_action(t2), Action::Finished);
-        assert!(
-            !lookup.on_success(&sorted[1], vec![], vec![]),
-            "an answer after the end is ignored"
-        );
-        let got: Vec<PeerId> = lookup
-            .into_result()
-            .closest
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(got, vec![sorted[0], sorted[2], sorted[3]]);
-    }
-
-    #[test]
-    fn stalled_requests_are_waited_for_when_nobody_else_is_left() {
-        let target = Key::from_bytes(b"stall 5");
-        let sorted = sorted_peers(2, &target);
-        let mut lookup = Lookup::new(
-            target,
-            sorted.iter().map(|p| (*p, vec![])),
-            stall_config(10, 20),
-        );
-        let t0 = Instant::now();
-        assert_eq!(sends(&mut lookup, t0).len(), 2);
-        assert_eq!(
-            lookup.next_action(t0 + Duration::from_secs(5)),
-            Action::Wait
-        );
-        assert_eq!(lookup.stalled(), 2);
-        assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(10)));
-        // A stalled request times out like any other; its answer is then ignored.
-        assert_eq!(
-            lookup.next_action(t0 + Duration::from_secs(10)),
-            Action::Finished
-        );
-        assert!(!lookup.on_success(&sorted[0], vec![], vec![]));
-        let result = lookup.into_result();
-        assert!(result.closest.is_empty());
-        assert_eq!(result.failures, 2);
-    }
-
-    #[test]
-    fn stalling_is_off_when_not_below_the_request_timeout() {
-        for stall in [
-            Duration::ZERO,
-            Duration::from_secs(10),
-            Duration::from_secs(20),
-        ] {
-            let target = Key::from_bytes(b"stall 6");
-            let sorted = sorted_peers(3, &target);
-            let config = QueryConfig {
-                stall_timeout: stall,
-                ..stall_config(1, 3)
-            };
-            let mut lookup = Lookup::new(target, sorted.iter().map(|p| (*p, vec![])), config);
-            let t0 = Instant::now();
-            assert_eq!(sends(&mut lookup, t0), sorted[..1]);
-            assert_eq!(lookup.next_deadline(), Some(t0 + Duration::from_secs(10)));
-            assert_eq!(
-                lookup.next_action(t0 + Duration::from_secs(9)),
-                Action::Wait
-            );
-            assert_eq!(lookup.stalled(), 0);
-        }
-    }
-
-    #[test]
-    fn does_not_finish_while_a_closer_peer_is_pending() {
-        let all = peers(40);
-        let target = Key::from_bytes(b"x");
-        let mut sorted = all.clone();
-        sorted.sort_by_key(|q| Key::from_peer(q).distance(&target));
-        let config = QueryConfig {
-            alpha: 40,
-            k: 3,
-            ..QueryConfig::default()
-        };
-        let mut lookup = Lookup::new(target, sorted[..5].iter().map(|p| (*p, vec![])), config);
-        let now = Instant::now();
-        for _ in 0..5 {
-            assert!(matches!(lookup.next_action(now), Action::Send(_)));
-        }
-        // Peers 1..5 answer; the closest (0) is still pending.
-        for p in &sorted[1..5] {
-            lookup.on_success(p, vec![], vec![]);
-        }
-        assert_eq!(lookup.next_action(now), Action::Wait);
-        lookup.on_success(&sorted[0], vec![], vec![]);
-        assert_eq!(lookup.next_action(now), Action::Finished);
-        let got: Vec<PeerId> = lookup
-            .into_result()
-            .closest
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(got, sorted[..3]);
-    }
-
-    #[test]
-    fn provider_lookup_stops_after_enough_providers() {
-        let all = peers(30);
-        let mut lookup = Lookup::new(
-            Key::from_bytes(b"p"),
-            all.iter().map(|p| (*p, vec![])),
-            QueryConfig::default(),
-        )
-        .stop_after_providers(2);
-        let now = Instant::now();
-        let Action::Send(first) = lookup.next_action(now) else {
-            panic!("expected a request");
-        };
-        lookup.on_success(&first, vec![], vec![info(&all[20]), info(&all[20])]);
-        let Action::Send(second) = lookup.next_action(now) else {
-            panic!("one distinct provider only: the lookup goes on");
-        };
-        lookup.on_success(&second, vec![], vec![info(&all[21])]);
-        assert_eq!(lookup.next_action(now), Action::Finished);
-        let providers: Vec<PeerId> = lookup
-            .into_result()
-            .providers
-            .into_iter()
-            .map(|p| p.peer)
-            .collect();
-        assert_eq!(providers, vec![all[20], all[21]]);
-    }
-
-    #[test]
-    fn empty_lookup_finishes() {
-        let mut lookup = Lookup::new(Key::from_bytes(b"e"), Vec::new(), QueryConfig::default());
-        assert_eq!(lookup.next_action(Instant::now()), Action::Finished);
-        assert!(lookup.into_result().closest.is_empty());
-    }
-
-    #[test]
-    fn tracked_peers_are_bounded() {
-        let all = peers(MAX_LOOKUP_PEERS as u32 + 50);
-        let lookup = Lookup::new(
-            Key::from_bytes(b"b"),
-            all.iter().map(|p| (*p, vec![])),
-            QueryConfig::default(),
-        );
-        assert_eq!(lookup.peers.len(), MAX_LOOKUP_PEERS);
-        assert_eq!(lookup.index.len(), MAX_LOOKUP_PEERS);
-    }
-}
+mod tests;

@@ -18,7 +18,7 @@ use crate::protocol::{
     MAX_FRAME_SIZE, MAX_KEY_LEN, MessageType, PROTOCOL, PeerInfo, Request, Response,
     decode_response, encode_request, read_frame, write_frame,
 };
-use crate::query::{Action, Lookup};
+use crate::query::{Action, Lookup, RttEstimator};
 use crate::stats::bump;
 #[cfg(doc)]
 use crate::{ChannelDialer, QueryConfig, TableConfig, handle_dial_request};
@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) stats: Arc<DhtStats>,
     probe_slots: Arc<Semaphore>,
     probing: Mutex<HashSet<PeerId>>,
+    /// Round trips of answered requests, for the lookups' stall timeout.
+    rtt: Mutex<RttEstimator>,
 }
 
 /// The DHT service over `libp2p_stream::Control`: one service serves many heads sharing one
@@ -77,7 +79,10 @@ pub(crate) struct Inner {
 /// is in fact alive comes back as a candidate (named in answers, probed, admitted). Other
 /// failed lookup requests (dial refused, invalid answer) count toward
 /// [`TableConfig::max_failures`]; a failed liveness
-/// probe evicts at once. Requests still in flight when a lookup ends (stalled ones, see
+/// probe evicts at once. A lookup request that failed, stalled (see [`Lookup`]; its stall
+/// timeout follows the round trips of answered requests, [`crate::RttEstimator`]) or whose
+/// first try failed (it is then stalled at once, `Lookup::stall_now`) makes its peer a
+/// suspect, which lookups skip until it answers ([`RoutingTable::mark_suspect`]). Requests still in flight when a lookup ends (stalled ones, see
 /// [`Lookup`], or farther than its k closest) are not dropped: a task follows them to
 /// their answer or timeout (at most the request timeout) and records the outcome in the
 /// table all the same.
@@ -177,6 +182,7 @@ impl Dht {
             providers,
             stats,
             probing: Mutex::new(HashSet::new()),
+            rtt: Mutex::new(RttEstimator::default()),
         });
         let mut tasks = Vec::new();
         for (i, streams) in incoming.into_iter().enumerate() {
@@ -397,6 +403,36 @@ impl Inner {
         f(&lock(&self.table))
     }
 
+    /// Takes a round-trip sample for the stall timeout (published in
+    /// [`DhtStats::stall_timeout_ms`]).
+    fn observe_rtt(&self, rtt: Duration) {
+        let stall = {
+            let mut e = lock(&self.rtt);
+            e.observe(rtt);
+            e.stall_timeout(&self.config.query)
+        };
+        let ms = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
+        self.stats.stall_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The stall timeout of lookup requests sent now ([`RttEstimator::stall_timeout`]).
+    fn stall_timeout(&self) -> Duration {
+        lock(&self.rtt).stall_timeout(&self.config.query)
+    }
+
+    /// Drops the suspects from the peers an answer named (the lookup would only stall on
+    /// them again; [`RoutingTable::mark_suspect`]), counting them in
+    /// [`DhtStats::suspects_skipped`].
+    fn without_suspects(&self, mut peers: Vec<PeerInfo>, now: Instant) -> Vec<PeerInfo> {
+        let before = peers.len();
+        self.table_read(|t| peers.retain(|p| !t.is_suspect(&p.peer, now)));
+        let skipped = (before - peers.len()) as u64;
+        self.stats
+            .suspects_skipped
+            .fetch_add(skipped, Ordering::Relaxed);
+        peers
+    }
+
     fn evict(&self, peer: &PeerId) {
         let out = self.with_table(|t| t.evict(peer, Instant::now()));
         self.count_removal(&out);
@@ -444,6 +480,7 @@ impl Inner {
         let now = Instant::now();
         let evict = error.is_some_and(RequestError::evicts_at_once);
         let out = self.with_table(|t| {
+            t.mark_suspect(*peer, now);
             if evict {
                 t.evict(peer, now)
             } else {
@@ -488,18 +525,38 @@ impl Inner {
         addrs: Vec<Multiaddr>,
         request: &Request,
     ) -> Result<Option<Response>, RequestError> {
+        self.request_with(head, peer, addrs, request, || {}).await
+    }
+
+    /// [`Inner::request`], calling `on_retry` when the first try failed and the request is
+    /// tried again (`Dht`'s doc, "Retry").
+    async fn request_with(
+        &self,
+        head: usize,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: &Request,
+        on_retry: impl FnOnce(),
+    ) -> Result<Option<Response>, RequestError> {
         bump(&self.stats.outbound_requests);
         let timeout = self.config.query.request_timeout;
         let body = encode_request(request);
         let kind = request.message_type();
         let attempt = || self.exchange(head, peer, addrs.clone(), &body, kind);
+        let sent = Instant::now();
         // See `Dht`'s doc, "Retry".
         let work = async {
             match attempt().await {
                 Err(e) if e.is_stream_failure() => {
+                    on_retry();
                     let jitter = crate::kbucket::entropy() % RETRY_JITTER_MS;
                     tokio::time::sleep(RETRY_PAUSE + Duration::from_millis(jitter)).await;
                     attempt().await
+                }
+                // A round-trip sample only from an answer to the first try (Karn).
+                Ok(Some(answer)) => {
+                    self.observe_rtt(sent.elapsed());
+                    Ok(Some(answer))
                 }
                 other => other,
             }
@@ -553,11 +610,15 @@ impl Inner {
         }
         let target = Key::from_bytes(key);
         let k = self.config.query.k.max(1);
-        let (seeds, head) = self.table_read(|t| (t.closest(&target, k, None), t.owner(&target)));
+        let (seeds, head) = self.table_read(|t| {
+            let seeds = t.closest_for_lookup(&target, k, Instant::now());
+            (seeds, t.owner(&target))
+        });
         if seeds.is_empty() {
             return Err(DhtError::NoPeers);
         }
         let mut lookup = Lookup::new(target, seeds, self.config.query.clone());
+        lookup.set_stall_timeout(self.stall_timeout());
         if let Some(n) = stop_after_providers {
             lookup = lookup.stop_after_providers(n);
         }
@@ -566,14 +627,33 @@ impl Inner {
             _ => Request::FindNode { key: key.to_vec() },
         };
         let mut in_flight = futures::stream::FuturesUnordered::new();
+        // Peers whose first try failed: their request is stalled at once (`Lookup::stall_now`).
+        // At most one message per request, so the channel never fills.
+        let (retry_tx, mut retries) = tokio::sync::mpsc::channel(crate::MAX_LOOKUP_PEERS);
         loop {
-            match lookup.next_action(Instant::now()) {
+            let action = lookup.next_action(Instant::now());
+            let stalled = lookup.take_stalled();
+            if !stalled.is_empty() {
+                // Other lookups skip them until they answer (`RoutingTable::mark_suspect`).
+                self.stats
+                    .stalled_requests
+                    .fetch_add(stalled.len() as u64, Ordering::Relaxed);
+                let now = Instant::now();
+                self.with_table(|t| stalled.into_iter().for_each(|p| t.mark_suspect(p, now)));
+            }
+            match action {
                 Action::Send(peer) => {
                     let addrs = lookup.addrs(&peer).to_vec();
                     let request = request.clone();
                     let inner = self.clone();
+                    let retry_tx = retry_tx.clone();
                     in_flight.push(async move {
-                        let r = inner.request(head, peer, addrs.clone(), &request).await;
+                        let on_retry = move || {
+                            let _ = retry_tx.try_send(peer);
+                        };
+                        let r = inner
+                            .request_with(head, peer, addrs.clone(), &request, on_retry)
+                            .await;
                         (peer, addrs, r)
                     });
                 }
@@ -587,14 +667,18 @@ impl Inner {
                             let now = Instant::now();
                             match self.lookup_answer(&peer, result) {
                                 Some((closer, providers)) => {
-                                    if lookup.on_success(&peer, closer.clone(), providers) {
+                                    // Before `admit`, which clears the peer's own mark.
+                                    let next = self.without_suspects(closer.clone(), now);
+                                    if lookup.on_success(&peer, next, providers) {
                                         self.admit(peer, addrs);
                                         self.offer_candidates(closer, now);
                                     }
+                                    lookup.set_stall_timeout(self.stall_timeout());
                                 }
                                 None => lookup.on_failure(&peer),
                             }
                         }
+                        Some(peer) = retries.recv() => lookup.stall_now(&peer),
                         () = tokio::time::sleep_until(deadline.into()) => {}
                     }
                 }

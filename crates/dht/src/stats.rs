@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[cfg(doc)]
-use crate::{MessageType, ProviderLookup};
+use crate::{MessageType, ProviderLookup, QueryConfig, RoutingTable};
 
 /// Counters for metrics. Per-type arrays are indexed by [`MessageType::index`].
 #[derive(Debug, Default)]
@@ -43,6 +43,14 @@ pub struct DhtStats {
     pub outbound_requests: AtomicU64,
     /// Outbound requests failed.
     pub outbound_failures: AtomicU64,
+    /// Lookup requests that stalled (unanswered within the stall timeout; their peer became
+    /// a suspect, see [`RoutingTable::mark_suspect`]).
+    pub stalled_requests: AtomicU64,
+    /// Peers named in lookup answers that were not asked because they are suspects.
+    pub suspects_skipped: AtomicU64,
+    /// The current stall timeout of lookup requests in milliseconds (a gauge; 0 until the
+    /// first answer, when [`QueryConfig::stall_timeout`] is used).
+    pub stall_timeout_ms: AtomicU64,
 }
 
 /// Adds one to `counter`.

@@ -35,7 +35,7 @@ use libp2p::{Multiaddr, PeerId, identify, noise, yamux};
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Request timeout of the test: the product's default (`QueryConfig::default()`, 10 s, with
-/// its 1 s stall timeout keeping lookups moving). Not shorter: 234 libp2p hosts share 2 cores
+/// its stall timeout, at most 1 s, keeping lookups moving). Not shorter: 234 libp2p hosts share 2 cores
 /// here, probing every peer they hear of (about 1,000 to 2,000 probes a second, each on a new
 /// connection, for the whole bootstrap), so the runtime's scheduling delay alone reaches 0.3
 /// to 1 s and healthy round trips of 2 to 5 s are common once anything else runs on the
@@ -712,8 +712,9 @@ fn summary_json(samples: &[Sample], wall_s: f64) -> String {
             .filter(|s| s.providers == providers)
             .collect();
         let (m, p) = median_p90(&of);
+        let ok = of.iter().filter(|s| s.ok).count();
         format!(
-            "{{\"count\":{},\"median_ms\":{m:.1},\"p90_ms\":{p:.1}}}",
+            "{{\"count\":{},\"ok\":{ok},\"median_ms\":{m:.1},\"p90_ms\":{p:.1}}}",
             of.len()
         )
     };
@@ -735,6 +736,31 @@ fn bad_in_tables(nodes: &[Node], which: &[usize], bad: &HashSet<PeerId>) -> (usi
         let bad_here = table.iter().filter(|(p, _)| bad.contains(p)).count();
         (b + bad_here, t + table.len())
     })
+}
+
+/// The lookups' stall timeout (ms: min / average / max) and the stalled requests and skipped
+/// suspects (sums) of the honest nodes `which`.
+fn stall_stats(nodes: &[Node], which: &[usize]) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats: Vec<_> = which.iter().map(|&i| nodes[i].dht().stats()).collect();
+    let stall: Vec<u64> = stats
+        .iter()
+        .map(|s| s.stall_timeout_ms.load(Relaxed))
+        .collect();
+    format!(
+        "stall timeout {} / {} / {} ms, {} stalled requests, {} suspects skipped",
+        stall.iter().min().unwrap_or(&0),
+        stall.iter().sum::<u64>() / stall.len().max(1) as u64,
+        stall.iter().max().unwrap_or(&0),
+        stats
+            .iter()
+            .map(|s| s.stalled_requests.load(Relaxed))
+            .sum::<u64>(),
+        stats
+            .iter()
+            .map(|s| s.suspects_skipped.load(Relaxed))
+            .sum::<u64>(),
+    )
 }
 
 fn load_average() -> String {
@@ -830,8 +856,9 @@ async fn lookup_latency_benchmark() {
     let healthy_json = summary_json(&healthy, t.elapsed().as_secs_f64());
     let a_rate = (probes(&nodes) - p0) as f64 / t.elapsed().as_secs_f64();
     eprintln!(
-        "[{:>6.1}s] (a) healthy: {healthy_json}",
-        start.elapsed().as_secs_f64()
+        "[{:>6.1}s] (a) healthy: {healthy_json}; {}",
+        start.elapsed().as_secs_f64(),
+        stall_stats(&nodes, &honest)
     );
 
     // 60 % turn bad: resetting towards group R, silent towards group S.
@@ -878,8 +905,9 @@ async fn lookup_latency_benchmark() {
         start.elapsed().as_secs_f64()
     );
     eprintln!(
-        "[{:>6.1}s] (d) silent, before eviction: {silent_json}",
-        start.elapsed().as_secs_f64()
+        "[{:>6.1}s] (d) silent, before eviction: {silent_json}; {}",
+        start.elapsed().as_secs_f64(),
+        stall_stats(&nodes, &honest)
     );
 
     // Maintenance: every honest node re-checks every peer, evicting the bad ones.
@@ -907,6 +935,11 @@ async fn lookup_latency_benchmark() {
     .await;
     let evicted_json = summary_json(&evicted, t.elapsed().as_secs_f64());
     let c_rate = (probes(&nodes) - p0) as f64 / t.elapsed().as_secs_f64();
+    eprintln!(
+        "[{:>6.1}s] (c) after eviction: {evicted_json}; {}",
+        start.elapsed().as_secs_f64(),
+        stall_stats(&nodes, &honest)
+    );
 
     let all_ms = |s: &[Sample]| median_p90(&s.iter().collect::<Vec<_>>());
     let ratio = |s: &[Sample], to: &[Sample]| {

@@ -18,6 +18,7 @@
 //! | `hydrant_dht_routing_table_peers` | gauge | |
 //! | `hydrant_dht_inbound_requests_total` | counter | `type` (FIND_NODE, ...), `outcome` (ok, not_found, error, refused) |
 //! | `hydrant_dht_{probes,probe_failures,admissions,rejections,evictions}_total` | counter | |
+//! | `hydrant_dht_{stalled_requests,suspects_skipped}_total`, `hydrant_dht_stall_timeout_milliseconds` | counter, gauge | lookup requests that stalled, suspects not asked, the current stall timeout |
 //! | `hydrant_dht_provider_queue_depth`, `..._capacity` | gauge | |
 //! | `hydrant_dht_provider_records_{accepted,dropped,written}_total`, `..._write_errors_total` | counter | |
 //! | `hydrant_dht_announce_{announced,failed,dropped}_total` | counter | |
@@ -253,9 +254,25 @@ pub fn render(state: &ApiState) -> String {
                 "Outbound DHT requests that failed",
                 &s.outbound_failures,
             ),
+            (
+                "dht_stalled_requests",
+                "Lookup requests unanswered within the stall timeout (peer made a suspect)",
+                &s.stalled_requests,
+            ),
+            (
+                "dht_suspects_skipped",
+                "Peers named in lookup answers not asked because they are suspects",
+                &s.suspects_skipped,
+            ),
         ] {
             counter(&mut r, name, help, load(v));
         }
+        gauge(
+            &mut r,
+            "dht_stall_timeout_milliseconds",
+            "Current stall timeout of DHT lookup requests (0 before the first answer)",
+            load(&s.stall_timeout_ms),
+        );
         let w = dht.writer.stats();
         gauge(
             &mut r,
