@@ -84,7 +84,10 @@ async fn three_replicas_ingesting_at_once_publish_one_chain() {
     // Nine different CARs (CAR n holds blocks 0..=n of one file), three per replica, all
     // ingested at once.
     let cars: Vec<(Vec<Cid>, Vec<u8>)> = (1..=9).map(|n| common::raw_file_car(n, 512)).collect();
-    let ingests = cars.iter().enumerate().map(|(i, (_, car))| replicas[i % 3].ingest(car));
+    let ingests = cars
+        .iter()
+        .enumerate()
+        .map(|(i, (_, car))| replicas[i % 3].ingest(car));
     let answers = futures::future::join_all(ingests).await;
     let expected: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>> = answers
         .iter()
@@ -108,14 +111,20 @@ async fn three_replicas_ingesting_at_once_publish_one_chain() {
                 break chain;
             }
         }
-        assert!(Instant::now() < deadline, "the chain did not cover the nine CARs");
+        assert!(
+            Instant::now() < deadline,
+            "the chain did not cover the nine CARs"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(chain.len(), 9, "every CAR exactly once, nothing else");
     let mut seen = BTreeMap::new();
     for (context, is_rm, entries) in chain {
         assert!(!is_rm);
-        assert!(seen.insert(context, entries).is_none(), "a CAR advertised twice");
+        assert!(
+            seen.insert(context, entries).is_none(),
+            "a CAR advertised twice"
+        );
     }
     assert_eq!(seen, expected);
 
@@ -135,7 +144,11 @@ async fn three_replicas_ingesting_at_once_publish_one_chain() {
     // One writer: the other replicas published nothing.
     let mut writers = 0;
     for replica in &replicas {
-        if common::metric(&replica.metrics().await, "hydrant_ipni_advertisements_total") > 0.0 {
+        if common::metric(
+            &replica.metrics().await,
+            "hydrant_ipni_advertisements_total",
+        ) > 0.0
+        {
             writers += 1;
         }
     }

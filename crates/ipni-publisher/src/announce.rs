@@ -193,7 +193,9 @@ mod tests {
             "http://idx.example/announce"
         );
         assert_eq!(
-            announce_url("https://idx.example/ingest/announce").unwrap().as_str(),
+            announce_url("https://idx.example/ingest/announce")
+                .unwrap()
+                .as_str(),
             "https://idx.example/ingest/announce"
         );
         assert!(announce_url("ftp://idx.example").is_err());
@@ -208,7 +210,9 @@ mod tests {
         let encoded = encode_message(&cid, &[vec![1, 2]]);
         assert_eq!(
             encoded,
-            [0x83, 0xd8, 0x2a, 0x45, 0x00, 0x01, 0x55, 0x00, 0x00, 0x81, 0x42, 1, 2, 0x40]
+            [
+                0x83, 0xd8, 0x2a, 0x45, 0x00, 0x01, 0x55, 0x00, 0x00, 0x81, 0x42, 1, 2, 0x40
+            ]
         );
         let mut long = Vec::new();
         header(&mut long, 2, 300);

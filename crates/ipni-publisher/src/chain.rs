@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cid::Cid;
 use hydrant_index::{
-    CarCatalog, IndexError, IpniChanges, IpniHead, IpniStore, MAX_LIST_CARS,
-    MAX_LIST_IPNI_CARS, MAX_LIST_MULTIHASHES, Multihash,
+    CarCatalog, IndexError, IpniChanges, IpniHead, IpniStore, MAX_LIST_CARS, MAX_LIST_IPNI_CARS,
+    MAX_LIST_MULTIHASHES, Multihash,
 };
 use hydrant_ipni::{Advertisement, DEFAULT_CHUNK_SIZE, EntryChunk, SignError, dag_json_cid};
 use libp2p_identity::Keypair;
@@ -191,7 +191,10 @@ impl Publisher {
         while out.len() < max {
             let car = cars
                 .peek(|after| async move {
-                    let page = self.catalog.list_cars(after.as_deref(), MAX_LIST_CARS).await?;
+                    let page = self
+                        .catalog
+                        .list_cars(after.as_deref(), MAX_LIST_CARS)
+                        .await?;
                     Ok(page.into_iter().map(|r| r.key).collect())
                 })
                 .await?;

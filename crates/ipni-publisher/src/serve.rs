@@ -12,7 +12,9 @@ use axum::routing::get;
 use bytes::Bytes;
 use cid::Cid;
 use hydrant_index::IpniStore;
-use hydrant_ipni::{DAG_JSON, MAX_ADVERTISEMENT_SIZE, MAX_ENTRY_CHUNK_SIZE, SignedHead, dag_json_cid};
+use hydrant_ipni::{
+    DAG_JSON, MAX_ADVERTISEMENT_SIZE, MAX_ENTRY_CHUNK_SIZE, SignedHead, dag_json_cid,
+};
 use libp2p_identity::Keypair;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
@@ -32,6 +34,9 @@ pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
 const IMMUTABLE: &str = "public, max-age=29030400, immutable";
 /// `Cache-Control` of the head: it moves whenever a CAR is committed or deleted.
 const NO_CACHE: &str = "no-cache, no-store, must-revalidate";
+
+/// A signed head as served: the head CID and its DAG-JSON.
+type Signed = (Cid, Bytes);
 
 #[derive(Clone)]
 struct Weight;
@@ -75,7 +80,7 @@ struct Inner {
     topic: String,
     blocks: quick_cache::sync::Cache<Cid, Bytes, Weight>,
     /// When the head was last read, and the signed head it had (`None`: no chain yet).
-    head: Mutex<Option<(Instant, Option<(Cid, Bytes)>)>>,
+    head: Mutex<Option<(Instant, Option<Signed>)>>,
 }
 
 impl AdSource {
@@ -120,7 +125,10 @@ impl AdSource {
         }
         let head = match self.inner.state.ipni_head().await? {
             None => None,
-            Some(h) => match cached.and_then(|(_, c)| c).filter(|(cid, _)| *cid == h.head) {
+            Some(h) => match cached
+                .and_then(|(_, c)| c)
+                .filter(|(cid, _)| *cid == h.head)
+            {
                 Some(same) => Some(same),
                 None => {
                     let signed = SignedHead::new(h.head, &self.inner.topic, &self.inner.keypair)?;
@@ -128,8 +136,11 @@ impl AdSource {
                 }
             },
         };
-        *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Instant::now(), head.clone()));
+        *self
+            .inner
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), head.clone()));
         Ok(head.map(|(_, b)| b))
     }
 
@@ -181,7 +192,10 @@ pub fn router(source: AdSource) -> axum::Router {
 fn json(bytes: Bytes, cache: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         ],
         bytes,

@@ -19,12 +19,23 @@ async fn cars_and_a_deletion_make_one_signed_chain() {
         commit_car(&world.index, n, count).await;
     }
     let publisher = world.publisher(100, 3);
-    let head = publisher.publish_pending().await.unwrap().expect("published");
+    let head = publisher
+        .publish_pending()
+        .await
+        .unwrap()
+        .expect("published");
     assert_eq!(head.ads, 4);
-    assert!(publisher.publish_pending().await.unwrap().is_none(), "nothing new");
+    assert!(
+        publisher.publish_pending().await.unwrap().is_none(),
+        "nothing new"
+    );
 
     world.index.delete_car(&car_key(3)).await.unwrap();
-    let head = publisher.publish_pending().await.unwrap().expect("the removal");
+    let head = publisher
+        .publish_pending()
+        .await
+        .unwrap()
+        .expect("the removal");
     assert_eq!(head.ads, 5);
 
     let chain = walk(&world.source(), &provider).await;
@@ -48,7 +59,10 @@ async fn cars_and_a_deletion_make_one_signed_chain() {
             // Linked as index-provider's chunker links the catalogue's (byte-ordered) list.
             let mut ordered = expected.clone();
             ordered.sort_by_key(|m| m.to_bytes());
-            assert_eq!(Some(walked.ad.entries), EntryChain::build(&ordered, 100).head());
+            assert_eq!(
+                Some(walked.ad.entries),
+                EntryChain::build(&ordered, 100).head()
+            );
         }
     }
     let removal = &chain[4].ad;

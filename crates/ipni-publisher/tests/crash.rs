@@ -52,7 +52,13 @@ impl IpniStore for CrashBeforeHead {
 }
 
 async fn objects(world: &World) -> usize {
-    world.store.list(None).try_collect::<Vec<_>>().await.unwrap().len()
+    world
+        .store
+        .list(None)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .len()
 }
 
 #[tokio::test]
@@ -82,14 +88,22 @@ async fn a_crash_between_blocks_and_head_leaves_a_valid_chain() {
     );
     let written_before = objects(&world).await;
     assert!(crashing.publish_pending().await.is_err());
-    assert!(objects(&world).await > written_before, "blocks were written");
+    assert!(
+        objects(&world).await > written_before,
+        "blocks were written"
+    );
     assert_eq!(world.index.ipni_head().await.unwrap(), Some(before.clone()));
     // The chain as served is still the old one, complete.
     assert_eq!(walk(&world.source(), &provider).await.len(), 1);
 
     // The restarted writer publishes both CARs once, on top of the old head.
     faulty.crash.store(false, Ordering::SeqCst);
-    let head = world.publisher(10, 10).publish_pending().await.unwrap().unwrap();
+    let head = world
+        .publisher(10, 10)
+        .publish_pending()
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(head.ads, 3);
     let chain = walk(&world.source(), &provider).await;
     assert_eq!(chain.len(), 3);

@@ -24,13 +24,21 @@ async fn head_and_blocks_are_served_as_go_libipni_serves_them() {
     let world = World::new();
     let base = serve(router(world.source())).await;
     let client = reqwest::Client::new();
-    let head = client.get(format!("{base}/ipni/v1/ad/head")).send().await.unwrap();
+    let head = client
+        .get(format!("{base}/ipni/v1/ad/head"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status(), 204, "no chain yet");
 
     commit_car(&world.index, 1, 3).await;
     world.publisher(16_384, 10).publish_pending().await.unwrap();
     tokio::time::sleep(hydrant_ipni_publisher::serve::HEAD_TTL).await;
-    let head = client.get(format!("{base}/ipni/v1/ad/head")).send().await.unwrap();
+    let head = client
+        .get(format!("{base}/ipni/v1/ad/head"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status(), 200);
     let head = SignedHead::from_dag_json(&head.bytes().await.unwrap()).unwrap();
     assert_eq!(head.verify().unwrap(), world.keypair.public().to_peer_id());
@@ -57,33 +65,50 @@ async fn head_and_blocks_are_served_as_go_libipni_serves_them() {
     assert_eq!(chunk.status(), 200);
 
     let unknown = dag_json_cid(b"{}");
-    let missing = client.get(format!("{base}/ipni/v1/ad/{unknown}")).send().await.unwrap();
+    let missing = client
+        .get(format!("{base}/ipni/v1/ad/{unknown}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     let raw = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
-    let other = client.get(format!("{base}/ipni/v1/ad/{raw}")).send().await.unwrap();
+    let other = client
+        .get(format!("{base}/ipni/v1/ad/{raw}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 404, "not a DAG-JSON block of ours");
-    let bad = client.get(format!("{base}/ipni/v1/ad/nonsense")).send().await.unwrap();
+    let bad = client
+        .get(format!("{base}/ipni/v1/ad/nonsense"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
 }
 
+/// What the mock indexer received: content type and body.
+type Received = (String, Vec<u8>);
+
 #[tokio::test]
 async fn announcements_are_retried_and_newer_heads_replace_older_ones() {
-    let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
     let failures = Arc::new(Mutex::new(1u32));
     let app = {
         let (received, failures) = (received.clone(), failures.clone());
         axum::Router::new().route(
             "/announce",
-            put(move |headers: axum::http::HeaderMap, body: bytes::Bytes| async move {
-                let mut left = failures.lock().unwrap();
-                if *left > 0 {
-                    *left -= 1;
-                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
-                }
-                let kind = headers["content-type"].to_str().unwrap().to_owned();
-                received.lock().unwrap().push((kind, body.to_vec()));
-                axum::http::StatusCode::NO_CONTENT
-            }),
+            put(
+                move |headers: axum::http::HeaderMap, body: bytes::Bytes| async move {
+                    let mut left = failures.lock().unwrap();
+                    if *left > 0 {
+                        *left -= 1;
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    let kind = headers["content-type"].to_str().unwrap().to_owned();
+                    received.lock().unwrap().push((kind, body.to_vec()));
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
         )
     };
     let base = serve(app).await;
@@ -124,8 +149,14 @@ async fn announcements_are_retried_and_newer_heads_replace_older_ones() {
     assert_eq!(
         got,
         vec![
-            ("application/octet-stream".into(), encode_message(&first, &addrs)),
-            ("application/octet-stream".into(), encode_message(&second, &addrs)),
+            (
+                "application/octet-stream".into(),
+                encode_message(&first, &addrs)
+            ),
+            (
+                "application/octet-stream".into(),
+                encode_message(&second, &addrs)
+            ),
         ]
     );
     use std::sync::atomic::Ordering::Relaxed;

@@ -28,7 +28,11 @@ fn to_i64(what: &str, v: u64) -> Result<i64, IndexError> {
 impl IpniStore for PgIndex {
     async fn ipni_head(&self) -> Result<Option<IpniHead>, IndexError> {
         const WHAT: &str = "ipni_head";
-        let client = self.pool().client(WHAT).await.map_err(IndexError::Storage)?;
+        let client = self
+            .pool()
+            .client(WHAT)
+            .await
+            .map_err(IndexError::Storage)?;
         let row = client
             .query_opt("SELECT head, ads, updated_at FROM ipni_head", &[])
             .await
@@ -55,14 +59,20 @@ impl IpniStore for PgIndex {
     ) -> Result<Vec<String>, IndexError> {
         const WHAT: &str = "ipni_cars";
         let limit = limit.min(MAX_LIST_IPNI_CARS) as i64;
-        let client = self.pool().client(WHAT).await.map_err(IndexError::Storage)?;
+        let client = self
+            .pool()
+            .client(WHAT)
+            .await
+            .map_err(IndexError::Storage)?;
         let rows = match after {
-            Some(after) => client
-                .query(
-                    "SELECT car FROM ipni_cars WHERE car > $1 ORDER BY car LIMIT $2",
-                    &[&after, &limit],
-                )
-                .await,
+            Some(after) => {
+                client
+                    .query(
+                        "SELECT car FROM ipni_cars WHERE car > $1 ORDER BY car LIMIT $2",
+                        &[&after, &limit],
+                    )
+                    .await
+            }
             None => {
                 client
                     .query("SELECT car FROM ipni_cars ORDER BY car LIMIT $1", &[&limit])
@@ -81,7 +91,11 @@ impl IpniStore for PgIndex {
     ) -> Result<bool, IndexError> {
         const WHAT: &str = "advance_ipni";
         let (ads, at) = (to_i64(WHAT, next.ads)?, to_i64(WHAT, next.updated_at)?);
-        let mut client = self.pool().client(WHAT).await.map_err(IndexError::Storage)?;
+        let mut client = self
+            .pool()
+            .client(WHAT)
+            .await
+            .map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
         let fail = |e: tokio_postgres::Error| storage(WHAT, &e);
         // The compare: the row is locked until the commit, so two writers serialize here and
@@ -99,7 +113,12 @@ impl IpniStore for PgIndex {
                 "INSERT INTO ipni_head (head, ads, updated_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (only_row) DO UPDATE SET head = EXCLUDED.head, ads = EXCLUDED.ads, \
                  updated_at = EXCLUDED.updated_at WHERE ipni_head.head = $4",
-                &[&next.head.to_bytes(), &ads, &at, &current.unwrap_or_default()],
+                &[
+                    &next.head.to_bytes(),
+                    &ads,
+                    &at,
+                    &current.unwrap_or_default(),
+                ],
             )
             .await
             .map_err(fail)?;
@@ -135,7 +154,11 @@ impl IpniStore for PgIndex {
 
     async fn catalogue_version(&self) -> Result<u64, IndexError> {
         const WHAT: &str = "catalogue_version";
-        let client = self.pool().client(WHAT).await.map_err(IndexError::Storage)?;
+        let client = self
+            .pool()
+            .client(WHAT)
+            .await
+            .map_err(IndexError::Storage)?;
         // Both only grow, and each commit or deletion grows one: their sum moves on every
         // change (MAX(commit_seq) would not: deleting the newest CAR lowers it).
         let row = client
@@ -150,7 +173,11 @@ impl IpniStore for PgIndex {
 
     async fn try_ipni_writer(&self) -> Result<Option<IpniWriterLease>, IndexError> {
         const WHAT: &str = "try_ipni_writer";
-        let client = self.pool().client(WHAT).await.map_err(IndexError::Storage)?;
+        let client = self
+            .pool()
+            .client(WHAT)
+            .await
+            .map_err(IndexError::Storage)?;
         let key = writer_key(self.pool().schema());
         let held: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&key])

@@ -10,8 +10,8 @@ use cid::Cid;
 use fjall::PersistMode;
 
 use super::{FjallIndex, Inner, storage};
-use crate::ipni::{IpniChanges, IpniHead, IpniStore, IpniWriterLease, MAX_LIST_IPNI_CARS};
 use crate::IndexError;
+use crate::ipni::{IpniChanges, IpniHead, IpniStore, IpniWriterLease, MAX_LIST_IPNI_CARS};
 
 const HEAD_KEY: &[u8] = b"h";
 const CAR_PREFIX: u8 = b'c';
@@ -44,10 +44,12 @@ impl IpniStore for FjallIndex {
                 let Some((&CAR_PREFIX, car)) = key.split_first() else {
                     break;
                 };
-                out.push(String::from_utf8(car.to_vec()).map_err(|e| IndexError::Corrupt {
-                    what: "ipni CAR key".into(),
-                    detail: e.to_string(),
-                })?);
+                out.push(
+                    String::from_utf8(car.to_vec()).map_err(|e| IndexError::Corrupt {
+                        what: "ipni CAR key".into(),
+                        detail: e.to_string(),
+                    })?,
+                );
             }
             Ok(out)
         })

@@ -65,7 +65,9 @@ impl World {
 
 /// The multihashes of synthetic CAR `n` with `count` blocks (seeds distinct per CAR).
 pub fn car_multihashes(n: u32, count: u32) -> Vec<Multihash> {
-    (0..count).map(|i| test_multihash(n * 1_000_000 + i)).collect()
+    (0..count)
+        .map(|i| test_multihash(n * 1_000_000 + i))
+        .collect()
 }
 
 pub fn car_key(n: u32) -> String {
@@ -117,11 +119,19 @@ pub async fn walk(source: &AdSource, provider: &libp2p_identity::PeerId) -> Vec<
         return Vec::new();
     };
     let head = hydrant_ipni::SignedHead::from_dag_json(&head).unwrap();
-    assert_eq!(head.verify().unwrap(), *provider, "the head is signed by the node");
+    assert_eq!(
+        head.verify().unwrap(),
+        *provider,
+        "the head is signed by the node"
+    );
     let mut out = Vec::new();
     let mut next = Some(head.head);
     while let Some(cid) = next {
-        let bytes = source.block(&cid).await.unwrap().expect("every link is served");
+        let bytes = source
+            .block(&cid)
+            .await
+            .unwrap()
+            .expect("every link is served");
         assert_eq!(dag_json_cid(&bytes), cid);
         let ad = Advertisement::from_dag_json(&bytes).unwrap();
         assert_eq!(ad.verify().unwrap(), *provider, "signature of {cid}");
@@ -129,7 +139,11 @@ pub async fn walk(source: &AdSource, provider: &libp2p_identity::PeerId) -> Vec<
         let mut chunks = 0;
         let mut link = (ad.entries != hydrant_ipni::no_entries()).then_some(ad.entries);
         while let Some(c) = link {
-            let bytes = source.block(&c).await.unwrap().expect("every chunk is served");
+            let bytes = source
+                .block(&c)
+                .await
+                .unwrap()
+                .expect("every chunk is served");
             assert_eq!(dag_json_cid(&bytes), c);
             let chunk = EntryChunk::from_dag_json(&bytes).unwrap();
             entries.extend(chunk.entries);

@@ -47,7 +47,11 @@ pub(crate) fn start(services: &Services, setup: &IpniSetup<'_>, stop: watch::Rec
     let (config, peer_id) = (setup.config, setup.keypair.public().to_peer_id());
     // Validated at start-up.
     let public = config.gateway.public_multiaddr().ok().flatten();
-    let mut addresses: Vec<String> = setup.provider_addrs.iter().map(ToString::to_string).collect();
+    let mut addresses: Vec<String> = setup
+        .provider_addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mut protocols = vec![Protocol::Bitswap];
     if let Some(public) = &public {
         addresses.push(public.to_string());
@@ -104,17 +108,22 @@ fn publisher_address(
     gateway: SocketAddr,
     peer_id: PeerId,
 ) -> Multiaddr {
-    let mut addr = config.ipni.announce_address.clone().or(public).unwrap_or_else(|| {
-        let ip = match gateway.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
-            ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-            ip => ip,
-        };
-        Multiaddr::empty()
-            .with(ip.into())
-            .with(Ma::Tcp(gateway.port()))
-            .with(Ma::Http)
-    });
+    let mut addr = config
+        .ipni
+        .announce_address
+        .clone()
+        .or(public)
+        .unwrap_or_else(|| {
+            let ip = match gateway.ip() {
+                ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+                ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+                ip => ip,
+            };
+            Multiaddr::empty()
+                .with(ip.into())
+                .with(Ma::Tcp(gateway.port()))
+                .with(Ma::Http)
+        });
     if !matches!(addr.iter().last(), Some(Ma::P2p(_))) {
         addr.push(Ma::P2p(peer_id));
     }

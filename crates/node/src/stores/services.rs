@@ -82,44 +82,43 @@ impl Services {
             _,
             _,
             _,
-        ) =
-            match &repo.config.index {
-                IndexConfig::Fjall { path } => {
-                    let dir = repo.resolve(path);
-                    let index = FjallIndex::open(&dir).map_err(|e| NodeError::Index {
-                        what: dir.display().to_string(),
-                        detail: e.to_string(),
-                    })?;
-                    let origin = dir.display().to_string();
-                    let pins = Arc::new(index.clone());
-                    (
-                        Arc::new(index.clone()),
-                        pins,
-                        Arc::new(index.clone()),
-                        None,
-                        Feed::Fjall(index),
-                        origin,
-                    )
-                }
-                IndexConfig::Postgres(config) => {
-                    let index = PgIndex::new(connect_pg(repo, config).await?);
-                    let origin = format!(
-                        "{} schema {}",
-                        crate::config::redact_password(&config.url),
-                        config.schema
-                    );
-                    let feed = Feed::Pg(index.clone());
-                    let pins = Arc::new(index.clone());
-                    (
-                        Arc::new(index.clone()),
-                        pins,
-                        Arc::new(index.clone()),
-                        Some(index),
-                        feed,
-                        origin,
-                    )
-                }
-            };
+        ) = match &repo.config.index {
+            IndexConfig::Fjall { path } => {
+                let dir = repo.resolve(path);
+                let index = FjallIndex::open(&dir).map_err(|e| NodeError::Index {
+                    what: dir.display().to_string(),
+                    detail: e.to_string(),
+                })?;
+                let origin = dir.display().to_string();
+                let pins = Arc::new(index.clone());
+                (
+                    Arc::new(index.clone()),
+                    pins,
+                    Arc::new(index.clone()),
+                    None,
+                    Feed::Fjall(index),
+                    origin,
+                )
+            }
+            IndexConfig::Postgres(config) => {
+                let index = PgIndex::new(connect_pg(repo, config).await?);
+                let origin = format!(
+                    "{} schema {}",
+                    crate::config::redact_password(&config.url),
+                    config.schema
+                );
+                let feed = Feed::Pg(index.clone());
+                let pins = Arc::new(index.clone());
+                (
+                    Arc::new(index.clone()),
+                    pins,
+                    Arc::new(index.clone()),
+                    Some(index),
+                    feed,
+                    origin,
+                )
+            }
+        };
         let fjall = match &feed {
             Feed::Fjall(index) => Some(index.clone()),
             Feed::Pg(_) => None,
