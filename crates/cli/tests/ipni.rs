@@ -70,7 +70,7 @@ async fn three_replicas_ingesting_at_once_publish_one_chain() {
     let backends = Backends::start();
     let dir = tempfile::tempdir().unwrap();
     let repos: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("r{i}"))).collect();
-    let extra = "[ipni]\npoll_interval_ms = 200\n";
+    let extra = "[ipni]\nenabled = true\npoll_interval_ms = 200\n";
     make_repo(&repos[0], &backends, None, extra);
     for repo in &repos[1..] {
         make_repo(repo, &backends, Some(&repos[0].join("identity.key")), extra);

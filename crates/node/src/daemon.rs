@@ -4,7 +4,7 @@
 //! [`run`] reads as its steps: apply the overrides and validate, open the stores
 //! ([`Services::open`]), clear what an interrupted ingest left ([`recover_interrupted_ingests`]),
 //! start the libp2p floor ([`start_p2p`]), bind and serve both HTTP listeners ([`start_http`],
-//! with the IPNI publisher when `[ipni] enabled`),
+//! with the IPNI publisher when `[ipni]` asks for it),
 //! announce readiness, wait for the stop signal, then drain and stop ([`Running::stop`]).
 
 use std::future::Future;
@@ -346,7 +346,7 @@ async fn start_http(
             })?,
     };
     let mut gateway_routes = services.gateway_router(config);
-    if config.ipni.enabled {
+    if config.ipni.publishes() {
         gateway_routes = gateway_routes.merge(crate::http::ipni::router(services, &ipni));
         crate::http::ipni::start(services, &ipni, signals.stop.subscribe());
     }

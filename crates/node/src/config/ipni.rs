@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct IpniConfig {
     /// Publish the advertisement chain (one advertisement per CAR, blocks under `ipni/` in the
-    /// object store) and serve it on the gateway listener at `/ipni/v1/ad/`. Default true.
+    /// object store) and serve it on the gateway listener at `/ipni/v1/ad/`, even with no
+    /// indexer to announce to (indexers may poll). Default false; a non-empty `indexers`
+    /// publishes too (see [`IpniConfig::publishes`]).
     pub enabled: bool,
     /// Indexers to announce each new head to, as their ingest URLs (`http://host:port`;
     /// `/announce` is added when the URL has no path). Empty (the default): nothing is
@@ -29,11 +31,19 @@ pub struct IpniConfig {
 impl Default for IpniConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             indexers: Vec::new(),
             announce_address: None,
             cache_bytes: 16 << 20,
             poll_interval_ms: 1000,
         }
+    }
+}
+
+impl IpniConfig {
+    /// Whether the node publishes and serves the chain: `enabled`, or any indexer to announce
+    /// to.
+    pub fn publishes(&self) -> bool {
+        self.enabled || !self.indexers.is_empty()
     }
 }

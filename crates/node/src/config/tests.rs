@@ -390,10 +390,6 @@ fn ipni_settings_are_validated() {
         "ipni.indexers"
     );
     assert_eq!(
-        refused("[ipni]\nenabled = false\nindexers = [\"http://idx:3001\"]\n"),
-        "ipni.indexers"
-    );
-    assert_eq!(
         refused("[ipni]\npoll_interval_ms = 0\n"),
         "ipni.poll_interval_ms"
     );
@@ -403,4 +399,6 @@ fn ipni_settings_are_validated() {
     );
     let ok = Config::from_toml("[ipni]\nindexers = [\"http://127.0.0.1:3001\"]\n").unwrap();
     ok.validate().unwrap();
+    assert!(ok.ipni.publishes(), "an indexer turns publishing on");
+    assert!(!Config::default().ipni.publishes(), "off by default");
 }

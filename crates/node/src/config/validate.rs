@@ -185,13 +185,6 @@ impl Config {
             value,
             reason,
         };
-        if !i.enabled && !i.indexers.is_empty() {
-            return Err(refuse(
-                "ipni.indexers",
-                format!("{:?}", i.indexers),
-                "announcing needs ipni.enabled = true (there would be no chain to fetch)".into(),
-            ));
-        }
         for indexer in &i.indexers {
             if let Err(reason) = hydrant_ipni_publisher::announce::announce_url(indexer) {
                 return Err(refuse(
