@@ -375,3 +375,30 @@ fn gateway_public_url_becomes_an_http_provider_multiaddr_or_is_refused() {
         assert_eq!(err.field, "gateway.public_url", "{bad}: {err}");
     }
 }
+
+#[test]
+fn ipni_settings_are_validated() {
+    let refused = |toml: &str| {
+        Config::from_toml(toml)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .field
+    };
+    assert_eq!(
+        refused("[ipni]\nindexers = [\"ftp://idx\"]\n"),
+        "ipni.indexers"
+    );
+    assert_eq!(
+        refused("[ipni]\npoll_interval_ms = 0\n"),
+        "ipni.poll_interval_ms"
+    );
+    assert_eq!(
+        refused("[gateway]\nlisten = \"0.0.0.0:8080\"\n[ipni]\nindexers = [\"http://idx:3001\"]\n"),
+        "ipni.announce_address"
+    );
+    let ok = Config::from_toml("[ipni]\nindexers = [\"http://127.0.0.1:3001\"]\n").unwrap();
+    ok.validate().unwrap();
+    assert!(ok.ipni.publishes(), "an indexer turns publishing on");
+    assert!(!Config::default().ipni.publishes(), "off by default");
+}
