@@ -204,9 +204,13 @@ describe('mock IPNI indexer, syncing over HTTP (no Hydrant)', () => {
     assert.deepEqual([...idx.multihashes(provider)], [mhKey(mhs[3])])
     assert.equal(idx.announces.at(-1).contentType, 'application/json')
 
-    // Bounds, each on a fresh indexer: chain length, entry chunks; FirstSyncDepth stops early.
+    // Bounds, each on a fresh indexer: chain length, entry chunks, block and announce bytes;
+    // FirstSyncDepth stops early.
     assert.match((await announceAndSync(await indexer({ limits: { chainLength: 2 } }), pub, rm)).error, /more than 2 advertisements/)
     assert.match((await announceAndSync(await indexer({ limits: { entryChunks: 1 } }), pub, rm)).error, /more than 1 chunks/)
+    assert.match((await announceAndSync(await indexer({ limits: { blockBytes: 100 } }), pub, rm)).error, /over 100 bytes/)
+    const big = await fetch(`${idx.url}/announce`, { method: 'PUT', body: new Uint8Array((1 << 20) + 1) })
+    assert.equal(big.status, 413)
     const shallow = await indexer({ firstSyncDepth: 1 })
     assert.deepEqual((await announceAndSync(shallow, pub, rm)).ads.map(a => a.cid), [rm.toString()])
     // An announced CID that is not on the head's chain.
