@@ -128,7 +128,8 @@ describe('Hydrant publishes IPNI advertisements to an indexer', { skip, timeout:
 
     // The announcements: from Hydrant's peer ID, naming its gateway as an HTTP publisher.
     const gatewayPort = new URL(hydrant.gatewayUrl).port
-    assert.ok(indexer.announces.length >= 3, `${indexer.announces.length} announcements`)
+    // (CARs committed within one of Hydrant's polls may share one announcement of the newest head.)
+    assert.ok(indexer.announces.length >= 1)
     for (const a of indexer.announces) {
       assert.equal(a.publisher, hydrant.peerId)
       assert.ok(a.addrs.includes(`/ip4/127.0.0.1/tcp/${gatewayPort}/http/p2p/${hydrant.peerId}`), `announce addrs ${a.addrs}`)
