@@ -286,7 +286,7 @@ async function readBody (req, limit) {
  * - announces: [{ contentType, cid, addrs: [string], publisher, extraData }] as received;
  * - syncs: [{ publisher, announced, head, topic, ads: [{ cid, isRm, contextId, provider,
  *   entries, unique, chunks }] (oldest first), restarted (walked to a chain start although an
- *   ad was already ingested: a new chain), error }] once each sync ends;
+ *   ad was already ingested: a new chain), error, ms (duration) }] once each sync ends;
  * - publishers: Map peer ID string -> { latest (CID string), ads: [{ cid, ad }] applied,
  *   contexts: Map base64 ContextID -> { contextId, provider, addresses, metadata, multihashes:
  *   Set of base58btc multihashes } }.
@@ -321,7 +321,8 @@ export async function startIndexer ({ port = 0, firstSyncDepth = 0, limits: over
   }
 
   async function sync (publisher, urls, announced) {
-    const record = { publisher: publisher.toString(), announced: announced.toString(), head: null, topic: undefined, ads: [], restarted: false, error: null }
+    const started = performance.now()
+    const record = { publisher: publisher.toString(), announced: announced.toString(), head: null, topic: undefined, ads: [], restarted: false, error: null, ms: 0 }
     try {
       if (urls.length === 0) throw new Error('announce: no HTTP address to sync from')
       const base = urls[0]
@@ -375,6 +376,7 @@ export async function startIndexer ({ port = 0, firstSyncDepth = 0, limits: over
     } catch (err) {
       record.error = err.message
     } finally {
+      record.ms = Math.round(performance.now() - started)
       syncs.push(record)
     }
     return record

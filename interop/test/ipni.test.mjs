@@ -113,7 +113,7 @@ describe('Hydrant publishes IPNI advertisements to an indexer', { skip, timeout:
     if (work) await rm(work, { recursive: true, force: true })
   })
 
-  it('announces each ingested CAR; the indexer holds exactly its blocks, every signature checked', async () => {
+  it('announces each ingested CAR; the indexer holds exactly its blocks, every signature checked', async (t) => {
     const headBefore = await fetch(`${hydrant.gatewayUrl}/ipni/v1/ad/head`)
     assert.ok([200, 204].includes(headBefore.status), `head before any CAR: ${headBefore.status}`)
 
@@ -124,7 +124,9 @@ describe('Hydrant publishes IPNI advertisements to an indexer', { skip, timeout:
     })
     assert.equal(res.status, 200, await res.clone().text())
     cars.gone.key = (await res.json()).car_key
+    const ingested = performance.now()
     await waitForAds(3)
+    t.diagnostic(`last CAR ingested -> its advertisement applied: ${Math.round(performance.now() - ingested)} ms; syncs (ms, ads walked): ${JSON.stringify(indexer.syncs.map(s => [s.ms, s.ads.length]))}`)
 
     // The announcements: from Hydrant's peer ID, naming its gateway as an HTTP publisher.
     const gatewayPort = new URL(hydrant.gatewayUrl).port
