@@ -7,6 +7,8 @@
 #   scripts/bench.sh scale [N...]   # the scale benchmark: scripts/bench_scale.sh (BENCHMARKS.md)
 #   scripts/bench.sh add        # hydrant add vs ipfs-car pack vs openssl: scripts/bench_add.sh
 #   scripts/bench.sh path-gateway   # a 1 GiB file through the path gateway: scripts/bench_path_gateway.sh
+#   scripts/bench.sh ipni [CARS] [PER_CAR]   # IPNI publishing of CARS CARs x PER_CAR multihashes
+#                               # (default 1000 x 10000): crates/ipni-publisher/examples/publish_bench.rs
 #
 # ingest: the 100 MB CAR packed by ipfs-car (interop/.cache, built on first use) is hashed with
 # `openssl dgst -sha256` and ingested by `hydrant ingest` into a fresh repository (no daemon: the
@@ -23,6 +25,10 @@ cd "$ROOT"
 if [[ "${1:-}" == "scale" ]]; then shift; exec scripts/bench_scale.sh "$@"; fi
 if [[ "${1:-}" == "add" ]]; then shift; exec scripts/bench_add.sh "$@"; fi
 if [[ "${1:-}" == "path-gateway" ]]; then shift; exec scripts/bench_path_gateway.sh "$@"; fi
+if [[ "${1:-}" == "ipni" ]]; then
+  shift
+  exec cargo run --release --locked -q -p hydrant-ipni-publisher --example publish_bench -- "$@"
+fi
 RUNS=${BENCH_RUNS:-5}
 HYDRANT_BIN=${HYDRANT_BIN:-$ROOT/target/release/hydrant}
 [[ -x "$HYDRANT_BIN" ]] || cargo build --release --locked -p hydrant-cli >&2

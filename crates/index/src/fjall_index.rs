@@ -46,6 +46,7 @@ use crate::{
     MAX_LIST_MULTIHASHES, MAX_LOCATIONS, Multihash, StagedBlock,
 };
 
+mod ipni;
 mod pins;
 mod sorter;
 use sorter::RowSorter;
@@ -70,6 +71,7 @@ const KS_CAR_BLOCKS: &str = "car_blocks";
 const KS_CARS: &str = "cars";
 const KS_STAGING: &str = "staging";
 const KS_PINS: &str = "pins";
+const KS_IPNI: &str = "ipni";
 
 /// Bytes of a CAR number in keys.
 const NUMBER_LEN: usize = 8;
@@ -109,6 +111,12 @@ struct Inner {
     pins: Keyspace,
     /// Held by pin writes (a pin's read and write go together).
     pin_writes: Mutex<()>,
+    /// The IPNI chain's head and advertised CARs (`fjall_index/ipni.rs`).
+    ipni: Keyspace,
+    /// Held by IPNI head moves (the compare and the swap go together).
+    ipni_writes: Mutex<()>,
+    /// Bumped by every commit and deletion: `IpniStore::catalogue_version`.
+    changes: AtomicU64,
     /// Committed CAR number -> CAR key: the visibility filter of `locations`.
     committed: RwLock<HashMap<u64, Arc<str>>>,
     /// CAR key -> the stagings opened by this process and not yet committed/aborted.
@@ -220,6 +228,7 @@ impl FjallIndex {
         let cars = keyspace(KS_CARS, true)?;
         let staging = keyspace(KS_STAGING, false)?;
         let pins = keyspace(KS_PINS, true)?;
+        let ipni = keyspace(KS_IPNI, true)?;
 
         let mut committed = HashMap::new();
         let mut max_number = 0u64;
@@ -245,6 +254,9 @@ impl FjallIndex {
             staging,
             pins,
             pin_writes: Mutex::new(()),
+            ipni,
+            ipni_writes: Mutex::new(()),
+            changes: AtomicU64::new(0),
             committed: RwLock::new(committed),
             live: Mutex::new(HashMap::new()),
             dir: dir.to_owned(),
@@ -353,8 +365,12 @@ impl CarCatalog for FjallIndex {
 
     async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError> {
         let record = record.clone();
-        self.blocking("commit_car", move |inner| inner.commit(record))
-            .await
+        self.blocking("commit_car", move |inner| {
+            inner.commit(record)?;
+            inner.changes.fetch_add(1, Ordering::AcqRel);
+            Ok(())
+        })
+        .await
     }
 
     async fn abort_car(&self, car_key: &str) -> Result<(), IndexError> {
@@ -365,8 +381,12 @@ impl CarCatalog for FjallIndex {
 
     async fn delete_car(&self, key: &str) -> Result<Option<CarRecord>, IndexError> {
         let key = key.to_owned();
-        self.blocking("delete_car", move |inner| inner.delete(&key))
-            .await
+        self.blocking("delete_car", move |inner| {
+            let deleted = inner.delete(&key)?;
+            inner.changes.fetch_add(1, Ordering::AcqRel);
+            Ok(deleted)
+        })
+        .await
     }
 
     async fn recover(&self) -> Result<Vec<String>, IndexError> {

@@ -27,6 +27,8 @@
 //! - `FjallIndex`: the embedded backend (the default), behind the `fjall` feature so that
 //!   crates using only the traits do not build an embedded database;
 //! - [`PinStore`] and [`Pin`]: the pinned roots, kept in the same database;
+//! - [`IpniStore`]: where the IPNI advertisement chain stands (head, advertised CARs), in the
+//!   same database;
 //! - [`filter`]: the in-memory presence filter ([`filter::PresenceFilter`]) and the lookup
 //!   wrapper that consults it first ([`filter::FilteredIndex`]);
 //! - [`conformance`]: the contract suites every backend passes, one per half.
@@ -37,6 +39,7 @@ pub mod conformance;
 pub mod filter;
 #[cfg(feature = "fjall")]
 mod fjall_index;
+pub mod ipni;
 mod pins;
 
 #[cfg(feature = "fjall")]
@@ -46,6 +49,7 @@ pub use fjall_index::{
     SORT_BUFFER_BYTES as FJALL_SORT_BUFFER_BYTES,
 };
 pub use hydrant_blocks::Multihash;
+pub use ipni::{IpniChanges, IpniHead, IpniStore, IpniWriterLease, MAX_LIST_IPNI_CARS};
 pub use pins::{MAX_LIST_PINS, MAX_PIN_NAME_BYTES, Pin, PinStore};
 
 /// Most locations [`BlockIndex::locations`] returns for one block (the first ones in the

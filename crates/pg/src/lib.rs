@@ -91,6 +91,12 @@
 //! Pins (migration 6, [`hydrant_index::PinStore`]): `pins(cid BYTEA PK, name TEXT,
 //! created_at BIGINT)`, the CID in binary form.
 //!
+//! IPNI publishing (migration 8, [`hydrant_index::IpniStore`]): `ipni_head(only_row PK, head
+//! BYTEA, ads, updated_at)` and `ipni_cars(car TEXT "C" PK, ad BYTEA)`, moved together by
+//! `advance_ipni`, a compare-and-swap on `head` under `SELECT ... FOR UPDATE`. The one writer
+//! holds a session-level advisory lock (keyed on `"hydrant-ipni:" + schema`) on a connection
+//! taken out of the pool, so the lock ends with the lease (or the connection).
+//!
 //! Provider records (`migrations/0002_provider_records.sql`):
 //! `provider_records(key BYTEA, provider BYTEA, addrs BYTEA, expires_at BIGINT,
 //! PK (key, provider))` with a B-tree index on `expires_at`.
@@ -122,6 +128,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 mod index;
+mod ipni;
 mod pins;
 mod providers;
 
@@ -223,6 +230,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "deletions",
         include_str!("../migrations/0007_deletions.sql"),
     ),
+    (8, "ipni", include_str!("../migrations/0008_ipni.sql")),
 ];
 
 /// Lifts `statement_timeout` for the rest of the current transaction: for statements whose
