@@ -3,7 +3,8 @@
 //!
 //! [`run`] reads as its steps: apply the overrides and validate, open the stores
 //! ([`Services::open`]), clear what an interrupted ingest left ([`recover_interrupted_ingests`]),
-//! start the libp2p floor ([`start_p2p`]), bind and serve both HTTP listeners ([`start_http`]),
+//! start the libp2p floor ([`start_p2p`]), bind and serve both HTTP listeners ([`start_http`],
+//! with the IPNI publisher when `[ipni] enabled`),
 //! announce readiness, wait for the stop signal, then drain and stop ([`Running::stop`]).
 
 use std::future::Future;
@@ -333,14 +334,29 @@ async fn start_http(
     )
     .with_token(api_token);
 
+    let ipni = crate::http::ipni::IpniSetup {
+        config,
+        keypair: &repo.keypair,
+        provider_addrs: &p2p.me.addrs,
+        gateway: gateway_listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                addr: config.gateway.listen,
+                source,
+            })?,
+    };
+    let mut gateway_routes = services.gateway_router(config);
+    if config.ipni.enabled {
+        gateway_routes = gateway_routes.merge(crate::http::ipni::router(services, &ipni));
+        crate::http::ipni::start(services, &ipni, signals.stop.subscribe());
+    }
     let router = Arc::new(NodeRouter {
         index: services.index.clone(),
         dht: p2p.dht.clone(),
         me: p2p.me.clone(),
     });
     let gateway_app = crate::http::layer(
-        services
-            .gateway_router(config)
+        gateway_routes
             .merge(hydrant_routing::router(router, RoutingConfig::default()))
             .layer(axum::middleware::from_fn_with_state(
                 services.denylists.clone(),

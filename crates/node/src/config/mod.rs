@@ -4,12 +4,14 @@
 //! its meaning; a missing field takes the default. Values are validated by [`Config::validate`]
 //! at start-up, which explains every refused value.
 
+mod ipni;
 mod network;
 mod stores;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use ipni::*;
 pub use network::*;
 pub use stores::*;
 
@@ -50,6 +52,8 @@ pub struct Config {
     pub denylist: DenylistConfig,
     /// The memory budget shared by Bitswap, the gateway and the DHT.
     pub limits: LimitsConfig,
+    /// IPNI publishing and announcements.
+    pub ipni: IpniConfig,
 }
 
 /// `[limits]`: one memory budget for the data held on behalf of remote peers (Bitswap messages

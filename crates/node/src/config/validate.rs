@@ -175,6 +175,61 @@ impl Config {
                 ),
             });
         }
+        self.validate_ipni()
+    }
+
+    fn validate_ipni(&self) -> Result<(), ConfigError> {
+        let i = &self.ipni;
+        let refuse = |field, value: String, reason: String| ConfigError {
+            field,
+            value,
+            reason,
+        };
+        if !i.enabled && !i.indexers.is_empty() {
+            return Err(refuse(
+                "ipni.indexers",
+                format!("{:?}", i.indexers),
+                "announcing needs ipni.enabled = true (there would be no chain to fetch)".into(),
+            ));
+        }
+        for indexer in &i.indexers {
+            if let Err(reason) = hydrant_ipni_publisher::announce::announce_url(indexer) {
+                return Err(refuse(
+                    "ipni.indexers",
+                    indexer.clone(),
+                    format!("{reason} (e.g. http://indexer.example:3001)"),
+                ));
+            }
+        }
+        if !(100..=600_000).contains(&i.poll_interval_ms) {
+            return Err(refuse(
+                "ipni.poll_interval_ms",
+                i.poll_interval_ms.to_string(),
+                "use 100 to 600000 (default 1000)".into(),
+            ));
+        }
+        if i.cache_bytes > 1 << 30 {
+            return Err(refuse(
+                "ipni.cache_bytes",
+                i.cache_bytes.to_string(),
+                "use at most 1 GiB (default 16 MiB): it is held in memory".into(),
+            ));
+        }
+        if self.gateway.listen.ip().is_unspecified()
+            && i.announce_address.is_none()
+            && self.gateway.public_url.is_none()
+            && !i.indexers.is_empty()
+        {
+            return Err(refuse(
+                "ipni.announce_address",
+                String::new(),
+                format!(
+                    "the gateway listens on {} (every address): set gateway.public_url or \
+                     ipni.announce_address so indexers know where to fetch the chain",
+                    self.gateway.listen
+                ),
+            ));
+        }
         Ok(())
     }
 

@@ -43,6 +43,9 @@
 //! | `hydrant_ingest_in_progress`, `hydrant_ingest_in_progress_bytes` | gauge | ingests running, CAR bytes they verified so far |
 //! | `hydrant_denylist_refusals_total` | counter | `list` (the `.deny` file name): blocks and paths refused |
 //! | `hydrant_denylist_rules` | gauge | `list`: rules of each list in force |
+//! | `hydrant_ipni_{advertisements,entries,entry_chunks,written_bytes}_total` | counter | what the IPNI writer published |
+//! | `hydrant_ipni_announce_{attempts,failures}_total` | counter | HTTP announcements to `ipni.indexers` |
+//! | `hydrant_ipni_head_age_seconds` | gauge | since the writer last moved the head (absent on other replicas) |
 //!
 //! `outcome` of the HTTP listeners: `found` for 1xx to 3xx, `not_found` for 404 and 410, `shed`
 //! for 429 and 503, `bad_request` for other 4xx, `error` for other 5xx (504 timeouts included).
@@ -427,6 +430,58 @@ fn http_and_ingest_metrics(r: &mut Registry, state: &ApiState) {
     state.http.register(r);
     services.index_stats.register(r);
     services.ingest_stats.register(r);
+    ipni_metrics(r, state);
+}
+
+/// The IPNI publisher and announcers (zero on replicas that are not the writer).
+fn ipni_metrics(r: &mut Registry, state: &ApiState) {
+    let stats = &state.services().ipni_stats;
+    for (name, help, v) in [
+        (
+            "ipni_advertisements",
+            "IPNI advertisements published (additions and removals)",
+            &stats.advertisements,
+        ),
+        (
+            "ipni_entries",
+            "Multihashes published in IPNI entry chunks",
+            &stats.entries,
+        ),
+        (
+            "ipni_entry_chunks",
+            "IPNI entry chunks written",
+            &stats.entry_chunks,
+        ),
+        (
+            "ipni_written_bytes",
+            "Bytes of IPNI blocks written to the object store",
+            &stats.bytes_written,
+        ),
+        (
+            "ipni_announce_attempts",
+            "IPNI announce requests sent to indexers",
+            &stats.announce_attempts,
+        ),
+        (
+            "ipni_announce_failures",
+            "IPNI announce requests that failed",
+            &stats.announce_failures,
+        ),
+    ] {
+        counter(r, name, help, load(v));
+    }
+    let at = load(&stats.head_updated_at);
+    if at > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        gauge(
+            r,
+            "ipni_head_age_seconds",
+            "Seconds since this writer last moved the IPNI head",
+            now.saturating_sub(at),
+        );
+    }
 }
 
 /// Object store, read path, read cache and presence filter.

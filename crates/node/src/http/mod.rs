@@ -6,6 +6,7 @@ pub(crate) mod api;
 mod denylist;
 pub(crate) mod error;
 pub(crate) mod health;
+pub(crate) mod ipni;
 mod kubo;
 pub(crate) mod memory;
 pub(crate) mod metrics;

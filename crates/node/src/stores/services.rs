@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hydrant_blockstore::CarBlockstore;
 use hydrant_index::filter::{FilteredIndex, PresenceFilter};
-use hydrant_index::{BlockIndex, BlockLookup, CarCatalog, FjallIndex, PinStore};
+use hydrant_index::{BlockIndex, BlockLookup, CarCatalog, FjallIndex, IpniStore, PinStore};
 use hydrant_ingest::{IngestConfig, Ingester};
 use hydrant_pg::{PgIndex, PgPool, PoolConfig};
 use object_store::ObjectStore;
@@ -27,6 +27,10 @@ pub struct Services {
     pub catalog: Arc<dyn CarCatalog>,
     /// The pins, in the index's database.
     pub pins: Arc<dyn PinStore>,
+    /// Where the IPNI chain stands (head, advertised CARs), in the index's database.
+    pub ipni_state: Arc<dyn IpniStore>,
+    /// Counters of the IPNI publisher and announcers.
+    pub ipni_stats: Arc<hydrant_ipni_publisher::PublisherStats>,
     /// The presence filter and its index wrapper (`None` when `[filter]` is disabled).
     pub filtered: Option<FilteredIndex>,
     /// The PostgreSQL index when `[index] kind = "postgres"` (for its commit feed and pool).
@@ -70,7 +74,15 @@ impl Services {
         let metered = storage::open(repo)?;
         let store_stats = metered.stats();
         let store: Arc<dyn ObjectStore> = Arc::new(metered);
-        let (catalog, pins, pg, feed, origin): (Arc<dyn BlockIndex>, Arc<dyn PinStore>, _, _, _) =
+        #[allow(clippy::type_complexity)]
+        let (catalog, pins, ipni_state, pg, feed, origin): (
+            Arc<dyn BlockIndex>,
+            Arc<dyn PinStore>,
+            Arc<dyn IpniStore>,
+            _,
+            _,
+            _,
+        ) =
             match &repo.config.index {
                 IndexConfig::Fjall { path } => {
                     let dir = repo.resolve(path);
@@ -83,6 +95,7 @@ impl Services {
                     (
                         Arc::new(index.clone()),
                         pins,
+                        Arc::new(index.clone()),
                         None,
                         Feed::Fjall(index),
                         origin,
@@ -97,7 +110,14 @@ impl Services {
                     );
                     let feed = Feed::Pg(index.clone());
                     let pins = Arc::new(index.clone());
-                    (Arc::new(index.clone()), pins, Some(index), feed, origin)
+                    (
+                        Arc::new(index.clone()),
+                        pins,
+                        Arc::new(index.clone()),
+                        Some(index),
+                        feed,
+                        origin,
+                    )
                 }
             };
         let fjall = match &feed {
@@ -169,6 +189,8 @@ impl Services {
             index,
             catalog,
             pins,
+            ipni_state,
+            ipni_stats: Arc::default(),
             filtered,
             fjall,
             pg,
