@@ -7,7 +7,8 @@
 //
 // A sync (one at a time, in announce order): GET <publisher>/ipni/v1/ad/head, its signature
 // checked and its signer required to be the announcing peer (go-libipni ipnisync); the chain
-// walked back through PreviousID to the last advertisement already ingested; every block
+// walked from the announced advertisement (as go-libipni dagsync: the head may lag behind it)
+// back through PreviousID to the last advertisement already ingested; every block
 // checked against its CID; every advertisement's envelope checked as go-libipni's
 // `VerifySignature` does, and its signer required to be its Provider; each advertisement's
 // EntryChunk chain walked (Entries + Next). Only when all of that passed are the advertisements
@@ -334,10 +335,13 @@ export async function startIndexer ({ port = 0, firstSyncDepth = 0, limits: over
       record.head = head.toString()
       record.topic = topic
 
-      // Newest first, back to what this publisher already gave us.
+      // Newest first from the announced advertisement (go-libipni dagsync syncs to the announced
+      // CID; the head may lag behind it), back to what this publisher already gave us.
       const walked = []
       const firstSync = state.latest == null
-      for (let cid = head; ;) {
+      const applied = (c) => c === state.latest || state.ads.some(a => a.cid === c)
+      if (applied(record.announced)) return record
+      for (let cid = announced; ;) {
         if (cid.toString() === state.latest) break
         if (firstSync && firstSyncDepth > 0 && walked.length === firstSyncDepth) break
         if (walked.length === limits.chainLength) throw new Error(`chain: more than ${limits.chainLength} advertisements`)
@@ -348,8 +352,6 @@ export async function startIndexer ({ port = 0, firstSyncDepth = 0, limits: over
         if (ad.PreviousID == null) { record.restarted = !firstSync; break }
         cid = ad.PreviousID
       }
-      const known = record.announced === state.latest || state.ads.some(a => a.cid === record.announced) || walked.some(w => w.cid.toString() === record.announced)
-      if (!known) throw new Error(`announced ${record.announced} is not on the chain of head ${head}`)
 
       // Oldest first: fetch every entry chain before anything is applied.
       const steps = []
@@ -371,7 +373,7 @@ export async function startIndexer ({ port = 0, firstSyncDepth = 0, limits: over
         }
         state.ads.push({ cid: cid.toString(), ad })
       }
-      state.latest = record.head
+      state.latest = record.announced
       publishers.set(record.publisher, state)
     } catch (err) {
       record.error = err.message
