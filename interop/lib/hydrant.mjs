@@ -84,23 +84,8 @@ export function setTomlKeys (text, section, values) {
  */
 export const SANDBOX_DHT = { bootstrap: [], listen_ip: '127.0.0.1', port_base: 0 }
 
-/**
- * Start `hydrant daemon` on a fresh temp repo. Resolves once its JSON line
- * arrives. Returns { peerId, swarmAddrs, tcpAddr, wsAddr, gatewayUrl, apiUrl,
- * dhtHeads, repo, info, bin, ingest(car), ingestHttp(car), stop(), logTail() }.
- *
- * `dht`: [dht] keys merged over SANDBOX_DHT into <repo>/config.toml (when the
- * binary wrote one with a [dht] section); `config`: other sections' keys,
- * `{ section: { key: value } }` (the section must exist); `files`: files
- * written into the repo before the daemon starts, `{ name: text }` (mode 0600,
- * e.g. an `api.token_file`); `args`: extra daemon arguments.
- */
-export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, config: sections = {}, files = {}, args: extraArgs = [] } = {}) {
-  const work = await mkdtemp(join(tmpdir(), 'hydrant-interop-'))
-  const repo = join(work, 'repo')
-  const logPath = join(work, 'daemon.stderr.log')
-  const childEnv = { RUST_LOG: process.env.RUST_LOG ?? 'info', ...process.env, ...env }
-
+/** `hydrant init` a fresh repo at `repo` (inside `work`), then set config keys and write files. */
+async function initRepo ({ bin, work, repo, childEnv, dht, sections, files }) {
   try {
     await pExecFile(bin, ['--repo', repo, 'init'], { env: childEnv })
   } catch (err) {
@@ -125,6 +110,28 @@ export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_00
     await rm(work, { recursive: true, force: true })
     throw err
   }
+}
+
+/**
+ * Start `hydrant daemon` on a fresh temp repo. Resolves once its JSON line
+ * arrives. Returns { peerId, swarmAddrs, tcpAddr, wsAddr, gatewayUrl, apiUrl,
+ * dhtHeads, repo, info, bin, ingest(car), ingestHttp(car), stop(), logTail() }.
+ *
+ * `dht`: [dht] keys merged over SANDBOX_DHT into <repo>/config.toml (when the
+ * binary wrote one with a [dht] section); `config`: other sections' keys,
+ * `{ section: { key: value } }` (the section must exist); `files`: files
+ * written into the repo before the daemon starts, `{ name: text }` (mode 0600,
+ * e.g. an `api.token_file`); `args`: extra daemon arguments; `repo`: an existing
+ * repository to run on (a handle's `repo` after `stop({ keep: true })`): no init,
+ * no config edits, and stop() leaves it in place.
+ */
+export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, config: sections = {}, files = {}, args: extraArgs = [], repo: existingRepo } = {}) {
+  const work = await mkdtemp(join(tmpdir(), 'hydrant-interop-'))
+  const repo = existingRepo ?? join(work, 'repo')
+  const logPath = join(work, 'daemon.stderr.log')
+  const childEnv = { RUST_LOG: process.env.RUST_LOG ?? 'info', ...process.env, ...env }
+
+  if (existingRepo == null) await initRepo({ bin, work, repo, childEnv, dht, sections, files })
 
   const args = [
     '--repo', repo, 'daemon',
