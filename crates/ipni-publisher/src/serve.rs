@@ -17,6 +17,7 @@ use hydrant_ipni::{
 };
 use libp2p_identity::Keypair;
 use object_store::{ObjectStore, ObjectStoreExt as _};
+use tokio::sync::watch;
 
 use crate::chain::block_path;
 
@@ -81,6 +82,8 @@ struct Inner {
     blocks: quick_cache::sync::Cache<Cid, Bytes, Weight>,
     /// When the head was last read, and the signed head it had (`None`: no chain yet).
     head: Mutex<Option<(Instant, Option<Signed>)>>,
+    /// The heads this process's writer reaches ([`AdSource::follow_local_writer`]).
+    local: Option<watch::Receiver<Option<Cid>>>,
 }
 
 impl AdSource {
@@ -102,8 +105,21 @@ impl AdSource {
                 topic,
                 blocks: quick_cache::sync::Cache::with_weighter(estimated, cache_bytes, Weight),
                 head: Mutex::new(None),
+                local: None,
             }),
         }
+    }
+
+    /// Serves a head this process's writer reached (`heads`, what [`crate::run_writer`]
+    /// sends) at once, without waiting for [`HEAD_TTL`]: the announcers are told of a head
+    /// only after it is sent there, so an indexer fetching the head it was just told about
+    /// never gets the previous one. Call before the source is cloned.
+    #[must_use]
+    pub fn follow_local_writer(mut self, heads: watch::Receiver<Option<Cid>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.local = Some(heads);
+        }
+        self
     }
 
     /// The signed head as go-libipni encodes it (DAG-JSON), `None` before the first
@@ -118,8 +134,10 @@ impl AdSource {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let local = self.inner.local.as_ref().and_then(|l| *l.borrow());
         if let Some((at, head)) = &cached
             && at.elapsed() < HEAD_TTL
+            && local.is_none_or(|l| head.as_ref().is_some_and(|(cid, _)| *cid == l))
         {
             return Ok(head.as_ref().map(|(_, b)| b.clone()));
         }

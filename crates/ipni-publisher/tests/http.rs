@@ -163,3 +163,39 @@ async fn announcements_are_retried_and_newer_heads_replace_older_ones() {
     assert_eq!(stats.announce_attempts.load(Relaxed), 3);
     assert_eq!(stats.announce_failures.load(Relaxed), 1);
 }
+
+/// An indexer told of a head by this process's announcer fetches that head, not the one the
+/// source read before (the head is otherwise read from the database at most once per
+/// `HEAD_TTL`).
+#[tokio::test]
+async fn a_head_the_local_writer_reached_is_served_at_once() {
+    let world = World::new();
+    let (heads, local) = watch::channel(None);
+    let base = serve(router(world.source().follow_local_writer(local))).await;
+    let client = reqwest::Client::new();
+    let head_at = async || {
+        let head = client
+            .get(format!("{base}/ipni/v1/ad/head"))
+            .send()
+            .await
+            .unwrap();
+        SignedHead::from_dag_json(&head.bytes().await.unwrap())
+            .unwrap()
+            .head
+    };
+    let publisher = world.publisher(16_384, 10);
+    commit_car(&world.index, 1, 3).await;
+    let first = publisher.publish_pending().await.unwrap().unwrap().head;
+    heads.send_replace(Some(first));
+    assert_eq!(head_at().await, first);
+
+    commit_car(&world.index, 2, 3).await;
+    let second = publisher.publish_pending().await.unwrap().unwrap().head;
+    assert_ne!(first, second);
+    heads.send_replace(Some(second));
+    assert_eq!(
+        head_at().await,
+        second,
+        "served within HEAD_TTL of the first read"
+    );
+}

@@ -347,8 +347,11 @@ async fn start_http(
     };
     let mut gateway_routes = services.gateway_router(config);
     if config.ipni.publishes() {
-        gateway_routes = gateway_routes.merge(crate::http::ipni::router(services, &ipni));
-        crate::http::ipni::start(services, &ipni, signals.stop.subscribe());
+        gateway_routes = gateway_routes.merge(crate::http::ipni::start(
+            services,
+            &ipni,
+            signals.stop.subscribe(),
+        ));
     }
     let router = Arc::new(NodeRouter {
         index: services.index.clone(),

@@ -30,20 +30,14 @@ pub(crate) struct IpniSetup<'a> {
     pub gateway: SocketAddr,
 }
 
-/// The chain's routes over `services` (`GET /ipni/v1/ad/head`, `/ipni/v1/ad/{cid}`).
-pub(crate) fn router(services: &Services, setup: &IpniSetup<'_>) -> axum::Router {
-    hydrant_ipni_publisher::router(AdSource::new(
-        services.ipni_state.clone(),
-        services.store.clone(),
-        setup.keypair.clone(),
-        DEFAULT_TOPIC.to_owned(),
-        setup.config.ipni.cache_bytes,
-    ))
-}
-
 /// Starts the writer task and the announcers (none without `ipni.indexers`); they stop with
-/// `stop`.
-pub(crate) fn start(services: &Services, setup: &IpniSetup<'_>, stop: watch::Receiver<bool>) {
+/// `stop`. Returns the chain's routes over `services` (`GET /ipni/v1/ad/head`,
+/// `/ipni/v1/ad/{cid}`), which serve the writer's new heads at once.
+pub(crate) fn start(
+    services: &Services,
+    setup: &IpniSetup<'_>,
+    stop: watch::Receiver<bool>,
+) -> axum::Router {
     let (config, peer_id) = (setup.config, setup.keypair.public().to_peer_id());
     // Validated at start-up.
     let public = config.gateway.public_multiaddr().ok().flatten();
@@ -68,7 +62,15 @@ pub(crate) fn start(services: &Services, setup: &IpniSetup<'_>, stop: watch::Rec
         ),
         services.ipni_stats.clone(),
     ));
-    let (heads, _) = watch::channel(None);
+    let (heads, local) = watch::channel(None);
+    let source = AdSource::new(
+        services.ipni_state.clone(),
+        services.store.clone(),
+        setup.keypair.clone(),
+        DEFAULT_TOPIC.to_owned(),
+        config.ipni.cache_bytes,
+    )
+    .follow_local_writer(local);
     let publish_at = publisher_address(config, public, setup.gateway, peer_id);
     tracing::info!(address = %publish_at, indexers = config.ipni.indexers.len(), "IPNI publisher");
     let addrs = Arc::new(vec![publish_at.to_vec()]);
@@ -96,6 +98,7 @@ pub(crate) fn start(services: &Services, setup: &IpniSetup<'_>, stop: watch::Rec
         },
         stop,
     ));
+    hydrant_ipni_publisher::router(source)
 }
 
 /// Where indexers fetch the chain, with `/p2p/<peer ID>` appended as go-libipni's httpsender
