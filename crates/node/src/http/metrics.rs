@@ -102,6 +102,9 @@ fn per_side(
     family
 }
 
+/// One counter of [`hydrant_dht::DhtStats`].
+type StatField = fn(&hydrant_dht::DhtStats) -> &AtomicU64;
+
 /// The counters each of the two DHT services keeps, labelled `dht` (`wan`, `lan`).
 fn dht_service_metrics(r: &mut Registry, dht: &DhtService) {
     let tables = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
@@ -138,7 +141,7 @@ fn dht_service_metrics(r: &mut Registry, dht: &DhtService) {
         "Inbound DHT requests by DHT, type and outcome",
         requests,
     );
-    let counters: [(&str, &str, fn(&hydrant_dht::DhtStats) -> &AtomicU64); 9] = [
+    let counters: [(&str, &str, StatField); 9] = [
         (
             "dht_inbound_invalid",
             "Inbound DHT messages that did not decode",
