@@ -80,9 +80,11 @@ export function setTomlKeys (text, section, values) {
 
 /**
  * [dht] settings written into config.toml before the daemon starts: no public
- * bootstrap peers (unreachable here), heads on loopback and on free ports.
+ * bootstrap peers (unreachable here), heads on loopback and on free ports, and
+ * a /ipfs/kad/1.0.0 (WAN) DHT that admits loopback peers (the js-libp2p DHT
+ * servers of these tests speak only that protocol, on loopback).
  */
-export const SANDBOX_DHT = { bootstrap: [], listen_ip: '127.0.0.1', port_base: 0 }
+export const SANDBOX_DHT = { bootstrap: [], listen_ip: '127.0.0.1', port_base: 0, wan_public_only: false }
 
 /** `hydrant init` a fresh repo at `repo` (inside `work`), then set config keys and write files. */
 async function initRepo ({ bin, work, repo, childEnv, dht, sections, files }) {

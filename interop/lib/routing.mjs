@@ -22,7 +22,7 @@ export function peerIdString (id) {
  * no mDNS. Loopback addresses are kept (passthroughMapper): the default mapper
  * drops private addresses, and everything here is on 127.0.0.1.
  */
-export async function makeDhtHelia (bootstrapAddr, { clientMode = true } = {}) {
+export async function makeDhtHelia (bootstrapAddr, { clientMode = true, protocol = '/ipfs/kad/1.0.0' } = {}) {
   return makeHelia({
     websockets: false,
     listen: clientMode ? [] : ['/ip4/127.0.0.1/tcp/0'],
@@ -30,7 +30,7 @@ export async function makeDhtHelia (bootstrapAddr, { clientMode = true } = {}) {
     services: {
       ping: ping(),
       dht: kadDHT({
-        protocol: '/ipfs/kad/1.0.0',
+        protocol,
         clientMode,
         peerInfoMapper: passthroughMapper
       })
@@ -123,13 +123,16 @@ export async function hydrantDhtState (hydrant) {
   ].join('\n')
 }
 
-/** hydrant_dht_inbound_requests_total{type=..,outcome=..} as { 'GET_PROVIDERS/ok': n, ... }. */
-export async function hydrantInboundCounts (hydrant) {
+/**
+ * hydrant_dht_inbound_requests_total{dht=..,type=..,outcome=..} of one DHT
+ * ('wan': /ipfs/kad/1.0.0, 'lan': /ipfs/lan/kad/1.0.0) as { 'GET_PROVIDERS/ok': n, ... }.
+ */
+export async function hydrantInboundCounts (hydrant, dht = 'wan') {
   const text = await (await fetch(`${hydrant.apiUrl}/metrics`)).text()
   const out = {}
   for (const m of text.matchAll(/^hydrant_dht_inbound_requests_total\{([^}]*)\} (\d+)/gm)) {
     const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map(l => [l[1], l[2]]))
-    out[`${labels.type}/${labels.outcome}`] = Number(m[2])
+    if (labels.dht === dht) out[`${labels.type}/${labels.outcome}`] = Number(m[2])
   }
   return out
 }

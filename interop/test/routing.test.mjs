@@ -1,6 +1,6 @@
 // Helia finds Hydrant by routing, without being given Hydrant's address:
 // over the Kademlia DHT (Hydrant's heads answer GET_PROVIDERS for every block
-// in its index) and over the Delegated Routing V1 HTTP API on the gateway
+// in its index, on /ipfs/kad/1.0.0 and on Kubo's LAN DHT /ipfs/lan/kad/1.0.0) and over the Delegated Routing V1 HTTP API on the gateway
 // listener; then fetches over Bitswap from the peer it found.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
@@ -143,6 +143,50 @@ describe('routing: Helia finds Hydrant by DHT and delegated routing', { skip }, 
       assert.equal(sha256(got), sha256(want), 'sha256 of fetched bytes')
       assert.ok(h.libp2p.getConnections(main).length > 0, 'the blocks came over a connection to Hydrant\'s main peer')
     }, () => h)
+  })
+
+  it('LAN DHT: a kad-dht client on /ipfs/lan/kad/1.0.0 bootstrapped from one head finds Hydrant as provider of an ingested root and fetches it over Bitswap', { timeout: 180_000 }, async () => {
+    let h
+    let root
+    const dir = await mkdtemp(join(tmpdir(), 'hydrant-interop-lan-'))
+    try {
+      await withDiag(async () => {
+        // a single-file CAR: its root is the file
+        const bytes = seededBytes(1.25 * 1024 * 1024, 31)
+        await writeFile(join(dir, 'lan.bin'), bytes)
+        root = await packWithIpfsCar(join(dir, 'lan.bin'), join(dir, 'lan.car'), { wrap: false })
+        assert.deepEqual((await hydrant.ingest(join(dir, 'lan.car'))).roots, [root])
+
+        const head = hydrant.dhtHeads[0]
+        h = await client(() => makeDhtHelia(head, { protocol: '/ipfs/lan/kad/1.0.0' }))
+        const dht = h.libp2p.services.dht
+        await waitFor(() => dht.routingTable.size > 0, { timeoutMs: 30_000, what: `head ${head} in the LAN kad-dht routing table (identify must list /ipfs/lan/kad/1.0.0)` })
+        const main = peerIdFromString(hydrant.peerId)
+        assert.equal(await h.libp2p.peerStore.has(main), false, 'Hydrant not in the peer store before routing')
+
+        const before = await hydrantInboundCounts(hydrant, 'lan')
+        const seen = []
+        let found
+        for await (const p of h.routing.findProviders(CID.parse(root), { signal: timeoutSignal(60_000) })) {
+          seen.push({ id: peerIdString(p.id), router: p.router, addrs: p.multiaddrs.map(String) })
+          if (peerIdString(p.id) === hydrant.peerId) { found = p; break }
+        }
+        assert.ok(found, `Hydrant ${hydrant.peerId} among providers of ${root}: ${JSON.stringify(seen)}`)
+        assert.equal(found.router, 'libp2p-router', 'found by the libp2p (kad-dht) router')
+        const addrs = found.multiaddrs.map(transportPart)
+        assert.ok(addrs.includes(transportPart(hydrant.tcpAddr)), `provider addrs ${JSON.stringify(addrs)} include ${hydrant.tcpAddr}`)
+        const afterCounts = await hydrantInboundCounts(hydrant, 'lan')
+        assert.ok((afterCounts['GET_PROVIDERS/ok'] ?? 0) > (before['GET_PROVIDERS/ok'] ?? 0),
+          `hydrant counted a LAN GET_PROVIDERS ok: ${JSON.stringify(before)} -> ${JSON.stringify(afterCounts)}`)
+
+        const got = await cat(h, CID.parse(root), { timeoutMs: 120_000 })
+        assert.equal(got.length, bytes.length, 'length')
+        assert.equal(sha256(got), sha256(bytes), 'sha256 of fetched bytes')
+        assert.ok(h.libp2p.getConnections(main).length > 0, 'the blocks came over a connection to Hydrant\'s main peer')
+      }, () => h, () => root ? CID.parse(root) : fileCid)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('every head answers: a kad-dht client bootstrapped from head i finds Hydrant for a small file and a raw leaf', { timeout: 180_000 }, async () => {

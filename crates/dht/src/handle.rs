@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use futures::StreamExt as _;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use tokio::task::JoinHandle;
 
 use crate::protocol::{MAX_KEY_LEN, MessageType, PeerInfo, Request};
 use crate::service::{Inner, ProbeKind, probe, refresh};
 #[cfg(doc)]
-use crate::{Dht, ProviderLookup, TableConfig};
+use crate::{Dht, DhtConfig, ProviderLookup, TableConfig};
 use crate::{DhtError, DhtStats, ProviderInfo};
 
 /// Handle to a running [`Dht`]; dropping it stops the service.
@@ -31,6 +31,11 @@ impl DhtHandle {
     /// The heads' peer IDs.
     pub fn heads(&self) -> Vec<PeerId> {
         self.inner.heads.iter().map(|h| h.peer_id).collect()
+    }
+
+    /// The protocol this service serves and speaks ([`DhtConfig::protocol`]).
+    pub fn protocol(&self) -> &StreamProtocol {
+        &self.inner.config.protocol
     }
 
     /// Probes `peers` (FIND_NODE) and admits those that answer, then runs a self lookup per
@@ -196,7 +201,7 @@ impl DhtHandle {
     }
 
     /// Stops every task (also done on drop); inbound streams are no longer accepted, so the
-    /// heads' controls may accept `/ipfs/kad/1.0.0` again.
+    /// heads' controls may accept the service's protocol again.
     pub fn shutdown(self) {
         drop(self);
     }

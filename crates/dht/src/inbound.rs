@@ -16,7 +16,8 @@ use crate::protocol::{
 };
 use crate::stats::bump;
 use crate::{
-    DhtStats, ProviderInfo, ProviderLookup, ProviderSink, REQUEST_CHARGE, ValueStore, lock,
+    AddressPolicy, DhtStats, ProviderInfo, ProviderLookup, ProviderSink, REQUEST_CHARGE,
+    ValueStore, lock,
 };
 
 /// Why an inbound request was refused (the stream is closed without an answer).
@@ -46,6 +47,8 @@ pub struct InboundHandler {
     budget: MemoryBudget,
     /// Every head of this service with its addresses: offered as closer peers beside the table.
     heads: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Which provider addresses are offered (see [`AddressPolicy`]).
+    addresses: AddressPolicy,
 }
 
 impl InboundHandler {
@@ -64,6 +67,16 @@ impl InboundHandler {
     #[must_use]
     pub fn with_heads(mut self, heads: Vec<(PeerId, Vec<Multiaddr>)>) -> Self {
         self.heads = heads;
+        self
+    }
+
+    /// Offers the providers of GET_PROVIDERS answers, other than the heads, with their
+    /// addresses [filtered](AddressPolicy::filter) by `policy` (go-libp2p-kad-dht's
+    /// `handleGetProviders` with the dual DHT's address filters).
+    /// Default [`AddressPolicy::Any`].
+    #[must_use]
+    pub fn with_addresses(mut self, policy: AddressPolicy) -> Self {
+        self.addresses = policy;
         self
     }
 
@@ -87,6 +100,7 @@ impl InboundHandler {
             provider_lookup_deadline,
             budget: MemoryBudget::unlimited(),
             heads: Vec::new(),
+            addresses: AddressPolicy::Any,
         }
     }
 
@@ -105,6 +119,22 @@ impl InboundHandler {
         peers
             .into_iter()
             .map(|(peer, addrs)| PeerInfo::new(peer, addrs))
+            .collect()
+    }
+
+    /// The providers to answer with (at most [`MAX_PEERS_PER_MESSAGE`]): the heads as they
+    /// are, the others with their addresses filtered by the policy (a provider left without
+    /// addresses is still named, as go does: the requester may look its addresses up).
+    fn offered(&self, list: Vec<ProviderInfo>) -> Vec<PeerInfo> {
+        list.into_iter()
+            .take(MAX_PEERS_PER_MESSAGE)
+            .map(|p| {
+                if self.heads.iter().any(|(h, _)| *h == p.peer) {
+                    PeerInfo::new(p.peer, p.addrs)
+                } else {
+                    PeerInfo::new(p.peer, self.addresses.filter(p.addrs))
+                }
+            })
             .collect()
     }
 
@@ -152,17 +182,14 @@ impl InboundHandler {
                     self.providers.providers(&key),
                 )
                 .await;
-                let providers = match found {
+                let providers = match found.map(|r| r.map(|list| self.offered(list))) {
                     Ok(Ok(list)) if list.is_empty() => {
                         bump(&stats.inbound_not_found[i]);
                         Vec::new()
                     }
                     Ok(Ok(list)) => {
                         bump(&stats.inbound_ok[i]);
-                        list.into_iter()
-                            .take(MAX_PEERS_PER_MESSAGE)
-                            .map(|p| PeerInfo::new(p.peer, p.addrs))
-                            .collect()
+                        list
                     }
                     Ok(Err(_)) | Err(_) => {
                         bump(&stats.inbound_error[i]);
@@ -392,6 +419,70 @@ mod tests {
         );
         // Any key: the heads are candidates by distance like table members.
         assert_eq!(find(peer(7), peer(9)).await.len(), 2);
+    }
+
+    /// Provider answers under the WAN and LAN policies: other peers' records lose the
+    /// addresses the side does not pass on; the heads' own record keeps every address.
+    #[tokio::test]
+    async fn provider_answers_filter_other_peers_addresses_by_policy() {
+        struct Both(Vec<ProviderInfo>);
+        #[async_trait::async_trait]
+        impl ProviderLookup for Both {
+            async fn providers(&self, _key: &[u8]) -> Result<Vec<ProviderInfo>, LookupError> {
+                Ok(self.0.clone())
+            }
+        }
+        let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        let public: Multiaddr = "/ip4/8.8.8.8/tcp/4001".parse().unwrap();
+        let ours = ProviderInfo {
+            peer: peer(0),
+            addrs: vec![loopback.clone()],
+        };
+        let theirs = ProviderInfo {
+            peer: peer(40),
+            addrs: vec![loopback.clone(), addr(40), public.clone()],
+        };
+        let answer = |policy| {
+            let h = InboundHandler::new(
+                Arc::new(Mutex::new(RoutingTable::new(
+                    &[peer(0)],
+                    TableConfig::default(),
+                ))),
+                Arc::new(Both(vec![ours.clone(), theirs.clone()])),
+                Arc::new(Sink::default()),
+                Arc::new(RejectAllValues),
+                Arc::new(DhtStats::default()),
+                20,
+                Duration::from_secs(1),
+            )
+            .with_heads(vec![(peer(0), vec![loopback.clone()])])
+            .with_addresses(policy);
+            async move {
+                let request = Request::GetProviders {
+                    key: multihash_key(),
+                };
+                match h.handle(peer(9), vec![], request).await.unwrap() {
+                    Some(Response::GetProviders { providers, .. }) => providers,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let head = PeerInfo::new(peer(0), vec![loopback.clone()]);
+        assert_eq!(
+            answer(AddressPolicy::Public).await,
+            vec![head.clone(), PeerInfo::new(peer(40), vec![public.clone()])]
+        );
+        assert_eq!(
+            answer(AddressPolicy::Private).await,
+            vec![
+                head.clone(),
+                PeerInfo::new(peer(40), vec![addr(40), public])
+            ]
+        );
+        assert_eq!(
+            answer(AddressPolicy::Any).await,
+            vec![head, PeerInfo::new(theirs.peer, theirs.addrs.clone())]
+        );
     }
 
     fn handler(

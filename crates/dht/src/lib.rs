@@ -1,10 +1,11 @@
-//! Hydrant's own Kademlia DHT (../shared/specs/kad-dht.md), protocol `/ipfs/kad/1.0.0`,
+//! Hydrant's own Kademlia DHT (../shared/specs/kad-dht.md), protocol `/ipfs/kad/1.0.0` or the
+//! LAN DHT's `/ipfs/lan/kad/1.0.0` (one per service, [`DhtConfig::protocol`]),
 //! wire-compatible with go-libp2p-kad-dht and libp2p-kad. One service serves many DHT server
 //! identities ("heads", like hydra-booster) that share one routing table, and admits a peer
 //! to that table only after it answered one of our requests.
 //!
 //! Layout (every module private, its public items re-exported here):
-//! - `protocol`: [`PROTOCOL`]; the prost structs [`proto`]; the typed [`Request`] and
+//! - `protocol`: [`PROTOCOL`], [`LAN_PROTOCOL`]; the prost structs [`proto`]; the typed [`Request`] and
 //!   [`Response`] with `encode_request(&Request) -> Vec<u8>`, `encode_response(&Response) ->
 //!   Vec<u8>` (≤ 16 KiB), `decode_request(&[u8]) -> Result<Request, DecodeError>`,
 //!   `decode_response(&[u8], MessageType) -> Result<Response, DecodeError>`;
@@ -32,8 +33,9 @@
 //!   [`ValueStore`] (default [`RejectAllValues`]; [`NoProviders`] for no providers),
 //!   [`Dialer`] (with [`ChannelDialer`] + [`handle_dial_request`] for the swarm task), and
 //!   [`HeadHandle`], one head to serve.
-//! - `config`, `error`, `stats`: [`DhtConfig`] (and [`REQUEST_CHARGE`], the budget an inbound
-//!   request holds), [`DhtError`] and [`RequestError`], [`DhtStats`] (atomics).
+//! - `config`, `error`, `stats`: [`DhtConfig`] (`default()`, `wan()`, `lan()`), [`AddressPolicy`]
+//!   (go-libp2p-kad-dht's WAN / LAN peer and address filters; `admits`, `filter`, `queries`),
+//!   [`REQUEST_CHARGE`] (the budget an inbound request holds), [`DhtError`] and [`RequestError`], [`DhtStats`] (atomics).
 //! - `inbound`: [`InboundHandler`], the rules for answering inbound requests without I/O
 //!   ([`Refusal`] when a request is refused).
 //! - `service`: `Dht::spawn(DhtConfig, Vec<HeadHandle>, Arc<dyn ProviderLookup>,
@@ -54,7 +56,7 @@ mod seams;
 mod service;
 mod stats;
 
-pub use config::{DhtConfig, REQUEST_CHARGE};
+pub use config::{AddressPolicy, DhtConfig, REQUEST_CHARGE};
 pub use error::{DhtError, RequestError};
 pub use handle::DhtHandle;
 pub use heads::{
@@ -67,7 +69,7 @@ pub use kbucket::{
     RoutingTable, TableConfig, entropy,
 };
 pub use protocol::{
-    ConnectionType, DecodeError, FrameError, MAX_ADDRS_ON_WIRE, MAX_ADDRS_PER_PEER,
+    ConnectionType, DecodeError, FrameError, LAN_PROTOCOL, MAX_ADDRS_ON_WIRE, MAX_ADDRS_PER_PEER,
     MAX_ADDRS_PER_PEER_OUT, MAX_DECODED_BYTES, MAX_FRAME_SIZE, MAX_KEY_LEN,
     MAX_OUTBOUND_FRAME_SIZE, MAX_PEERS_ON_WIRE, MAX_PEERS_PER_MESSAGE, MessageType, PROTOCOL,
     PeerInfo, Record, Request, Response, decode_request, decode_response, encode_request,

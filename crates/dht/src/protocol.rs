@@ -18,6 +18,12 @@ use prost::Message as _;
 /// The protocol ID of the Amino DHT (../shared/specs/kad-dht.md, "Amino DHT").
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
 
+/// The protocol ID of the LAN DHT: [`PROTOCOL`] with go-libp2p-kad-dht's `dual.LanExtension`
+/// (`/lan`) inserted after `/ipfs`, which Kubo serves beside the Amino DHT for peers on private
+/// networks (go-libp2p-kad-dht `dual/dual.go`). Same messages, other peers (see
+/// [`AddressPolicy::Private`](crate::AddressPolicy::Private)).
+pub const LAN_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/lan/kad/1.0.0");
+
 /// Largest frame body read, in bytes (64 KiB).
 ///
 /// libp2p-kad reads at most 16 KiB and go-libp2p-kad-dht up to 4 MiB. 16 KiB is too small

@@ -197,7 +197,9 @@ pub fn handle_dial_request<B: NetworkBehaviour>(swarm: &mut Swarm<B>, request: D
     let _ = request.reply.send(result);
 }
 
-/// One head served by the service.
+/// One head served by the service. Cloned to serve the same head in a second service (the
+/// LAN DHT beside the WAN one): each service registers its own protocol on the control.
+#[derive(Clone)]
 pub struct HeadHandle {
     /// The head's peer ID (the identity of the swarm behind `control`).
     pub peer_id: PeerId,

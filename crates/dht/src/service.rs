@@ -15,17 +15,17 @@ use tokio::task::JoinSet;
 
 use crate::kbucket::{FailureOutcome, InsertOutcome, Key, RoutingTable};
 use crate::protocol::{
-    MAX_FRAME_SIZE, MAX_KEY_LEN, MessageType, PROTOCOL, PeerInfo, Request, Response,
-    decode_response, encode_request, read_frame, write_frame,
+    MAX_FRAME_SIZE, MAX_KEY_LEN, MessageType, PeerInfo, Request, Response, decode_response,
+    encode_request, read_frame, write_frame,
 };
 use crate::query::{Action, Lookup, RttEstimator};
 use crate::stats::bump;
+use crate::{
+    AddressPolicy, DhtConfig, DhtError, DhtHandle, DhtStats, Dialer, HeadHandle, InboundHandler,
+    ProviderLookup, ProviderSink, RequestError, ValueStore, lock,
+};
 #[cfg(doc)]
 use crate::{ChannelDialer, QueryConfig, TableConfig, handle_dial_request};
-use crate::{
-    DhtConfig, DhtError, DhtHandle, DhtStats, Dialer, HeadHandle, InboundHandler, ProviderLookup,
-    ProviderSink, RequestError, ValueStore, lock,
-};
 
 /// Least pause before the one retry of a request whose stream failed (`Dht`'s doc, "Retry").
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -58,8 +58,13 @@ pub(crate) struct Inner {
 /// The DHT service over `libp2p_stream::Control`: one service serves many heads sharing one
 /// [`RoutingTable`] (../shared/specs/kad-dht.md, "Client and Server Mode", "RPC Messages").
 ///
+/// One service speaks one protocol ([`DhtConfig::protocol`]) under one [`AddressPolicy`]
+/// ([`DhtConfig::addresses`]); a node serving both the Amino DHT and the LAN DHT, as
+/// go-libp2p-kad-dht's `dual` package does, runs two services over the same heads
+/// ([`DhtConfig::wan`], [`DhtConfig::lan`]), each with its own table and counters.
+///
 /// Tasks (all end at [`DhtHandle::shutdown`] or when the handle is dropped):
-/// - *accept*, one per head: takes `/ipfs/kad/1.0.0` streams, within
+/// - *accept*, one per head: takes streams of the service's protocol, within
 ///   [`DhtConfig::max_inbound_streams_per_head`] and [`DhtConfig::max_inbound_streams_per_peer`]
 ///   (further streams are dropped, i.e. reset), and serves each in a task that answers any
 ///   number of requests until the peer closes it or [`DhtConfig::inbound_idle_timeout`] passes
@@ -151,7 +156,7 @@ impl Dht {
         for mut h in heads {
             let streams = h
                 .control
-                .accept(PROTOCOL)
+                .accept(config.protocol.clone())
                 .map_err(|_| DhtError::AlreadyRegistered(h.peer_id))?;
             incoming.push(streams);
             head_states.push(Head {
@@ -172,7 +177,8 @@ impl Dht {
             config.provider_lookup_deadline,
         )
         .with_budget(config.budget.clone())
-        .with_heads(head_infos);
+        .with_heads(head_infos)
+        .with_addresses(config.addresses);
         let inner = Arc::new(Inner {
             probe_slots: Arc::new(Semaphore::new(config.max_concurrent_probes)),
             config,
@@ -255,8 +261,11 @@ fn accept_one(
         let _permit: OwnedSemaphorePermit = permit;
         let _slot = slot;
         let from_addrs = inner.heads[head].dialer.listen_addrs_of(&peer);
-        // A peer that talks to us is a candidate, never a member until it answers us.
-        if !inner.table_read(|t| t.contains(&peer) || t.is_head(&peer)) {
+        // A peer that talks to us is a candidate, never a member until it answers us, and
+        // only when the table could admit it (`AddressPolicy::admits`).
+        if inner.config.addresses.admits(&from_addrs)
+            && !inner.table_read(|t| t.contains(&peer) || t.is_head(&peer))
+        {
             inner.with_table(|t| t.add_candidate(peer, from_addrs.clone(), Instant::now()));
         }
         inner
@@ -447,8 +456,13 @@ impl Inner {
         }
     }
 
-    /// `peer` answered one of our requests in time: insert or refresh it.
+    /// `peer` answered one of our requests in time: insert or refresh it, if the policy admits
+    /// a peer reached at `addrs` (a refused one counts as a rejection).
     fn admit(self: &Arc<Self>, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if !self.config.addresses.admits(&addrs) {
+            bump(&self.stats.rejections);
+            return;
+        }
         let out = self.with_table(|t| t.insert_verified(peer, addrs, Instant::now()));
         match out {
             InsertOutcome::Inserted { .. } => bump(&self.stats.admissions),
@@ -466,7 +480,27 @@ impl Inner {
         }
     }
 
+    /// What an answer taught us about `peers`, under the policy: their addresses
+    /// [filtered](AddressPolicy::filter), and only those worth querying
+    /// ([`AddressPolicy::queries`]), except the peer whose ID is `target` (a lookup for a peer
+    /// keeps it, as go-libp2p-kad-dht's query does).
+    fn learned(&self, target: Option<&[u8]>, peers: Vec<PeerInfo>) -> Vec<PeerInfo> {
+        let policy = self.config.addresses;
+        if policy == AddressPolicy::Any {
+            return peers;
+        }
+        peers
+            .into_iter()
+            .filter_map(|mut p| {
+                p.addrs = policy.filter(std::mem::take(&mut p.addrs));
+                let is_target = target.is_some_and(|t| t == p.peer.to_bytes().as_slice());
+                (is_target || policy.queries(&p.addrs)).then_some(p)
+            })
+            .collect()
+    }
+
     fn offer_candidates(&self, peers: Vec<PeerInfo>, now: Instant) {
+        let peers = self.learned(None, peers);
         self.with_table(|t| {
             for p in peers {
                 t.add_candidate(p.peer, p.addrs, now);
@@ -583,7 +617,7 @@ impl Inner {
             .map_err(RequestError::Dial)?;
         let mut control = h.control.clone();
         let mut stream = control
-            .open_stream(peer, PROTOCOL)
+            .open_stream(peer, self.config.protocol.clone())
             .await
             .map_err(|e| RequestError::Open(e.to_string()))?;
         write_frame(&mut stream, body).await?;
@@ -667,6 +701,7 @@ impl Inner {
                             let now = Instant::now();
                             match self.lookup_answer(&peer, result) {
                                 Some((closer, providers)) => {
+                                    let closer = self.learned(Some(key), closer);
                                     // Before `admit`, which clears the peer's own mark.
                                     let next = self.without_suspects(closer.clone(), now);
                                     if lookup.on_success(&peer, next, providers) {

@@ -7,7 +7,11 @@
 //! - bad input on a raw `/ipfs/kad/1.0.0` stream (undecodable and oversized frames, a key over
 //!   80 bytes, ADD_PROVIDER for another peer, PUT_VALUE of a badly signed IPNS record) is
 //!   refused, counted in `/metrics`, and the head keeps answering;
-//! - a valid ADD_PROVIDER from the client is stored and listed by the admin API.
+//! - a valid ADD_PROVIDER from the client is stored and listed by the admin API;
+//! - with no bootstrap peers (empty tables), go-libp2p-kad-dht's "lookup check" (FIND_NODE for
+//!   the head's own ID) answers with the head and its loopback address over both
+//!   `/ipfs/kad/1.0.0` and `/ipfs/lan/kad/1.0.0`, and GET_PROVIDERS over the LAN DHT names the
+//!   daemon's Bitswap peer; the counters say which DHT answered.
 
 mod common;
 
@@ -16,8 +20,9 @@ use std::time::Duration;
 
 use futures::AsyncWriteExt;
 use hydrant_dht::{
-    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, MessageType, NoProviders, PROTOCOL,
-    PeerInfo, Record, RejectAllValues, Request, decode_response, encode_request, read_frame,
+    ChannelDialer, Dht, DhtConfig, DhtHandle, HeadHandle, LAN_PROTOCOL, MessageType, NoProviders,
+    PROTOCOL, PeerInfo, Record, RejectAllValues, Request, Response, decode_response,
+    encode_request, read_frame,
 };
 use hydrant_node::config::SwarmConfig;
 use hydrant_testkit::fixture;
@@ -28,6 +33,8 @@ struct Client {
     addrs: Vec<Multiaddr>,
     control: libp2p_stream::Control,
     dht: DhtHandle,
+    /// The client's LAN DHT (`DhtConfig::lan`), so that the daemon's LAN side can probe it.
+    _lan: DhtHandle,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -60,14 +67,18 @@ async fn client() -> Client {
     };
     let mut dht_config = DhtConfig::default();
     dht_config.table.diversity = None;
-    let dht = Dht::spawn(
-        dht_config,
-        vec![head],
-        Arc::new(NoProviders),
-        Arc::new(NoProviders),
-        Arc::new(RejectAllValues),
-    )
-    .unwrap();
+    let spawn = |config, head| {
+        Dht::spawn(
+            config,
+            vec![head],
+            Arc::new(NoProviders),
+            Arc::new(NoProviders),
+            Arc::new(RejectAllValues),
+        )
+        .unwrap()
+    };
+    let lan = spawn(DhtConfig::lan(), head.clone());
+    let dht = spawn(dht_config, head);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(hydrant_node::p2p_testing::drive_swarm(
         swarm,
@@ -86,6 +97,7 @@ async fn client() -> Client {
         addrs,
         control: control.clone(),
         dht,
+        _lan: lan,
         _stop: stop,
     }
 }
@@ -101,9 +113,19 @@ fn peer_of(addr: &str) -> (PeerId, Multiaddr) {
 /// Sends `body` as one frame on a fresh kad stream to `head`; returns the answer frame, or
 /// `None` when the head closed the stream without answering.
 async fn raw_request(client: &Client, head: PeerId, bytes: &[u8]) -> Option<Vec<u8>> {
+    raw_request_over(client, head, PROTOCOL, bytes).await
+}
+
+/// [`raw_request`] over `protocol`.
+async fn raw_request_over(
+    client: &Client,
+    head: PeerId,
+    protocol: libp2p::StreamProtocol,
+    bytes: &[u8],
+) -> Option<Vec<u8>> {
     let mut control = client.control.clone();
     let mut stream = control
-        .open_stream(head, PROTOCOL)
+        .open_stream(head, protocol)
         .await
         .expect("kad stream opens");
     stream.write_all(bytes).await.unwrap();
@@ -228,7 +250,12 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     assert!(!first["Addrs"].as_array().unwrap().is_empty(), "{routed}");
 
     // Bad input on raw streams: refused, counted, no crash.
-    let invalid_before = metric(&http, &info.api_url, "hydrant_dht_inbound_invalid_total").await;
+    let invalid_before = metric(
+        &http,
+        &info.api_url,
+        "hydrant_dht_inbound_invalid_total{dht=\"wan\"}",
+    )
+    .await;
     assert_eq!(
         raw_request(&client, head0, &framed(b"\xff\xff\xff not protobuf")).await,
         None
@@ -239,14 +266,22 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     assert_eq!(raw_request(&client, head0, &oversized).await, None);
     let long_key = encode_request(&Request::FindNode { key: vec![7; 81] });
     assert_eq!(raw_request(&client, head0, &framed(&long_key)).await, None);
-    let invalid_after = metric(&http, &info.api_url, "hydrant_dht_inbound_invalid_total").await;
+    let invalid_after = metric(
+        &http,
+        &info.api_url,
+        "hydrant_dht_inbound_invalid_total{dht=\"wan\"}",
+    )
+    .await;
     assert!(
         invalid_after >= invalid_before + 3,
         "{invalid_before} -> {invalid_after}"
     );
 
-    let refused =
-        |t: &str| format!("hydrant_dht_inbound_requests_total{{type=\"{t}\",outcome=\"refused\"}}");
+    let refused = |t: &str| {
+        format!(
+            "hydrant_dht_inbound_requests_total{{dht=\"wan\",type=\"{t}\",outcome=\"refused\"}}"
+        )
+    };
     let other = PeerId::random();
     let add_for_other = encode_request(&Request::AddProvider {
         key: absent.hash().to_bytes(),
@@ -320,6 +355,140 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
         .collect();
     assert_eq!(ids.len(), 2, "{heads}");
     assert!(ids.contains(&head0.to_string().as_str()), "{heads}");
+
+    drop(client);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("daemon stops")
+        .unwrap();
+}
+
+/// go-libp2p-kad-dht admits a peer to its table only after a "lookup check" (`lookupCheck`:
+/// FIND_NODE for the peer's own ID). A daemon with no bootstrap peers, whose tables are empty,
+/// passes it on both DHTs: the head answers with itself and its (loopback) address, as go answers
+/// its own ID with every address of its host; the LAN DHT then answers GET_PROVIDERS like the WAN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_check_and_providers_over_both_dht_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let (info, stop, task) = common::start_daemon(&dir.path().join("repo"), 2, |repo| {
+        repo.config.dht.bootstrap.clear();
+        repo.config.dht.listen_ip = "127.0.0.1".parse().unwrap();
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let summary: serde_json::Value = http
+        .put(format!("{}/api/v1/cars", info.api_url))
+        .body(fixture("go-car/sample-v1.car"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root: cid::Cid = summary["roots"][0].as_str().unwrap().parse().unwrap();
+    let client = client().await;
+    let (head0, head0_addr) = peer_of(&info.dht_heads[0]);
+    let mut head0_bare = head0_addr.clone();
+    head0_bare.pop();
+    assert!(head0_bare.to_string().starts_with("/ip4/127.0.0.1/tcp/"));
+    let main: PeerId = info.peer_id.parse().unwrap();
+    // The client's swarm connects to the head (its WAN DHT admits any address); the raw
+    // streams below reuse that connection.
+    let mut admitted = 0;
+    for _ in 0..10 {
+        admitted = client
+            .dht
+            .bootstrap(vec![(head0, vec![head0_addr.clone()])])
+            .await;
+        if admitted == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(admitted, 1, "the client reached the head");
+
+    let find_self = framed(&encode_request(&Request::FindNode {
+        key: head0.to_bytes(),
+    }));
+    for protocol in [PROTOCOL, LAN_PROTOCOL] {
+        let answer = raw_request_over(&client, head0, protocol.clone(), &find_self)
+            .await
+            .unwrap_or_else(|| panic!("{protocol}: FIND_NODE unanswered"));
+        let Response::FindNode { closer_peers } =
+            decode_response(&answer, MessageType::FindNode).unwrap()
+        else {
+            panic!("{protocol}: not a FIND_NODE answer");
+        };
+        assert_eq!(
+            closer_peers.first().map(|p| p.peer),
+            Some(head0),
+            "{protocol}: the head first in {closer_peers:?}"
+        );
+        assert!(
+            closer_peers[0].addrs.contains(&head0_bare),
+            "{protocol}: {:?} lacks the loopback address {head0_bare}",
+            closer_peers[0].addrs
+        );
+
+        let get = framed(&encode_request(&Request::GetProviders {
+            key: root.hash().to_bytes(),
+        }));
+        let answer = raw_request_over(&client, head0, protocol.clone(), &get)
+            .await
+            .unwrap_or_else(|| panic!("{protocol}: GET_PROVIDERS unanswered"));
+        let Response::GetProviders { providers, .. } =
+            decode_response(&answer, MessageType::GetProviders).unwrap()
+        else {
+            panic!("{protocol}: not a GET_PROVIDERS answer");
+        };
+        let ours = providers
+            .iter()
+            .find(|p| p.peer == main)
+            .unwrap_or_else(|| panic!("{protocol}: {main} not among {providers:?}"));
+        assert!(
+            !ours.addrs.is_empty(),
+            "{protocol}: provider without addresses"
+        );
+    }
+
+    // Each DHT counted its own requests.
+    for dht in ["wan", "lan"] {
+        let line = format!(
+            "hydrant_dht_inbound_requests_total{{dht=\"{dht}\",type=\"GET_PROVIDERS\",outcome=\"ok\"}}"
+        );
+        assert!(metric(&http, &info.api_url, &line).await >= 1, "{line}");
+    }
+    // The LAN table admits the loopback client (it answered the head's probe); the WAN
+    // table, public peers only, does not.
+    let mut tables = serde_json::Value::Null;
+    for _ in 0..100 {
+        tables = get_json(&http, format!("{}/api/v1/dht/routing-table", info.api_url)).await;
+        let lan = tables
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["dht"] == "lan" && p["peer_id"] == client.peer.to_string());
+        if lan {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let entries = tables.as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|p| p["dht"] == "lan" && p["peer_id"] == client.peer.to_string()),
+        "{tables}"
+    );
+    assert!(entries.iter().all(|p| p["dht"] != "wan"), "{tables}");
+    let heads: serde_json::Value =
+        get_json(&http, format!("{}/api/v1/dht/heads", info.api_url)).await;
+    assert_eq!(
+        heads[0]["protocols"],
+        serde_json::json!(["/ipfs/kad/1.0.0", "/ipfs/lan/kad/1.0.0"]),
+        "{heads}"
+    );
 
     drop(client);
     let _ = stop.send(());

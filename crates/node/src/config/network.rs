@@ -269,6 +269,11 @@ pub struct DhtConfig {
     pub port_base: u16,
     /// Peers to bootstrap the routing table from (multiaddrs ending in `/p2p/<peer ID>`).
     pub bootstrap: Vec<Multiaddr>,
+    /// The WAN (`/ipfs/kad/1.0.0`) DHT admits only peers with a public address and passes on
+    /// only public addresses of provider records (go-libp2p-kad-dht's dual DHT); `false`: every
+    /// address ([`hydrant_dht::AddressPolicy::Any`]), for networks whose peers have only private
+    /// addresses and speak only `/ipfs/kad/1.0.0`.
+    pub wan_public_only: bool,
     /// Announce (ADD_PROVIDER) the roots of every ingested CAR, and re-announce them every
     /// `reprovide_interval_secs`.
     pub announce_roots: bool,
@@ -301,6 +306,7 @@ impl Default for DhtConfig {
                 .iter()
                 .map(|a| a.parse().expect("valid multiaddr"))
                 .collect(),
+            wan_public_only: true,
             announce_roots: true,
             announce_all_blocks: false,
             reprovide_interval_secs: 22 * 3600,

@@ -11,9 +11,9 @@
 //! | `DELETE /api/v1/cars/{key}` | deletes the CAR (`cars/<blake3>.car`) unless a root is pinned (409): `{"deleted": record}`; see [`crate::stores::delete`] |
 //! | `POST /api/v1/gc` | deletes every CAR with no pinned root, then sweeps the store: `{"deleted": [records], "bytes", "sweep"}` |
 //! | `GET /api/v1/pins`, `GET`/`POST`/`DELETE /api/v1/pins/{cid}` | pins: see [`crate::http::pins`] |
-//! | `GET /api/v1/dht/heads` | the DHT heads and the main peer: index, peer ID, addresses, connected peers |
+//! | `GET /api/v1/dht/heads` | the DHT heads and the main peer: index, peer ID, addresses, DHT protocols served, connected peers |
 //! | `GET /api/v1/dht/heads/{peer_id}/peers` | peers connected to one head |
-//! | `GET /api/v1/dht/routing-table` | the shared routing table: peer IDs and addresses |
+//! | `GET /api/v1/dht/routing-table` | both routing tables: `dht` (`wan`, `lan`), peer ID, addresses per peer |
 //! | `GET /api/v1/dht/providers?after=CURSOR&limit=N` | stored provider records, paged (`next` is the cursor) |
 //! | `GET /api/v1/dht/lookup/{cid}` | providers of a CID: our data first, then a DHT walk |
 //! | `GET /metrics` | Prometheus metrics (see [`crate::http::metrics`]) |
@@ -319,6 +319,8 @@ struct MemberJson {
     role: &'static str,
     peer_id: String,
     addrs: Vec<String>,
+    /// The DHT protocols it serves (WAN, then LAN).
+    protocols: Vec<String>,
     connected_peers: usize,
 }
 
@@ -327,6 +329,11 @@ async fn dht_heads(State(state): State<ApiState>) -> Response {
         Ok(d) => d,
         Err(r) => return r,
     };
+    let protocols: Vec<String> = dht
+        .sides()
+        .iter()
+        .map(|(_, h)| h.protocol().to_string())
+        .collect();
     let members: Vec<MemberJson> = dht
         .members
         .iter()
@@ -335,6 +342,7 @@ async fn dht_heads(State(state): State<ApiState>) -> Response {
             role: if m.index.is_some() { "head" } else { "main" },
             peer_id: m.peer_id.to_string(),
             addrs: m.addrs.iter().map(ToString::to_string).collect(),
+            protocols: protocols.clone(),
             connected_peers: m.connected_peers().len(),
         })
         .collect();
@@ -367,14 +375,19 @@ async fn dht_routing_table(State(state): State<ApiState>) -> Response {
         Err(r) => return r,
     };
     let peers: Vec<serde_json::Value> = dht
-        .handle
-        .routing_table()
+        .sides()
         .into_iter()
-        .map(|(peer, addrs)| {
-            serde_json::json!({
-                "peer_id": peer.to_string(),
-                "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })
+        .flat_map(|(side, handle)| {
+            handle
+                .routing_table()
+                .into_iter()
+                .map(move |(peer, addrs)| {
+                    serde_json::json!({
+                        "dht": side.label(),
+                        "peer_id": peer.to_string(),
+                        "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    })
+                })
         })
         .collect();
     Json(peers).into_response()
@@ -461,7 +474,7 @@ async fn dht_lookup(State(state): State<ApiState>, Path(cid): Path<String>) -> R
     let key = cid.hash().to_bytes();
     let lookup = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        dht.handle.get_providers(&key, Some(20)),
+        dht.get_providers(&key, 20),
     )
     .await;
     let providers = match lookup {

@@ -14,11 +14,12 @@
 //! | `hydrant_connected_peers` | gauge | `swarm` (main, dht_heads) |
 //! | `hydrant_budget_{limit,in_use}_bytes` | gauge | the shared memory budget (`[limits]`) |
 //! | `hydrant_budget_holder_bytes`, `hydrant_budget_refused_total` | gauge, counter | `holder` (bitswap_messages, bitswap_wantlists, bitswap_responses, gateway, dht) |
-//! | `hydrant_dht_inbound_shed_total` | counter | DHT requests reset for a full budget |
-//! | `hydrant_dht_routing_table_peers` | gauge | |
-//! | `hydrant_dht_inbound_requests_total` | counter | `type` (FIND_NODE, ...), `outcome` (ok, not_found, error, refused) |
-//! | `hydrant_dht_{probes,probe_failures,admissions,rejections,evictions}_total` | counter | |
-//! | `hydrant_dht_{stalled_requests,suspects_skipped}_total`, `hydrant_dht_stall_timeout_milliseconds` | counter, gauge | lookup requests that stalled, suspects not asked, the current stall timeout |
+//! | `hydrant_dht_inbound_shed_total` | counter | `dht` (wan, lan): DHT requests reset for a full budget |
+//! | `hydrant_dht_routing_table_peers` | gauge | `dht` (wan: `/ipfs/kad/1.0.0`, lan: `/ipfs/lan/kad/1.0.0`) |
+//! | `hydrant_dht_inbound_requests_total` | counter | `dht`, `type` (FIND_NODE, ...), `outcome` (ok, not_found, error, refused) |
+//! | `hydrant_dht_{inbound_invalid,streams_refused,outbound_requests,outbound_failures}_total` | counter | `dht` |
+//! | `hydrant_dht_{probes,probe_failures,admissions,rejections,evictions}_total` | counter | `dht` |
+//! | `hydrant_dht_{stalled_requests,suspects_skipped}_total`, `hydrant_dht_stall_timeout_milliseconds` | counter, gauge | `dht`: lookup requests that stalled, suspects not asked, the current stall timeout |
 //! | `hydrant_dht_provider_queue_depth`, `..._capacity` | gauge | |
 //! | `hydrant_dht_provider_records_{accepted,dropped,written}_total`, `..._write_errors_total` | counter | |
 //! | `hydrant_dht_announce_{announced,failed,dropped}_total` | counter | |
@@ -62,6 +63,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::http::state::ApiState;
+use crate::p2p::dht::DhtService;
 use crate::stores::storage::Op;
 
 /// The DHT message types in `DhtStats` array order (kad-dht.md, "RPC Messages").
@@ -88,6 +90,130 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
 
 fn load(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
+}
+
+/// A counter family with one member per DHT (`dht="wan"|"lan"`), valued by `value`.
+fn per_side(
+    dht: &DhtService,
+    value: impl Fn(&hydrant_dht::DhtStats) -> u64,
+) -> Family<Vec<(&'static str, &'static str)>, Counter> {
+    let family = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    for (side, handle) in dht.sides() {
+        family
+            .get_or_create(&vec![("dht", side.label())])
+            .inc_by(value(handle.stats().as_ref()));
+    }
+    family
+}
+
+/// One counter of [`hydrant_dht::DhtStats`].
+type StatField = fn(&hydrant_dht::DhtStats) -> &AtomicU64;
+
+/// The counters each of the two DHT services keeps, labelled `dht` (`wan`, `lan`).
+fn dht_service_metrics(r: &mut Registry, dht: &DhtService) {
+    let tables = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+    let requests = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    for (side, handle) in dht.sides() {
+        let s = handle.stats();
+        tables
+            .get_or_create(&vec![("dht", side.label())])
+            .set(i64::try_from(load(&s.routing_table_size)).unwrap_or(i64::MAX));
+        for (i, t) in MESSAGE_TYPES.iter().enumerate() {
+            for (outcome, v) in [
+                ("ok", &s.inbound_ok[i]),
+                ("not_found", &s.inbound_not_found[i]),
+                ("error", &s.inbound_error[i]),
+                ("refused", &s.inbound_refused[i]),
+            ] {
+                requests
+                    .get_or_create(&vec![
+                        ("dht", side.label()),
+                        ("type", *t),
+                        ("outcome", outcome),
+                    ])
+                    .inc_by(load(v));
+            }
+        }
+    }
+    r.register(
+        "dht_routing_table_peers",
+        "Peers in each DHT's routing table (all answered a FIND_NODE), shared by its heads",
+        tables,
+    );
+    r.register(
+        "dht_inbound_requests",
+        "Inbound DHT requests by DHT, type and outcome",
+        requests,
+    );
+    let counters: [(&str, &str, StatField); 11] = [
+        (
+            "dht_inbound_invalid",
+            "Inbound DHT messages that did not decode",
+            |s| &s.inbound_invalid,
+        ),
+        (
+            "dht_streams_refused",
+            "Inbound DHT streams reset by the limits",
+            |s| &s.streams_refused,
+        ),
+        (
+            "dht_probes",
+            "FIND_NODE probes sent before admission or for liveness",
+            |s| &s.probes,
+        ),
+        (
+            "dht_probe_failures",
+            "Probes that failed (the peer stays out or is evicted)",
+            |s| &s.probe_failures,
+        ),
+        (
+            "dht_admissions",
+            "Peers admitted to the routing table",
+            |s| &s.admissions,
+        ),
+        (
+            "dht_rejections",
+            "Responsive peers not admitted (address policy, diversity, full bucket)",
+            |s| &s.rejections,
+        ),
+        (
+            "dht_evictions",
+            "Peers evicted from the routing table",
+            |s| &s.evictions,
+        ),
+        ("dht_outbound_requests", "Outbound DHT requests", |s| {
+            &s.outbound_requests
+        }),
+        (
+            "dht_outbound_failures",
+            "Outbound DHT requests that failed",
+            |s| &s.outbound_failures,
+        ),
+        (
+            "dht_stalled_requests",
+            "Lookup requests unanswered within the stall timeout (peer made a suspect)",
+            |s| &s.stalled_requests,
+        ),
+        (
+            "dht_suspects_skipped",
+            "Peers named in lookup answers not asked because they are suspects",
+            |s| &s.suspects_skipped,
+        ),
+    ];
+    for (name, help, field) in counters {
+        r.register(name, help, per_side(dht, |s| load(field(s))));
+    }
+    let stall = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+    for (side, handle) in dht.sides() {
+        stall
+            .get_or_create(&vec![("dht", side.label())])
+            .set(i64::try_from(load(&handle.stats().stall_timeout_ms)).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "dht_stall_timeout_milliseconds",
+        "Current stall timeout of DHT lookup requests (0 before the first answer)",
+        stall,
+    );
 }
 
 /// Renders every metric of the node as Prometheus text.
@@ -186,96 +312,7 @@ pub fn render(state: &ApiState) -> String {
     );
 
     if let Some(dht) = &state.dht {
-        let s = dht.handle.stats();
-        gauge(
-            &mut r,
-            "dht_routing_table_peers",
-            "Peers in the shared routing table (all answered a FIND_NODE)",
-            load(&s.routing_table_size),
-        );
-        let family = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
-        for (i, t) in MESSAGE_TYPES.iter().enumerate() {
-            for (outcome, v) in [
-                ("ok", &s.inbound_ok[i]),
-                ("not_found", &s.inbound_not_found[i]),
-                ("error", &s.inbound_error[i]),
-                ("refused", &s.inbound_refused[i]),
-            ] {
-                family
-                    .get_or_create(&vec![("type", *t), ("outcome", outcome)])
-                    .inc_by(load(v));
-            }
-        }
-        r.register(
-            "dht_inbound_requests",
-            "Inbound DHT requests by type and outcome",
-            family,
-        );
-        for (name, help, v) in [
-            (
-                "dht_inbound_invalid",
-                "Inbound DHT messages that did not decode",
-                &s.inbound_invalid,
-            ),
-            (
-                "dht_streams_refused",
-                "Inbound DHT streams reset by the limits",
-                &s.streams_refused,
-            ),
-            (
-                "dht_probes",
-                "FIND_NODE probes sent before admission or for liveness",
-                &s.probes,
-            ),
-            (
-                "dht_probe_failures",
-                "Probes that failed (the peer stays out or is evicted)",
-                &s.probe_failures,
-            ),
-            (
-                "dht_admissions",
-                "Peers admitted to the routing table",
-                &s.admissions,
-            ),
-            (
-                "dht_rejections",
-                "Responsive peers not admitted (diversity, full bucket)",
-                &s.rejections,
-            ),
-            (
-                "dht_evictions",
-                "Peers evicted from the routing table",
-                &s.evictions,
-            ),
-            (
-                "dht_outbound_requests",
-                "Outbound DHT requests",
-                &s.outbound_requests,
-            ),
-            (
-                "dht_outbound_failures",
-                "Outbound DHT requests that failed",
-                &s.outbound_failures,
-            ),
-            (
-                "dht_stalled_requests",
-                "Lookup requests unanswered within the stall timeout (peer made a suspect)",
-                &s.stalled_requests,
-            ),
-            (
-                "dht_suspects_skipped",
-                "Peers named in lookup answers not asked because they are suspects",
-                &s.suspects_skipped,
-            ),
-        ] {
-            counter(&mut r, name, help, load(v));
-        }
-        gauge(
-            &mut r,
-            "dht_stall_timeout_milliseconds",
-            "Current stall timeout of DHT lookup requests (0 before the first answer)",
-            load(&s.stall_timeout_ms),
-        );
+        dht_service_metrics(&mut r, dht);
         let w = dht.writer.stats();
         gauge(
             &mut r,
@@ -432,11 +469,11 @@ fn budget_metrics(r: &mut Registry, state: &ApiState) {
         b.wants_pending,
     );
     if let Some(dht) = &state.dht {
-        counter(
-            r,
+        let shed = per_side(dht, |s| load(&s.inbound_shed));
+        r.register(
             "dht_inbound_shed",
             "DHT requests unanswered (stream reset) because the memory budget was full",
-            load(&dht.handle.stats().inbound_shed),
+            shed,
         );
     }
 }

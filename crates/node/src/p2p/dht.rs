@@ -2,11 +2,19 @@
 //! answer it from Hydrant's own stores.
 //!
 //! ```text
-//!   head 0 swarm ─┐                       ┌─ LocalProviders: block index (-> our Bitswap peer)
-//!   head 1 swarm ─┼─ hydrant_dht::Dht ────┤                  + provider store
-//!   ...           │   (one routing table) ├─ WriterSink -> ProviderWriter (bounded) -> store
-//!   main swarm  ──┘                       └─ RecordValues -> RecordStore (IPNS, /pk/)
+//!   head 0 swarm ─┐   hydrant_dht::Dht WAN ──┐   ┌─ LocalProviders: block index (-> our Bitswap peer)
+//!   head 1 swarm ─┤   /ipfs/kad/1.0.0        ├───┤                  + provider store
+//!   ...           ├─  (public peers)         │   ├─ WriterSink -> ProviderWriter (bounded) -> store
+//!   main swarm  ──┘   hydrant_dht::Dht LAN ──┘   └─ RecordValues -> RecordStore (IPNS, /pk/)
+//!                     /ipfs/lan/kad/1.0.0 (private peers)
 //! ```
+//!
+//! Every member serves both protocols, as Kubo's dual DHT does (go-libp2p-kad-dht `dual`): the
+//! WAN service ([`hydrant_dht::DhtConfig::wan`]) admits peers with public addresses, the LAN one
+//! ([`hydrant_dht::DhtConfig::lan`]) peers with private or loopback addresses; each has its own
+//! routing table and counters, and both answer from the same stores. Lookups ask both and merge
+//! the answers (go's `FindProvidersAsync`, `FindPeer`), announcements go through both (go's
+//! dual `SweepingProvider`), bootstrap runs on both (go's `Bootstrap`).
 //!
 //! Head `i` of the fleet gets the identity `hydrant_dht::head_keypair(seed, i, fleet)`:
 //! the same IDs after a restart, balanced over the keyspace, and disjoint ranges of one fleet on
@@ -19,8 +27,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use hydrant_dht::{
-    ChannelDialer, DhtHandle, HeadHandle, LookupError, ProviderInfo, ProviderLookup, ProviderSink,
-    ValueStore,
+    ChannelDialer, DhtError, DhtHandle, HeadHandle, LookupError, PeerInfo, ProviderInfo,
+    ProviderLookup, ProviderSink, ValueStore,
 };
 use hydrant_index::{BlockLookup, CarCatalog, Multihash};
 use hydrant_providers::{
@@ -82,10 +90,31 @@ pub struct AnnounceStats {
     pub dropped: std::sync::atomic::AtomicU64,
 }
 
+/// Which of the two DHTs: the label of its metrics and API entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The Amino DHT, `/ipfs/kad/1.0.0`, public peers.
+    Wan,
+    /// The LAN DHT, `/ipfs/lan/kad/1.0.0`, private and loopback peers.
+    Lan,
+}
+
+impl Side {
+    /// `"wan"` or `"lan"`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Wan => "wan",
+            Side::Lan => "lan",
+        }
+    }
+}
+
 /// The running DHT of a node. Dropping it stops every task.
 pub struct DhtService {
-    /// The `hydrant-dht` service.
-    pub handle: Arc<DhtHandle>,
+    /// The Amino (WAN) service.
+    pub wan: Arc<DhtHandle>,
+    /// The LAN service, over the same members and stores.
+    pub lan: Arc<DhtHandle>,
     /// The heads, then the main peer.
     pub members: Vec<Member>,
     /// The bounded write path of the provider store.
@@ -112,6 +141,43 @@ impl Drop for DhtService {
 }
 
 impl DhtService {
+    /// Both services with their labels, WAN first.
+    pub fn sides(&self) -> [(Side, &Arc<DhtHandle>); 2] {
+        [(Side::Wan, &self.wan), (Side::Lan, &self.lan)]
+    }
+
+    /// Providers of `key` (a multihash) from both DHTs, merged without duplicates (go's dual
+    /// `FindProvidersAsync`), at most `limit`.
+    ///
+    /// # Errors
+    /// A [`DhtError`] when neither DHT could answer ([`DhtError::NoPeers`] when both tables
+    /// are empty and nothing is known locally).
+    pub async fn get_providers(
+        &self,
+        key: &[u8],
+        limit: usize,
+    ) -> Result<Vec<ProviderInfo>, DhtError> {
+        let (wan, lan) = tokio::join!(
+            self.wan.get_providers(key, Some(limit)),
+            self.lan.get_providers(key, Some(limit))
+        );
+        let mut found = both(wan, lan)?;
+        dedup_by_peer(&mut found, |p| p.peer);
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// The closest peers to `key` found by both DHTs (go's dual `FindPeer` asks both).
+    ///
+    /// # Errors
+    /// As [`DhtService::get_providers`].
+    pub async fn find_node(&self, key: &[u8]) -> Result<Vec<PeerInfo>, DhtError> {
+        let (wan, lan) = tokio::join!(self.wan.find_node(key), self.lan.find_node(key));
+        let mut found = both(wan, lan)?;
+        dedup_by_peer(&mut found, |p| p.peer);
+        Ok(found)
+    }
+
     /// Queues `keys` (multihash bytes) for announcement from the main peer. Never waits: when
     /// the queue is full the key is dropped and counted (the periodic reprovide covers it).
     pub fn announce(&self, keys: impl IntoIterator<Item = Vec<u8>>) {
@@ -143,6 +209,28 @@ impl DhtService {
             });
         }
     }
+}
+
+/// The answers of both DHTs concatenated, WAN first; an error only when both failed (the one
+/// that is not [`DhtError::NoPeers`], as go's `combineErrors` prefers).
+fn both<T>(
+    wan: Result<Vec<T>, DhtError>,
+    lan: Result<Vec<T>, DhtError>,
+) -> Result<Vec<T>, DhtError> {
+    match (wan, lan) {
+        (Ok(mut a), Ok(b)) => {
+            a.extend(b);
+            Ok(a)
+        }
+        (Ok(a), Err(_)) | (Err(_), Ok(a)) => Ok(a),
+        (Err(DhtError::NoPeers), Err(e)) | (Err(e), Err(_)) => Err(e),
+    }
+}
+
+/// Keeps the first entry of each peer.
+fn dedup_by_peer<T>(list: &mut Vec<T>, peer: impl Fn(&T) -> PeerId) {
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|x| seen.insert(peer(x)));
 }
 
 /// Queues the multihash of every block of the stored CAR `key` for announcement; returns how
@@ -229,7 +317,7 @@ fn open_store(
 pub struct MainPeer {
     /// The main swarm's peer ID.
     pub peer_id: PeerId,
-    /// Its stream control (the DHT registers `/ipfs/kad/1.0.0` on it).
+    /// Its stream control (the DHTs register `/ipfs/kad/1.0.0` and `/ipfs/lan/kad/1.0.0` on it).
     pub control: libp2p_stream::Control,
     /// Its dialer (the daemon's swarm loop serves the matching receiver).
     pub dialer: ChannelDialer,
@@ -347,23 +435,34 @@ pub async fn start(
         store: store.clone(),
         self_provider: self_provider.clone(),
     });
-    let handle = hydrant_dht::Dht::spawn(
-        hydrant_dht::DhtConfig {
-            budget: services.budget.clone(),
-            ..Default::default()
-        },
-        handles,
-        lookup,
-        Arc::new(WriterSink(writer.clone())),
-        Arc::new(RecordValues(records)),
-    )
-    .map_err(|e| NodeError::Dht(e.to_string()))?;
-    let handle = Arc::new(handle);
+    let sink: Arc<dyn ProviderSink> = Arc::new(WriterSink(writer.clone()));
+    let values: Arc<dyn ValueStore> = Arc::new(RecordValues(records));
+    let spawn = |config: hydrant_dht::DhtConfig, heads: Vec<HeadHandle>| {
+        hydrant_dht::Dht::spawn(
+            hydrant_dht::DhtConfig {
+                budget: services.budget.clone(),
+                ..config
+            },
+            heads,
+            lookup.clone(),
+            sink.clone(),
+            values.clone(),
+        )
+        .map(Arc::new)
+        .map_err(|e| NodeError::Dht(e.to_string()))
+    };
+    let mut wan_config = hydrant_dht::DhtConfig::wan();
+    if !d.wan_public_only {
+        wan_config.addresses = hydrant_dht::AddressPolicy::Any;
+    }
+    let wan_policy = wan_config.addresses;
+    let wan = spawn(wan_config, handles.clone())?;
+    let lan = spawn(hydrant_dht::DhtConfig::lan(), handles)?;
 
     let announce_stats = Arc::new(AnnounceStats::default());
     let (announce_tx, announce_rx) = mpsc::channel(ANNOUNCE_QUEUE);
     tasks.push(tokio::spawn(announcer(
-        handle.clone(),
+        [wan.clone(), lan.clone()],
         self_provider.clone(),
         announce_rx,
         announce_stats.clone(),
@@ -378,9 +477,25 @@ pub async fn start(
         })
         .collect();
     let all_blocks = d.announce_all_blocks.then(|| services.store.clone());
+    // Each side is bootstrapped from the peers its table could admit.
+    let sides = [
+        (Side::Wan, wan.clone(), wan_policy),
+        (
+            Side::Lan,
+            lan.clone(),
+            hydrant_dht::DhtConfig::lan().addresses,
+        ),
+    ]
+    .map(|(side, dht, policy)| {
+        let peers = bootstrap
+            .iter()
+            .filter(|(_, addrs)| policy.admits(addrs))
+            .cloned()
+            .collect();
+        (side, dht, peers)
+    });
     tasks.push(tokio::spawn(reprovider(
-        handle.clone(),
-        bootstrap,
+        sides,
         services.catalog.clone(),
         all_blocks.clone(),
         announce_tx.clone(),
@@ -389,7 +504,8 @@ pub async fn start(
     )));
 
     Ok(DhtService {
-        handle,
+        wan,
+        lan,
         members,
         writer,
         store,
@@ -418,9 +534,10 @@ pub fn provider_addrs(announce: &[Multiaddr], bound: &[Multiaddr]) -> Vec<Multia
         .collect()
 }
 
-/// Announces queued keys from the main peer, [`ANNOUNCE_CONCURRENCY`] at a time.
+/// Announces queued keys from the main peer through both DHTs, [`ANNOUNCE_CONCURRENCY`] keys
+/// at a time; a key counts as announced when either DHT reached a peer.
 async fn announcer(
-    handle: Arc<DhtHandle>,
+    dhts: [Arc<DhtHandle>; 2],
     me: ProviderInfo,
     rx: mpsc::Receiver<Vec<u8>>,
     stats: Arc<AnnounceStats>,
@@ -428,7 +545,7 @@ async fn announcer(
 ) {
     tokio_stream_from(rx)
         .for_each_concurrent(ANNOUNCE_CONCURRENCY, |key| {
-            let (handle, me, stats) = (handle.clone(), me.clone(), stats.clone());
+            let (dhts, me, stats) = (dhts.clone(), me.clone(), stats.clone());
             // A denied block is never announced.
             let denied = hydrant_index::Multihash::from_bytes(&key)
                 .is_ok_and(|mh| denylists.check_multihash(&mh).is_some());
@@ -436,13 +553,25 @@ async fn announcer(
                 if denied {
                     return;
                 }
-                let counter = match handle.provide_as(me.peer, &key, me.addrs.clone()).await {
-                    Ok(n) if n > 0 => &stats.announced,
-                    Ok(_) => &stats.failed,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "announce failed");
-                        &stats.failed
+                let provide = |dht: &Arc<DhtHandle>| {
+                    let (dht, key, me) = (dht.clone(), key.clone(), me.clone());
+                    async move {
+                        match dht.provide_as(me.peer, &key, me.addrs).await {
+                            Ok(n) => n,
+                            // An empty table (the LAN side on a public network) is routine.
+                            Err(DhtError::NoPeers) => 0,
+                            Err(e) => {
+                                tracing::debug!(protocol = %dht.protocol(), error = %e, "announce failed");
+                                0
+                            }
+                        }
                     }
+                };
+                let (wan, lan) = tokio::join!(provide(&dhts[0]), provide(&dhts[1]));
+                let counter = if wan + lan > 0 {
+                    &stats.announced
+                } else {
+                    &stats.failed
                 };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -456,12 +585,14 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Bootstraps (again every [`REBOOTSTRAP_INTERVAL`] while the table is empty), and when
-/// `announce_roots` runs a [`reprovide_pass`] at start and every `interval`, so records never
-/// expire while Hydrant holds the content.
+/// A DHT with the bootstrap peers its table could admit.
+type BootstrapSide = (Side, Arc<DhtHandle>, Vec<(PeerId, Vec<Multiaddr>)>);
+
+/// Bootstraps both sides (each again every [`REBOOTSTRAP_INTERVAL`] while its table is empty),
+/// and when `announce_roots` runs a [`reprovide_pass`] at start and every `interval`, so
+/// records never expire while Hydrant holds the content.
 async fn reprovider(
-    handle: Arc<DhtHandle>,
-    bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
+    sides: [BootstrapSide; 2],
     catalog: Arc<dyn CarCatalog>,
     all_blocks: Option<Arc<dyn ObjectStore>>,
     announce: mpsc::Sender<Vec<u8>>,
@@ -469,21 +600,31 @@ async fn reprovider(
     interval: Duration,
 ) {
     tokio::time::sleep(START_DELAY).await;
-    let admitted = handle.bootstrap(bootstrap.clone()).await;
-    tracing::info!(
-        bootstrap_peers = bootstrap.len(),
-        admitted,
-        routing_table = handle.routing_table().len(),
-        "DHT bootstrapped"
-    );
+    futures::future::join_all(sides.iter().map(|(side, dht, peers)| async move {
+        let admitted = dht.bootstrap(peers.clone()).await;
+        tracing::info!(
+            dht = side.label(),
+            bootstrap_peers = peers.len(),
+            admitted,
+            routing_table = dht.routing_table().len(),
+            "DHT bootstrapped"
+        );
+    }))
+    .await;
     let mut tick = tokio::time::interval(REBOOTSTRAP_INTERVAL);
     let mut next_pass = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         // An empty table cannot refresh itself (e.g. the network was down at start).
-        if handle.routing_table().is_empty() && !bootstrap.is_empty() {
-            let admitted = handle.bootstrap(bootstrap.clone()).await;
-            tracing::info!(admitted, "DHT routing table was empty: bootstrapped again");
+        for (side, dht, peers) in &sides {
+            if dht.routing_table().is_empty() && !peers.is_empty() {
+                let admitted = dht.bootstrap(peers.clone()).await;
+                tracing::info!(
+                    dht = side.label(),
+                    admitted,
+                    "DHT routing table was empty: bootstrapped again"
+                );
+            }
         }
         if !announce_roots || tokio::time::Instant::now() < next_pass {
             continue;

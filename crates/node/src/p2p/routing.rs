@@ -71,12 +71,7 @@ impl ContentRouter for NodeRouter {
             .await
             .map_err(|e| RouterError::Internal(e.to_string()))?;
         if found.is_empty() {
-            found = match tokio::time::timeout(
-                WALK_TIMEOUT,
-                dht.handle.get_providers(&key, Some(limit)),
-            )
-            .await
-            {
+            found = match tokio::time::timeout(WALK_TIMEOUT, dht.get_providers(&key, limit)).await {
                 Err(_) => return Err(RouterError::Timeout),
                 Ok(Err(DhtError::NoPeers)) => Vec::new(),
                 Ok(Err(e)) => return Err(RouterError::Internal(e.to_string())),
@@ -105,9 +100,9 @@ impl ContentRouter for NodeRouter {
             )]);
         }
         if let Some((_, addrs)) = dht
-            .handle
-            .routing_table()
+            .sides()
             .into_iter()
+            .flat_map(|(_, side)| side.routing_table())
             .find(|(p, _)| p == peer)
         {
             return Ok(vec![record(
@@ -115,17 +110,13 @@ impl ContentRouter for NodeRouter {
                 Vec::new(),
             )]);
         }
-        let closest = match tokio::time::timeout(
-            WALK_TIMEOUT,
-            dht.handle.find_node(&peer.to_bytes()),
-        )
-        .await
-        {
-            Err(_) => return Err(RouterError::Timeout),
-            Ok(Err(DhtError::NoPeers)) => Vec::new(),
-            Ok(Err(e)) => return Err(RouterError::Internal(e.to_string())),
-            Ok(Ok(closest)) => closest,
-        };
+        let closest =
+            match tokio::time::timeout(WALK_TIMEOUT, dht.find_node(&peer.to_bytes())).await {
+                Err(_) => return Err(RouterError::Timeout),
+                Ok(Err(DhtError::NoPeers)) => Vec::new(),
+                Ok(Err(e)) => return Err(RouterError::Internal(e.to_string())),
+                Ok(Ok(closest)) => closest,
+            };
         Ok(closest
             .into_iter()
             .filter(|p| p.peer == *peer)

@@ -54,6 +54,7 @@ pub(crate) async fn id(
             "/ipfs/bitswap",
             "/ipfs/id/1.0.0",
             "/ipfs/kad/1.0.0",
+            "/ipfs/lan/kad/1.0.0",
             "/ipfs/ping/1.0.0",
         ],
     })))
@@ -120,12 +121,7 @@ pub(crate) async fn findprovs(
     let mut providers: Vec<(String, Vec<String>)> = Vec::new();
     if let Some(dht) = &state.dht {
         let key = cid.hash().to_bytes();
-        match tokio::time::timeout(
-            FINDPROVS_TIMEOUT,
-            dht.handle.get_providers(&key, Some(limit)),
-        )
-        .await
-        {
+        match tokio::time::timeout(FINDPROVS_TIMEOUT, dht.get_providers(&key, limit)).await {
             Ok(Ok(found)) => providers.extend(found.into_iter().map(|p| {
                 (
                     p.peer.to_string(),
