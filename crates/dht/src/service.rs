@@ -548,6 +548,21 @@ impl Inner {
         kind: MessageType,
         stop_after_providers: Option<usize>,
     ) -> Result<crate::query::LookupResult, DhtError> {
+        self.lookup_reporting(key, kind, stop_after_providers, None)
+            .await
+    }
+
+    /// [`Inner::lookup`], also sending each provider to `found` as the lookup takes it
+    /// (first sighting of a peer only). Never waits on `found`: a provider that does not fit
+    /// is dropped, so give it room for [`crate::MAX_LOOKUP_PROVIDERS`] (what one lookup
+    /// collects at most) to lose none.
+    pub(crate) async fn lookup_reporting(
+        self: &Arc<Self>,
+        key: &[u8],
+        kind: MessageType,
+        stop_after_providers: Option<usize>,
+        found: Option<&tokio::sync::mpsc::Sender<PeerInfo>>,
+    ) -> Result<crate::query::LookupResult, DhtError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             return Err(DhtError::InvalidKey(key.len()));
         }
@@ -587,9 +602,15 @@ impl Inner {
                             let now = Instant::now();
                             match self.lookup_answer(&peer, result) {
                                 Some((closer, providers)) => {
+                                    let known = lookup.providers().len();
                                     if lookup.on_success(&peer, closer.clone(), providers) {
                                         self.admit(peer, addrs);
                                         self.offer_candidates(closer, now);
+                                    }
+                                    if let Some(tx) = found {
+                                        for p in &lookup.providers()[known..] {
+                                            let _ = tx.try_send(p.clone());
+                                        }
                                     }
                                 }
                                 None => lookup.on_failure(&peer),

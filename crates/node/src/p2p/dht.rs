@@ -96,8 +96,14 @@ pub struct DhtService {
     pub gc: GcHandle,
     /// Announcer counters.
     pub announce_stats: Arc<AnnounceStats>,
-    /// Our Bitswap peer as a provider: its ID and the addresses put in provider records.
+    /// Our Bitswap peer as a provider: its ID and the addresses put in provider records
+    /// (those of [`provider_addrs`], then the gateway's `gateway.public_url` multiaddr when
+    /// set: see [`start`]).
     pub self_provider: ProviderInfo,
+    /// The DHT value records (IPNS, `/pk/`) the heads serve GET_VALUE from and PUT_VALUE
+    /// into; the routing API's IPNS endpoints share it. In memory, one per process: replicas
+    /// do not share it.
+    pub records: RecordStore,
     announce_tx: mpsc::Sender<Vec<u8>>,
     all_blocks: Option<Arc<dyn ObjectStore>>,
     tasks: Vec<JoinHandle<()>>,
@@ -316,6 +322,15 @@ pub async fn start(
         addrs: main.addrs,
         connected: main.connected,
     });
+    // With a public gateway URL our provider records also carry its HTTP multiaddr, so DHT
+    // clients that fetch over HTTP (boxo's HTTP retrieval, Helia's trustless-gateway broker)
+    // find the gateway too. Safe for the others: the address is a registered multiaddr that
+    // go-libp2p, js-libp2p and rust-libp2p parse, and each skips an address it has no
+    // transport for. It comes last, so a cut to the per-peer address limit drops it first.
+    let mut self_addrs = self_addrs;
+    if let Ok(Some(http)) = config.gateway.public_multiaddr() {
+        self_addrs.push(http);
+    }
     let self_provider = ProviderInfo {
         peer: main.peer_id,
         addrs: self_addrs,
@@ -355,7 +370,7 @@ pub async fn start(
         handles,
         lookup,
         Arc::new(WriterSink(writer.clone())),
-        Arc::new(RecordValues(records)),
+        Arc::new(RecordValues(records.clone())),
     )
     .map_err(|e| NodeError::Dht(e.to_string()))?;
     let handle = Arc::new(handle);
@@ -396,6 +411,7 @@ pub async fn start(
         gc,
         announce_stats,
         self_provider,
+        records,
         announce_tx,
         all_blocks,
         tasks,
