@@ -93,9 +93,11 @@ export const SANDBOX_DHT = { bootstrap: [], listen_ip: '127.0.0.1', port_base: 0
  * binary wrote one with a [dht] section); `config`: other sections' keys,
  * `{ section: { key: value } }` (the section must exist); `files`: files
  * written into the repo before the daemon starts, `{ name: text }` (mode 0600,
- * e.g. an `api.token_file`); `args`: extra daemon arguments.
+ * e.g. an `api.token_file`); `args`: extra daemon arguments; `gatewayListen`: the
+ * gateway's `--gateway-listen` (default `127.0.0.1:0`; a fixed port when the URL must be
+ * known before the start, e.g. for `gateway.public_url`).
  */
-export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, config: sections = {}, files = {}, args: extraArgs = [] } = {}) {
+export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, config: sections = {}, files = {}, args: extraArgs = [], gatewayListen = '127.0.0.1:0' } = {}) {
   const work = await mkdtemp(join(tmpdir(), 'hydrant-interop-'))
   const repo = join(work, 'repo')
   const logPath = join(work, 'daemon.stderr.log')
@@ -130,7 +132,7 @@ export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_00
     '--repo', repo, 'daemon',
     '--swarm-listen', '/ip4/127.0.0.1/tcp/0',
     '--swarm-listen', '/ip4/127.0.0.1/tcp/0/ws',
-    '--gateway-listen', '127.0.0.1:0',
+    '--gateway-listen', gatewayListen,
     '--api-listen', '127.0.0.1:0',
     ...extraArgs
   ]
