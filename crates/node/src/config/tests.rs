@@ -367,8 +367,10 @@ fn gateway_public_url_becomes_an_http_provider_multiaddr_or_is_refused() {
         "https://x:99999",
         "https://",
     ] {
-        let mut config = Config::default();
-        config.gateway = with(bad);
+        let config = Config {
+            gateway: with(bad),
+            ..Config::default()
+        };
         let err = config.validate().unwrap_err();
         assert_eq!(err.field, "gateway.public_url", "{bad}: {err}");
     }
