@@ -125,9 +125,11 @@ async function initRepo ({ bin, work, repo, childEnv, dht, sections, files }) {
  * written into the repo before the daemon starts, `{ name: text }` (mode 0600,
  * e.g. an `api.token_file`); `args`: extra daemon arguments; `repo`: an existing
  * repository to run on (a handle's `repo` after `stop({ keep: true })`): no init,
- * no config edits, and stop() leaves it in place.
+ * no config edits, and stop() leaves it in place; `gatewayListen`: the gateway's
+ * `--gateway-listen` (default `127.0.0.1:0`; a fixed port when the URL must be known
+ * before the start, e.g. for `gateway.public_url`).
  */
-export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, config: sections = {}, files = {}, args: extraArgs = [], repo: existingRepo } = {}) {
+export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_000, env = {}, dht = {}, config: sections = {}, files = {}, args: extraArgs = [], repo: existingRepo, gatewayListen = '127.0.0.1:0' } = {}) {
   const work = await mkdtemp(join(tmpdir(), 'hydrant-interop-'))
   const repo = existingRepo ?? join(work, 'repo')
   const logPath = join(work, 'daemon.stderr.log')
@@ -139,7 +141,7 @@ export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_00
     '--repo', repo, 'daemon',
     '--swarm-listen', '/ip4/127.0.0.1/tcp/0',
     '--swarm-listen', '/ip4/127.0.0.1/tcp/0/ws',
-    '--gateway-listen', '127.0.0.1:0',
+    '--gateway-listen', gatewayListen,
     '--api-listen', '127.0.0.1:0',
     ...extraArgs
   ]

@@ -1,13 +1,17 @@
 //! [`DhtHandle`]: the client side of a running service (bootstrap, lookups, providing,
 //! the routing table, counters, shutdown).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::protocol::{MAX_KEY_LEN, MessageType, PeerInfo, Request};
+use crate::query::MAX_LOOKUP_PROVIDERS;
 use crate::service::{Inner, ProbeKind, probe, refresh};
 #[cfg(doc)]
 use crate::{Dht, DhtConfig, ProviderLookup, TableConfig};
@@ -85,44 +89,56 @@ impl DhtHandle {
         key: &[u8],
         limit: Option<usize>,
     ) -> Result<Vec<ProviderInfo>, DhtError> {
+        self.providers_as_found(key, limit)?.try_collect().await
+    }
+
+    /// [`DhtHandle::get_providers`] as a stream: the local providers at once, then each
+    /// provider as soon as the lookup takes it from an answer, each peer once, at most
+    /// `limit`. The stream ends when the lookup does (it stops once `limit` are known, or
+    /// when its usual bounds end it); an `Err` item ([`DhtError::NoPeers`] when nothing was
+    /// found locally) is the last. Dropping the stream cancels the lookup.
+    ///
+    /// # Errors
+    /// [`DhtError::InvalidKey`] (empty or over 80 bytes), before any lookup.
+    pub fn provider_stream(
+        &self,
+        key: &[u8],
+        limit: usize,
+    ) -> Result<BoxStream<'static, Result<ProviderInfo, DhtError>>, DhtError> {
+        self.providers_as_found(key, Some(limit))
+    }
+
+    fn providers_as_found(
+        &self,
+        key: &[u8],
+        limit: Option<usize>,
+    ) -> Result<BoxStream<'static, Result<ProviderInfo, DhtError>>, DhtError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             return Err(DhtError::InvalidKey(key.len()));
         }
-        let mut found: Vec<ProviderInfo> = self
-            .inner
-            .providers
-            .providers(key)
-            .await
-            .unwrap_or_default();
-        if limit.is_some_and(|n| found.len() >= n) {
-            found.truncate(limit.unwrap_or(usize::MAX));
-            return Ok(found);
-        }
-        let remote = match self
-            .inner
-            .lookup(
-                key,
-                MessageType::GetProviders,
-                limit.map(|n| n - found.len()),
-            )
-            .await
-        {
-            Ok(r) => r.providers,
-            Err(DhtError::NoPeers) if !found.is_empty() => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        for p in remote {
-            if !found.iter().any(|f| f.peer == p.peer) {
-                found.push(ProviderInfo {
-                    peer: p.peer,
-                    addrs: p.addrs,
-                });
+        let (inner, key) = (self.inner.clone(), key.to_vec());
+        let found = futures::stream::once(async move {
+            let mut local: Vec<ProviderInfo> =
+                inner.providers.providers(&key).await.unwrap_or_default();
+            if let Some(n) = limit {
+                local.truncate(n);
             }
-        }
-        if let Some(n) = limit {
-            found.truncate(n);
-        }
-        Ok(found)
+            let wanted = limit.map(|n| n - local.len());
+            let walk = if wanted == Some(0) {
+                futures::stream::empty().boxed()
+            } else {
+                walk(inner, key, wanted, !local.is_empty()).boxed()
+            };
+            futures::stream::iter(local.into_iter().map(Ok)).chain(walk)
+        })
+        .flatten();
+        let mut seen = HashSet::new();
+        Ok(found
+            .filter(move |r| {
+                futures::future::ready(r.as_ref().map_or(true, |p| seen.insert(p.peer)))
+            })
+            .take(limit.unwrap_or(usize::MAX))
+            .boxed())
     }
 
     /// Announces head `head` as a provider of `key` (a multihash) reachable at `addrs`: finds
@@ -205,4 +221,36 @@ impl DhtHandle {
     pub fn shutdown(self) {
         drop(self);
     }
+}
+
+/// The providers a GET_PROVIDERS lookup of `key` takes, as it takes them, through a channel
+/// with room for all a lookup can collect ([`MAX_LOOKUP_PROVIDERS`]); then its error, unless
+/// it is [`DhtError::NoPeers`] and `have_local`.
+fn walk(
+    inner: Arc<Inner>,
+    key: Vec<u8>,
+    wanted: Option<usize>,
+    have_local: bool,
+) -> impl Stream<Item = Result<ProviderInfo, DhtError>> + Send + 'static {
+    let (tx, mut rx) = mpsc::channel(MAX_LOOKUP_PROVIDERS);
+    let lookup = async move {
+        let result = inner
+            .lookup_reporting(&key, MessageType::GetProviders, wanted, Some(&tx))
+            .await;
+        match result {
+            Err(DhtError::NoPeers) if have_local => None,
+            Err(e) => Some(Err(e)),
+            Ok(_) => None,
+        }
+    };
+    let found = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|p: PeerInfo| {
+        Ok(ProviderInfo {
+            peer: p.peer,
+            addrs: p.addrs,
+        })
+    });
+    futures::stream::select(
+        futures::stream::once(lookup).filter_map(futures::future::ready),
+        found,
+    )
 }

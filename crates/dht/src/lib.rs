@@ -41,8 +41,8 @@
 //! - `service`: `Dht::spawn(DhtConfig, Vec<HeadHandle>, Arc<dyn ProviderLookup>,
 //!   Arc<dyn ProviderSink>, Arc<dyn ValueStore>) -> Result<DhtHandle, DhtError>` starts the
 //!   tasks (accept loops, maintenance; their rules are documented on [`Dht`]).
-//! - `handle`: [`DhtHandle`]`::{bootstrap, find_node, get_providers, provide, provide_as,
-//!   refresh, routing_table, contains, stats, heads, shutdown}`.
+//! - `handle`: [`DhtHandle`]`::{bootstrap, find_node, get_providers, provider_stream,
+//!   provide, provide_as, refresh, routing_table, contains, stats, heads, shutdown}`.
 
 mod config;
 mod error;

@@ -639,6 +639,21 @@ impl Inner {
         kind: MessageType,
         stop_after_providers: Option<usize>,
     ) -> Result<crate::query::LookupResult, DhtError> {
+        self.lookup_reporting(key, kind, stop_after_providers, None)
+            .await
+    }
+
+    /// [`Inner::lookup`], also sending each provider to `found` as the lookup takes it
+    /// (first sighting of a peer only). Never waits on `found`: a provider that does not fit
+    /// is dropped, so give it room for [`crate::MAX_LOOKUP_PROVIDERS`] (what one lookup
+    /// collects at most) to lose none.
+    pub(crate) async fn lookup_reporting(
+        self: &Arc<Self>,
+        key: &[u8],
+        kind: MessageType,
+        stop_after_providers: Option<usize>,
+        found: Option<&tokio::sync::mpsc::Sender<PeerInfo>>,
+    ) -> Result<crate::query::LookupResult, DhtError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             return Err(DhtError::InvalidKey(key.len()));
         }
@@ -704,11 +719,17 @@ impl Inner {
                                     let closer = self.learned(Some(key), closer);
                                     // Before `admit`, which clears the peer's own mark.
                                     let next = self.without_suspects(closer.clone(), now);
+                                    let known = lookup.providers().len();
                                     if lookup.on_success(&peer, next, providers) {
                                         self.admit(peer, addrs);
                                         self.offer_candidates(closer, now);
                                     }
                                     lookup.set_stall_timeout(self.stall_timeout());
+                                    if let Some(tx) = found {
+                                        for p in &lookup.providers()[known..] {
+                                            let _ = tx.try_send(p.clone());
+                                        }
+                                    }
                                 }
                                 None => lookup.on_failure(&peer),
                             }

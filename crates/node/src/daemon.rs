@@ -357,6 +357,13 @@ async fn start_http(
         index: services.index.clone(),
         dht: p2p.dht.clone(),
         me: p2p.me.clone(),
+        // Validated at start-up: an invalid URL never gets here.
+        gateway: config.gateway.public_multiaddr().ok().flatten(),
+        records: p2p
+            .dht
+            .as_ref()
+            .map(|d| d.records.clone())
+            .unwrap_or_default(),
     });
     let gateway_app = crate::http::layer(
         gateway_routes

@@ -497,3 +497,136 @@ async fn lookup_check_and_providers_over_both_dht_protocols() {
         .expect("daemon stops")
         .unwrap();
 }
+
+/// The routing API of a daemon with one head and `gateway.public_url` set: the providers
+/// answer holds our Bitswap record and the gateway's HTTP record (JSON and NDJSON); an IPNS
+/// record PUT through `/routing/v1/ipns/{name}` is read back there and served by the head
+/// over GET_VALUE; closest peers names a peer the head admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_api_serves_ipns_the_gateway_record_and_closest_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (info, stop, task) = common::start_daemon(&dir.path().join("repo"), 1, |repo| {
+        repo.config.dht.bootstrap.clear();
+        repo.config.dht.listen_ip = "127.0.0.1".parse().unwrap();
+        repo.config.gateway.public_url = Some("https://gw.example.net".into());
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let summary: serde_json::Value = http
+        .put(format!("{}/api/v1/cars", info.api_url))
+        .body(fixture("go-car/sample-v1.car"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root = summary["roots"][0].as_str().unwrap();
+    let providers = format!("{}/routing/v1/providers/{root}", info.gateway_url);
+
+    let routed = get_json(&http, providers.clone()).await;
+    let list = routed["Providers"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{routed}");
+    assert_eq!(list[0]["ID"], info.peer_id);
+    assert_eq!(
+        list[0]["Protocols"],
+        serde_json::json!(["transport-bitswap"])
+    );
+    assert_eq!(list[1]["ID"], info.peer_id);
+    assert_eq!(
+        list[1]["Protocols"],
+        serde_json::json!(["transport-ipfs-gateway-http"])
+    );
+    assert_eq!(
+        list[1]["Addrs"],
+        serde_json::json!(["/dns/gw.example.net/tcp/443/https"])
+    );
+    let lines = http
+        .get(&providers)
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, *list);
+
+    // IPNS: PUT, GET, and the head's GET_VALUE.
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let name = key.public().to_peer_id();
+    let eol = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let raw = hydrant_records::sign_ipns(&key, b"/ipfs/bafkqaaa", 1, eol, Duration::from_secs(60))
+        .unwrap();
+    let url = format!("{}/routing/v1/ipns/{name}", info.gateway_url);
+    let resp = http
+        .put(&url)
+        .header("Content-Type", "application/vnd.ipfs.ipns-record")
+        .body(raw.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let resp = http
+        .get(&url)
+        .header("Accept", "application/vnd.ipfs.ipns-record")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public, max-age=60,")
+    );
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), raw);
+
+    let client = client().await;
+    let (head0, head0_addr) = peer_of(&info.dht_heads[0]);
+    let mut ipns_key = b"/ipns/".to_vec();
+    ipns_key.extend_from_slice(&name.to_bytes());
+    let _ = client
+        .dht
+        .bootstrap(vec![(head0, vec![head0_addr.clone()])])
+        .await;
+    let get_value = encode_request(&Request::GetValue { key: ipns_key });
+    let answer = raw_request(&client, head0, &framed(&get_value))
+        .await
+        .expect("GET_VALUE answered");
+    match decode_response(&answer, MessageType::GetValue).unwrap() {
+        hydrant_dht::Response::GetValue {
+            record: Some(record),
+            ..
+        } => assert_eq!(record.value, raw),
+        other => panic!("no record in {other:?}"),
+    }
+
+    // Closest peers: the client talked to the head, which probes and admits it.
+    let closest = format!(
+        "{}/routing/v1/dht/closest/peers/{}",
+        info.gateway_url, client.peer
+    );
+    let mut found = serde_json::Value::Null;
+    for _ in 0..60 {
+        let resp = http.get(&closest).send().await.unwrap();
+        if resp.status() == 200 {
+            found = resp.json().await.unwrap();
+            break;
+        }
+        assert_eq!(resp.status(), 404, "no peers yet is 404");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(found["Peers"][0]["ID"], client.peer.to_string(), "{found}");
+
+    drop(client);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("daemon stops")
+        .unwrap();
+}

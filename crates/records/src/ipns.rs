@@ -110,6 +110,61 @@ impl IpnsRecord {
     }
 }
 
+/// Creates a signed IPNS record for the name of `key` pointing at `value` (normally
+/// `/ipfs/<cid>`): `sequence`, valid until `eol` (written as RFC 3339 with nanoseconds, UTC),
+/// caching hint `ttl`. Follows ../shared/specs/ipns-record.md, "Record Creation" (V2 signature
+/// over the DAG-CBOR `data`) and also writes the V1 fields and `signatureV1` as boxo does, so
+/// older readers accept it. RSA keys, whose peer IDs do not inline the key, get `pubKey`.
+///
+/// Returns the serialized `IpnsEntry` (what `PUT /routing/v1/ipns/{name}` and DHT PUT_VALUE
+/// carry), or `None` when `key` cannot sign or `eol` is outside RFC 3339's range.
+pub fn sign_ipns(
+    key: &libp2p_identity::Keypair,
+    value: &[u8],
+    sequence: u64,
+    eol: SystemTime,
+    ttl: Duration,
+) -> Option<Vec<u8>> {
+    let eol: chrono::DateTime<chrono::Utc> = eol.into();
+    let validity = eol
+        .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+        .to_string()
+        .into_bytes();
+    let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+    let data = BTreeMap::from([
+        ("Value".to_owned(), Ipld::Bytes(value.to_vec())),
+        ("Validity".to_owned(), Ipld::Bytes(validity.clone())),
+        (
+            "ValidityType".to_owned(),
+            Ipld::Integer(ValidityType::Eol as i128),
+        ),
+        ("Sequence".to_owned(), Ipld::Integer(i128::from(sequence))),
+        ("TTL".to_owned(), Ipld::Integer(i128::from(ttl))),
+    ]);
+    let data = serde_ipld_dagcbor::to_vec(&Ipld::Map(data)).ok()?;
+    let signature_v2 = key.sign(&[SIGNATURE_V2_PREFIX, &data].concat()).ok()?;
+    // value || validity || "EOL", as go-ipns and js-ipns signed V1.
+    let signature_v1 = key.sign(&[value, &validity, b"EOL"].concat()).ok()?;
+    let public = key.public();
+    let inlined = {
+        let peer_id = public.to_peer_id();
+        let multihash: &multihash::Multihash<64> = peer_id.as_ref();
+        multihash.code() == IDENTITY_MULTIHASH
+    };
+    let entry = IpnsEntry {
+        value: Some(value.to_vec()),
+        signature_v1: Some(signature_v1),
+        validity_type: Some(ValidityType::Eol as i32),
+        validity: Some(validity),
+        sequence: Some(sequence),
+        ttl: Some(ttl),
+        pub_key: (!inlined).then(|| public.encode_protobuf()),
+        signature_v2: Some(signature_v2),
+        data: Some(data),
+    };
+    Some(prost::Message::encode_to_vec(&entry))
+}
+
 /// The five mandatory fields of `IpnsEntry.data`, decoded.
 struct SignedData {
     value: Vec<u8>,
@@ -328,6 +383,28 @@ mod tests {
             UNIX_EPOCH.duration_since(before_epoch).unwrap(),
             Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn signed_records_validate_with_their_fields() {
+        let key = libp2p_identity::Keypair::ed25519_from_bytes([3; 32]).unwrap();
+        let name = key.public().to_peer_id().to_bytes();
+        let now = UNIX_EPOCH + Duration::from_secs(1_893_456_000);
+        let eol = now + Duration::new(3600, 5);
+        let ttl = Duration::from_secs(42);
+        let raw = sign_ipns(&key, b"/ipfs/bafkqaaa", 7, eol, ttl).unwrap();
+        let record = validate_ipns(&name, &raw, now).unwrap();
+        assert_eq!(record.value(), b"/ipfs/bafkqaaa");
+        assert_eq!(record.sequence(), 7);
+        assert_eq!(record.ttl(), ttl);
+        assert_eq!(record.eol(), eol);
+        let other = libp2p_identity::Keypair::ed25519_from_bytes([4; 32]).unwrap();
+        let other_name = other.public().to_peer_id().to_bytes();
+        assert!(validate_ipns(&other_name, &raw, now).is_err());
+        assert!(matches!(
+            validate_ipns(&name, &raw, eol),
+            Err(RecordError::Expired { .. })
+        ));
     }
 
     #[test]

@@ -28,7 +28,8 @@ use std::time::SystemTime;
 pub use cbor::MAX_DATA_DEPTH;
 pub use error::RecordError;
 pub use ipns::{
-    IpnsEntry, IpnsRecord, MAX_IPNS_RECORD_SIZE, SIGNATURE_V2_PREFIX, ValidityType, validate_ipns,
+    IpnsEntry, IpnsRecord, MAX_IPNS_RECORD_SIZE, SIGNATURE_V2_PREFIX, ValidityType, sign_ipns,
+    validate_ipns,
 };
 pub use pk::{MAX_PUBLIC_KEY_RECORD_SIZE, PublicKeyRecord, validate_public_key};
 pub use store::{PutOutcome, RecordStore, StoreLimits};

@@ -148,7 +148,22 @@ impl RecordStore {
         value: &[u8],
         now: SystemTime,
     ) -> Result<PutOutcome, RecordError> {
-        let record = validate(key, value, now)?;
+        self.put_valid(validate(key, value, now)?, now)
+    }
+
+    /// Stores a record that already passed [`validate`] (or [`crate::validate_ipns`]) under
+    /// its own [`ValidRecord::key`], unless the record held for that key is better (see
+    /// [`select`]). For callers that validated first to answer precisely, e.g. the Delegated
+    /// Routing `PUT /routing/v1/ipns/{name}`; the signature is not verified twice.
+    ///
+    /// # Errors
+    /// [`RecordError::StoreFull`] when the record would exceed the store's bounds even after
+    /// purging expired records.
+    pub fn put_valid(
+        &self,
+        record: ValidRecord,
+        now: SystemTime,
+    ) -> Result<PutOutcome, RecordError> {
         let key = record.key();
         let size = key.len() + record.raw().len();
         let expires_at = self.expiry(&record, now);

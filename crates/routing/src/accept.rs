@@ -83,7 +83,7 @@ pub fn negotiate<'a>(accept_values: impl IntoIterator<Item = &'a str>) -> Respon
 }
 
 /// An RFC 9110 `qvalue` in thousandths: `0`, `1`, `0.x`, `0.xx`, `0.xxx`, `1.0`…`1.000`.
-fn parse_q(v: &str) -> Option<u16> {
+pub(crate) fn parse_q(v: &str) -> Option<u16> {
     let (int, frac) = v.split_once('.').unwrap_or((v, ""));
     if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -8,20 +8,21 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use futures::StreamExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::accept::{ResponseFormat, negotiate};
 use crate::error::{RouterError, RoutingError};
 use crate::filter::{
     AddrFilter, ProtocolFilter, apply_filters, parse_addr_filter, parse_protocol_filter,
 };
-use crate::ids::{parse_cid, parse_peer_id};
+use crate::ids::{parse_cid, parse_dht_key, parse_peer_id};
 use crate::record::Record;
-use crate::{ContentRouter, RoutingConfig};
+use crate::{ContentRouter, RecordStream, RoutingConfig};
 
 pub(crate) struct AppState {
-    router: Arc<dyn ContentRouter>,
-    config: RoutingConfig,
+    pub(crate) router: Arc<dyn ContentRouter>,
+    pub(crate) config: RoutingConfig,
     lookups: Arc<Semaphore>,
 }
 
@@ -75,7 +76,8 @@ fn parse_query(
     })
 }
 
-/// `GET /routing/v1/providers/{cid}` (http-routing-v1.md § "Content Routing API").
+/// `GET /routing/v1/providers/{cid}` (http-routing-v1.md § "Content Routing API"); NDJSON
+/// is streamed (§ "Streaming").
 pub(crate) async fn providers(
     State(st): State<Arc<AppState>>,
     Path(cid): Path<String>,
@@ -87,8 +89,12 @@ pub(crate) async fn providers(
         let q = parse_query(&st.config, raw.as_deref(), &headers)?;
         let limit = limit(&st.config, q.format);
         let router = st.router.clone();
+        if q.format == ResponseFormat::NdJson {
+            return respond_stream(&st, q, router.provider_stream(cid, limit), limit).await;
+        }
         let records = lookup(&st, async move { router.find_providers(&cid, limit).await }).await?;
-        Ok::<_, RoutingError>(respond(&st.config, &q, "Providers", records, limit))
+        let records = filter(&q, records, limit);
+        Ok::<_, RoutingError>(respond(&st.config, &q, "Providers", records))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -106,7 +112,32 @@ pub(crate) async fn peers(
         let limit = limit(&st.config, q.format);
         let router = st.router.clone();
         let records = lookup(&st, async move { router.find_peers(&peer, limit).await }).await?;
-        Ok::<_, RoutingError>(respond(&st.config, &q, "Peers", records, limit))
+        let records = filter(&q, records, limit);
+        Ok::<_, RoutingError>(respond(&st.config, &q, "Peers", records))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /routing/v1/dht/closest/peers/{key}` (http-routing-v1.md § "DHT Routing API"): at
+/// most [`RoutingConfig::max_closest_peers`], nearest first, in JSON or NDJSON (written
+/// once the walk has ended: the answer is sorted by distance); 404 when none is found.
+pub(crate) async fn closest_peers(
+    State(st): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let key = parse_dht_key(&key).map_err(RoutingError::InvalidKey)?;
+        let q = parse_query(&st.config, raw.as_deref(), &headers)?;
+        let limit = limit(&st.config, q.format).min(st.config.max_closest_peers);
+        let router = st.router.clone();
+        let records = lookup(&st, async move { router.closest_peers(&key, limit).await }).await?;
+        let records = filter(&q, records, limit);
+        if records.is_empty() {
+            return Err(RoutingError::NoPeersFound);
+        }
+        Ok::<_, RoutingError>(respond(&st.config, &q, "Peers", records))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -118,36 +149,39 @@ fn limit(config: &RoutingConfig, format: ResponseFormat) -> usize {
     }
 }
 
-/// Runs a lookup under the concurrency bound and the timeout.
-async fn lookup(
+/// Runs a router call under the concurrency bound and the timeout.
+pub(crate) async fn lookup<T>(
     st: &AppState,
-    fut: impl Future<Output = Result<Vec<Record>, RouterError>>,
-) -> Result<Vec<Record>, RoutingError> {
-    let Ok(_permit) = st.lookups.clone().try_acquire_owned() else {
-        return Err(RouterError::Overloaded {
-            retry_after: st.config.busy_retry_after,
-        }
-        .into());
-    };
+    fut: impl Future<Output = Result<T, RouterError>>,
+) -> Result<T, RoutingError> {
+    let _permit = lookup_permit(st)?;
     match tokio::time::timeout(st.config.lookup_timeout, fut).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(RouterError::Timeout.into()),
     }
 }
 
-/// Truncates, filters and encodes the records with the headers of § "Response Headers".
-fn respond(
-    config: &RoutingConfig,
-    q: &Query,
-    list_field: &str,
-    records: Vec<Record>,
-    limit: usize,
-) -> Response {
-    let records: Vec<Record> = records
+/// A slot of [`RoutingConfig::max_concurrent_lookups`], or 503 + `Retry-After`.
+fn lookup_permit(st: &AppState) -> Result<OwnedSemaphorePermit, RoutingError> {
+    st.lookups.clone().try_acquire_owned().map_err(|_| {
+        RouterError::Overloaded {
+            retry_after: st.config.busy_retry_after,
+        }
+        .into()
+    })
+}
+
+/// The first `limit` records, those the filters drop removed.
+fn filter(q: &Query, records: Vec<Record>, limit: usize) -> Vec<Record> {
+    records
         .into_iter()
         .take(limit)
         .filter_map(|r| apply_filters(r, q.addrs.as_ref(), q.protocols.as_ref()))
-        .collect();
+        .collect()
+}
+
+/// Encodes the records with the headers of § "Response Headers".
+fn respond(config: &RoutingConfig, q: &Query, list_field: &str, records: Vec<Record>) -> Response {
     let body = match q.format {
         ResponseFormat::Json => {
             let list: Vec<serde_json::Value> = records.iter().map(Record::to_json).collect();
@@ -155,31 +189,41 @@ fn respond(
             obj.insert(list_field.to_string(), serde_json::Value::Array(list));
             serde_json::to_vec(&obj).expect("JSON values always serialize")
         }
-        ResponseFormat::NdJson => {
-            let mut out = Vec::new();
-            for r in &records {
-                serde_json::to_writer(&mut out, &r.to_json())
-                    .expect("JSON values always serialize");
-                out.push(b'\n');
-            }
-            out
-        }
+        ResponseFormat::NdJson => records.iter().flat_map(ndjson_line).collect(),
     };
-    let max_age = if records.is_empty() {
-        config.not_found_max_age
-    } else {
+    lookup_response(config, q.format, !records.is_empty(), Body::from(body))
+}
+
+/// One NDJSON line: the record's JSON and `\n`.
+fn ndjson_line(record: &Record) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&record.to_json()).expect("JSON values always serialize");
+    out.push(b'\n');
+    out
+}
+
+/// A 200 with `body` and the headers of § "Response Headers": `max-age` by whether
+/// anything was `found`.
+fn lookup_response(
+    config: &RoutingConfig,
+    format: ResponseFormat,
+    found: bool,
+    body: Body,
+) -> Response {
+    let max_age = if found {
         config.found_max_age
+    } else {
+        config.not_found_max_age
     };
     let ttl = config.max_ttl.as_secs();
     let cache = format!(
         "public, max-age={}, stale-while-revalidate={ttl}, stale-if-error={ttl}",
         max_age.as_secs()
     );
-    let mut resp = (StatusCode::OK, Body::from(body)).into_response();
+    let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(q.format.media_type()),
+        HeaderValue::from_static(format.media_type()),
     );
     h.insert(header::VARY, HeaderValue::from_static("Accept"));
     h.insert(
@@ -192,6 +236,61 @@ fn respond(
             .expect("ASCII header value"),
     );
     resp
+}
+
+/// Streams `records` as NDJSON (§ "Streaming"). The lookup slot is held, and
+/// [`RoutingConfig::lookup_timeout`] counted, until the stream ends. The first record (or
+/// the end, or an error) is awaited before answering, so that a lookup failing at once
+/// still gets its status; after that an error, or the timeout, ends the body early (the
+/// records written stand). `limit` bounds the records taken from the router, before the
+/// filters, as for JSON.
+async fn respond_stream(
+    st: &AppState,
+    q: Query,
+    records: RecordStream,
+    limit: usize,
+) -> Result<Response, RoutingError> {
+    let permit = lookup_permit(st)?;
+    let deadline = tokio::time::Instant::now() + st.config.lookup_timeout;
+    let Query {
+        format,
+        addrs,
+        protocols,
+    } = q;
+    let mut records = records
+        .take(limit)
+        .filter_map(move |r| {
+            futures::future::ready(match r {
+                Ok(r) => apply_filters(r, addrs.as_ref(), protocols.as_ref()).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        })
+        .boxed();
+    let first = match tokio::time::timeout_at(deadline, records.next()).await {
+        Err(_) => return Err(RouterError::Timeout.into()),
+        Ok(Some(Err(e))) => return Err(e.into()),
+        Ok(Some(Ok(first))) => Some(first),
+        Ok(None) => None,
+    };
+    let found = first.is_some();
+    let lines = futures::stream::iter(first.map(Ok))
+        .chain(records)
+        .take_until(tokio::time::sleep_until(deadline))
+        .scan(permit, |_permit, r| {
+            futures::future::ready(match r {
+                Ok(record) => Some(Ok::<_, std::convert::Infallible>(ndjson_line(&record))),
+                Err(e) => {
+                    tracing::debug!(error = %e, "routing stream ended by an error");
+                    None
+                }
+            })
+        });
+    Ok(lookup_response(
+        &st.config,
+        format,
+        found,
+        Body::from_stream(lines),
+    ))
 }
 
 /// CORS preflight (http-routing-v1.md § "CORS and Web Browsers"): 204; the CORS headers
@@ -228,17 +327,6 @@ pub(crate) async fn add_cors(mut resp: Response) -> Response {
 /// A method other than GET/HEAD/OPTIONS on a lookup path: 501 (§ "Error Codes").
 pub(crate) async fn method_not_implemented() -> Response {
     RoutingError::NotImplemented("this method").into_response()
-}
-
-/// `/routing/v1/ipns/{name}`: not implemented, 501 (§ "Error Codes", § "IPNS API").
-pub(crate) async fn ipns() -> Response {
-    RoutingError::NotImplemented("the IPNS API").into_response()
-}
-
-/// `/routing/v1/dht/closest/peers/{key}`: optional, not implemented, 501 (§ "DHT Routing
-/// API").
-pub(crate) async fn dht() -> Response {
-    RoutingError::NotImplemented("the DHT routing API").into_response()
 }
 
 /// Any other path under `/routing/v1`: 400 (§ "Error Codes").

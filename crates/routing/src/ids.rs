@@ -81,6 +81,22 @@ pub fn parse_peer_id(s: &str) -> Result<PeerId, IdError> {
     PeerId::from_bytes(&cid.hash().to_bytes()).map_err(|e| IdError::InvalidPeerId(e.to_string()))
 }
 
+/// Parses the `{key}` of `GET /routing/v1/dht/closest/peers/{key}` (http-routing-v1.md
+/// § "DHT Routing API", Path Parameters) into the DHT key it names: multihash bytes. A CID
+/// (any version and codec; a `libp2p-key` CIDv1 is a peer ID, an arbitrary multihash comes
+/// wrapped in a `raw` CIDv1) gives its multihash; a base58btc peer ID (`12D3Koo…`,
+/// `Qm…`, the latter also a CIDv0 with the same multihash) gives its own bytes.
+///
+/// Errors: as [`parse_cid`] ([`IdError::Empty`], [`IdError::TooLong`],
+/// [`IdError::InvalidCid`]), and [`IdError::InvalidPeerId`] for a bad `1…` peer ID.
+pub fn parse_dht_key(s: &str) -> Result<Vec<u8>, IdError> {
+    check_len(s)?;
+    if s.starts_with('1') {
+        return parse_peer_id(s).map(|p| p.to_bytes());
+    }
+    parse_cid(s).map(|c| c.hash().to_bytes())
+}
+
 /// The CIDv1 (`libp2p-key`, base32 when displayed) form of a peer ID.
 pub fn peer_id_to_cid(peer: &PeerId) -> Cid {
     let mh = cid::multihash::Multihash::from_bytes(&peer.to_bytes())
@@ -167,11 +183,36 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn dht_key_is_the_multihash_of_any_form() {
+        let p = ed_peer(9);
+        let cid = peer_id_to_cid(&p);
+        for s in [
+            p.to_base58(),
+            cid.to_string(),
+            cid.to_string_of_base(Base::Base36Lower).unwrap(),
+        ] {
+            assert_eq!(parse_dht_key(&s), Ok(p.to_bytes()), "{s}");
+        }
+        let mh = cid::multihash::Multihash::<64>::wrap(0x12, &[5; 32]).unwrap();
+        let raw = Cid::new_v1(0x55, mh);
+        assert_eq!(parse_dht_key(&raw.to_string()), Ok(mh.to_bytes()));
+        let v0 = Cid::new_v0(mh).unwrap();
+        assert_eq!(parse_dht_key(&v0.to_string()), Ok(mh.to_bytes()));
+        assert!(matches!(parse_dht_key("nope"), Err(IdError::InvalidCid(_))));
+        assert!(matches!(
+            parse_dht_key("12D3KooW0OIl"),
+            Err(IdError::InvalidPeerId(_))
+        ));
+        assert_eq!(parse_dht_key(""), Err(IdError::Empty));
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(s in "\\PC{0,200}") {
             let _ = parse_cid(&s);
             let _ = parse_peer_id(&s);
+            let _ = parse_dht_key(&s);
         }
 
         #[test]

@@ -13,11 +13,13 @@ use hydrant_routing::{
     ClientConfig, ClientError, ContentRouter, PeerRecord, Record, RouterError, RoutingClient,
     RoutingConfig, peer_id_to_cid, router,
 };
-use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, oneshot};
+
+mod common;
+use common::{header, peer, serve_app};
 
 /// Signals the first lookup's arrival, then holds every lookup until permits are added.
 type Gate = (Mutex<Option<oneshot::Sender<()>>>, Arc<Semaphore>);
@@ -68,13 +70,6 @@ impl ContentRouter for MemRouter {
     }
 }
 
-fn peer(seed: u8) -> PeerId {
-    Keypair::ed25519_from_bytes([seed; 32])
-        .unwrap()
-        .public()
-        .to_peer_id()
-}
-
 fn cid(n: u8) -> Cid {
     Cid::new_v1(
         0x55,
@@ -120,25 +115,10 @@ fn sample_router() -> MemRouter {
     r
 }
 
-async fn serve_app(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
 async fn serve(r: MemRouter, config: RoutingConfig) -> (String, Arc<MemRouter>) {
     let r = Arc::new(r);
     let base = serve_app(router(r.clone(), config)).await;
     (base, r)
-}
-
-fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
-    resp.headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} header"))
-        .to_str()
-        .unwrap()
 }
 
 async fn fetch(url: &str, accept: Option<&str>) -> reqwest::Response {
@@ -442,10 +422,12 @@ async fn methods_paths_head_and_cors() {
     );
 
     for (path, status) in [
+        // No Accept naming the IPNS record type (tests/ipns_dht.rs has the rest).
         (
-            format!("/routing/v1/ipns/{}", cid(1)),
-            StatusCode::NOT_IMPLEMENTED,
+            format!("/routing/v1/ipns/{}", peer_id_to_cid(&peer(1))),
+            StatusCode::NOT_ACCEPTABLE,
         ),
+        // A router without DHT support.
         (
             format!("/routing/v1/dht/closest/peers/{}", peer(1)),
             StatusCode::NOT_IMPLEMENTED,
@@ -469,11 +451,11 @@ async fn methods_paths_head_and_cors() {
         );
     }
     let resp = c
-        .put(format!("{base}/routing/v1/ipns/{}", cid(1)))
+        .put(format!("{base}/routing/v1/ipns/{}", peer(1)))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE);
 }
 
 #[tokio::test]
@@ -715,7 +697,7 @@ async fn client_maps_errors_and_bounds_bodies() {
 #[tokio::test]
 async fn ipns_route_can_be_left_to_another_router() {
     let config = RoutingConfig {
-        ipns_not_implemented: false,
+        ipns_route: false,
         ..RoutingConfig::default()
     };
     let ipns = axum::Router::new().route("/routing/v1/ipns/{name}", axum_get(|| async { "ipns" }));

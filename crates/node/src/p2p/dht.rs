@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use hydrant_dht::{
     ChannelDialer, DhtError, DhtHandle, HeadHandle, LookupError, PeerInfo, ProviderInfo,
     ProviderLookup, ProviderSink, ValueStore,
@@ -125,8 +126,14 @@ pub struct DhtService {
     pub gc: GcHandle,
     /// Announcer counters.
     pub announce_stats: Arc<AnnounceStats>,
-    /// Our Bitswap peer as a provider: its ID and the addresses put in provider records.
+    /// Our Bitswap peer as a provider: its ID and the addresses put in provider records
+    /// (those of [`provider_addrs`], then the gateway's `gateway.public_url` multiaddr when
+    /// set: see [`start`]).
     pub self_provider: ProviderInfo,
+    /// The DHT value records (IPNS, `/pk/`) the heads serve GET_VALUE from and PUT_VALUE
+    /// into; the routing API's IPNS endpoints share it. In memory, one per process: replicas
+    /// do not share it.
+    pub records: RecordStore,
     announce_tx: mpsc::Sender<Vec<u8>>,
     all_blocks: Option<Arc<dyn ObjectStore>>,
     tasks: Vec<JoinHandle<()>>,
@@ -165,6 +172,33 @@ impl DhtService {
         dedup_by_peer(&mut found, |p| p.peer);
         found.truncate(limit);
         Ok(found)
+    }
+
+    /// [`DhtService::get_providers`] as a stream ([`DhtHandle::provider_stream`] of both
+    /// DHTs, interleaved as they find them): each peer once, at most `limit`. A DHT with an
+    /// empty table adds nothing ([`DhtError::NoPeers`] is dropped).
+    ///
+    /// # Errors
+    /// [`DhtError::InvalidKey`] (empty or over 80 bytes), before any lookup.
+    pub fn provider_stream(
+        &self,
+        key: &[u8],
+        limit: usize,
+    ) -> Result<BoxStream<'static, Result<ProviderInfo, DhtError>>, DhtError> {
+        let (wan, lan) = (
+            self.wan.provider_stream(key, limit)?,
+            self.lan.provider_stream(key, limit)?,
+        );
+        let mut seen = std::collections::HashSet::new();
+        Ok(futures::stream::select(wan, lan)
+            .filter(move |r| {
+                futures::future::ready(match r {
+                    Ok(p) => seen.insert(p.peer),
+                    Err(e) => !matches!(e, DhtError::NoPeers),
+                })
+            })
+            .take(limit)
+            .boxed())
     }
 
     /// The closest peers to `key` found by both DHTs (go's dual `FindPeer` asks both).
@@ -404,6 +438,15 @@ pub async fn start(
         addrs: main.addrs,
         connected: main.connected,
     });
+    // With a public gateway URL our provider records also carry its HTTP multiaddr, so DHT
+    // clients that fetch over HTTP (boxo's HTTP retrieval, Helia's trustless-gateway broker)
+    // find the gateway too. Safe for the others: the address is a registered multiaddr that
+    // go-libp2p, js-libp2p and rust-libp2p parse, and each skips an address it has no
+    // transport for. It comes last, so a cut to the per-peer address limit drops it first.
+    let mut self_addrs = self_addrs;
+    if let Ok(Some(http)) = config.gateway.public_multiaddr() {
+        self_addrs.push(http);
+    }
     let self_provider = ProviderInfo {
         peer: main.peer_id,
         addrs: self_addrs,
@@ -436,7 +479,7 @@ pub async fn start(
         self_provider: self_provider.clone(),
     });
     let sink: Arc<dyn ProviderSink> = Arc::new(WriterSink(writer.clone()));
-    let values: Arc<dyn ValueStore> = Arc::new(RecordValues(records));
+    let values: Arc<dyn ValueStore> = Arc::new(RecordValues(records.clone()));
     let spawn = |config: hydrant_dht::DhtConfig, heads: Vec<HeadHandle>| {
         hydrant_dht::Dht::spawn(
             hydrant_dht::DhtConfig {
@@ -512,6 +555,7 @@ pub async fn start(
         gc,
         announce_stats,
         self_provider,
+        records,
         announce_tx,
         all_blocks,
         tasks,
