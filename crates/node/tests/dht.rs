@@ -509,6 +509,8 @@ async fn routing_api_serves_ipns_the_gateway_record_and_closest_peers() {
         repo.config.dht.bootstrap.clear();
         repo.config.dht.listen_ip = "127.0.0.1".parse().unwrap();
         repo.config.gateway.public_url = Some("https://gw.example.net".into());
+        // The test's client is on loopback and speaks only the WAN protocol.
+        repo.config.dht.wan_public_only = false;
     })
     .await;
     let http = reqwest::Client::new();
