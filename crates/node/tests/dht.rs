@@ -116,6 +116,26 @@ async fn raw_request(client: &Client, head: PeerId, bytes: &[u8]) -> Option<Vec<
     raw_request_over(client, head, PROTOCOL, bytes).await
 }
 
+/// Ingests `go-car/sample-v1.car` through the API at `api_url`; returns the JSON summary.
+async fn ingest_sample(http: &reqwest::Client, api_url: &str) -> serde_json::Value {
+    http.put(format!("{api_url}/api/v1/cars"))
+        .body(fixture("go-car/sample-v1.car"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Stops a daemon of [`common::start_daemon`] and waits for it to end (at most 15 s).
+async fn stop_daemon(stop: tokio::sync::oneshot::Sender<()>, task: tokio::task::JoinHandle<()>) {
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("daemon stops")
+        .unwrap();
+}
 /// [`raw_request`] over `protocol`.
 async fn raw_request_over(
     client: &Client,
@@ -174,15 +194,7 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     let http = reqwest::Client::new();
 
     // Ingest: the daemon announces roots, but it has no DHT peers, so nothing leaves it.
-    let summary: serde_json::Value = http
-        .put(format!("{}/api/v1/cars", info.api_url))
-        .body(fixture("go-car/sample-v1.car"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = ingest_sample(&http, &info.api_url).await;
     let root: cid::Cid = summary["roots"][0].as_str().unwrap().parse().unwrap();
 
     // A client that knows one head finds the daemon's Bitswap peer as provider.
@@ -357,11 +369,7 @@ async fn heads_answer_from_the_index_and_refuse_bad_input() {
     assert!(ids.contains(&head0.to_string().as_str()), "{heads}");
 
     drop(client);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("daemon stops")
-        .unwrap();
+    stop_daemon(stop, task).await;
 }
 
 /// go-libp2p-kad-dht admits a peer to its table only after a "lookup check" (`lookupCheck`:
@@ -377,15 +385,7 @@ async fn lookup_check_and_providers_over_both_dht_protocols() {
     })
     .await;
     let http = reqwest::Client::new();
-    let summary: serde_json::Value = http
-        .put(format!("{}/api/v1/cars", info.api_url))
-        .body(fixture("go-car/sample-v1.car"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = ingest_sample(&http, &info.api_url).await;
     let root: cid::Cid = summary["roots"][0].as_str().unwrap().parse().unwrap();
     let client = client().await;
     let (head0, head0_addr) = peer_of(&info.dht_heads[0]);
@@ -491,11 +491,7 @@ async fn lookup_check_and_providers_over_both_dht_protocols() {
     );
 
     drop(client);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("daemon stops")
-        .unwrap();
+    stop_daemon(stop, task).await;
 }
 
 /// The routing API of a daemon with one head and `gateway.public_url` set: the providers
@@ -514,15 +510,7 @@ async fn routing_api_serves_ipns_the_gateway_record_and_closest_peers() {
     })
     .await;
     let http = reqwest::Client::new();
-    let summary: serde_json::Value = http
-        .put(format!("{}/api/v1/cars", info.api_url))
-        .body(fixture("go-car/sample-v1.car"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = ingest_sample(&http, &info.api_url).await;
     let root = summary["roots"][0].as_str().unwrap();
     let providers = format!("{}/routing/v1/providers/{root}", info.gateway_url);
 
@@ -626,9 +614,5 @@ async fn routing_api_serves_ipns_the_gateway_record_and_closest_peers() {
     assert_eq!(found["Peers"][0]["ID"], client.peer.to_string(), "{found}");
 
     drop(client);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("daemon stops")
-        .unwrap();
+    stop_daemon(stop, task).await;
 }
