@@ -95,10 +95,11 @@ async fn helia_fetch_through_a_load_balancer_survives_sigkill_and_sigterm_restar
     let root = made["root"].as_str().unwrap().to_owned();
     replicas[0].ingest(&std::fs::read(&car_path).unwrap()).await;
 
-    // Through the balancer, paced (30 ms per block) so that it lasts long enough to kill and
-    // restart replicas under it.
+    // Through the balancer, paced (60 ms per block, about 12 s in all) so that it lasts long
+    // enough to kill and restart replicas under it: at 30 ms an idle machine finished the
+    // fetch in 6.5 s, before the second restart.
     let lb_addr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", lb.addr().port());
-    let fetch = lb_fetch(&["fetch", &lb_addr, &root, "--delay-ms", "30"])
+    let fetch = lb_fetch(&["fetch", &lb_addr, &root, "--delay-ms", "60"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
