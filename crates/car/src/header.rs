@@ -205,8 +205,10 @@ pub fn encode_v1_header(roots: &[Cid]) -> Vec<u8> {
     out
 }
 
-/// Appends a CBOR initial byte for `major` type with argument `value`, in its shortest form.
-fn cbor_head(major: u8, value: u64, out: &mut Vec<u8>) {
+/// Appends a CBOR initial byte for `major` type (0 to 7) with argument `value`, in its
+/// shortest form (RFC 8949 § 3, as DAG-CBOR requires). Shared by the CAR header encoder and
+/// the IPNI announce message.
+pub fn cbor_head(major: u8, value: u64, out: &mut Vec<u8>) {
     let m = major << 5;
     match value {
         0..=23 => out.push(m | value as u8),

@@ -63,7 +63,7 @@ mod varint;
 pub use decoder::{CarDecoder, Event, Section};
 pub use encode::encode_section;
 pub use error::{CarError, Part};
-pub use header::{CarHeader, V2Header, encode_v1_header};
+pub use header::{CarHeader, V2Header, cbor_head, encode_v1_header};
 /// The block verifier, re-exported from the block seam so CAR readers find it here too.
 pub use hydrant_blocks::{VerifyError, verify_block};
 pub use reader::{CarReader, READ_CHUNK_SIZE, ReadError};

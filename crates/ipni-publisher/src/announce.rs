@@ -8,6 +8,7 @@
 //! `watch` channel; one task per indexer sends it, retrying with exponential back-off, and
 //! skips to a newer head as soon as there is one.
 
+use hydrant_car::cbor_head;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,37 +68,16 @@ pub fn encode_message(cid: &Cid, addrs: &[Vec<u8>]) -> Vec<u8> {
     let mut out = vec![0x83];
     out.extend_from_slice(&[0xd8, 0x2a]);
     let cid = cid.to_bytes();
-    header(&mut out, 2, cid.len() as u64 + 1);
+    cbor_head(2, cid.len() as u64 + 1, &mut out);
     out.push(0);
     out.extend_from_slice(&cid);
-    header(&mut out, 4, addrs.len() as u64);
+    cbor_head(4, addrs.len() as u64, &mut out);
     for addr in addrs {
-        header(&mut out, 2, addr.len() as u64);
+        cbor_head(2, addr.len() as u64, &mut out);
         out.extend_from_slice(addr);
     }
-    header(&mut out, 2, 0);
+    cbor_head(2, 0, &mut out);
     out
-}
-
-/// A CBOR head of major type `major` with argument `n`, in its shortest form.
-fn header(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    match n {
-        0..=23 => out.push(m | n as u8),
-        24..=0xff => out.extend_from_slice(&[m | 24, n as u8]),
-        0x100..=0xffff => {
-            out.push(m | 25);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(m | 26);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(m | 27);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-    }
 }
 
 /// Sends every new head in `heads` to `indexer` (its announce URL) until `stop`, with the
@@ -215,7 +195,7 @@ mod tests {
             ]
         );
         let mut long = Vec::new();
-        header(&mut long, 2, 300);
+        cbor_head(2, 300, &mut long);
         assert_eq!(long, [0x59, 0x01, 0x2c]);
     }
 }
