@@ -53,7 +53,7 @@
 //! | `hydrant_pubsub_slow_peers_disconnected_total` | counter | peers disconnected for not reading |
 //! | `hydrant_pubsub_{subscribers,topics,peers}` | gauge | local subscribers, topics subscribed, gossipsub peers |
 //! | `hydrant_pubsub_topic_peers` | gauge | `topic`: gossipsub peers on each topic we subscribe to (at most `pubsub.max_topics`) |
-//! | `hydrant_pubsub_seen_cache_{entries,bytes}` | gauge | the local hub's seen-message cache |
+//! | `hydrant_pubsub_seen_cache_{entries,bytes}`, `..._evicted_early_total` | gauge, counter | the local hub's seen-message cache; IDs forgotten early because it was full |
 //! | `hydrant_gossipsub_*` | | gossipsub's own metrics: mesh and peers per topic, scores, `invalid_messages_per_topic` (bad signatures among them), queue sizes |
 //!
 //! `outcome` of the HTTP listeners: `found` for 1xx to 3xx, `not_found` for 404 and 410, `shed`
@@ -444,7 +444,13 @@ fn pubsub_metrics(r: &mut Registry, pubsub: &crate::p2p::pubsub::PubSub) {
         "Messages dropped, by reason (subscriber_slow counts subscribers dropped)",
         dropped,
     );
-    let (entries, bytes) = pubsub.seen_cache();
+    let (entries, bytes, evicted) = pubsub.seen_cache();
+    counter(
+        r,
+        "pubsub_seen_cache_evicted_early",
+        "Message IDs forgotten before pubsub.seen_ttl_secs: the seen cache was full",
+        evicted,
+    );
     let topics = pubsub.topics();
     for (name, help, v) in [
         (

@@ -377,10 +377,11 @@ impl PubSub {
         peers
     }
 
-    /// Entries and approximate bytes of the hub's seen-message cache.
-    pub fn seen_cache(&self) -> (usize, usize) {
+    /// Entries, approximate bytes, and entries forgotten before their TTL (the cache was
+    /// full) of the hub's seen-message cache.
+    pub fn seen_cache(&self) -> (usize, usize, u64) {
         let seen = crate::lock(&self.inner.seen);
-        (seen.len(), seen.bytes())
+        (seen.len(), seen.bytes(), seen.evicted_early)
     }
 
     /// Local subscribers now, over all topics.

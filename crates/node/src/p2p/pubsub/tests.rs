@@ -35,6 +35,7 @@ async fn each_message_reaches_each_subscriber_once() {
     assert_eq!(ps.stats().duplicates.load(Ordering::Relaxed), 1);
     assert_eq!(ps.stats().delivered.load(Ordering::Relaxed), 2);
     assert_eq!(ps.seen_cache().0, 2);
+    assert_eq!(ps.seen_cache().2, 0);
     assert_eq!(
         budget.stats().holders[5].in_use,
         0,
