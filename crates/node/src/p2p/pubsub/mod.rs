@@ -81,8 +81,8 @@ pub enum PubSubError {
     /// `pubsub.max_subscribers` subscribers are connected already.
     #[error("already serving pubsub.max_subscribers ({0}) subscribers")]
     TooManySubscribers(usize),
-    /// The swarm's publish queue is full (it is far behind); try again.
-    #[error("the publish queue is full; try again")]
+    /// The swarm's publish queue or the memory budget is full; try again.
+    #[error("the publish queue or the memory budget is full; try again")]
     Busy,
     /// The topic name is empty.
     #[error("the topic name is empty")]
@@ -181,10 +181,12 @@ const PUBLISH_QUEUE_LEN: usize = 1024;
 /// bytes): the payload may use `max_message_bytes` less this.
 pub const ENVELOPE_BYTES: usize = 1024;
 
-/// A publish request for the swarm loop.
+/// A publish request for the swarm loop, with its bytes charged to the memory budget until
+/// gossipsub took it.
 pub(crate) struct Publish {
     pub(crate) topic: String,
     pub(crate) data: Bytes,
+    pub(crate) _charge: hydrant_budget::Grant,
 }
 
 struct Inner {
@@ -281,7 +283,8 @@ impl PubSub {
     ///
     /// # Errors
     /// [`PubSubError::TooLarge`] past [`Self::max_payload_bytes`], [`PubSubError::EmptyTopic`],
-    /// [`PubSubError::Busy`] when the swarm loop's queue (1024 requests) is full,
+    /// [`PubSubError::Busy`] when the swarm loop's queue (1024 requests) or the memory budget
+    /// is full,
     /// [`PubSubError::Stopped`] after the node stopped.
     pub fn publish(&self, topic: &str, data: Bytes) -> Result<(), PubSubError> {
         if topic.is_empty() {
@@ -295,9 +298,15 @@ impl PubSub {
                 limit,
             });
         }
+        let charge = (data.len() + topic.len() + 128) as u64;
+        let Ok(grant) = self.inner.budget.try_acquire(Holder::PubSub, charge) else {
+            self.inner.stats.drop_one(DropReason::MemoryBudget, 1);
+            return Err(PubSubError::Busy);
+        };
         let request = Publish {
             topic: topic.to_owned(),
             data,
+            _charge: grant,
         };
         match self.inner.publish.try_send(request) {
             Ok(()) => Ok(()),
