@@ -114,3 +114,21 @@ fn local_seqnos_increase() {
     assert_eq!(a.len(), 8);
     assert!(b > a);
 }
+
+#[tokio::test]
+async fn the_outbox_gets_what_this_node_saw_first_hand_and_a_full_one_is_counted() {
+    let (ps, _rx, _) = pubsub(2);
+    let (tx, mut outbox) = mpsc::channel(1);
+    assert!(ps.set_outbox(tx.clone()));
+    assert!(!ps.set_outbox(tx), "only the first outbox is kept");
+    let author = PeerId::random();
+    // From another replica: local subscribers only, never back to the outbox.
+    ps.deliver_local(msg(author, 1, "t"));
+    assert!(outbox.try_recv().is_err());
+    // Published or received here: to the outbox, dropped and counted when it is full.
+    let first = Arc::new(msg(author, 2, "t"));
+    ps.to_outbox(&first);
+    ps.to_outbox(&Arc::new(msg(author, 3, "t")));
+    assert_eq!(outbox.try_recv().unwrap(), first);
+    assert_eq!(ps.stats().dropped(DropReason::OutboxFull), 1);
+}
