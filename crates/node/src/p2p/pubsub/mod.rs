@@ -84,9 +84,9 @@ pub enum PubSubError {
     /// The swarm's publish queue or the memory budget is full; try again.
     #[error("the publish queue or the memory budget is full; try again")]
     Busy,
-    /// The topic name is empty.
-    #[error("the topic name is empty")]
-    EmptyTopic,
+    /// The topic name is empty, or longer than [`MAX_TOPIC_BYTES`].
+    #[error("the topic name is empty or longer than {MAX_TOPIC_BYTES} bytes")]
+    BadTopic,
     /// The swarm has stopped.
     #[error("pub/sub has stopped")]
     Stopped,
@@ -176,10 +176,22 @@ pub const MAX_SEEN_ENTRIES: usize = 262_144;
 /// Publish requests that may wait for the swarm loop.
 const PUBLISH_QUEUE_LEN: usize = 1024;
 
-/// Bytes of the protobuf envelope around a published payload (RPC and Message framing,
-/// `from`, `seqno`, `topic` up to 256 bytes, a signature and an RSA public key up to 600
-/// bytes): the payload may use `max_message_bytes` less this.
+/// Bytes of the protobuf envelope around a published payload besides its topic (RPC and
+/// Message framing, `from`, `seqno`, a signature and an RSA public key up to 600 bytes): the
+/// payload may use `max_message_bytes` less this and the topic's length.
 pub const ENVELOPE_BYTES: usize = 1024;
+
+/// Longest topic name accepted, in bytes (gossipsub sets no limit; this keeps topics, their
+/// metric labels and every message's envelope small).
+pub const MAX_TOPIC_BYTES: usize = 1024;
+
+/// Checks a topic name's length.
+fn check_topic(topic: &str) -> Result<(), PubSubError> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
+        return Err(PubSubError::BadTopic);
+    }
+    Ok(())
+}
 
 /// A publish request for the swarm loop, with its bytes charged to the memory budget until
 /// gossipsub took it.
@@ -267,8 +279,8 @@ impl PubSub {
         &self.inner.stats
     }
 
-    /// Largest payload [`PubSub::publish`] accepts, in bytes: `max_message_bytes` less
-    /// [`ENVELOPE_BYTES`].
+    /// Largest payload [`PubSub::publish`] accepts on a one-byte topic, in bytes:
+    /// `max_message_bytes` less [`ENVELOPE_BYTES`] (and, for a given topic, less its length).
     pub fn max_payload_bytes(&self) -> usize {
         self.inner
             .config
@@ -282,15 +294,13 @@ impl PubSub {
     /// topic is not an error, as in Kubo.
     ///
     /// # Errors
-    /// [`PubSubError::TooLarge`] past [`Self::max_payload_bytes`], [`PubSubError::EmptyTopic`],
+    /// [`PubSubError::TooLarge`] past [`Self::max_payload_bytes`], [`PubSubError::BadTopic`],
     /// [`PubSubError::Busy`] when the swarm loop's queue (1024 requests) or the memory budget
     /// is full,
     /// [`PubSubError::Stopped`] after the node stopped.
     pub fn publish(&self, topic: &str, data: Bytes) -> Result<(), PubSubError> {
-        if topic.is_empty() {
-            return Err(PubSubError::EmptyTopic);
-        }
-        let limit = self.max_payload_bytes();
+        check_topic(topic)?;
+        let limit = self.max_payload_bytes().saturating_sub(topic.len() - 1);
         if data.len() > limit {
             self.inner.stats.drop_one(DropReason::TooLarge, 1);
             return Err(PubSubError::TooLarge {
@@ -326,11 +336,9 @@ impl PubSub {
     ///
     /// # Errors
     /// [`PubSubError::TooManyTopics`], [`PubSubError::TooManySubscribers`] at the configured
-    /// limits, [`PubSubError::EmptyTopic`].
+    /// limits, [`PubSubError::BadTopic`].
     pub fn subscribe(&self, topic: &str) -> Result<Subscription, PubSubError> {
-        if topic.is_empty() {
-            return Err(PubSubError::EmptyTopic);
-        }
+        check_topic(topic)?;
         let c = &self.inner.config;
         let mut topics = crate::lock(&self.inner.topics);
         if topics.subscribers() >= c.max_subscribers {

@@ -86,7 +86,13 @@ async fn limits_and_leaving() {
     assert_eq!(ps.topics(), vec!["b".to_string()]);
     drop(b);
     assert!(ps.topics().is_empty());
-    assert_eq!(ps.subscribe("").unwrap_err(), PubSubError::EmptyTopic);
+    assert_eq!(ps.subscribe("").unwrap_err(), PubSubError::BadTopic);
+    let long = "t".repeat(MAX_TOPIC_BYTES + 1);
+    assert_eq!(ps.subscribe(&long).unwrap_err(), PubSubError::BadTopic);
+    assert_eq!(
+        ps.publish(&long, Bytes::new()).unwrap_err(),
+        PubSubError::BadTopic
+    );
 }
 
 #[tokio::test]
