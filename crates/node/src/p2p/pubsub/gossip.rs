@@ -2,8 +2,8 @@
 //! [`Driver`] the main swarm's loop runs.
 //!
 //! Configuration (gossipsub-v1.1.md, v1.2.md; values DESIGN.md, "Pub/sub", explains):
-//! - protocols `/meshsub/1.2.0`, `/meshsub/1.1.0`, `/meshsub/1.0.0` and `/floodsub/1.0.0`
-//!   (Kubo offers floodsub too);
+//! - protocols `/meshsub/1.3.0` (the crate's extensions version), `/meshsub/1.2.0`,
+//!   `/meshsub/1.1.0`, `/meshsub/1.0.0` and `/floodsub/1.0.0` (Kubo offers floodsub too);
 //! - strict signing: every message we publish is signed with the node key
 //!   (`MessageAuthenticity::Signed`), every message received must carry a valid signature,
 //!   `from` and `seqno` (`ValidationMode::Strict`), whatever the key type (RSA, Ed25519,
