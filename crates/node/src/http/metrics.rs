@@ -49,7 +49,7 @@
 //! | `hydrant_ipni_announce_{attempts,failures}_total` | counter | HTTP announcements to `ipni.indexers` |
 //! | `hydrant_ipni_head_age_seconds` | gauge | since the writer last moved the head (absent on other replicas) |
 //! | `hydrant_pubsub_{published,received,delivered,duplicates}_total` | counter | messages published here, received from gossipsub, queued for local subscribers, not delivered again (seen) |
-//! | `hydrant_pubsub_dropped_total` | counter | `reason` (peer_queue_full, subscriber_slow: subscribers dropped, outbox_full, too_large, memory_budget, publish_queue_full) |
+//! | `hydrant_pubsub_dropped_total` | counter | `reason` (peer_queue_full, subscriber_slow: subscribers dropped, outbox_full, too_large, memory_budget, publish_queue_full, invalid: refused by gossipsub's validation, a bad signature first of all) |
 //! | `hydrant_pubsub_slow_peers_disconnected_total` | counter | peers disconnected for not reading |
 //! | `hydrant_pubsub_{subscribers,topics,peers}` | gauge | local subscribers, topics subscribed, gossipsub peers |
 //! | `hydrant_pubsub_topic_peers` | gauge | `topic`: gossipsub peers on each topic we subscribe to (at most `pubsub.max_topics`) |
@@ -439,9 +439,13 @@ fn pubsub_metrics(r: &mut Registry, pubsub: &crate::p2p::pubsub::PubSub) {
             .get_or_create(&vec![("reason", why.label())])
             .inc_by(s.dropped(why));
     }
+    dropped
+        .get_or_create(&vec![("reason", "invalid")])
+        .inc_by(pubsub.invalid_messages());
     r.register(
         "pubsub_dropped",
-        "Messages dropped, by reason (subscriber_slow counts subscribers dropped)",
+        "Messages dropped, by reason (subscriber_slow counts subscribers dropped; invalid: bad \
+         signature, from, seqno)",
         dropped,
     );
     let (entries, bytes, evicted) = pubsub.seen_cache();

@@ -56,6 +56,23 @@ impl Api {
         response.json().await.expect("JSON")
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.url);
+        let response = self.http.get(url).send().await.expect("request sent");
+        response.text().await.expect("text")
+    }
+
+    /// The value of the metric line starting with `prefix` (0 when absent).
+    pub async fn metric(&self, prefix: &str) -> u64 {
+        self.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0, |v| v.parse().expect("a number"))
+    }
+
     /// `pubsub/pub` of `data` on `topic`, as kubo-rpc-client sends it.
     pub async fn publish(&self, topic: &str, data: &[u8]) -> reqwest::Response {
         let boundary = "hydrant-test-boundary-7d1f";

@@ -417,6 +417,17 @@ impl PubSub {
             .unwrap_or(out)
     }
 
+    /// Messages gossipsub refused as invalid (a bad or missing signature, `from` or `seqno`,
+    /// too large for the topic), summed over gossipsub's `invalid_messages_per_topic`: it
+    /// drops them in its codec and tells the application nothing else.
+    pub fn invalid_messages(&self) -> u64 {
+        self.gossip_metrics_text()
+            .lines()
+            .filter(|l| l.starts_with("hydrant_gossipsub_invalid_messages_per_topic_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Delivers `msg` to local subscribers if its ID is new; returns whether it was new.
     fn deliver(&self, msg: Arc<PubSubMessage>) -> bool {
         let stats = &self.inner.stats;
