@@ -192,8 +192,10 @@ fn default_repo() -> PathBuf {
 }
 
 fn init_logging(filter: &str, json: bool) {
-    // The storage engine's own info lines (memtable flushes, compactions) drown ours.
-    const QUIET: &str = "lsm_tree=warn,fjall=warn,libp2p_swarm=warn";
+    // The storage engine's own info lines (memtable flushes, compactions) drown ours, and
+    // gossipsub warns once per RPC it cannot queue to a slow peer, with the whole RPC printed:
+    // Hydrant counts those (`hydrant_pubsub_dropped_total{reason="peer_queue_full"}`) instead.
+    const QUIET: &str = "lsm_tree=warn,fjall=warn,libp2p_swarm=warn,libp2p_gossipsub=error";
     let directives = format!("{QUIET},{filter}");
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{QUIET},info")));
