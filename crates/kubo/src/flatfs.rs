@@ -40,18 +40,20 @@ impl Shard {
         }
     }
 
-    /// The directory name of `key`.
+    /// The directory name of `key` (go-ds-flatfs works on bytes; keys are ASCII, and other
+    /// text is taken by characters here, so that no input panics).
     pub fn dir(&self, key: &str) -> String {
+        let pad = |n: usize| std::iter::repeat_n('_', n);
         match *self {
-            Self::Prefix(n) => format!("{key}{}", "_".repeat(n)).chars().take(n).collect(),
+            Self::Prefix(n) => key.chars().chain(pad(n)).take(n).collect(),
             Self::Suffix(n) => {
-                let padded = format!("{}{key}", "_".repeat(n));
-                padded[padded.len() - n..].to_owned()
+                let padded: Vec<char> = pad(n).chain(key.chars()).collect();
+                padded[padded.len() - n..].iter().collect()
             }
             Self::NextToLast(n) => {
-                let padded = format!("{}{key}", "_".repeat(n + 1));
+                let padded: Vec<char> = pad(n + 1).chain(key.chars()).collect();
                 let offset = padded.len() - n - 1;
-                padded[offset..offset + n].to_owned()
+                padded[offset..offset + n].iter().collect()
             }
         }
     }

@@ -92,6 +92,36 @@ pub fn decode_pin(id: &str, value: &[u8]) -> Result<KuboPin, PinDecodeError> {
     })
 }
 
+/// A pin record as dspinner writes it (refmt, keys in the atlas's order: `cid`, `mode`, then
+/// `name` when not empty); for tests and the fuzz target.
+pub fn encode_pin(cid: &Cid, mode: u8, name: Option<&str>) -> Vec<u8> {
+    fn head(major: u8, len: usize, out: &mut Vec<u8>) {
+        let major = major << 5;
+        match len {
+            0..=23 => out.push(major | len as u8),
+            24..=0xff => out.extend([major | 24, len as u8]),
+            _ => {
+                out.push(major | 25);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+        }
+    }
+    let name = name.filter(|n| !n.is_empty());
+    let mut out = vec![0xa2 + u8::from(name.is_some())];
+    out.extend_from_slice(b"\x63cid");
+    let bytes = cid.to_bytes();
+    head(2, bytes.len(), &mut out);
+    out.extend_from_slice(&bytes);
+    out.extend_from_slice(b"\x64mode");
+    head(0, usize::from(mode), &mut out);
+    if let Some(name) = name {
+        out.extend_from_slice(b"\x64name");
+        head(3, name.len().min(0xffff), &mut out);
+        out.extend_from_slice(&name.as_bytes()[..name.len().min(0xffff)]);
+    }
+    out
+}
+
 /// Reads every `/pins/pin/` record of the LevelDB datastore `datastore`, from a copy made in
 /// `scratch` (goleveldb's files, snappy blocks included; opening replays the log and writes a
 /// new manifest, which must not happen to Kubo's own files).
@@ -144,37 +174,19 @@ pub fn read_pins(
 mod tests {
     use super::*;
 
-    /// A record as refmt writes it: keys in the atlas's order (cid, mode, name).
-    fn record(cid: &Cid, mode: u8, name: Option<&str>) -> Vec<u8> {
-        let mut out = vec![0xa2 + u8::from(name.is_some())];
-        out.extend_from_slice(b"\x63cid");
-        let bytes = cid.to_bytes();
-        out.push(0x58);
-        out.push(bytes.len() as u8);
-        out.extend_from_slice(&bytes);
-        out.extend_from_slice(b"\x64mode");
-        out.push(mode);
-        if let Some(name) = name {
-            out.extend_from_slice(b"\x64name");
-            out.push(0x60 + name.len() as u8);
-            out.extend_from_slice(name.as_bytes());
-        }
-        out
-    }
-
     #[test]
     fn records_decode_as_dspinner_writes_them() {
         let cid: Cid = "QmUQo48ZsyKsaSjsx8oifnobqnnoxtCpGbEQZKU6mCAUxg"
             .parse()
             .unwrap();
-        let pin = decode_pin("x", &record(&cid, 0, None)).unwrap();
+        let pin = decode_pin("x", &encode_pin(&cid, 0, None)).unwrap();
         assert_eq!(
             (pin.cid, pin.mode, pin.name.as_str()),
             (cid, PinMode::Recursive, "")
         );
-        let pin = decode_pin("y", &record(&cid, 1, Some("docs"))).unwrap();
+        let pin = decode_pin("y", &encode_pin(&cid, 1, Some("docs"))).unwrap();
         assert_eq!((pin.mode, pin.name.as_str()), (PinMode::Direct, "docs"));
-        assert!(decode_pin("z", &record(&cid, 2, None)).is_err());
+        assert!(decode_pin("z", &encode_pin(&cid, 2, None)).is_err());
         assert!(decode_pin("z", b"\xa0").is_err(), "no cid");
         assert!(decode_pin("z", b"\x01").is_err(), "not a map");
     }
