@@ -7,6 +7,7 @@ Usage: kubo-repo.py OUT_DIR   (run with the interpreter scripts/kubo-python.sh p
 Writes, under OUT_DIR:
   src/           the files added (seeded random bytes, so every run makes the same CIDs)
   repo/          the Kubo repository (IPFS_PATH), node stopped
+  kubo.log       the library's debug log
   manifest.json  {"kubo": ..., "entries": [{"name", "cid", "pinned", "files": {PATH: SRC}}]}
                  where PATH is the path under the CID ("" for a file itself) and SRC the file
                  under src/ holding its expected bytes.
@@ -65,6 +66,8 @@ def main():
     for name, data in files.items():
         write(src / name, data)
 
+    # The library logs to ./kubo.log: keep it with the output.
+    os.chdir(out)
     ffi, kubo = load_kubo()
     repo_c = str(repo).encode()
     if kubo.CreateRepo(repo_c) < 0:
