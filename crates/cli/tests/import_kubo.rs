@@ -8,7 +8,9 @@
 //! - a second run imports nothing and reports every pin as already imported;
 //! - a block file corrupted on disk is reported as corrupt and not served, the pin above it is
 //!   skipped naming it, the rest imports;
-//! - the Kubo repository's files are byte for byte the same afterwards.
+//! - the Kubo repository's files are byte for byte the same afterwards;
+//! - a partial import (`--pinned-only`) is finished by the next run;
+//! - an unsupported repo version or datastore, or a live Kubo's lock, is refused with the reason.
 
 mod common;
 
@@ -323,4 +325,38 @@ fn a_partial_import_is_finished_by_the_next_run_without_repeating_it() {
         block_files(&kubo) as u64,
         "{rest}"
     );
+}
+
+#[test]
+fn repositories_that_cannot_be_read_faithfully_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = hydrant_repo(dir.path());
+    let kubo = dir.path().join("kubo");
+    std::fs::create_dir_all(kubo.join("blocks")).unwrap();
+    std::fs::write(
+        kubo.join("blocks/SHARDING"),
+        "/repo/flatfs/shard/v1/next-to-last/2\n",
+    )
+    .unwrap();
+    let default_spec = r#"{"mounts":[{"mountpoint":"/blocks","path":"blocks","shardFunc":"/repo/flatfs/shard/v1/next-to-last/2","type":"flatfs"},{"mountpoint":"/","path":"datastore","type":"levelds"}],"type":"mount"}"#;
+    let badger_spec =
+        r#"{"mounts":[{"mountpoint":"/","path":"badgerds","type":"badgerds"}],"type":"mount"}"#;
+    let refused = |version: &str, spec: &str, expected: &str| {
+        std::fs::write(kubo.join("version"), version).unwrap();
+        std::fs::write(kubo.join("datastore_spec"), spec).unwrap();
+        let out = hydrant(&repo)
+            .arg("import-kubo")
+            .arg(&kubo)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{version} {spec}");
+        assert!(stderr.contains(expected), "{stderr}");
+    };
+    refused("12", default_spec, "repo version \"12\" is not supported");
+    refused("19", default_spec, "repo version \"19\" is not supported");
+    refused("14", badger_spec, "only Kubo's default datastore");
+    let lock = std::fs::File::create(kubo.join("repo.lock")).unwrap();
+    lock.lock().unwrap();
+    refused("14", default_spec, "a running Kubo holds this repository");
 }
