@@ -3,6 +3,8 @@
 import-kubo test (crates/cli/tests/import_kubo.rs).
 
 Usage: kubo-repo.py OUT_DIR   (run with the interpreter scripts/kubo-python.sh prints)
+       KUBO_REPO_BIG_BYTES=N makes big.bin N bytes (default 1,500,000) for the benchmark in
+       BENCHMARKS.md.
 
 Writes, under OUT_DIR:
   src/           the files added (seeded random bytes, so every run makes the same CIDs)
@@ -57,7 +59,7 @@ def main():
         "small.txt": b"hello from kubo\n",
         "medium.bin": rng.randbytes(200_000),
         # > 1 MiB: chunked into 256 KiB leaves under a dag-pb root.
-        "big.bin": rng.randbytes(1_500_000),
+        "big.bin": rng.randbytes(int(os.environ.get("KUBO_REPO_BIG_BYTES", 1_500_000))),
         "site/index.html": b"<h1>moved in from Kubo</h1>\n",
         "site/data/table.bin": rng.randbytes(300_000),
         "site/data/empty.txt": b"",
