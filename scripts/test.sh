@@ -37,6 +37,12 @@ GARAGE_BIN=$(scripts/garage.sh)
 export GARAGE_BIN
 echo "== Garage (S3) binary: $GARAGE_BIN"
 
+# The import-kubo test (crates/cli/tests/import_kubo.rs) makes a repository with a real Kubo, from
+# the kubo-python wheel (installed once into a venv in ~/.cache/hydrant).
+KUBO_PYTHON=$(scripts/kubo-python.sh)
+export KUBO_PYTHON
+echo "== Python with kubo-python: $KUBO_PYTHON"
+
 # The load-balancer failover test (crates/cli/tests/replicas.rs) drives a Helia client.
 HYDRANT_BIN="$PWD/target/release/hydrant" scripts/interop.sh install
 

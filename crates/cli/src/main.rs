@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod add;
 mod files;
+mod import_kubo;
 mod pin;
 mod rm;
 
@@ -164,6 +165,11 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Import a Kubo repository (repo version 13 to 18, Kubo 0.18 and later; default flatfs +
+    /// LevelDB datastore), only reading it: every block verified, each pinned DAG stored as
+    /// one CAR and pinned with its name, the unpinned blocks as one more CAR. Run it again to
+    /// resume: what is already imported is skipped. No daemon may run on the repository.
+    ImportKubo(import_kubo::ImportKuboArgs),
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -328,6 +334,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rm { targets, json } => rm::rm(&repo_dir, &targets, json).await,
         Command::Gc { json } => rm::gc(&repo_dir, json).await,
         Command::Add(args) => add::run(&repo_dir, args).await,
+        Command::ImportKubo(args) => import_kubo::run(&repo_dir, args).await,
         Command::Cat {
             path,
             offset,

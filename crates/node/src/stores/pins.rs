@@ -76,6 +76,17 @@ pub async fn pin_dag(services: &Services, root: Cid, name: String) -> Result<boo
     Ok(services.pins.add_pin(&new_pin(root, name)).await?)
 }
 
+/// Pins `root` with `name` without walking its DAG, for a caller that has just ingested the
+/// whole DAG itself (`hydrant import-kubo` walks it in the Kubo repository, verifying every
+/// block, before writing its CAR); returns whether the pin is new.
+///
+/// # Errors
+/// [`PinError::NameTooLong`]; [`PinError::Index`].
+pub async fn pin_ingested(services: &Services, root: Cid, name: String) -> Result<bool, PinError> {
+    check_name(&name)?;
+    Ok(services.pins.add_pin(&new_pin(root, name)).await?)
+}
+
 /// Pins the roots of an ingested CAR (strings as in its header), unnamed, without walking
 /// their DAGs (see the module docs); returns them as CIDs.
 ///
