@@ -39,16 +39,20 @@ pub enum Holder {
     Gateway,
     /// DHT messages being read and answered.
     Dht,
+    /// Pub/sub messages waiting in local subscribers' queues (each message charged once,
+    /// however many queues hold it).
+    PubSub,
 }
 
 impl Holder {
     /// Every holder, in the order of [`BudgetStats::holders`].
-    pub const ALL: [Holder; 5] = [
+    pub const ALL: [Holder; 6] = [
         Holder::BitswapMessages,
         Holder::BitswapWantlists,
         Holder::BitswapResponses,
         Holder::Gateway,
         Holder::Dht,
+        Holder::PubSub,
     ];
 
     /// The holder's name in metrics and in the memory report, e.g. `bitswap_messages`.
@@ -59,6 +63,7 @@ impl Holder {
             Holder::BitswapResponses => "bitswap_responses",
             Holder::Gateway => "gateway",
             Holder::Dht => "dht",
+            Holder::PubSub => "pubsub",
         }
     }
 

@@ -26,6 +26,7 @@ use crate::http::health::Health;
 use crate::http::state::{ApiState, ApiToken};
 use crate::http::{ConnectionLimits, Listener, memory, serve, slow_clients};
 use crate::p2p::dht::{self, DhtService};
+use crate::p2p::pubsub::{PubSub, gossip};
 use crate::p2p::routing::NodeRouter;
 use crate::p2p::swarm;
 use crate::repo::{API_FILE, Repo, write_atomic};
@@ -188,6 +189,10 @@ struct P2p {
     /// Our Bitswap peer as a provider (for the Delegated Routing answers).
     me: ProviderInfo,
     main_swarm: JoinHandle<()>,
+    /// Pub/sub on the main swarm (`[pubsub] enabled`).
+    pubsub: Option<PubSub>,
+    /// Dials from the main swarm (`swarm/connect`).
+    dialer: hydrant_dht::ChannelDialer,
 }
 
 /// Builds the main swarm and binds `swarm.listen`, starts Bitswap on it, the DHT heads when
@@ -195,7 +200,16 @@ struct P2p {
 async fn start_p2p(repo: &Repo, services: &Services, signals: &Signals) -> Result<P2p, NodeError> {
     let config = &repo.config;
     let peer_id = repo.keypair.public().to_peer_id();
-    let mut swarm = swarm::build(repo.keypair.clone(), &config.swarm).await?;
+    let (pubsub, driver, gossipsub) = if config.pubsub.enabled {
+        let (pubsub, requests) = PubSub::new(peer_id, &config.pubsub, services.budget.clone());
+        let behaviour = gossip::behaviour(&repo.keypair, &config.pubsub, &pubsub)
+            .map_err(|e| NodeError::PubSub(e.to_string()))?;
+        let driver = gossip::Driver::new(pubsub.clone(), requests);
+        (Some(pubsub), Some(driver), Some(behaviour))
+    } else {
+        (None, None, None)
+    };
+    let mut swarm = swarm::build_with(repo.keypair.clone(), &config.swarm, gossipsub).await?;
     let (swarm_addrs, listeners) =
         swarm::listen_all(&mut swarm, &config.swarm.listen, peer_id).await?;
     for addr in &config.swarm.announce {
@@ -209,6 +223,7 @@ async fn start_p2p(repo: &Repo, services: &Services, signals: &Signals) -> Resul
     let disconnect = bitswap.take_unresponsive_peers();
 
     let (dialer, dials) = hydrant_dht::ChannelDialer::new();
+    let main_dialer = dialer.clone();
     let connected = services.main_peers.clone();
     let dht = if config.dht.enabled {
         let main = dht::MainPeer {
@@ -238,6 +253,7 @@ async fn start_p2p(repo: &Repo, services: &Services, signals: &Signals) -> Resul
             stop: signals.stop.subscribe(),
             drain: signals.drain.subscribe(),
             listeners,
+            pubsub: driver,
         },
     ));
     Ok(P2p {
@@ -250,6 +266,8 @@ async fn start_p2p(repo: &Repo, services: &Services, signals: &Signals) -> Resul
         bitswap: Arc::new(bitswap),
         dht,
         main_swarm,
+        pubsub,
+        dialer: main_dialer,
     })
 }
 
@@ -332,7 +350,9 @@ async fn start_http(
         p2p.bitswap.clone(),
         health.clone(),
     )
-    .with_token(api_token);
+    .with_token(api_token)
+    .with_pubsub(p2p.pubsub.clone())
+    .with_dialer(p2p.dialer.clone());
 
     let ipni = crate::http::ipni::IpniSetup {
         config,

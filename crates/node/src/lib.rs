@@ -28,6 +28,9 @@ mod stores;
 pub use daemon::{Overrides, run};
 pub use http::memory::ProcessMemory;
 pub use http::state::ApiToken;
+pub use p2p::pubsub::{
+    DropReason, Ended, PubSub, PubSubError, PubSubMessage, PubSubStats, Subscription,
+};
 pub use p2p::swarm::SwarmError;
 pub use repo::{API_FILE, DaemonInfo, Repo, RepoError};
 pub use stores::delete::{DeleteError, GcReport, delete_car, gc};
@@ -79,6 +82,9 @@ pub enum NodeError {
     /// The DHT could not be started.
     #[error("DHT: {0}")]
     Dht(String),
+    /// GossipSub could not be set up.
+    #[error("pubsub: {0}")]
+    PubSub(String),
     /// A denylist (`denylists/*.deny`) cannot be read or does not parse: the message names the
     /// file and line.
     #[error("denylist {0}")]

@@ -90,6 +90,7 @@ async fn client() -> Client {
             stop: stop_rx.clone(),
             drain: stop_rx,
             listeners: Vec::new(),
+            pubsub: None,
         },
     ));
     Client {

@@ -6,6 +6,7 @@
 
 mod ipni;
 mod network;
+mod pubsub;
 mod stores;
 #[cfg(test)]
 mod tests;
@@ -13,6 +14,7 @@ mod validate;
 
 pub use ipni::*;
 pub use network::*;
+pub use pubsub::*;
 pub use stores::*;
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// IPNI publishing and announcements.
     pub ipni: IpniConfig,
+    /// GossipSub and Kubo's RPC pub/sub calls.
+    pub pubsub: PubSubConfig,
 }
 
 /// `[limits]`: one memory budget for the data held on behalf of remote peers (Bitswap messages

@@ -175,6 +175,7 @@ impl Config {
                 ),
             });
         }
+        self.pubsub.validate()?;
         self.validate_ipni()
     }
 

@@ -13,7 +13,7 @@
 //! | `hydrant_streams` | gauge | `protocol` (bitswap), `direction` (inbound, outbound) |
 //! | `hydrant_connected_peers` | gauge | `swarm` (main, dht_heads) |
 //! | `hydrant_budget_{limit,in_use}_bytes` | gauge | the shared memory budget (`[limits]`) |
-//! | `hydrant_budget_holder_bytes`, `hydrant_budget_refused_total` | gauge, counter | `holder` (bitswap_messages, bitswap_wantlists, bitswap_responses, gateway, dht) |
+//! | `hydrant_budget_holder_bytes`, `hydrant_budget_refused_total` | gauge, counter | `holder` (bitswap_messages, bitswap_wantlists, bitswap_responses, gateway, dht, pubsub) |
 //! | `hydrant_dht_inbound_shed_total` | counter | `dht` (wan, lan): DHT requests reset for a full budget |
 //! | `hydrant_dht_routing_table_peers` | gauge | `dht` (wan: `/ipfs/kad/1.0.0`, lan: `/ipfs/lan/kad/1.0.0`) |
 //! | `hydrant_dht_inbound_requests_total` | counter | `dht`, `type` (FIND_NODE, ...), `outcome` (ok, not_found, error, refused) |
@@ -48,6 +48,13 @@
 //! | `hydrant_ipni_{advertisements,entries,entry_chunks,written_bytes}_total` | counter | what the IPNI writer published |
 //! | `hydrant_ipni_announce_{attempts,failures}_total` | counter | HTTP announcements to `ipni.indexers` |
 //! | `hydrant_ipni_head_age_seconds` | gauge | since the writer last moved the head (absent on other replicas) |
+//! | `hydrant_pubsub_{published,received,delivered,duplicates}_total` | counter | messages published here, received from gossipsub, queued for local subscribers, not delivered again (seen) |
+//! | `hydrant_pubsub_dropped_total` | counter | `reason` (peer_queue_full, subscriber_slow: subscribers dropped, outbox_full, too_large, memory_budget, publish_queue_full) |
+//! | `hydrant_pubsub_slow_peers_disconnected_total` | counter | peers disconnected for not reading |
+//! | `hydrant_pubsub_{subscribers,topics,peers}` | gauge | local subscribers, topics subscribed, gossipsub peers |
+//! | `hydrant_pubsub_topic_peers` | gauge | `topic`: gossipsub peers on each topic we subscribe to (at most `pubsub.max_topics`) |
+//! | `hydrant_pubsub_seen_cache_{entries,bytes}` | gauge | the local hub's seen-message cache |
+//! | `hydrant_gossipsub_*` | | gossipsub's own metrics: mesh and peers per topic, scores, `invalid_messages_per_topic` (bad signatures among them), queue sizes |
 //!
 //! `outcome` of the HTTP listeners: `found` for 1xx to 3xx, `not_found` for 404 and 410, `shed`
 //! for 429 and 503, `bad_request` for other 4xx, `error` for other 5xx (504 timeouts included).
@@ -380,9 +387,106 @@ pub fn render(state: &ApiState) -> String {
     storage_metrics(&mut r, state);
     http_and_ingest_metrics(&mut r, state);
     budget_metrics(&mut r, state);
+    if let Some(pubsub) = &state.pubsub {
+        pubsub_metrics(&mut r, pubsub);
+    }
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
+    if let Some(pubsub) = &state.pubsub {
+        // Gossipsub keeps its own registry; its text goes before our `# EOF`.
+        let ours = out.strip_suffix("# EOF\n").unwrap_or(&out).to_owned();
+        out = format!("{ours}{}# EOF\n", pubsub.gossip_metrics_text());
+    }
     out
+}
+
+/// Pub/sub's counters, its hub and its peers (`crate::p2p::pubsub`).
+fn pubsub_metrics(r: &mut Registry, pubsub: &crate::p2p::pubsub::PubSub) {
+    use crate::p2p::pubsub::DropReason;
+    let s = pubsub.stats();
+    for (name, help, v) in [
+        (
+            "pubsub_published",
+            "Messages published by this node",
+            &s.published,
+        ),
+        (
+            "pubsub_received",
+            "Messages received from gossipsub peers",
+            &s.received,
+        ),
+        (
+            "pubsub_delivered",
+            "Message copies queued for local subscribers",
+            &s.delivered,
+        ),
+        (
+            "pubsub_duplicates",
+            "Messages not delivered again: seen within pubsub.seen_ttl_secs",
+            &s.duplicates,
+        ),
+        (
+            "pubsub_slow_peers_disconnected",
+            "Gossipsub peers disconnected for not reading their messages",
+            &s.slow_peers_disconnected,
+        ),
+    ] {
+        counter(r, name, help, load(v));
+    }
+    let dropped = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    for why in DropReason::ALL {
+        dropped
+            .get_or_create(&vec![("reason", why.label())])
+            .inc_by(s.dropped(why));
+    }
+    r.register(
+        "pubsub_dropped",
+        "Messages dropped, by reason (subscriber_slow counts subscribers dropped)",
+        dropped,
+    );
+    let (entries, bytes) = pubsub.seen_cache();
+    let topics = pubsub.topics();
+    for (name, help, v) in [
+        (
+            "pubsub_subscribers",
+            "Local subscribers (RPC streams)",
+            pubsub.subscribers(),
+        ),
+        (
+            "pubsub_topics",
+            "Topics with local subscribers",
+            topics.len(),
+        ),
+        (
+            "pubsub_peers",
+            "Gossipsub peers connected",
+            pubsub.peers(None).len(),
+        ),
+        (
+            "pubsub_seen_cache_entries",
+            "Message IDs in the hub's seen cache",
+            entries,
+        ),
+        (
+            "pubsub_seen_cache_bytes",
+            "Approximate bytes of the hub's seen cache",
+            bytes,
+        ),
+    ] {
+        gauge(r, name, help, v as u64);
+    }
+    let per_topic = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for topic in topics {
+        let n = pubsub.peers(Some(&topic)).len();
+        per_topic
+            .get_or_create(&vec![("topic", topic)])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "pubsub_topic_peers",
+        "Gossipsub peers subscribed to each topic we subscribe to",
+        per_topic,
+    );
 }
 
 /// The memory budget, Bitswap wants by outcome, Bitswap streams and shedding.

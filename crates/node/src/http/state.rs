@@ -128,6 +128,10 @@ pub struct ApiState {
     pub http: Arc<crate::http::HttpStats>,
     /// The bearer token every route but `/healthz` and `/readyz` requires, when configured.
     pub(crate) token: Option<Arc<ApiToken>>,
+    /// Pub/sub, when `[pubsub] enabled`.
+    pub pubsub: Option<crate::p2p::pubsub::PubSub>,
+    /// Dials from the main swarm (`swarm/connect`); `None` outside a daemon.
+    pub(crate) dialer: Option<hydrant_dht::ChannelDialer>,
 }
 
 impl ApiState {
@@ -156,12 +160,26 @@ impl ApiState {
             health,
             http: Arc::default(),
             token: None,
+            pubsub: None,
+            dialer: None,
         }
     }
 
     /// Requires `token` on every route but `/healthz` and `/readyz` (`None`: no token).
     pub fn with_token(mut self, token: Option<ApiToken>) -> Self {
         self.token = token.map(Arc::new);
+        self
+    }
+
+    /// Serves pub/sub through `pubsub` (`None`: the pubsub calls answer Kubo's "not enabled").
+    pub fn with_pubsub(mut self, pubsub: Option<crate::p2p::pubsub::PubSub>) -> Self {
+        self.pubsub = pubsub;
+        self
+    }
+
+    /// Dials peers for `swarm/connect` through `dialer` (the main swarm's).
+    pub(crate) fn with_dialer(mut self, dialer: hydrant_dht::ChannelDialer) -> Self {
+        self.dialer = Some(dialer);
         self
     }
 

@@ -422,6 +422,7 @@ pub async fn start(
                 stop: stop.clone(),
                 drain: stop.clone(),
                 listeners: Vec::new(),
+                pubsub: None,
             },
         )));
     }

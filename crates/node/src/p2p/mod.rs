@@ -2,6 +2,7 @@
 //! announcer, and the Delegated Routing V1 answers built on them.
 
 pub(crate) mod dht;
+pub(crate) mod pubsub;
 pub(crate) mod routing;
 #[allow(missing_docs)] // the NetworkBehaviour derive generates an undocumented event enum
 pub(crate) mod swarm;

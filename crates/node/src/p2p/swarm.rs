@@ -1,5 +1,6 @@
 //! The libp2p swarm: TCP and WebSocket transports, Noise, Yamux, identify, ping, a connection
-//! limit, and `libp2p-stream` for the protocols Hydrant speaks itself (Bitswap).
+//! limit, `libp2p-stream` for the protocols Hydrant speaks itself (Bitswap), and on the main
+//! swarm GossipSub (`crate::p2p::pubsub`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,11 +13,13 @@ use libp2p::swarm::SwarmEvent;
 use tokio::sync::{mpsc, watch};
 
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     Multiaddr, PeerId, Swarm, connection_limits, identify, identity::Keypair, noise, ping, yamux,
 };
 
 use crate::config::SwarmConfig;
+use crate::p2p::pubsub::gossip::{Driver, Work};
 
 /// The identify protocol version Hydrant reports (the one IPFS implementations use).
 pub const PROTOCOL_VERSION: &str = "ipfs/0.1.0";
@@ -32,6 +35,8 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Streams for Bitswap, handed to the `hydrant-bitswap` service.
     pub stream: libp2p_stream::Behaviour,
+    /// GossipSub (main swarm with `[pubsub] enabled`; off on the DHT heads).
+    pub gossipsub: Toggle<libp2p::gossipsub::Behaviour>,
 }
 
 /// Errors building the swarm or listening.
@@ -50,11 +55,25 @@ pub enum SwarmError {
     },
 }
 
-/// Builds the swarm for `keypair` with the transports and limits in `config`.
+/// Builds a swarm without GossipSub for `keypair` with the transports and limits in `config`
+/// (the DHT heads' swarms).
 ///
 /// # Errors
 /// [`SwarmError::Transport`] when a transport cannot be set up.
 pub async fn build(keypair: Keypair, config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
+    build_with(keypair, config, None).await
+}
+
+/// Builds the swarm for `keypair` with the transports and limits in `config`, and `gossipsub`
+/// when given (the main swarm).
+///
+/// # Errors
+/// [`SwarmError::Transport`] when a transport cannot be set up.
+pub async fn build_with(
+    keypair: Keypair,
+    config: &SwarmConfig,
+    gossipsub: Option<libp2p::gossipsub::Behaviour>,
+) -> Result<Swarm<Behaviour>, SwarmError> {
     let transport_err = |e: &dyn std::fmt::Display| SwarmError::Transport(e.to_string());
     let max = config.max_connections;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -83,6 +102,7 @@ pub async fn build(keypair: Keypair, config: &SwarmConfig) -> Result<Swarm<Behav
             ),
             ping: ping::Behaviour::default(),
             stream: libp2p_stream::Behaviour::new(),
+            gossipsub: Toggle::from(gossipsub),
         })
         .map_err(|e| transport_err(&e))?
         .with_swarm_config(|c| {
@@ -228,6 +248,8 @@ pub struct SwarmLoop {
     pub drain: watch::Receiver<bool>,
     /// The listeners `drain` closes.
     pub listeners: Vec<libp2p::core::transport::ListenerId>,
+    /// Pub/sub's side of the loop, when the swarm runs GossipSub.
+    pub pubsub: Option<Driver>,
 }
 
 /// Drives one swarm until `stop` is set: dial requests, identify results into the dialer's
@@ -241,8 +263,12 @@ pub async fn drive_swarm(mut swarm: Swarm<Behaviour>, tasks: SwarmLoop) {
         mut stop,
         mut drain,
         mut listeners,
+        mut pubsub,
     } = tasks;
     let mut disconnect = disconnect.unwrap_or_else(|| mpsc::channel(1).1);
+    if let Some(driver) = &mut pubsub {
+        driver.sync_topics(&mut swarm);
+    }
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
@@ -256,6 +282,11 @@ pub async fn drive_swarm(mut swarm: Swarm<Behaviour>, tasks: SwarmLoop) {
                 tracing::debug!(%peer, "disconnecting a peer that stopped reading Bitswap answers");
                 let _ = swarm.disconnect_peer_id(peer);
             }
+            work = next_pubsub_work(&mut pubsub) => {
+                if let Some(driver) = &mut pubsub {
+                    driver.work(&mut swarm, work);
+                }
+            }
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                     peer_id, info, ..
@@ -266,9 +297,28 @@ pub async fn drive_swarm(mut swarm: Swarm<Behaviour>, tasks: SwarmLoop) {
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                     tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");
                     crate::lock(&connected).remove(&peer_id);
+                    if let Some(driver) = &mut pubsub {
+                        driver.on_disconnected(&mut swarm, &peer_id);
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => {
+                    if let Some(driver) = &mut pubsub {
+                        driver.on_event(&mut swarm, event);
+                    }
                 }
                 other => log_event(&other),
             },
         }
+    }
+    if let Some(driver) = &pubsub {
+        driver.close();
+    }
+}
+
+/// The pub/sub driver's next work; pending forever without pub/sub.
+async fn next_pubsub_work(pubsub: &mut Option<Driver>) -> Work {
+    match pubsub {
+        Some(driver) => driver.next_work().await,
+        None => std::future::pending().await,
     }
 }

@@ -530,7 +530,10 @@ fn part_path(field: &multer::Field<'_>) -> Result<String, KuboError> {
 
 /// The request's `multipart/form-data` body, at most `api.max_upload_bytes`, cut when it stalls
 /// for `api.upload_idle_timeout_secs`.
-fn multipart(state: &ApiState, request: Request) -> Result<multer::Multipart<'static>, KuboError> {
+pub(crate) fn multipart(
+    state: &ApiState,
+    request: Request,
+) -> Result<multer::Multipart<'static>, KuboError> {
     let boundary = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -556,7 +559,7 @@ fn multipart(state: &ApiState, request: Request) -> Result<multer::Multipart<'st
     ))
 }
 
-fn multipart_error(e: multer::Error, limit: u64) -> KuboError {
+pub(crate) fn multipart_error(e: multer::Error, limit: u64) -> KuboError {
     match e {
         multer::Error::StreamSizeExceeded { .. } => KuboError::TooLarge(limit),
         multer::Error::StreamReadFailed(e) => {

@@ -29,6 +29,7 @@
 //! | `block/get` (raw block bytes), `block/stat` (`Key`, `Size`) | [`read`] |
 //! | `dag/get` (a node as DAG-JSON) | [`dag`] |
 //! | `dag/export` (a CARv1 of the DAG) | [`dag`] |
+//! | `pubsub/pub`, `pubsub/sub`, `pubsub/ls`, `pubsub/peers`, `swarm/connect` | [`pubsub`] |
 
 use axum::Router;
 use axum::extract::{FromRequestParts, RawQuery};
@@ -47,6 +48,7 @@ mod add;
 mod dag;
 mod node;
 mod pins;
+pub(crate) mod pubsub;
 mod read;
 
 /// The version Hydrant reports in `version` and `id` (`AgentVersion`).
@@ -74,6 +76,11 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/v0/block/stat", command(read::block_stat))
         .route("/api/v0/dag/get", command(dag::dag_get))
         .route("/api/v0/dag/export", command(dag::dag_export))
+        .route("/api/v0/pubsub/pub", command(pubsub::publish))
+        .route("/api/v0/pubsub/sub", command(pubsub::subscribe))
+        .route("/api/v0/pubsub/ls", command(pubsub::ls))
+        .route("/api/v0/pubsub/peers", command(pubsub::peers))
+        .route("/api/v0/swarm/connect", command(pubsub::swarm_connect))
         .route("/api/v0/{*command}", command(command_not_found))
 }
 
@@ -186,7 +193,7 @@ impl IntoResponse for KuboError {
 }
 
 /// `value` as JSON with Kubo's trailing newline.
-fn json_line(value: &impl Serialize) -> Vec<u8> {
+pub(crate) fn json_line(value: &impl Serialize) -> Vec<u8> {
     let mut line = serde_json::to_vec(value).expect("plain data serializes");
     line.push(b'\n');
     line
