@@ -1,6 +1,7 @@
 //! One memory budget, in bytes, for the data the serving paths hold on behalf of remote peers:
 //! Bitswap messages being read, wantlists, looked-up blocks and response frames waiting to be
-//! written, gateway responses in progress, DHT messages being read.
+//! written, gateway responses in progress, DHT messages being read, pub/sub messages waiting
+//! for local subscribers or for the swarm.
 //!
 //! A holder takes a [`Grant`] of some bytes before it allocates them and keeps it as long as it
 //! holds them; dropping the grant gives the bytes back. When the budget (or the holder's own cap)

@@ -39,6 +39,11 @@ pub use stores::pins::{PinError, PinView, pin_dag, pin_roots, with_pinned_roots}
 pub use stores::services::Services;
 pub use stores::spill::CarSpill;
 
+/// Parsers of outside bytes that live in this crate, for the fuzz targets (`fuzz/`).
+pub mod fuzzing {
+    pub use crate::http::kubo::pubsub::{decode_arg as pubsub_decode_arg, multibase};
+}
+
 /// The swarm pieces the node's DHT tests drive directly (a bare swarm with the node's
 /// transports, and the loop that runs it). Not for production callers.
 pub mod p2p_testing {

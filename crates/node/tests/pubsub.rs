@@ -318,3 +318,110 @@ fn external_peer(
     });
     rx
 }
+
+/// A peer that joins a topic by hand (a SUBSCRIBE on its own `/meshsub/1.1.0` stream) and
+/// then never reads the stream Hydrant sends messages on: it loses messages, counted, and is
+/// disconnected.
+#[tokio::test]
+async fn a_gossipsub_peer_that_stops_reading_is_disconnected() {
+    use futures::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (node, stop, task) = common::start_daemon(dir.path(), 0, |repo| {
+        repo.config.pubsub.peer_queue_len = 16;
+    })
+    .await;
+    let api = Api::new(&node.api_url);
+    let _sub = api.subscribe("stalled").await;
+
+    let key = Keypair::generate_ed25519();
+    let me = key.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            Default::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    let protocol = libp2p::StreamProtocol::new("/meshsub/1.1.0");
+    let mut control = swarm.behaviour().new_control();
+    // Streams Hydrant opens to us are accepted and held, never read.
+    let mut incoming = control.accept(protocol.clone()).unwrap();
+    let held = tokio::spawn(async move {
+        let mut streams = Vec::new();
+        while let Some((_, stream)) = incoming.next().await {
+            streams.push(stream);
+        }
+    });
+    let hydrant: PeerId = node.peer_id.parse().unwrap();
+    swarm
+        .dial(node.swarm_addrs[0].parse::<Multiaddr>().unwrap())
+        .unwrap();
+    let (closed_tx, mut closed) = mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::ConnectionClosed { peer_id, .. } = swarm.select_next_some().await
+                && peer_id == hydrant
+            {
+                let _ = closed_tx.send(()).await;
+            }
+        }
+    });
+    // RPC { subscriptions: [SubOpts { subscribe: true, topicid: "stalled" }] }, length-prefixed.
+    let topic = b"stalled";
+    let mut sub_opts = vec![0x08, 0x01, 0x12, topic.len() as u8];
+    sub_opts.extend_from_slice(topic);
+    let mut rpc = vec![0x0a, sub_opts.len() as u8];
+    rpc.extend_from_slice(&sub_opts);
+    let mut frame = vec![rpc.len() as u8];
+    frame.extend_from_slice(&rpc);
+    let mut out = loop {
+        match control.open_stream(hydrant, protocol.clone()).await {
+            Ok(stream) => break stream,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    out.write_all(&frame).await.unwrap();
+    out.flush().await.unwrap();
+    api.wait_for_peer("stalled", &me.to_string()).await;
+
+    let data = vec![b'x'; 64 << 10];
+    let mut disconnected = false;
+    for _ in 0..400 {
+        assert_eq!(api.publish("stalled", &data).await.status(), 200);
+        if closed.try_recv().is_ok() {
+            disconnected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !disconnected {
+        tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .expect("the peer is disconnected")
+            .unwrap();
+    }
+    let metrics = metrics(&api).await;
+    assert!(
+        metrics.contains("hydrant_pubsub_slow_peers_disconnected_total 1\n"),
+        "{metrics}"
+    );
+    let failed: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("hydrant_pubsub_dropped_total{reason=\"peer_queue_full\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        failed >= 64,
+        "{failed} messages counted as lost for the peer"
+    );
+    held.abort();
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

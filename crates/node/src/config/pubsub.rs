@@ -110,3 +110,36 @@ impl PubSubConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kubos_and_ranges_are_enforced() {
+        let d = PubSubConfig::default();
+        assert!(d.enabled);
+        assert_eq!((d.seen_ttl_secs, d.max_message_bytes), (120, 1 << 20));
+        d.validate().unwrap();
+        let parsed = crate::config::Config::from_toml(crate::config::DEFAULT_CONFIG).unwrap();
+        assert_eq!(
+            parsed.pubsub, d,
+            "default_config.toml documents the defaults"
+        );
+        let refused = PubSubConfig {
+            seen_ttl_secs: 1,
+            ..d.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(refused.field, "pubsub.seen_ttl_secs");
+        assert!(refused.to_string().contains("use 10 to 86400"), "{refused}");
+        let refused = PubSubConfig {
+            subscriber_queue_len: 0,
+            ..d
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(refused.field, "pubsub.subscriber_queue_len");
+    }
+}

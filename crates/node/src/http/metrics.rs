@@ -53,7 +53,7 @@
 //! | `hydrant_pubsub_slow_peers_disconnected_total` | counter | peers disconnected for not reading |
 //! | `hydrant_pubsub_{subscribers,topics,peers}` | gauge | local subscribers, topics subscribed, gossipsub peers |
 //! | `hydrant_pubsub_topic_peers` | gauge | `topic`: gossipsub peers on each topic we subscribe to (at most `pubsub.max_topics`) |
-//! | `hydrant_pubsub_seen_cache_{entries,bytes}` | gauge | the local hub's seen-message cache |
+//! | `hydrant_pubsub_seen_cache_{entries,bytes}`, `..._evicted_early_total` | gauge, counter | the local hub's seen-message cache; IDs forgotten early because it was full |
 //! | `hydrant_pubsub_bus_{forwarded,forwarded_large,received,reconnects}_total` | counter | replica fan-out (PostgreSQL index only): messages sent to the other replicas (large: through the table), received from them, connections re-established |
 //! | `hydrant_pubsub_bus_dropped_total` | counter | `reason` (queue_full, too_large, unavailable, send_failed, malformed, row_missing, listener_behind) |
 //! | `hydrant_pubsub_bus_{listening,queued_bytes}` | gauge | 1 while the listener is connected; frame bytes waiting to be sent |
@@ -450,7 +450,13 @@ fn pubsub_metrics(r: &mut Registry, pubsub: &crate::p2p::pubsub::PubSub) {
         "Messages dropped, by reason (subscriber_slow counts subscribers dropped)",
         dropped,
     );
-    let (entries, bytes) = pubsub.seen_cache();
+    let (entries, bytes, evicted) = pubsub.seen_cache();
+    counter(
+        r,
+        "pubsub_seen_cache_evicted_early",
+        "Message IDs forgotten before pubsub.seen_ttl_secs: the seen cache was full",
+        evicted,
+    );
     let topics = pubsub.topics();
     for (name, help, v) in [
         (

@@ -7,7 +7,7 @@ mod denylist;
 pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod ipni;
-mod kubo;
+pub(crate) mod kubo;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 mod middleware;

@@ -54,7 +54,7 @@ struct Strings {
 }
 
 /// `bytes` as multibase base64url (`u` + unpadded base64url), as Kubo encodes them.
-pub(crate) fn multibase(bytes: &[u8]) -> String {
+pub fn multibase(bytes: &[u8]) -> String {
     format!("u{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 

@@ -110,9 +110,11 @@ pub(crate) fn behaviour(
         gossipsub::Behaviour::new(MessageAuthenticity::Signed(keypair.clone()), gossip_config)
             .map_err(str::to_owned)?;
     behaviour.with_peer_score(score_params(), score_thresholds())?;
-    let mut metrics = gossipsub::MetricsConfig::default();
-    metrics.max_topics = config.max_topics;
-    metrics.max_never_subscribed_topics = 0;
+    let metrics = gossipsub::MetricsConfig {
+        max_topics: config.max_topics,
+        max_never_subscribed_topics: 0,
+        ..Default::default()
+    };
     let mut registry = crate::lock(&pubsub.inner.gossip_metrics);
     Ok(behaviour.with_metrics(
         registry.sub_registry_with_prefix("hydrant_gossipsub"),

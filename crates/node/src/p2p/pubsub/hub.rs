@@ -132,11 +132,11 @@ impl SeenCache {
         if self.ids.contains(id) {
             return false;
         }
-        if self.order.len() >= self.max {
-            if let Some((_, old)) = self.order.pop_front() {
-                self.ids.remove(&old);
-                self.evicted_early += 1;
-            }
+        if self.order.len() >= self.max
+            && let Some((_, old)) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+            self.evicted_early += 1;
         }
         let id: Arc<[u8]> = id.into();
         self.ids.insert(id.clone());

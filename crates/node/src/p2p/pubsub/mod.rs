@@ -82,12 +82,12 @@ pub enum PubSubError {
     /// `pubsub.max_subscribers` subscribers are connected already.
     #[error("already serving pubsub.max_subscribers ({0}) subscribers")]
     TooManySubscribers(usize),
-    /// The swarm's publish queue is full (it is far behind); try again.
-    #[error("the publish queue is full; try again")]
+    /// The swarm's publish queue or the memory budget is full; try again.
+    #[error("the publish queue or the memory budget is full; try again")]
     Busy,
-    /// The topic name is empty.
-    #[error("the topic name is empty")]
-    EmptyTopic,
+    /// The topic name is empty, or longer than [`MAX_TOPIC_BYTES`].
+    #[error("the topic name is empty or longer than {MAX_TOPIC_BYTES} bytes")]
+    BadTopic,
     /// The swarm has stopped.
     #[error("pub/sub has stopped")]
     Stopped,
@@ -177,15 +177,29 @@ pub const MAX_SEEN_ENTRIES: usize = 262_144;
 /// Publish requests that may wait for the swarm loop.
 const PUBLISH_QUEUE_LEN: usize = 1024;
 
-/// Bytes of the protobuf envelope around a published payload (RPC and Message framing,
-/// `from`, `seqno`, `topic` up to 256 bytes, a signature and an RSA public key up to 600
-/// bytes): the payload may use `max_message_bytes` less this.
+/// Bytes of the protobuf envelope around a published payload besides its topic (RPC and
+/// Message framing, `from`, `seqno`, a signature and an RSA public key up to 600 bytes): the
+/// payload may use `max_message_bytes` less this and the topic's length.
 pub const ENVELOPE_BYTES: usize = 1024;
 
-/// A publish request for the swarm loop.
+/// Longest topic name accepted, in bytes (gossipsub sets no limit; this keeps topics, their
+/// metric labels and every message's envelope small).
+pub const MAX_TOPIC_BYTES: usize = 1024;
+
+/// Checks a topic name's length.
+fn check_topic(topic: &str) -> Result<(), PubSubError> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
+        return Err(PubSubError::BadTopic);
+    }
+    Ok(())
+}
+
+/// A publish request for the swarm loop, with its bytes charged to the memory budget until
+/// gossipsub took it.
 pub(crate) struct Publish {
     pub(crate) topic: String,
     pub(crate) data: Bytes,
+    pub(crate) _charge: hydrant_budget::Grant,
 }
 
 struct Inner {
@@ -266,8 +280,8 @@ impl PubSub {
         &self.inner.stats
     }
 
-    /// Largest payload [`PubSub::publish`] accepts, in bytes: `max_message_bytes` less
-    /// [`ENVELOPE_BYTES`].
+    /// Largest payload [`PubSub::publish`] accepts on a one-byte topic, in bytes:
+    /// `max_message_bytes` less [`ENVELOPE_BYTES`] (and, for a given topic, less its length).
     pub fn max_payload_bytes(&self) -> usize {
         self.inner
             .config
@@ -281,14 +295,13 @@ impl PubSub {
     /// topic is not an error, as in Kubo.
     ///
     /// # Errors
-    /// [`PubSubError::TooLarge`] past [`Self::max_payload_bytes`], [`PubSubError::EmptyTopic`],
-    /// [`PubSubError::Busy`] when the swarm loop's queue (1024 requests) is full,
+    /// [`PubSubError::TooLarge`] past [`Self::max_payload_bytes`], [`PubSubError::BadTopic`],
+    /// [`PubSubError::Busy`] when the swarm loop's queue (1024 requests) or the memory budget
+    /// is full,
     /// [`PubSubError::Stopped`] after the node stopped.
     pub fn publish(&self, topic: &str, data: Bytes) -> Result<(), PubSubError> {
-        if topic.is_empty() {
-            return Err(PubSubError::EmptyTopic);
-        }
-        let limit = self.max_payload_bytes();
+        check_topic(topic)?;
+        let limit = self.max_payload_bytes().saturating_sub(topic.len() - 1);
         if data.len() > limit {
             self.inner.stats.drop_one(DropReason::TooLarge, 1);
             return Err(PubSubError::TooLarge {
@@ -296,9 +309,15 @@ impl PubSub {
                 limit,
             });
         }
+        let charge = (data.len() + topic.len() + 128) as u64;
+        let Ok(grant) = self.inner.budget.try_acquire(Holder::PubSub, charge) else {
+            self.inner.stats.drop_one(DropReason::MemoryBudget, 1);
+            return Err(PubSubError::Busy);
+        };
         let request = Publish {
             topic: topic.to_owned(),
             data,
+            _charge: grant,
         };
         match self.inner.publish.try_send(request) {
             Ok(()) => Ok(()),
@@ -318,11 +337,9 @@ impl PubSub {
     ///
     /// # Errors
     /// [`PubSubError::TooManyTopics`], [`PubSubError::TooManySubscribers`] at the configured
-    /// limits, [`PubSubError::EmptyTopic`].
+    /// limits, [`PubSubError::BadTopic`].
     pub fn subscribe(&self, topic: &str) -> Result<Subscription, PubSubError> {
-        if topic.is_empty() {
-            return Err(PubSubError::EmptyTopic);
-        }
+        check_topic(topic)?;
         let c = &self.inner.config;
         let mut topics = crate::lock(&self.inner.topics);
         if topics.subscribers() >= c.max_subscribers {
@@ -378,10 +395,11 @@ impl PubSub {
         peers
     }
 
-    /// Entries and approximate bytes of the hub's seen-message cache.
-    pub fn seen_cache(&self) -> (usize, usize) {
+    /// Entries, approximate bytes, and entries forgotten before their TTL (the cache was
+    /// full) of the hub's seen-message cache.
+    pub fn seen_cache(&self) -> (usize, usize, u64) {
         let seen = crate::lock(&self.inner.seen);
-        (seen.len(), seen.bytes())
+        (seen.len(), seen.bytes(), seen.evicted_early)
     }
 
     /// Local subscribers now, over all topics.

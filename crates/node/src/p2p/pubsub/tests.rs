@@ -35,6 +35,7 @@ async fn each_message_reaches_each_subscriber_once() {
     assert_eq!(ps.stats().duplicates.load(Ordering::Relaxed), 1);
     assert_eq!(ps.stats().delivered.load(Ordering::Relaxed), 2);
     assert_eq!(ps.seen_cache().0, 2);
+    assert_eq!(ps.seen_cache().2, 0);
     assert_eq!(
         budget.stats().holders[5].in_use,
         0,
@@ -85,7 +86,13 @@ async fn limits_and_leaving() {
     assert_eq!(ps.topics(), vec!["b".to_string()]);
     drop(b);
     assert!(ps.topics().is_empty());
-    assert_eq!(ps.subscribe("").unwrap_err(), PubSubError::EmptyTopic);
+    assert_eq!(ps.subscribe("").unwrap_err(), PubSubError::BadTopic);
+    let long = "t".repeat(MAX_TOPIC_BYTES + 1);
+    assert_eq!(ps.subscribe(&long).unwrap_err(), PubSubError::BadTopic);
+    assert_eq!(
+        ps.publish(&long, Bytes::new()).unwrap_err(),
+        PubSubError::BadTopic
+    );
 }
 
 #[tokio::test]
@@ -112,4 +119,22 @@ fn local_seqnos_increase() {
     let b = ps.local_seqno();
     assert_eq!(a.len(), 8);
     assert!(b > a);
+}
+
+#[tokio::test]
+async fn the_outbox_gets_what_this_node_saw_first_hand_and_a_full_one_is_counted() {
+    let (ps, _rx, _) = pubsub(2);
+    let (tx, mut outbox) = mpsc::channel(1);
+    assert!(ps.set_outbox(tx.clone()));
+    assert!(!ps.set_outbox(tx), "only the first outbox is kept");
+    let author = PeerId::random();
+    // From another replica: local subscribers only, never back to the outbox.
+    ps.deliver_local(msg(author, 1, "t"));
+    assert!(outbox.try_recv().is_err());
+    // Published or received here: to the outbox, dropped and counted when it is full.
+    let first = Arc::new(msg(author, 2, "t"));
+    ps.to_outbox(&first);
+    ps.to_outbox(&Arc::new(msg(author, 3, "t")));
+    assert_eq!(outbox.try_recv().unwrap(), first);
+    assert_eq!(ps.stats().dropped(DropReason::OutboxFull), 1);
 }
