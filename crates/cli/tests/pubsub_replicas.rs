@@ -19,7 +19,12 @@ async fn a_message_published_on_one_replica_reaches_a_subscriber_of_another() {
     let dir = tempfile::tempdir().unwrap();
     let repos: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("r{i}"))).collect();
     make_repo(&repos[0], &backends, None, "");
-    make_repo(&repos[1], &backends, Some(&repos[0].join("identity.key")), "");
+    make_repo(
+        &repos[1],
+        &backends,
+        Some(&repos[0].join("identity.key")),
+        "",
+    );
     let replicas: Vec<Replica> = repos
         .iter()
         .map(|repo| Replica::start(repo, Ports::free()))
@@ -69,12 +74,21 @@ async fn a_message_published_on_one_replica_reaches_a_subscriber_of_another() {
     }
     for replica in &replicas {
         let metrics = replica.metrics().await;
-        assert_eq!(common::metric(&metrics, "hydrant_pubsub_bus_forwarded_total"), 2.0);
-        assert_eq!(common::metric(&metrics, "hydrant_pubsub_bus_received_total"), 2.0);
+        assert_eq!(
+            common::metric(&metrics, "hydrant_pubsub_bus_forwarded_total"),
+            2.0
+        );
+        assert_eq!(
+            common::metric(&metrics, "hydrant_pubsub_bus_received_total"),
+            2.0
+        );
         assert_eq!(
             common::metric(&metrics, "hydrant_pubsub_bus_forwarded_large_total"),
             1.0
         );
-        assert_eq!(common::metric(&metrics, "hydrant_pubsub_bus_listening"), 1.0);
+        assert_eq!(
+            common::metric(&metrics, "hydrant_pubsub_bus_listening"),
+            1.0
+        );
     }
 }

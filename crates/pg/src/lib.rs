@@ -257,8 +257,8 @@ pub struct PgPool {
     pool: Pool,
     schema: String,
     /// The pooled connections' settings, for connections held outside the pool (the pub/sub
-    /// bus's listener and sender).
-    pg: tokio_postgres::Config,
+    /// bus's listener and sender); boxed, so the handle stays small.
+    pg: std::sync::Arc<tokio_postgres::Config>,
 }
 
 impl std::fmt::Debug for PgPool {
@@ -311,7 +311,7 @@ impl PgPool {
         let this = Self {
             pool,
             schema: config.schema.clone(),
-            pg,
+            pg: std::sync::Arc::new(pg),
         };
         this.migrate().await?;
         Ok(this)

@@ -238,3 +238,40 @@ async fn a_server_restart_drops_without_blocking_then_resumes() {
     assert!(b.snapshot().listening);
     assert!(a.snapshot().reconnects >= 1);
 }
+
+/// Throughput of the fan-out (BENCHMARKS.md, "Pub/sub across replicas"): 20,000 messages of
+/// 200 bytes from one bus to another on a private cluster, paced in bursts the queue holds.
+/// `cargo nextest run -p hydrant-pg --test pubsub_bus --run-ignored only --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints messages per second"]
+async fn bench_fan_out_throughput() {
+    let server = server();
+    let pool = pool(&server.url(), &unique_schema("bus")).await;
+    let (a, _a_rx) = bus(&pool).await;
+    let (_b, mut b_rx) = bus(&pool).await;
+    const N: u64 = 20_000;
+    let started = Instant::now();
+    let mut received = 0;
+    for i in 0..N {
+        a.forward(&message(i, vec![7u8; 200]));
+        // Bursts of 512, well under the queue's 1,024 messages.
+        if i % 512 == 511 {
+            while received + 256 < i {
+                next(&mut b_rx).await;
+                received += 1;
+            }
+        }
+    }
+    while received < N {
+        next(&mut b_rx).await;
+        received += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let s = a.snapshot();
+    println!(
+        "fan-out: {N} messages of 200 bytes in {secs:.2} s = {:.0} messages/s; dropped {:?}",
+        N as f64 / secs,
+        s.dropped
+    );
+    assert!(s.dropped.iter().all(|(_, n)| *n == 0));
+}
