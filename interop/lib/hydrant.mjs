@@ -195,6 +195,8 @@ export async function startHydrant ({ bin = hydrantBin(), startTimeoutMs = 30_00
     bin,
     repo,
     info,
+    /** The daemon's process ID (for /proc/<pid>/status). */
+    pid: child.pid,
     peerId: info.peer_id,
     swarmAddrs,
     tcpAddr,

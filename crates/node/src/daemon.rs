@@ -191,6 +191,8 @@ struct P2p {
     main_swarm: JoinHandle<()>,
     /// Pub/sub on the main swarm (`[pubsub] enabled`).
     pubsub: Option<PubSub>,
+    /// Pub/sub's fan-out to the other replicas (pub/sub enabled and the index on PostgreSQL).
+    pubsub_bus: Option<Arc<hydrant_pg::PubSubBus>>,
     /// Dials from the main swarm (`swarm/connect`).
     dialer: hydrant_dht::ChannelDialer,
 }
@@ -208,6 +210,13 @@ async fn start_p2p(repo: &Repo, services: &Services, signals: &Signals) -> Resul
         (Some(pubsub), Some(driver), Some(behaviour))
     } else {
         (None, None, None)
+    };
+    let pubsub_bus = match (&pubsub, &services.pg) {
+        (Some(pubsub), Some(pg)) => Some(
+            crate::p2p::pubsub::replicas::start(pubsub, pg.pool(), config.pubsub.max_message_bytes)
+                .await,
+        ),
+        _ => None,
     };
     let mut swarm = swarm::build_with(repo.keypair.clone(), &config.swarm, gossipsub).await?;
     let (swarm_addrs, listeners) =
@@ -267,6 +276,7 @@ async fn start_p2p(repo: &Repo, services: &Services, signals: &Signals) -> Resul
         dht,
         main_swarm,
         pubsub,
+        pubsub_bus,
         dialer: main_dialer,
     })
 }
@@ -351,7 +361,7 @@ async fn start_http(
         health.clone(),
     )
     .with_token(api_token)
-    .with_pubsub(p2p.pubsub.clone())
+    .with_pubsub(p2p.pubsub.clone(), p2p.pubsub_bus.clone())
     .with_dialer(p2p.dialer.clone());
 
     let ipni = crate::http::ipni::IpniSetup {

@@ -5,6 +5,7 @@
 //! - [`PgProviderStore`] implements [`hydrant_providers::ProviderStore`];
 //! - [`PgPool`] is the connection pool they share (one per process is enough), opened by
 //!   [`PgPool::connect`] with a [`PoolConfig`]; opening it applies the schema migrations;
+//! - [`PubSubBus`] fans pub/sub messages out to the other replicas through `LISTEN`/`NOTIFY`;
 //! - [`PgError`]: what can fail while connecting or migrating.
 //!
 //! Both backends pass their trait's conformance suite (`tests/pg.rs`) against a real server.
@@ -97,6 +98,10 @@
 //! holds a session-level advisory lock (keyed on `"hydrant-ipni:" + schema`) on a connection
 //! taken out of the pool, so the lock ends with the lease (or the connection).
 //!
+//! Pub/sub between replicas (migration 9, [`PubSubBus`]): `pubsub_messages(id BIGSERIAL PK,
+//! created_at, body BYTEA)`, index on `created_at`: the frames too large for a `NOTIFY`
+//! payload, deleted after [`BusConfig::retention`].
+//!
 //! Provider records (`migrations/0002_provider_records.sql`):
 //! `provider_records(key BYTEA, provider BYTEA, addrs BYTEA, expires_at BIGINT,
 //! PK (key, provider))` with a B-tree index on `expires_at`.
@@ -131,9 +136,13 @@ mod index;
 mod ipni;
 mod pins;
 mod providers;
+mod pubsub_bus;
+pub mod pubsub_wire;
 
 pub use index::PgIndex;
 pub use providers::PgProviderStore;
+pub use pubsub_bus::{BusConfig, BusDrop, BusSnapshot, PubSubBus};
+pub use pubsub_wire::BusMessage;
 
 /// Settings of a [`PgPool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +240,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0007_deletions.sql"),
     ),
     (8, "ipni", include_str!("../migrations/0008_ipni.sql")),
+    (9, "pubsub", include_str!("../migrations/0009_pubsub.sql")),
 ];
 
 /// Lifts `statement_timeout` for the rest of the current transaction: for statements whose
@@ -246,6 +256,9 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 pub struct PgPool {
     pool: Pool,
     schema: String,
+    /// The pooled connections' settings, for connections held outside the pool (the pub/sub
+    /// bus's listener and sender); boxed, so the handle stays small.
+    pg: std::sync::Arc<tokio_postgres::Config>,
 }
 
 impl std::fmt::Debug for PgPool {
@@ -282,7 +295,7 @@ impl PgPool {
         }
         pg.connect_timeout(config.connect_timeout);
         let manager = Manager::from_config(
-            pg,
+            pg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -298,6 +311,7 @@ impl PgPool {
         let this = Self {
             pool,
             schema: config.schema.clone(),
+            pg: std::sync::Arc::new(pg),
         };
         this.migrate().await?;
         Ok(this)
@@ -394,6 +408,41 @@ impl PgPool {
             tracing::info!(schema = %self.schema, version, name, "applied schema migration");
         }
         tx.commit().await.map_err(|e| bookkeeping_error(&e))
+    }
+
+    /// A connection of its own, outside the pool (same settings), with the task driving it.
+    /// `notifications` receives the server's `NOTIFY` messages (`try_send`: when it is full
+    /// they are dropped and counted in `behind`); the task ends, and the client is closed,
+    /// when the connection is lost.
+    pub(crate) async fn dedicated(
+        &self,
+        notifications: Option<(
+            tokio::sync::mpsc::Sender<tokio_postgres::Notification>,
+            std::sync::Arc<std::sync::atomic::AtomicU64>,
+        )>,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        use futures::StreamExt as _;
+        let (client, mut connection) = self.pg.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        if let Some((tx, behind)) = &notifications
+                            && tx.try_send(n).is_err()
+                        {
+                            behind.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %describe(&e), "dedicated PostgreSQL connection ended");
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(client)
     }
 
     /// A pooled connection, or the error text naming `what` was being done.

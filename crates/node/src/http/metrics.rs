@@ -54,6 +54,9 @@
 //! | `hydrant_pubsub_{subscribers,topics,peers}` | gauge | local subscribers, topics subscribed, gossipsub peers |
 //! | `hydrant_pubsub_topic_peers` | gauge | `topic`: gossipsub peers on each topic we subscribe to (at most `pubsub.max_topics`) |
 //! | `hydrant_pubsub_seen_cache_{entries,bytes}`, `..._evicted_early_total` | gauge, counter | the local hub's seen-message cache; IDs forgotten early because it was full |
+//! | `hydrant_pubsub_bus_{forwarded,forwarded_large,received,reconnects}_total` | counter | replica fan-out (PostgreSQL index only): messages sent to the other replicas (large: through the table), received from them, connections re-established |
+//! | `hydrant_pubsub_bus_dropped_total` | counter | `reason` (queue_full, too_large, unavailable, send_failed, malformed, row_missing, listener_behind) |
+//! | `hydrant_pubsub_bus_{listening,queued_bytes}` | gauge | 1 while the listener is connected; frame bytes waiting to be sent |
 //! | `hydrant_gossipsub_*` | | gossipsub's own metrics: mesh and peers per topic, scores, `invalid_messages_per_topic` (bad signatures among them), queue sizes |
 //!
 //! `outcome` of the HTTP listeners: `found` for 1xx to 3xx, `not_found` for 404 and 410, `shed`
@@ -390,6 +393,9 @@ pub fn render(state: &ApiState) -> String {
     if let Some(pubsub) = &state.pubsub {
         pubsub_metrics(&mut r, pubsub);
     }
+    if let Some(bus) = &state.pubsub_bus {
+        pubsub_bus_metrics(&mut r, bus);
+    }
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
     if let Some(pubsub) = &state.pubsub {
@@ -496,6 +502,56 @@ fn pubsub_metrics(r: &mut Registry, pubsub: &crate::p2p::pubsub::PubSub) {
         "pubsub_topic_peers",
         "Gossipsub peers subscribed to each topic we subscribe to",
         per_topic,
+    );
+}
+
+/// The replica fan-out's counters (`hydrant_pg::PubSubBus`).
+fn pubsub_bus_metrics(r: &mut Registry, bus: &hydrant_pg::PubSubBus) {
+    let s = bus.snapshot();
+    for (name, help, v) in [
+        (
+            "pubsub_bus_forwarded",
+            "Pub/sub messages sent to the other replicas",
+            s.forwarded,
+        ),
+        (
+            "pubsub_bus_forwarded_large",
+            "Of those, sent through the pubsub_messages table (over one NOTIFY payload)",
+            s.forwarded_large,
+        ),
+        (
+            "pubsub_bus_received",
+            "Pub/sub messages received from the other replicas",
+            s.received,
+        ),
+        (
+            "pubsub_bus_reconnects",
+            "PostgreSQL connections of the fan-out re-established after being lost",
+            s.reconnects,
+        ),
+    ] {
+        counter(r, name, help, v);
+    }
+    let dropped = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    for (reason, n) in s.dropped {
+        dropped.get_or_create(&vec![("reason", reason)]).inc_by(n);
+    }
+    r.register(
+        "pubsub_bus_dropped",
+        "Pub/sub messages not passed between replicas, by reason",
+        dropped,
+    );
+    gauge(
+        r,
+        "pubsub_bus_listening",
+        "1 while the fan-out's listener is connected",
+        u64::from(s.listening),
+    );
+    gauge(
+        r,
+        "pubsub_bus_queued_bytes",
+        "Frame bytes waiting to be sent to the other replicas",
+        s.queued_bytes,
     );
 }
 

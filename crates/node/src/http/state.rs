@@ -130,6 +130,8 @@ pub struct ApiState {
     pub(crate) token: Option<Arc<ApiToken>>,
     /// Pub/sub, when `[pubsub] enabled`.
     pub pubsub: Option<crate::p2p::pubsub::PubSub>,
+    /// Pub/sub's fan-out to the other replicas (for its counters), when on PostgreSQL.
+    pub(crate) pubsub_bus: Option<Arc<hydrant_pg::PubSubBus>>,
     /// Dials from the main swarm (`swarm/connect`); `None` outside a daemon.
     pub(crate) dialer: Option<hydrant_dht::ChannelDialer>,
 }
@@ -161,6 +163,7 @@ impl ApiState {
             http: Arc::default(),
             token: None,
             pubsub: None,
+            pubsub_bus: None,
             dialer: None,
         }
     }
@@ -171,9 +174,15 @@ impl ApiState {
         self
     }
 
-    /// Serves pub/sub through `pubsub` (`None`: the pubsub calls answer Kubo's "not enabled").
-    pub fn with_pubsub(mut self, pubsub: Option<crate::p2p::pubsub::PubSub>) -> Self {
+    /// Serves pub/sub through `pubsub` (`None`: the pubsub calls answer Kubo's "not enabled");
+    /// `bus` is its fan-out to the other replicas, whose counters `/metrics` reports.
+    pub fn with_pubsub(
+        mut self,
+        pubsub: Option<crate::p2p::pubsub::PubSub>,
+        bus: Option<Arc<hydrant_pg::PubSubBus>>,
+    ) -> Self {
         self.pubsub = pubsub;
+        self.pubsub_bus = bus;
         self
     }
 

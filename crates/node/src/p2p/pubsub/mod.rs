@@ -15,6 +15,7 @@
 
 pub(crate) mod gossip;
 mod hub;
+pub(crate) mod replicas;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
