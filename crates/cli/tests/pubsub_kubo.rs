@@ -104,7 +104,10 @@ async fn a_real_kubo_0_22_exchanges_messages_both_ways_over_meshsub_1_1() {
     api.wait_for_peer(TOPIC, &kubo_id).await;
     let metrics = node.metrics().await;
     assert_eq!(
-        metric(&metrics, &format!("hydrant_pubsub_topic_peers{{topic=\"{TOPIC}\"}}")),
+        metric(
+            &metrics,
+            &format!("hydrant_pubsub_topic_peers{{topic=\"{TOPIC}\"}}")
+        ),
         1.0
     );
     assert_eq!(
@@ -140,7 +143,9 @@ async fn a_real_kubo_0_22_exchanges_messages_both_ways_over_meshsub_1_1() {
     assert_eq!(result["timed_out"], false, "{result}");
     let received = result["received"].as_array().unwrap();
     assert!(
-        received.iter().all(|m| m["from"] == node.info.peer_id.as_str()),
+        received
+            .iter()
+            .all(|m| m["from"] == node.info.peer_id.as_str()),
         "{result}"
     );
     let at_kubo: Vec<String> = received
@@ -148,7 +153,10 @@ async fn a_real_kubo_0_22_exchanges_messages_both_ways_over_meshsub_1_1() {
         .map(|m| String::from_utf8(unmb(m["data"].as_str().unwrap())).unwrap())
         .collect();
     assert_eq!(at_kubo.len(), COUNT, "none twice: {result}");
-    assert_eq!(at_kubo.into_iter().collect::<BTreeSet<_>>(), expected("hydrant-"));
+    assert_eq!(
+        at_kubo.into_iter().collect::<BTreeSet<_>>(),
+        expected("hydrant-")
+    );
 
     // Hydrant's subscriber: its own 100 (local copies), and Kubo's once each. Kubo stayed
     // connected a second after its last message, time for any duplicate to arrive.
@@ -162,13 +170,25 @@ async fn a_real_kubo_0_22_exchanges_messages_both_ways_over_meshsub_1_1() {
     }
     let at_hydrant = texts(&from_kubo);
     assert_eq!(at_hydrant.len(), COUNT, "none twice");
-    assert_eq!(at_hydrant.into_iter().collect::<BTreeSet<_>>(), expected("kubo-"));
+    assert_eq!(
+        at_hydrant.into_iter().collect::<BTreeSet<_>>(),
+        expected("kubo-")
+    );
     assert_eq!(local.len(), COUNT, "local copies, once each");
-    assert_eq!(texts(&local).into_iter().collect::<BTreeSet<_>>(), expected("hydrant-"));
+    assert_eq!(
+        texts(&local).into_iter().collect::<BTreeSet<_>>(),
+        expected("hydrant-")
+    );
 
     let metrics = node.metrics().await;
-    assert_eq!(metric(&metrics, "hydrant_pubsub_received_total"), COUNT as f64);
-    assert_eq!(metric(&metrics, "hydrant_pubsub_published_total"), COUNT as f64);
+    assert_eq!(
+        metric(&metrics, "hydrant_pubsub_received_total"),
+        COUNT as f64
+    );
+    assert_eq!(
+        metric(&metrics, "hydrant_pubsub_published_total"),
+        COUNT as f64
+    );
     assert_eq!(
         metric(&metrics, "hydrant_pubsub_dropped_total{reason=\"invalid\"}"),
         0.0
