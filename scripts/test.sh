@@ -37,7 +37,8 @@ GARAGE_BIN=$(scripts/garage.sh)
 export GARAGE_BIN
 echo "== Garage (S3) binary: $GARAGE_BIN"
 
-# The import-kubo test (crates/cli/tests/import_kubo.rs) makes a repository with a real Kubo, from
+# The import-kubo test (crates/cli/tests/import_kubo.rs) makes a repository with a real Kubo, and
+# the pub/sub interop test (crates/cli/tests/pubsub_kubo.rs) runs one as a peer, from
 # the kubo-python wheel (installed once into a venv in ~/.cache/hydrant).
 KUBO_PYTHON=$(scripts/kubo-python.sh)
 export KUBO_PYTHON
