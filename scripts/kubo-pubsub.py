@@ -31,40 +31,31 @@ import base64
 import importlib.util
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 
-def load_kubo():
-    """kubo-repo.py's loader (one copy of the cffi workaround)."""
+def kubo_repo():
+    """scripts/kubo-repo.py as a module: one copy of the cffi loader and of the private config."""
     path = Path(__file__).with_name("kubo-repo.py")
     spec = importlib.util.spec_from_file_location("kubo_repo", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.load_kubo()
+    return module
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def load_kubo():
+    return kubo_repo().load_kubo()
 
 
 def configure(repo: Path):
-    """Makes the fresh repo's node private and quick: one loopback TCP listener, no bootstrap
-    peers, no DHT, no mDNS, no API or gateway; pub/sub on with gossipsub."""
+    """kubo-repo.py's private node (loopback, no bootstrap, DHT, mDNS, API or gateway), with
+    pub/sub on with gossipsub."""
+    kubo_repo().make_private(repo)
     path = repo / "config"
     config = json.loads(path.read_text())
-    config["Addresses"]["Swarm"] = [f"/ip4/127.0.0.1/tcp/{free_port()}"]
-    config["Addresses"]["API"] = []
-    config["Addresses"]["Gateway"] = []
-    config["Addresses"]["Announce"] = []
-    config["Bootstrap"] = []
-    config["Routing"]["Type"] = "none"
-    config["Discovery"]["MDNS"]["Enabled"] = False
     config["Pubsub"]["Enabled"] = True
     config["Pubsub"]["Router"] = "gossipsub"
     path.write_text(json.dumps(config, indent=2))

