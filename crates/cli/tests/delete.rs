@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use common::{Backends, BitswapClient, Ports, Replica, hydrant_bin, make_repo, run_json};
+use common::{Backends, BitswapClient, Ports, Replica, hydrant_bin, run_json};
 use hydrant_bitswap::WantType;
 use multihash_codetable::{Code, MultihashDigest};
 
@@ -268,14 +268,7 @@ async fn killed_deletions_leave_no_dangling_row_and_gc_no_orphan() {
 async fn replicas_on_postgres_stop_serving_a_deleted_block() {
     let backends = Backends::start();
     let dir = tempfile::tempdir().unwrap();
-    let repos = [dir.path().join("r1"), dir.path().join("r2")];
-    make_repo(&repos[0], &backends, None, "");
-    make_repo(
-        &repos[1],
-        &backends,
-        Some(&repos[0].join("identity.key")),
-        "",
-    );
+    let repos = common::make_replica_repos(dir.path(), &backends, 2, "");
     let replicas: Vec<Replica> = repos
         .iter()
         .map(|repo| Replica::start(repo, Ports::free()))

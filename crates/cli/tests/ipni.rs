@@ -7,11 +7,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use common::{Backends, Ports, Replica, make_repo};
+use common::{Backends, Ports, Replica};
 use hydrant_ipni::{Advertisement, EntryChunk, SignedHead, dag_json_cid};
 use sha2::{Digest as _, Sha256};
 
@@ -69,12 +68,8 @@ async fn walk(
 async fn three_replicas_ingesting_at_once_publish_one_chain() {
     let backends = Backends::start();
     let dir = tempfile::tempdir().unwrap();
-    let repos: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("r{i}"))).collect();
     let extra = "[ipni]\nenabled = true\npoll_interval_ms = 200\n";
-    make_repo(&repos[0], &backends, None, extra);
-    for repo in &repos[1..] {
-        make_repo(repo, &backends, Some(&repos[0].join("identity.key")), extra);
-    }
+    let repos = common::make_replica_repos(dir.path(), &backends, 3, extra);
     let replicas: Vec<Replica> = repos
         .iter()
         .map(|repo| Replica::start(repo, Ports::free()))

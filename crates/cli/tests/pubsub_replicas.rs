@@ -8,23 +8,14 @@ mod common;
 #[path = "../../node/tests/pubsub_client/mod.rs"]
 mod pubsub_client;
 
-use std::path::PathBuf;
-
-use common::{Backends, Ports, Replica, make_repo};
+use common::{Backends, Ports, Replica};
 use pubsub_client::Api;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_published_on_one_replica_reaches_a_subscriber_of_another() {
     let backends = Backends::start();
     let dir = tempfile::tempdir().unwrap();
-    let repos: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("r{i}"))).collect();
-    make_repo(&repos[0], &backends, None, "");
-    make_repo(
-        &repos[1],
-        &backends,
-        Some(&repos[0].join("identity.key")),
-        "",
-    );
+    let repos = common::make_replica_repos(dir.path(), &backends, 2, "");
     let replicas: Vec<Replica> = repos
         .iter()
         .map(|repo| Replica::start(repo, Ports::free()))

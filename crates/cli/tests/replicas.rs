@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backends, Ports, Replica, make_repo};
+use common::{Backends, Ports, Replica};
 use hydrant_testkit::{Backend, Haproxy};
 
 fn interop() -> PathBuf {
@@ -61,11 +61,7 @@ async fn wait_serving(replicas: &[Replica], within: Duration) -> usize {
 async fn helia_fetch_through_a_load_balancer_survives_sigkill_and_sigterm_restarts() {
     let backends = Backends::start();
     let dir = tempfile::tempdir().unwrap();
-    let repos: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("r{i}"))).collect();
-    make_repo(&repos[0], &backends, None, "");
-    for repo in &repos[1..] {
-        make_repo(repo, &backends, Some(&repos[0].join("identity.key")), "");
-    }
+    let repos = common::make_replica_repos(dir.path(), &backends, 3, "");
     let ports: Vec<Ports> = (0..3).map(|_| Ports::free()).collect();
     let mut replicas: Vec<Replica> = repos
         .iter()

@@ -235,6 +235,17 @@ pub fn offline_repo(dir: &Path, car: &[u8], extra: &str) -> PathBuf {
     repo
 }
 
+/// Makes `n` replica repositories `dir/r0` .. `dir/r{n-1}` on `backends` with `extra` config,
+/// all with the identity `hydrant init` made for `r0` (replicas share one peer ID).
+pub fn make_replica_repos(dir: &Path, backends: &Backends, n: usize, extra: &str) -> Vec<PathBuf> {
+    let repos: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("r{i}"))).collect();
+    make_repo(&repos[0], backends, None, extra);
+    for repo in &repos[1..] {
+        make_repo(repo, backends, Some(&repos[0].join("identity.key")), extra);
+    }
+    repos
+}
+
 /// Writes a repository for a replica of `backends`: config (S3 + PostgreSQL, no DHT), S3
 /// credentials file, and `identity` copied in when given (replicas share one identity).
 pub fn make_repo(dir: &Path, backends: &Backends, identity: Option<&Path>, extra: &str) {
