@@ -58,6 +58,17 @@ fn record(p: ProviderInfo, protocols: Vec<String>) -> Record {
     })
 }
 
+/// The record of a peer a FIND_NODE walk found (its protocols are unknown).
+fn found_peer_record(p: hydrant_dht::PeerInfo) -> Record {
+    record(
+        ProviderInfo {
+            peer: p.peer,
+            addrs: p.addrs,
+        },
+        Vec::new(),
+    )
+}
+
 impl NodeRouter {
     /// The records of provider `p`: ours are the Bitswap one and, with a public gateway URL,
     /// the HTTP one (same peer ID, as boxo and Kubo pair a peer's libp2p and HTTP
@@ -178,15 +189,7 @@ impl ContentRouter for NodeRouter {
         Ok(closest
             .into_iter()
             .filter(|p| p.peer == *peer)
-            .map(|p| {
-                record(
-                    ProviderInfo {
-                        peer: p.peer,
-                        addrs: p.addrs,
-                    },
-                    Vec::new(),
-                )
-            })
+            .map(found_peer_record)
             .collect())
     }
 
@@ -203,15 +206,7 @@ impl ContentRouter for NodeRouter {
         Ok(closest
             .into_iter()
             .take(limit)
-            .map(|p| {
-                record(
-                    ProviderInfo {
-                        peer: p.peer,
-                        addrs: p.addrs,
-                    },
-                    Vec::new(),
-                )
-            })
+            .map(found_peer_record)
             .collect())
     }
 
