@@ -23,6 +23,12 @@
 #                      default target; removed at exit unless SCALE_KEEP=1)
 #   SCALE_SAMPLES      timed lookups of each kind (default 2000)
 #   SCALE_READY_TIMEOUT  seconds a daemon may take to become ready (default 3600)
+#   SCALE_WARM         when set, the lookups are timed a second time after the data they read is
+#                      in memory (the stored CARs and, for fjall, the index directory read once;
+#                      for pg, pg_prewarm of the primary key): `*_warm_ms` in the JSON. At 10^8
+#                      blocks the data outgrows the page cache left by the ingest's own files.
+#   SCALE_INDEX_OPTIONS  extra lines for the repository's [index] table (fjall: e.g.
+#                      "cache_bytes = 268435456")
 #   SCALE_PG_OPTIONS   extra postgres server options, e.g. "-c shared_buffers=1GB"
 #   SCALE_PG_STATEMENT_TIMEOUT  the repository's index.statement_timeout_secs (default 300)
 #   HYDRANT_PG_BIN     directory of initdb/pg_ctl/psql (default: newest /usr/lib/postgresql/*/bin)
@@ -172,7 +178,10 @@ run_one() {
       # the default 30 s statement timeout (seen once at 10^8 rows with four COPY streams).
       printf '[index]\nkind = "postgres"\nurl = "%s"\nschema = "%s"\nstatement_timeout_secs = %s\n' \
         "$PG_URL" "$schema" "${SCALE_PG_STATEMENT_TIMEOUT:-300}"
+    elif [[ -n ${SCALE_INDEX_OPTIONS:-} ]]; then
+      printf '[index]\nkind = "fjall"\npath = "index"\n'
     fi
+    [[ -z ${SCALE_INDEX_OPTIONS:-} ]] || printf '%s\n' "$SCALE_INDEX_OPTIONS"
   } >"$repo/config.toml"
 
   local load_ingest; load_ingest=$(cut -d' ' -f1 /proc/loadavg)
@@ -219,6 +228,21 @@ run_one() {
     die "lookup benchmark failed: $(tail -20 "$WORK/lookup.err") $(tail -5 "$WORK/$backend-$n-daemon-2.log")"
   local lookup; lookup=$(sed -n 's/^SCALE_LOOKUP //p' "$WORK/lookup.out")
   [[ -n $lookup ]] || die "the lookup benchmark printed no result: $(tail -20 "$WORK/lookup.out")"
+  local warm=null
+  if [[ -n ${SCALE_WARM:-} ]]; then
+    log "$backend N=$n: reading the stored CARs and the index into memory, then timing lookups again"
+    find "$repo/objects" -type f -exec cat {} + >/dev/null
+    if [[ $backend == pg ]]; then
+      psql_value "CREATE EXTENSION IF NOT EXISTS pg_prewarm" >/dev/null
+      psql_value "SELECT pg_prewarm('$schema.locations_pkey', 'read')" >/dev/null
+    else
+      find "$repo/index" -type f -exec cat {} + >/dev/null
+    fi
+    SCALE_SWARM_ADDR=$SWARM_ADDR SCALE_GATEWAY_URL=$GATEWAY_URL SCALE_BLOCKS=$n SCALE_SAMPLES=$samples \
+      "$LOOKUP_BIN" --ignored --nocapture --exact scale_lookup_latency >"$WORK/lookup.out" 2>"$WORK/lookup.err" ||
+      die "lookup benchmark failed: $(tail -20 "$WORK/lookup.err")"
+    warm=$(sed -n 's/^SCALE_LOOKUP //p' "$WORK/lookup.out")
+  fi
   local mem_after; mem_after=$(memory)
   daemon_stop
 
@@ -241,7 +265,7 @@ run_one() {
     --argjson filter_scan "$filter_scan" --argjson filter_snapshot "$filter_snapshot" \
     --argjson snapshot_loaded "$snapshot_loaded" \
     --argjson mem_scan "$mem_scan" --argjson mem_idle "$mem_idle" --argjson mem_after "$mem_after" \
-    --argjson lookup "$lookup" --argjson repo_bytes "$repo_bytes" --argjson index_bytes "$index_bytes" \
+    --argjson lookup "$lookup" --argjson warm "${warm:-null}" --argjson repo_bytes "$repo_bytes" --argjson index_bytes "$index_bytes" \
     --argjson index_parts "$index_parts" \
     --argjson load_ingest "$load_ingest" --argjson load_lookup "$load_lookup" '{
       benchmark: "scale", backend: $backend, blocks: $n, cars: $cars,
@@ -260,6 +284,8 @@ run_one() {
       rss_after_lookups_bytes: $mem_after.process.rss_bytes,
       bitswap_want_to_block_ms: $lookup.bitswap_want_to_block,
       gateway_raw_ms: $lookup.gateway_raw,
+      bitswap_want_to_block_warm_ms: $warm.bitswap_want_to_block,
+      gateway_raw_warm_ms: $warm.gateway_raw,
       index_bytes: $index_bytes, index_bytes_per_block: (($index_bytes / $n * 10 | round) / 10),
       index_parts_bytes: $index_parts,
       repo_bytes: $repo_bytes, repo_bytes_per_block: (($repo_bytes / $n * 10 | round) / 10),

@@ -22,7 +22,7 @@
 //! removed by `abort_car`/`recover`, through `car_blocks`.
 //!
 //! Staging and the bulk load: `stage_blocks` writes the `staging` entry (first call) and hands
-//! the rows to a [`sorter::RowSorter`] (bounded memory, sorted runs in an unnamed temporary
+//! the rows to a [`RowSorter`] (bounded memory, sorted runs in an unnamed temporary
 //! file in the index directory); nothing else reaches fjall before `commit_car`. The commit
 //! then writes the rows in key order: up to [`SMALL_COMMIT_ROWS`] in the commit's own batch,
 //! more through fjall's bulk ingestion (tables written directly, no journal, no memtable): the
@@ -48,9 +48,7 @@ use crate::{
 
 mod ipni;
 mod pins;
-mod sorter;
-use sorter::RowSorter;
-pub use sorter::{MERGE_BUFFER_BYTES, SORT_BUFFER_BYTES};
+use crate::sorter::{RowSorter, SORT_BUFFER_BYTES};
 
 /// Most distinct rows a commit writes in its own (fsynced) write batch; a CAR with more is
 /// bulk-loaded through fjall's ingestion (see the module docs). About 100 bytes of batch memory
@@ -83,7 +81,7 @@ const LOCATION_LEN: usize = 12;
 /// Cheap to clone (an `Arc`). Memory: besides fjall's own caches, one entry per committed CAR
 /// (number -> key), about 130 bytes for a 73-byte key such as `cars/<64 hex>.car`, i.e. about
 /// 130 MB per million CARs; plus, per CAR being staged, up to [`SORT_BUFFER_BYTES`] of rows
-/// (then [`MERGE_BUFFER_BYTES`] of read buffers while it is committed) and an unnamed
+/// (then [`MERGE_BUFFER_BYTES`](crate::sorter::MERGE_BUFFER_BYTES) of read buffers while it is committed) and an unnamed
 /// temporary file of sorted runs in the index directory (about 46 bytes per row of a sha2-256
 /// multihash).
 ///
@@ -162,8 +160,8 @@ struct StoredCar {
     record: CarRecord,
 }
 
-/// Bytes of fjall's block cache (decompressed table blocks and their index and filter blocks),
-/// shared by the keyspaces (fjall's default).
+/// Default bytes of fjall's block cache (decompressed table blocks and their index and filter
+/// blocks), shared by the keyspaces (fjall's default); [`FjallOptions::cache_bytes`].
 pub const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Bytes of one keyspace's active memtable before it is sealed and flushed. fjall's default,
@@ -172,9 +170,28 @@ pub const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// has no working bound on all memtables together (`max_write_buffer_size` is a no-op).
 pub const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Most files the database keeps open at once (an LRU of table files; fjall's default is 900
-/// per database). Counted in the node's file-descriptor budget.
+/// Default of [`FjallOptions::max_open_files`] (fjall's own default is 900 per database).
 pub const MAX_OPEN_FILES: usize = 128;
+
+/// How [`FjallIndex::open_with`] sizes the database's caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FjallOptions {
+    /// Bytes of the block cache (default [`CACHE_BYTES`]).
+    pub cache_bytes: u64,
+    /// Most table files kept open at once, an LRU (default [`MAX_OPEN_FILES`]); counted in the
+    /// node's file-descriptor budget. A lookup in a table whose file is not open pays an
+    /// `open(2)` and the reload of the table's metadata.
+    pub max_open_files: usize,
+}
+
+impl Default for FjallOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: CACHE_BYTES,
+            max_open_files: MAX_OPEN_FILES,
+        }
+    }
+}
 
 impl FjallIndex {
     /// Memory the database holds now: `(block cache bytes in use, block cache capacity,
@@ -205,9 +222,17 @@ impl FjallIndex {
     /// [`IndexError::Storage`] when fjall cannot open the directory (e.g. another process holds
     /// it); [`IndexError::Corrupt`] when a stored CAR record does not decode.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        Self::open_with(dir, FjallOptions::default())
+    }
+
+    /// [`open`](Self::open) with the caches sized by `options`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(dir: &Path, options: FjallOptions) -> Result<Self, IndexError> {
         let db = Database::builder(dir)
-            .max_cached_files(Some(MAX_OPEN_FILES))
-            .cache_size(CACHE_BYTES)
+            .max_cached_files(Some(options.max_open_files))
+            .cache_size(options.cache_bytes)
             .open()
             .map_err(|e| storage(&format!("opening {}", dir.display()), e))?;
         let keyspace = |name: &str, point_reads: bool| {

@@ -41,12 +41,12 @@ pub mod filter;
 mod fjall_index;
 pub mod ipni;
 mod pins;
+pub mod sorter;
 
 #[cfg(feature = "fjall")]
 pub use fjall_index::{
-    CACHE_BYTES as FJALL_CACHE_BYTES, FjallIndex, MAX_OPEN_FILES as FJALL_MAX_OPEN_FILES,
-    MEMTABLE_BYTES as FJALL_MEMTABLE_BYTES, MERGE_BUFFER_BYTES as FJALL_MERGE_BUFFER_BYTES,
-    SORT_BUFFER_BYTES as FJALL_SORT_BUFFER_BYTES,
+    CACHE_BYTES as FJALL_CACHE_BYTES, FjallIndex, FjallOptions,
+    MAX_OPEN_FILES as FJALL_MAX_OPEN_FILES, MEMTABLE_BYTES as FJALL_MEMTABLE_BYTES,
 };
 pub use hydrant_blocks::Multihash;
 pub use ipni::{IpniChanges, IpniHead, IpniStore, IpniWriterLease, MAX_LIST_IPNI_CARS};
@@ -169,7 +169,9 @@ pub trait BlockLookup: Send + Sync + 'static {
 ///    [`abort_car`](Self::abort_car) (all staged rows removed).
 ///
 /// A process crash between 1 and 2 leaves staged rows that [`recover`](Self::recover) removes.
-/// Callers must not stage the same CAR key from two tasks at once.
+/// Callers must not stage the same CAR key from two tasks at once, and commit or abort a CAR
+/// through the handle (or a clone of it) that staged it: a backend may hold staged rows in
+/// that handle until the commit (both do, sorted with bounded memory).
 #[async_trait]
 pub trait CarCatalog: Send + Sync + 'static {
     /// The committed record of the CAR stored under `key`, if any.

@@ -1,12 +1,17 @@
 //! [`PgIndex`]: the block index in PostgreSQL.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::pin::pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use hydrant_index::sorter::{RowSorter, SORT_BUFFER_BYTES};
 use hydrant_index::{
     BlockLocation, BlockLookup, CarCatalog, CarRecord, IndexError, MAX_LIST_CARS,
     MAX_LIST_MULTIHASHES, MAX_LOCATIONS, Multihash, StagedBlock,
 };
+use tokio::sync::mpsc;
 use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -17,16 +22,41 @@ use crate::{PgError, PgPool, PoolConfig, describe};
 /// Most multihashes one `locations_many` query carries; longer requests take several queries.
 const LOCATIONS_MANY_CHUNK: usize = 1000;
 
+/// Rows of a staged CAR written to `locations` per round at its commit, split over
+/// [`COPY_STREAMS`] connections (about 5 MB of rows; two rounds wait while one is written).
+const COMMIT_BATCH_ROWS: usize = 65_536;
+
 /// The block index ([`BlockLookup`] and [`CarCatalog`]) in a PostgreSQL database (tables and commit protocol in the crate docs).
 ///
 /// Several handles — in one process or in several replicas — over the same database and schema
 /// see one index: a CAR committed through any of them is visible to all at once, a staged CAR
 /// to none. The rule of the trait still holds across replicas: one CAR key is staged by one
 /// writer at a time, and [`recover`](CarCatalog::recover) removes *every* open staging, so it
-/// must run only while no replica is ingesting.
-#[derive(Debug, Clone)]
+/// must run only while no replica is ingesting. A CAR is staged and committed through one
+/// handle (or its clones): its rows wait in that handle's sorter until the commit.
+#[derive(Clone)]
 pub struct PgIndex {
     pool: PgPool,
+    /// Rows of the CARs this handle is staging, by CAR key, sorted with bounded memory (runs
+    /// in unnamed temporary files in `sort_dir`) until their commit writes them in key order.
+    staged: Arc<Mutex<HashMap<String, Staged>>>,
+    sort_dir: PathBuf,
+}
+
+/// One CAR being staged through this handle.
+struct Staged {
+    /// The staging's id (`stagings.id`), which its rows carry.
+    id: i64,
+    rows: Arc<Mutex<RowSorter>>,
+}
+
+impl std::fmt::Debug for PgIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgIndex")
+            .field("pool", &self.pool)
+            .field("sort_dir", &self.sort_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgIndex {
@@ -38,9 +68,89 @@ impl PgIndex {
         Ok(Self::new(PgPool::connect(url, config).await?))
     }
 
-    /// An index over an already opened (and migrated) pool.
+    /// An index over an already opened (and migrated) pool; staged rows are sorted in the
+    /// system's temporary directory (about 46 bytes of disk per staged row past
+    /// [`SORT_BUFFER_BYTES`] in memory, per CAR).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            staged: Arc::default(),
+            sort_dir: std::env::temp_dir(),
+        }
+    }
+
+    /// The rows staged through this handle for `car_key`, taken out of it.
+    fn take_staged(&self, car_key: &str) -> Option<Staged> {
+        self.staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(car_key)
+    }
+
+    /// Writes a staged CAR's rows into `locations` under its staging's id, in multihash order
+    /// (the sorter's merge on a blocking thread, [`COMMIT_BATCH_ROWS`] at a time; each batch
+    /// cut in [`COPY_STREAMS`] key ranges written at once).
+    async fn write_staged(&self, car_key: &str, staged: Staged) -> Result<(), IndexError> {
+        let sorter = Arc::try_unwrap(staged.rows)
+            .map_err(|_| IndexError::Storage(format!("{car_key} is still being staged")))?
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (tx, mut rx) = mpsc::channel::<Vec<Row3>>(2);
+        let merge = tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(COMMIT_BATCH_ROWS);
+            let stopped = || IndexError::Storage("commit_car: the writer stopped".into());
+            sorter.drain(|multihash, offset, length| {
+                let length = i32::try_from(length).map_err(|_| {
+                    IndexError::Storage(format!("block length {length} exceeds 2^31-1"))
+                })?;
+                batch.push((multihash.to_vec(), to_i64(offset, "offset")?, length));
+                if batch.len() == COMMIT_BATCH_ROWS {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(COMMIT_BATCH_ROWS));
+                    tx.blocking_send(full).map_err(|_| stopped())?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                tx.blocking_send(batch).map_err(|_| stopped())?;
+            }
+            Ok::<_, IndexError>(())
+        });
+        let written = async {
+            while let Some(batch) = rx.recv().await {
+                self.write_rows(car_key, staged.id, &batch).await?;
+            }
+            Ok::<_, IndexError>(())
+        }
+        .await;
+        // A failed write stops the merge at its next batch.
+        drop(rx);
+        let merged = merge.await.map_err(|e| IndexError::Storage(e.to_string()))?;
+        written.and(merged)
+    }
+
+    /// Writes `rows` (sorted by multihash) cut in [`COPY_STREAMS`] parts, each on a
+    /// connection of its own at once: one PostgreSQL backend inserting into the primary key is
+    /// CPU-bound on one core while the key fits in memory, and waits on one random read at a
+    /// time once it does not. Parts split between two multihashes, so they never hold the same
+    /// key and never wait for each other.
+    async fn write_rows(&self, car_key: &str, id: i64, rows: &[Row3]) -> Result<(), IndexError> {
+        let mut parts = vec![rows];
+        while parts.len() < COPY_STREAMS {
+            parts = parts
+                .into_iter()
+                .flat_map(|p| {
+                    let (a, b) = p.split_at(split_point(p));
+                    [a, b]
+                })
+                .collect();
+        }
+        futures::future::try_join_all(
+            parts
+                .into_iter()
+                .map(|part| self.write_part(car_key, id, part)),
+        )
+        .await?;
+        Ok(())
     }
 
     /// The pool this index uses.
@@ -155,6 +265,9 @@ impl PgIndex {
         let mut keys: Vec<String> = removed.iter().map(|r| r.get("car")).collect();
         keys.sort();
         tx.commit().await.map_err(|e| storage(what, &e))?;
+        for key in &keys {
+            drop(self.take_staged(key));
+        }
         Ok(keys)
     }
 
@@ -163,18 +276,23 @@ impl PgIndex {
     /// record with that id exists). A multihash staged before for this CAR, or twice in `rows`,
     /// breaks the primary key; `rows` are then written again by an upsert in which the last row
     /// of a multihash wins.
-    async fn stage_part(
+    async fn write_part(
         &self,
         car_key: &str,
         staging_id: i64,
         rows: &[Row3],
     ) -> Result<(), IndexError> {
-        const WHAT: &str = "stage_blocks";
+        const WHAT: &str = "commit_car: writing the staged rows";
         if rows.is_empty() {
             return Ok(());
         }
         let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
+        // Part of the commit, whose time grows with the CAR (a checkpoint can hold a COPY for
+        // longer than a lookup's timeout).
+        tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)
+            .await
+            .map_err(|e| storage(WHAT, &e))?;
         // The staging must still be open, and stays so (an abort or recovery waits) until
         // these rows are in: rows never outlive their staging.
         tx.query_opt(
@@ -470,54 +588,63 @@ impl CarCatalog for PgIndex {
             .collect()
     }
 
+    /// Opens the staging (its `stagings` row and id) at the first call; the rows go to this
+    /// handle's sorter, and reach `locations` only at the commit, in key order.
     async fn stage_blocks(&self, car_key: &str, rows: &[StagedBlock]) -> Result<(), IndexError> {
         const WHAT: &str = "stage_blocks";
-        // Convert everything before writing anything. In multihash byte order, so that the
-        // batch's index insertions walk the B-tree in order rather than jump about (a stable
-        // sort: of two rows of one multihash, the later stays later).
-        let mut converted = rows
-            .iter()
-            .map(|r| {
-                let length = i32::try_from(r.length).map_err(|_| {
-                    IndexError::Storage(format!("block length {} exceeds 2^31-1", r.length))
-                })?;
-                Ok((r.multihash.to_bytes(), to_i64(r.offset, "offset")?, length))
-            })
-            .collect::<Result<Vec<_>, IndexError>>()?;
-        converted.sort_by(|a, b| a.0.cmp(&b.0));
-        // The staging's id, new or (for a CAR staged in several calls) the one it has.
-        let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
-        let staging_id: i64 = client
-            .query_one(
-                "INSERT INTO stagings (car) VALUES ($1) \
-                 ON CONFLICT (car) DO UPDATE SET car = EXCLUDED.car RETURNING id",
-                &[&car_key],
-            )
-            .await
-            .map_err(|e| storage(WHAT, &e))?
-            .get(0);
-        drop(client);
-        // Parts on connections of their own at once: one PostgreSQL backend inserting into the
-        // primary key is CPU-bound on one core while the key fits in memory, and waits on one
-        // random read at a time once it does not. Parts split between two multihashes, so they
-        // never hold the same key and never wait for each other.
-        let mut parts = vec![converted.as_slice()];
-        while parts.len() < COPY_STREAMS {
-            parts = parts
-                .into_iter()
-                .flat_map(|p| {
-                    let (a, b) = p.split_at(split_point(p));
-                    [a, b]
-                })
-                .collect();
+        if let Some(r) = rows.iter().find(|r| i32::try_from(r.length).is_err()) {
+            return Err(IndexError::Storage(format!(
+                "block length {} exceeds 2^31-1",
+                r.length
+            )));
         }
-        futures::future::try_join_all(
-            parts
-                .into_iter()
-                .map(|part| self.stage_part(car_key, staging_id, part)),
-        )
-        .await?;
-        Ok(())
+        let open = self
+            .staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(car_key)
+            .map(|s| Arc::clone(&s.rows));
+        let sorter = match open {
+            Some(sorter) => sorter,
+            None => {
+                // The staging's id, new or (for a CAR whose staging a crashed process left
+                // open) the one it has.
+                let client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
+                let id: i64 = client
+                    .query_one(
+                        "INSERT INTO stagings (car) VALUES ($1) \
+                         ON CONFLICT (car) DO UPDATE SET car = EXCLUDED.car RETURNING id",
+                        &[&car_key],
+                    )
+                    .await
+                    .map_err(|e| storage(WHAT, &e))?
+                    .get(0);
+                let rows = Arc::new(Mutex::new(RowSorter::new(
+                    &self.sort_dir,
+                    SORT_BUFFER_BYTES,
+                )));
+                self.staged
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(
+                        car_key.to_owned(),
+                        Staged {
+                            id,
+                            rows: Arc::clone(&rows),
+                        },
+                    );
+                rows
+            }
+        };
+        let rows = rows.to_vec();
+        tokio::task::spawn_blocking(move || {
+            sorter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(&rows)
+        })
+        .await
+        .map_err(|e| IndexError::Storage(e.to_string()))?
     }
 
     async fn commit_car(&self, record: &CarRecord) -> Result<(), IndexError> {
@@ -530,6 +657,14 @@ impl CarCatalog for PgIndex {
             to_i64(record.block_bytes, "block_bytes")?,
             to_i64(record.ingested_at, "ingested_at")?,
         );
+        // The rows first, under the staging's id: invisible until the record below carries it.
+        let wrote_rows = match self.take_staged(key) {
+            Some(staged) => {
+                self.write_staged(key, staged).await?;
+                true
+            }
+            None => false,
+        };
         let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
         // Removing a replaced CAR's rows takes as long as it has blocks.
@@ -553,6 +688,21 @@ impl CarCatalog for PgIndex {
             // The staged rows carry the staging's id: the record takes it, and the rows of the
             // CAR it replaces go.
             (Some(staging_id), committed) => {
+                // Staged through another handle (whose rows never left its process): nothing
+                // to make visible, and committing the record would lose the CAR's blocks.
+                if !wrote_rows && record.blocks > 0 {
+                    let any: bool = tx
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM locations WHERE car_id = $1)",
+                            &[&staging_id],
+                        )
+                        .await
+                        .map_err(|e| storage(WHAT, &e))?
+                        .get(0);
+                    if !any {
+                        return Err(IndexError::NotStaged(key.to_owned()));
+                    }
+                }
                 if let Some(old) = committed {
                     tx.execute("DELETE FROM locations WHERE car_id = $1", &[&old])
                         .await
@@ -601,6 +751,8 @@ impl CarCatalog for PgIndex {
 
     async fn abort_car(&self, car_key: &str) -> Result<(), IndexError> {
         const WHAT: &str = "abort_car";
+        // Dropping the sorter drops its temporary file.
+        drop(self.take_staged(car_key));
         let mut client = self.pool.client(WHAT).await.map_err(IndexError::Storage)?;
         let tx = client.transaction().await.map_err(|e| storage(WHAT, &e))?;
         tx.batch_execute(crate::NO_STATEMENT_TIMEOUT)

@@ -72,19 +72,23 @@
 //! schema), so numbers become visible in order and [`PgIndex::commits_after`] is a gap-free
 //! feed that replicas poll to keep their presence filters current.
 //!
-//! `stage_blocks` sorts a batch by multihash and writes its two halves (cut between two
-//! multihashes) at once on two connections, each with `COPY ... FROM STDIN (FORMAT binary)`
-//! straight into `locations` under the staging's id: one backend inserting into the primary key
-//! is CPU-bound on one core. Each half's transaction holds the `stagings` row `FOR SHARE`, so an
-//! abort or recovery waits for it and rows never outlive their staging. A multihash staged twice
-//! for one CAR breaks the primary key; that half is then rolled back to a savepoint and written
-//! again with `INSERT ... ON CONFLICT DO UPDATE`, so the last staged row of a multihash wins, as
-//! the trait requires.
+//! `stage_blocks` opens the staging (its `stagings` row and id) and hands the rows to the
+//! handle's [`RowSorter`](hydrant_index::sorter::RowSorter) (16 MiB in memory, then sorted runs
+//! in an unnamed temporary file); no row reaches the database before `commit_car`. The commit
+//! first writes the CAR's rows in multihash order, 65,536 at a time, each batch cut in four
+//! key ranges written at once on four connections with `COPY ... FROM STDIN (FORMAT binary)`
+//! straight into `locations` under the staging's id: one backend inserting into the primary
+//! key is CPU-bound on one core, and in key order each B-tree leaf is visited once per CAR
+//! rather than once per row (BENCHMARKS.md, "Scale"). Each part's transaction holds the
+//! `stagings` row `FOR SHARE`, so an abort or recovery waits for it and rows never outlive
+//! their staging. The sorter keeps the last staged row of a multihash, as the trait requires;
+//! should a part still break the primary key (a staging a crashed process left open, reused),
+//! it is rolled back to a savepoint and written again with `INSERT ... ON CONFLICT DO UPDATE`.
 //!
-//! `commit_car` is one transaction: it deletes the `stagings` row (which also locks out a
+//! `commit_car` then runs one transaction: it deletes the `stagings` row (which also locks out a
 //! concurrent abort), deletes the rows of the CAR it replaces, if any, and upserts the `cars`
-//! record with the staging's id, which makes the staged rows visible. Its cost does not grow
-//! with the CAR (except for a replaced CAR's rows). Readers see all of it or none of it (MVCC
+//! record with the staging's id, which makes the staged rows visible. That transaction's cost
+//! does not grow with the CAR (except for a replaced CAR's rows). Readers see all of it or none of it (MVCC
 //! snapshot), from every replica. An abort, and a recovery, delete the staging's rows. Text keys
 //! use the `"C"` collation so `list_cars` pages in byte order whatever the database's default
 //! collation.

@@ -167,11 +167,17 @@ async fn replicas_share_committed_cars_and_never_see_staged_ones() {
         assert_eq!(listed, vec!["cars/zero.car"], "replica {i} listing");
     }
 
-    // Replica 2 commits what replica 1 staged (the staging lives in the shared database).
-    replicas[2]
+    // Staged rows wait in the staging replica's sorter until its commit: another replica
+    // cannot commit them (it would make a CAR without blocks visible), and nothing is lost.
+    assert!(matches!(
+        replicas[2].commit_car(&record("cars/one.car", 100)).await,
+        Err(IndexError::NotStaged(_))
+    ));
+    assert!(replicas[2].car("cars/one.car").await.expect("car").is_none());
+    replicas[1]
         .commit_car(&record("cars/one.car", 100))
         .await
-        .expect("commit from another replica");
+        .expect("commit from the staging replica");
     for replica in &replicas {
         assert_eq!(
             replica

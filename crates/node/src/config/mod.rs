@@ -166,9 +166,8 @@ impl Config {
                 u64::from(self.api.max_connections),
             ),
         ];
-        if matches!(self.index, IndexConfig::Fjall { .. }) {
-            let files = hydrant_index::FJALL_MAX_OPEN_FILES as u64;
-            terms.push(("index files".into(), files));
+        if let IndexConfig::Fjall { max_open_files, .. } = self.index {
+            terms.push(("index.max_open_files".into(), max_open_files as u64));
         }
         if self.providers.kind == "fjall" {
             let files = hydrant_providers::FJALL_MAX_OPEN_FILES as u64;

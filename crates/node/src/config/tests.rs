@@ -402,3 +402,45 @@ fn ipni_settings_are_validated() {
     assert!(ok.ipni.publishes(), "an indexer turns publishing on");
     assert!(!Config::default().ipni.publishes(), "off by default");
 }
+
+#[test]
+fn fjall_caches_are_read_bounded_and_counted_in_the_descriptor_budget() {
+    let c = Config::from_toml(
+        "[index]\nkind = \"fjall\"\npath = \"idx\"\ncache_bytes = 268435456\nmax_open_files = 1024\n",
+    )
+    .unwrap();
+    c.validate().expect("valid");
+    assert_eq!(
+        c.index,
+        IndexConfig::Fjall {
+            path: "idx".into(),
+            cache_bytes: 256 << 20,
+            max_open_files: 1024
+        }
+    );
+    let files = c
+        .descriptors_needed()
+        .into_iter()
+        .find(|(term, _)| term == "index.max_open_files")
+        .expect("the index's files are a term of the budget");
+    assert_eq!(files.1, 1024);
+    // Omitted fields take the defaults the embedded index documents.
+    let c = Config::from_toml("[index]\nkind = \"fjall\"\npath = \"idx\"\n").unwrap();
+    assert_eq!(
+        c.index,
+        IndexConfig::Fjall {
+            path: "idx".into(),
+            cache_bytes: hydrant_index::FJALL_CACHE_BYTES,
+            max_open_files: hydrant_index::FJALL_MAX_OPEN_FILES
+        }
+    );
+    for (toml, field) in [
+        ("cache_bytes = 1000", "index.cache_bytes"),
+        ("max_open_files = 8", "index.max_open_files"),
+        ("max_open_files = 100000", "index.max_open_files"),
+    ] {
+        let c = Config::from_toml(&format!("[index]\nkind = \"fjall\"\npath = \"i\"\n{toml}\n"))
+            .unwrap();
+        assert_eq!(c.validate().unwrap_err().field, field, "{toml}");
+    }
+}

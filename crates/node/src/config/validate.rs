@@ -359,6 +359,28 @@ impl Config {
                 ));
             }
         }
+        if let IndexConfig::Fjall {
+            cache_bytes,
+            max_open_files,
+            ..
+        } = self.index
+        {
+            if cache_bytes < 1024 * 1024 {
+                return Err(refuse(
+                    "index.cache_bytes",
+                    &cache_bytes,
+                    "use at least 1 MiB (1048576; default 32 MiB): every lookup would read \
+                     its index blocks from disk",
+                ));
+            }
+            if !(16..=65_536).contains(&max_open_files) {
+                return Err(refuse(
+                    "index.max_open_files",
+                    &max_open_files,
+                    "use 16 to 65536 (default 128)",
+                ));
+            }
+        }
         if let IndexConfig::Postgres(pg) = &self.index {
             if pg.url.is_empty() {
                 return Err(refuse(

@@ -44,6 +44,9 @@ pub const SNAPSHOT_FILE: &str = "filter.snapshot";
 /// Prefix of the shared snapshots in the object store (PostgreSQL index only).
 pub const SHARED_SNAPSHOT_PREFIX: &str = "filter-snapshots";
 
+/// Bytes per part when the shared snapshot is uploaded (a multipart upload past one part).
+pub const SHARED_UPLOAD_PART: usize = 16 * 1024 * 1024;
+
 /// The index whose position tags a snapshot.
 #[derive(Clone)]
 pub enum Feed {
@@ -218,10 +221,22 @@ impl Snapshots {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if let Some((store, key)) = &self.shared {
-            store
-                .put(key, bytes.clone().into())
-                .await
-                .map_err(|e| format!("object store: {e}"))?;
+            // Parts of SHARED_UPLOAD_PART bytes: one PUT would be capped at 5 GB on S3 (a
+            // filter of 1.4 * 10^9 blocks), and a failed PUT would start over.
+            use tokio::io::AsyncWriteExt as _;
+            let mut writer = object_store::buffered::BufWriter::with_capacity(
+                Arc::clone(store),
+                key.clone(),
+                SHARED_UPLOAD_PART,
+            );
+            let written = match writer.put(bytes.clone()).await {
+                Ok(()) => writer.shutdown().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = written {
+                let _ = writer.abort().await;
+                return Err(format!("object store: {e}"));
+            }
         }
         tracing::info!(position = ?position, bytes = bytes.len(), shared = self.shared.is_some(), "presence filter snapshot written");
         *last = Some(position);

@@ -83,9 +83,17 @@ impl Services {
             _,
             _,
         ) = match &repo.config.index {
-            IndexConfig::Fjall { path } => {
+            IndexConfig::Fjall {
+                path,
+                cache_bytes,
+                max_open_files,
+            } => {
                 let dir = repo.resolve(path);
-                let index = FjallIndex::open(&dir).map_err(|e| NodeError::Index {
+                let options = hydrant_index::FjallOptions {
+                    cache_bytes: *cache_bytes,
+                    max_open_files: *max_open_files,
+                };
+                let index = FjallIndex::open_with(&dir, options).map_err(|e| NodeError::Index {
                     what: dir.display().to_string(),
                     detail: e.to_string(),
                 })?;

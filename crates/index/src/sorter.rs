@@ -1,9 +1,11 @@
 //! [`RowSorter`]: the rows of one staging, sorted by multihash with bounded memory (an external
-//! merge sort), so that the commit can hand them to fjall's bulk ingestion in key order.
+//! merge sort), so that the commit can write them in key order: fjall's bulk ingestion, and
+//! PostgreSQL's `COPY` into the primary key (each B-tree leaf visited once per CAR instead of
+//! once per row).
 //!
 //! Rows are buffered until [`SORT_BUFFER_BYTES`]; a full buffer is sorted, its duplicates
 //! dropped (the row staged last wins) and written as one *run* to an unnamed temporary file in
-//! the index directory (gone with the process, whatever the way it ends). [`RowSorter::drain`]
+//! the directory the backend names (gone with the process, whatever the way it ends). [`RowSorter::drain`]
 //! merges the runs with a binary heap, again keeping the row staged last of a multihash.
 
 use std::cmp::{Ordering, Reverse};
