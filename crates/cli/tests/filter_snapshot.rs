@@ -102,20 +102,31 @@ async fn a_restart_loads_the_snapshot_and_a_stale_or_damaged_one_is_rebuilt() {
 /// store), another commits a CAR meanwhile; the first loads its snapshot at restart (no scan)
 /// and catches up from the commit feed before its filter answers, so the CAR committed after
 /// the snapshot is served at once. A third replica on an empty repository loads the shared
-/// copy the same way.
+/// copy the same way. The filter is sized for 10^7 blocks, so the snapshot (about 18 MB) goes
+/// to the object store as a multipart upload of 16 MiB parts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_loads_its_snapshot_and_catches_up_with_commits_made_meanwhile() {
     let backends = common::Backends::start();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    common::make_repo(&a, &backends, None, "");
-    common::make_repo(&b, &backends, Some(&a.join("identity.key")), "");
+    let make = |repo: &Path, identity: Option<&Path>| {
+        common::make_repo(repo, &backends, identity, "");
+        let config = std::fs::read_to_string(repo.join("config.toml")).unwrap();
+        let config = config.replace("expected_blocks = 100000", "expected_blocks = 10000000");
+        std::fs::write(repo.join("config.toml"), config).unwrap();
+    };
+    make(&a, None);
+    make(&b, Some(&a.join("identity.key")));
     let (first, car) = common::raw_file_car(16, 1024);
 
     let mut replica_a = Replica::start(&a, Ports::free());
     replica_a.ingest(&car).await;
     replica_a.signal_and_wait("TERM");
-    assert!(a.join("filter.snapshot").exists());
+    let snapshot_bytes = std::fs::metadata(a.join("filter.snapshot")).unwrap().len();
+    assert!(
+        snapshot_bytes > hydrant_node::SHARED_UPLOAD_PART as u64,
+        "{snapshot_bytes} bytes: one part"
+    );
 
     let replica_b = Replica::start(&b, Ports::free());
     let (later, car) = common::raw_file_car(16, 2048);
@@ -127,7 +138,7 @@ async fn a_replica_loads_its_snapshot_and_catches_up_with_commits_made_meanwhile
     assert_eq!(raw_status(&replica_a, &first[3]).await, 200);
 
     let c = dir.path().join("c");
-    common::make_repo(&c, &backends, Some(&a.join("identity.key")), "");
+    make(&c, Some(&a.join("identity.key")));
     assert!(!c.join("filter.snapshot").exists());
     let (replica_c, rebuilds, loaded) = start(&c).await;
     assert_eq!((rebuilds, loaded), (0.0, true), "{}", replica_c.log());

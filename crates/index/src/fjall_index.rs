@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
-use fjall::config::FilterPolicy;
+use fjall::config::{FilterPolicy, PartitioningPolicy};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::{
@@ -243,7 +243,17 @@ impl FjallIndex {
                 } else {
                     // Prefix and range scans never consult a bloom filter (lsm-tree 3.1 has no
                     // prefix filters): building them only costs ingest time and memory.
-                    options.filter_policy(FilterPolicy::disabled())
+                    // Two-level block indexes on every level: a table keeps only its small
+                    // top-level index in memory and a lookup reads one 4 KiB index partition.
+                    // fjall's default gives the tables of levels 1 and 2 (where the bulk-loaded
+                    // tables go) one full index each, pinned on level 1 and otherwise read
+                    // whole through the block cache at every lookup: at 10^8 blocks that
+                    // tripled the lookup time (BENCHMARKS.md, "Scale"). fjall stores these
+                    // options with the keyspace when it creates it: an index created by an
+                    // older build keeps fjall's default.
+                    options
+                        .filter_policy(FilterPolicy::disabled())
+                        .index_block_partitioning_policy(PartitioningPolicy::all(true))
                 }
             })
             .map_err(|e| storage(&format!("opening keyspace {name}"), e))

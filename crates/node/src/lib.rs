@@ -35,6 +35,7 @@ pub use p2p::swarm::SwarmError;
 pub use repo::{API_FILE, DaemonInfo, Repo, RepoError};
 pub use stores::delete::{DeleteError, GcReport, delete_car, gc};
 pub use stores::export::car_stream;
+pub use stores::filter_snapshot::SHARED_UPLOAD_PART;
 pub use stores::pins::{PinError, PinView, pin_dag, pin_ingested, pin_roots, with_pinned_roots};
 pub use stores::services::Services;
 pub use stores::spill::CarSpill;

@@ -124,7 +124,9 @@ impl PgIndex {
         .await;
         // A failed write stops the merge at its next batch.
         drop(rx);
-        let merged = merge.await.map_err(|e| IndexError::Storage(e.to_string()))?;
+        let merged = merge
+            .await
+            .map_err(|e| IndexError::Storage(e.to_string()))?;
         written.and(merged)
     }
 

@@ -173,7 +173,13 @@ async fn replicas_share_committed_cars_and_never_see_staged_ones() {
         replicas[2].commit_car(&record("cars/one.car", 100)).await,
         Err(IndexError::NotStaged(_))
     ));
-    assert!(replicas[2].car("cars/one.car").await.expect("car").is_none());
+    assert!(
+        replicas[2]
+            .car("cars/one.car")
+            .await
+            .expect("car")
+            .is_none()
+    );
     replicas[1]
         .commit_car(&record("cars/one.car", 100))
         .await

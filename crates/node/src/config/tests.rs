@@ -439,8 +439,10 @@ fn fjall_caches_are_read_bounded_and_counted_in_the_descriptor_budget() {
         ("max_open_files = 8", "index.max_open_files"),
         ("max_open_files = 100000", "index.max_open_files"),
     ] {
-        let c = Config::from_toml(&format!("[index]\nkind = \"fjall\"\npath = \"i\"\n{toml}\n"))
-            .unwrap();
+        let c = Config::from_toml(&format!(
+            "[index]\nkind = \"fjall\"\npath = \"i\"\n{toml}\n"
+        ))
+        .unwrap();
         assert_eq!(c.validate().unwrap_err().field, field, "{toml}");
     }
 }
