@@ -77,13 +77,11 @@ pub enum IndexConfig {
         /// Directory, relative to the repository unless absolute.
         path: PathBuf,
         /// Bytes of the database's block cache (decompressed table and index blocks), at
-        /// least 1 MiB. Default 32 MiB. Lookups at 10^8 blocks and more read less from disk
-        /// with more (BENCHMARKS.md, "Scale").
+        /// least 1 MiB. Default 32 MiB (enough for 10^8 blocks; BENCHMARKS.md, "Scale").
         #[serde(default = "default_fjall_cache_bytes")]
         cache_bytes: u64,
         /// Most table files kept open at once (counted in the file-descriptor budget), 16 to
-        /// 65,536. Default 128. A 10^8-block index has about 150 tables (64 MiB each); a
-        /// lookup in a table whose file was closed reopens it.
+        /// 65,536. Default 128. A lookup in a table whose file was closed reopens it.
         #[serde(default = "default_fjall_max_open_files")]
         max_open_files: usize,
     },
