@@ -81,9 +81,9 @@ const LOCATION_LEN: usize = 12;
 /// Cheap to clone (an `Arc`). Memory: besides fjall's own caches, one entry per committed CAR
 /// (number -> key), about 130 bytes for a 73-byte key such as `cars/<64 hex>.car`, i.e. about
 /// 130 MB per million CARs; plus, per CAR being staged, up to [`SORT_BUFFER_BYTES`] of rows
-/// (then [`MERGE_BUFFER_BYTES`](crate::sorter::MERGE_BUFFER_BYTES) of read buffers while it is committed) and an unnamed
-/// temporary file of sorted runs in the index directory (about 46 bytes per row of a sha2-256
-/// multihash).
+/// (then [`MERGE_BUFFER_BYTES`](crate::sorter::MERGE_BUFFER_BYTES) of read buffers while it is
+/// committed) and an unnamed temporary file of sorted runs in the index directory (about 46
+/// bytes per row of a sha2-256 multihash).
 ///
 /// Blocking fjall calls of the [`BlockIndex`] methods run under
 /// [`tokio::task::spawn_blocking`]; [`FjallIndex::open`] itself blocks.

@@ -369,8 +369,8 @@ impl Config {
                 return Err(refuse(
                     "index.cache_bytes",
                     &cache_bytes,
-                    "use at least 1 MiB (1048576; default 32 MiB): every lookup would read \
-                     its index blocks from disk",
+                    "use at least 1 MiB (1048576; default 32 MiB): a smaller cache holds \
+                     almost no index block, and every lookup reads them again",
                 ));
             }
             if !(16..=65_536).contains(&max_open_files) {

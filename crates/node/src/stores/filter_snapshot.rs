@@ -222,7 +222,7 @@ impl Snapshots {
             .map_err(|e| e.to_string())?;
         if let Some((store, key)) = &self.shared {
             // Parts of SHARED_UPLOAD_PART bytes: one PUT would be capped at 5 GB on S3 (a
-            // filter of 1.4 * 10^9 blocks), and a failed PUT would start over.
+            // filter of 1.4 * 10^9 blocks), and a failed request resends one part, not all of it.
             use tokio::io::AsyncWriteExt as _;
             let mut writer = object_store::buffered::BufWriter::with_capacity(
                 Arc::clone(store),
