@@ -268,11 +268,7 @@ async fn killed_deletions_leave_no_dangling_row_and_gc_no_orphan() {
 async fn replicas_on_postgres_stop_serving_a_deleted_block() {
     let backends = Backends::start();
     let dir = tempfile::tempdir().unwrap();
-    let repos = common::make_replica_repos(dir.path(), &backends, 2, "");
-    let replicas: Vec<Replica> = repos
-        .iter()
-        .map(|repo| Replica::start(repo, Ports::free()))
-        .collect();
+    let replicas = common::start_replicas(dir.path(), &backends, 2, "");
     let (api, gateways) = (
         replicas[0].info.api_url.clone(),
         replicas

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use common::{Backends, Ports, Replica};
+use common::Backends;
 use hydrant_ipni::{Advertisement, EntryChunk, SignedHead, dag_json_cid};
 use sha2::{Digest as _, Sha256};
 
@@ -69,11 +69,7 @@ async fn three_replicas_ingesting_at_once_publish_one_chain() {
     let backends = Backends::start();
     let dir = tempfile::tempdir().unwrap();
     let extra = "[ipni]\nenabled = true\npoll_interval_ms = 200\n";
-    let repos = common::make_replica_repos(dir.path(), &backends, 3, extra);
-    let replicas: Vec<Replica> = repos
-        .iter()
-        .map(|repo| Replica::start(repo, Ports::free()))
-        .collect();
+    let replicas = common::start_replicas(dir.path(), &backends, 3, extra);
     let peer = replicas[0].info.peer_id.clone();
 
     // Nine different CARs (CAR n holds blocks 0..=n of one file), three per replica, all

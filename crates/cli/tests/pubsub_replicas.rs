@@ -8,18 +8,14 @@ mod common;
 #[path = "../../node/tests/pubsub_client/mod.rs"]
 mod pubsub_client;
 
-use common::{Backends, Ports, Replica};
+use common::Backends;
 use pubsub_client::Api;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_published_on_one_replica_reaches_a_subscriber_of_another() {
     let backends = Backends::start();
     let dir = tempfile::tempdir().unwrap();
-    let repos = common::make_replica_repos(dir.path(), &backends, 2, "");
-    let replicas: Vec<Replica> = repos
-        .iter()
-        .map(|repo| Replica::start(repo, Ports::free()))
-        .collect();
+    let replicas = common::start_replicas(dir.path(), &backends, 2, "");
     let peer_id = replicas[0].info.peer_id.clone();
     assert_eq!(replicas[1].info.peer_id, peer_id, "one identity");
     let (a, b) = (
@@ -65,21 +61,13 @@ async fn a_message_published_on_one_replica_reaches_a_subscriber_of_another() {
     }
     for replica in &replicas {
         let metrics = replica.metrics().await;
-        assert_eq!(
-            common::metric(&metrics, "hydrant_pubsub_bus_forwarded_total"),
-            2.0
-        );
-        assert_eq!(
-            common::metric(&metrics, "hydrant_pubsub_bus_received_total"),
-            2.0
-        );
-        assert_eq!(
-            common::metric(&metrics, "hydrant_pubsub_bus_forwarded_large_total"),
-            1.0
-        );
-        assert_eq!(
-            common::metric(&metrics, "hydrant_pubsub_bus_listening"),
-            1.0
-        );
+        for (name, want) in [
+            ("hydrant_pubsub_bus_forwarded_total", 2.0),
+            ("hydrant_pubsub_bus_received_total", 2.0),
+            ("hydrant_pubsub_bus_forwarded_large_total", 1.0),
+            ("hydrant_pubsub_bus_listening", 1.0),
+        ] {
+            assert_eq!(common::metric(&metrics, name), want, "{name}");
+        }
     }
 }

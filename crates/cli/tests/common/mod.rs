@@ -235,6 +235,15 @@ pub fn offline_repo(dir: &Path, car: &[u8], extra: &str) -> PathBuf {
     repo
 }
 
+/// Starts `n` replicas of one identity on `backends` ([`make_replica_repos`] under `dir`), each
+/// on free ports.
+pub fn start_replicas(dir: &Path, backends: &Backends, n: usize, extra: &str) -> Vec<Replica> {
+    make_replica_repos(dir, backends, n, extra)
+        .iter()
+        .map(|repo| Replica::start(repo, Ports::free()))
+        .collect()
+}
+
 /// Makes `n` replica repositories `dir/r0` .. `dir/r{n-1}` on `backends` with `extra` config,
 /// all with the identity `hydrant init` made for `r0` (replicas share one peer ID).
 pub fn make_replica_repos(dir: &Path, backends: &Backends, n: usize, extra: &str) -> Vec<PathBuf> {
