@@ -95,19 +95,29 @@ async function meshWith (hydrant, client, node, topic) {
   await new Promise(resolve => setTimeout(resolve, 1500))
 }
 
-describe('pub/sub with a js-libp2p gossipsub node', SUITE, () => {
-  let hydrant, client, node
+/**
+ * Starts Hydrant, its RPC client and a gossipsub node before the enclosing suite's tests and
+ * stops them after; returns the object they are set on (`hydrant`, `client`, `node`).
+ */
+function hydrantAndGossipNode () {
+  const ctx = {}
   before(async () => {
-    hydrant = await startHydrant()
-    client = kuboClient(hydrant)
-    node = await gossipNode()
+    ctx.hydrant = await startHydrant()
+    ctx.client = kuboClient(ctx.hydrant)
+    ctx.node = await gossipNode()
   }, { timeout: 60_000 })
   after(async () => {
-    await node?.stop()
-    await hydrant?.stop()
+    await ctx.node?.stop()
+    await ctx.hydrant?.stop()
   })
+  return ctx
+}
+
+describe('pub/sub with a js-libp2p gossipsub node', SUITE, () => {
+  const ctx = hydrantAndGossipNode()
 
   it('exchanges 1,000 messages each way, each delivered once', { timeout: 180_000 }, async () => {
+    const { hydrant, client, node } = ctx
     const topic = 'hydrant-interop/gossip'
     const onHydrant = tally()
     const controller = new AbortController()
@@ -141,18 +151,10 @@ describe('pub/sub with a js-libp2p gossipsub node', SUITE, () => {
 })
 
 describe('kubo-rpc-client pubsub against Hydrant', SUITE, () => {
-  let hydrant, client, node
-  before(async () => {
-    hydrant = await startHydrant()
-    client = kuboClient(hydrant)
-    node = await gossipNode()
-  }, { timeout: 60_000 })
-  after(async () => {
-    await node?.stop()
-    await hydrant?.stop()
-  })
+  const ctx = hydrantAndGossipNode()
 
   it('subscribe, publish, ls and peers answer as Kubo', { timeout: 120_000 }, async () => {
+    const { hydrant, client, node } = ctx
     const topic = 'hydrant-interop/kubo-rpc ✓ with spaces'
     const [first, second] = [[], []]
     const controller = new AbortController()
